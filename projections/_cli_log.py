@@ -1,0 +1,235 @@
+"""The `metalog` commands that work on the raw event log and its upkeep.
+
+log, tail, export (read-only, beside a live writer), verify (read-only),
+recover, compact and snapshot (writers). Events are printed one line each
+for people, or as JSON Lines (one object per event) with ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from typing import Any, Iterator
+
+from ._cli_media import event_summary
+from ._cli_output import Progress, event_dict, format_time, plain
+from ._cli_store import Context, catalog_store, log_key, parse_time
+
+__all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
+           "cmd_compact", "cmd_snapshot", "problem_dict", "report_lines"]
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _filtered(store: Any, args: argparse.Namespace, progress: Progress | None = None
+              ) -> Iterator[Any]:
+    """Events matching --from --to --key --type --since --until, in seq order."""
+    start = max(args.from_seq or 1, 1)
+    stop = args.to_seq + 1 if args.to_seq is not None else None
+    if stop is not None and stop <= start:
+        return
+    key = log_key(store, args.key) if args.key else None
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    types = args.types or None
+    for event in store.read(start, stop, key=key, types=types):
+        if progress is not None:
+            progress.update(event.seq)
+        if since is not None and event.ts < since:
+            continue
+        if until is not None and event.ts > until:
+            continue
+        yield event
+
+
+class _EventLines:
+    """Prints events as aligned lines (people) or JSON Lines (--json)."""
+
+    def __init__(self, ctx: Context, last_seq: int) -> None:
+        self.ctx = ctx
+        self.width = max(len(str(last_seq)), 3)
+        self.out = ctx.out.out
+
+    def header(self) -> None:
+        if not self.ctx.json:
+            self.out.write(f"{'SEQ':>{self.width}}  {'TIME':19}  {'TYPE':16}  KEY  CHANGE\n")
+
+    def show(self, event: Any) -> None:
+        if self.ctx.json:
+            self.ctx.out.json_line(event_dict(event))
+        else:
+            self.out.write(f"{event.seq:>{self.width}}  {format_time(event.ts)}  "
+                           f"{event.type:16}  {event.key}  {event_summary(event)}\n")
+
+
+def cmd_log(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.store_handle() as store:
+        printer = _EventLines(ctx, store.last_seq)
+        shown = 0
+        for event in _filtered(store, args):
+            if args.limit is not None and shown >= args.limit:
+                break
+            if shown == 0:
+                printer.header()
+            printer.show(event)
+            shown += 1
+    if shown == 0 and not ctx.json:
+        sys.stderr.write("(no events match)\n")
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.store_handle() as store:
+        last = store.last_seq
+        printer = _EventLines(ctx, max(last, 999_999))
+        for event in store.read(max(last - args.lines + 1, 1)) if args.lines else ():
+            printer.show(event)
+        ctx.out.out.flush()
+        if not args.follow:
+            return 0
+        try:
+            for event in store.follow(last + 1, timeout=args.timeout):
+                printer.show(event)
+                ctx.out.out.flush()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    count = 0
+    with ctx.store_handle() as store:
+        total = store.last_seq
+        if args.output:
+            directory = os.path.dirname(os.path.abspath(args.output))
+            fd, tmp = tempfile.mkstemp(prefix=".metalog-export-", dir=directory)
+            sink = os.fdopen(fd, "w", encoding="utf-8")
+        else:
+            tmp, sink = None, sys.stdout
+        try:
+            with Progress("exporting", total=total) as progress:
+                for event in _filtered(store, args, progress):
+                    sink.write(json.dumps(event_dict(event), ensure_ascii=False,
+                                          separators=(",", ":")) + "\n")
+                    count += 1
+            if tmp is not None:
+                sink.flush()
+                os.fsync(sink.fileno())
+                sink.close()
+                os.replace(tmp, args.output)
+                tmp = None
+        finally:
+            if tmp is not None:
+                sink.close()
+                os.unlink(tmp)
+    if args.output:
+        ctx.out.json({"events": count, "file": os.path.abspath(args.output)})
+        ctx.out.text(f"exported {count} events to {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------- upkeep
+
+
+def problem_dict(problem: Any) -> dict[str, Any]:
+    """A verify/recovery problem as {file, offset, reason, message}."""
+    out: dict[str, Any] = {"message": str(problem)}
+    for name in ("file", "offset", "reason", "kind", "seq_range", "lost"):
+        value = getattr(problem, name, None)
+        if value is not None:
+            out[name] = plain(value)
+    return out
+
+
+def report_lines(report: Any) -> list[str]:
+    """The entries of a recovery report, one string each (empty when none)."""
+    if not report:
+        return []
+    for name in ("entries", "actions", "problems", "items"):
+        entries = getattr(report, name, None)
+        if entries:
+            return [str(e) for e in entries]
+    try:
+        return [str(e) for e in report]
+    except TypeError:
+        return [str(report)]
+
+
+def _report_json(report: Any) -> Any:
+    as_dict = getattr(report, "as_dict", None)
+    if callable(as_dict):
+        return plain(as_dict())
+    return report_lines(report)
+
+
+def _show_verify(ctx: Context, report: Any, extra: dict[str, Any] | None = None) -> int:
+    problems = [problem_dict(p) for p in getattr(report, "problems", [])]
+    ok = bool(report.ok)
+    body = {"ok": ok, "problems": problems, **(extra or {})}
+    for name in ("events", "frames", "segments", "snapshots", "last_seq"):
+        value = getattr(report, name, None)
+        if isinstance(value, int) and name not in body:
+            body[name] = value
+    ctx.out.json(body)
+    if ok:
+        counts = ", ".join(f"{body[n]} {n}" for n in ("events", "segments", "snapshots")
+                           if n in body)
+        ctx.out.text(f"ok: {ctx.store} verified" + (f" ({counts})" if counts else ""))
+    else:
+        ctx.out.text(f"verify found {len(problems)} problem(s) in {ctx.store}:")
+        for p in problems:
+            ctx.out.text(f"  {p['message']}")
+    return 0 if ok else 1
+
+
+def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.store_handle() as store:
+        with Progress("verifying"):
+            report = store.verify()
+    return _show_verify(ctx, report)
+
+
+def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
+    mode = "salvage" if args.salvage else "strict"
+    with ctx.catalog(recovery=mode) as cat:
+        store = catalog_store(cat)
+        report = store.recovery_report
+        lines = report_lines(report)
+        with Progress("verifying"):
+            verified = store.verify()
+    if lines:
+        ctx.out.text(f"recovery ({mode}) repaired {ctx.store}:", *(f"  {line}" for line in lines))
+    else:
+        ctx.out.text(f"recovery ({mode}): nothing to repair in {ctx.store}")
+    return _show_verify(ctx, verified, {"recovery": mode, "repaired": bool(lines),
+                                        "report": _report_json(report)})
+
+
+def cmd_compact(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.catalog() as cat:
+        before = dict(catalog_store(cat).stats())
+        with Progress("compacting"):
+            result = cat.compact()
+        after = dict(catalog_store(cat).stats())
+    ctx.out.json({"before": before, "after": after, "result": plain(result)})
+    b, a = before.get("bytes_on_disk"), after.get("bytes_on_disk")
+    ctx.out.text(f"compacted {ctx.store}")
+    ctx.out.kv([("bytes on disk", f"{b} -> {a}" + (f" ({a / b:.0%})" if b and a else "")),
+                ("segments", f"{before.get('segments')} -> {after.get('segments')}"),
+                ("snapshot at seq", after.get("snapshot_seq"))], indent="  ")
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.catalog() as cat:
+        store = catalog_store(cat)
+        with Progress("writing snapshot"):
+            store.snapshot()
+        stats = dict(store.stats())
+    ctx.out.json({"snapshot_seq": stats.get("snapshot_seq"), "last_seq": stats.get("last_seq")})
+    ctx.out.text(f"snapshot written at seq {stats.get('snapshot_seq')}")
+    return 0
+

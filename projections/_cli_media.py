@@ -1,0 +1,326 @@
+"""The `metalog` commands that speak in media items, through `MediaCatalog`.
+
+init, set-title, set-description, get, ls, history, undo, redo, state-at,
+diff, stats and import-json. Each takes the parsed arguments and a
+`Context`, prints human text or JSON, and returns an exit code. Commands
+that only look open the catalog read-only, so they run beside a writer.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Iterable
+
+from ._cli_output import Progress, format_time, iso_time, plain, shorten, table
+from .events import FIELD_OF_TYPE, FIELDS, VALUE
+from ._cli_store import Context, Problem, UsageError, catalog_store, media_key, parse_time
+
+__all__ = [
+    "cmd_init", "cmd_set_title", "cmd_set_description", "cmd_get", "cmd_ls",
+    "cmd_history", "cmd_undo", "cmd_redo", "cmd_state_at", "cmd_diff",
+    "cmd_stats", "cmd_import_json", "record_dict", "change_dict", "event_summary",
+]
+
+# --------------------------------------------------------------- conversions
+
+
+def record_dict(record: Any) -> dict[str, Any] | None:
+    """A `MediaRecord` (or a projection's per-key state) as a plain dict."""
+    if record is None:
+        return None
+    if isinstance(record, dict):
+        out = dict(record)
+    elif hasattr(record, "_asdict"):
+        out = dict(record._asdict())
+    else:
+        out = {name: getattr(record, name) for name in
+               ("title", "description", "version", "created", "updated") if hasattr(record, name)}
+    for name in ("created", "updated"):
+        if name in out:
+            out[name] = iso_time(out[name]) or out[name]
+    return plain(out)
+
+
+def change_dict(change: Any) -> dict[str, Any]:
+    """A history `Change` as a plain dict with an ISO time."""
+    out = plain(change)
+    if not isinstance(out, dict):
+        out = {"change": out}
+    if "time" in out:
+        out["time"] = iso_time(getattr(change, "time", None)) or out["time"]
+    return out
+
+
+def _quote(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    return repr(shorten(str(value), 60)) if isinstance(value, str) else str(value)
+
+
+def event_summary(event: Any) -> str:
+    """One line about what an event did: its data and who/why from meta."""
+    data = event.data or {}
+    field = FIELD_OF_TYPE.get(event.type)
+    if field is not None and set(data) == {VALUE}:
+        parts = [f"{field}={_quote(data[VALUE])}"]
+    else:
+        parts = [f"{k}={_quote(v)}" for k, v in data.items()]
+    meta = event.meta or {}
+    if meta.get("actor"):
+        parts.append(f"by {meta['actor']}")
+    for name in ("undo_of", "redo_of"):
+        if meta.get(name) is not None:
+            parts.append(f"{name.replace('_', ' ')} #{meta[name]}")
+    if meta.get("reason"):
+        parts.append(f"({shorten(str(meta['reason']), 50)})")
+    return " ".join(parts)
+
+
+def _events_of(result: Any) -> list[Any]:
+    """The events a catalog call returned: one Event, a list, or None."""
+    if result is None:
+        return []
+    if hasattr(result, "seq") and hasattr(result, "key"):
+        return [result]
+    if isinstance(result, (list, tuple)):
+        return [e for e in result if hasattr(e, "seq")]
+    return []
+
+
+def _text_arg(value: str) -> str:
+    return sys.stdin.read().rstrip("\n") if value == "-" else value
+
+
+def _items(source: Any) -> list[tuple[str, Any]]:
+    """(key, record) pairs from a catalog or a projection, sorted by key."""
+    items = source.items() if hasattr(source, "items") else getattr(source, "state", {}).items()
+    return sorted(((str(k), v) for k, v in items), key=lambda kv: kv[0])
+
+
+def _under(prefix: str | None, items: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    if not prefix:
+        return list(items)
+    raw = prefix
+    norm = os.path.normpath(os.path.abspath(os.path.expanduser(prefix)))
+    return [(k, v) for k, v in items if k.startswith(raw) or k == norm
+            or k.startswith(norm.rstrip(os.sep) + os.sep)]
+
+
+def _field(record: Any, name: str) -> Any:
+    if record is None:
+        return None
+    if isinstance(record, dict):
+        return record.get(name)
+    return getattr(record, name, None)
+
+
+def _print_items(ctx: Context, items: list[tuple[str, Any]]) -> None:
+    rows = [(key, shorten(_field(rec, "title") or "", 32),
+             shorten(_field(rec, "description") or "", 40),
+             _field(rec, "version") if _field(rec, "version") is not None else "",
+             format_time(_field(rec, "updated")) if _field(rec, "updated") is not None else "")
+            for key, rec in items]
+    headers = ["KEY", "TITLE", "DESCRIPTION", "VER", "UPDATED"]
+    if rows and all(r[3] == "" for r in rows):
+        headers, rows = headers[:3], [r[:3] for r in rows]
+    ctx.out.text(*table(headers, rows, right=("VER",)))
+
+
+# ------------------------------------------------------------------- commands
+
+
+def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
+    existed = ctx.store.is_dir() and any(ctx.store.iterdir())
+    with ctx.catalog(create=True) as cat:
+        count = len(cat)
+        last = catalog_store(cat).last_seq
+    ctx.out.json({"store": str(ctx.store), "created": not existed, "items": count, "last_seq": last})
+    if existed:
+        ctx.out.text(f"metalog store already exists in {ctx.store} ({count} items, {last} events)")
+    else:
+        ctx.out.text(f"Initialized empty metalog store in {ctx.store}")
+    return 0
+
+
+def _set(args: argparse.Namespace, ctx: Context, field: str, value: str) -> int:
+    value = _text_arg(value)
+    with ctx.catalog() as cat:
+        setter = cat.set_title if field == "title" else cat.set_description
+        event = setter(args.media, value, reason=args.reason)
+        key = event.key if event is not None else media_key(cat, args.media)
+    ctx.out.json({"key": key, "field": field, "value": value, "changed": event is not None,
+                  "seq": event.seq if event is not None else None, "actor": ctx.actor})
+    if event is None:
+        ctx.out.text(f"{key}: {field} unchanged (no event written)")
+    else:
+        ctx.out.text(f"{key}: {field} set to {_quote(value)} (seq {event.seq}, by {ctx.actor})")
+    return 0
+
+
+def cmd_set_title(args: argparse.Namespace, ctx: Context) -> int:
+    return _set(args, ctx, "title", args.title)
+
+
+def cmd_set_description(args: argparse.Namespace, ctx: Context) -> int:
+    return _set(args, ctx, "description", args.text)
+
+
+def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.catalog(readonly=True) as cat:
+        record = cat.get(args.media)
+        key = media_key(cat, args.media)
+    if record is None:
+        ctx.out.json({"key": key, "found": False})
+        raise Problem(f"no media item {key}")
+    info = {"key": key, "found": True, **(record_dict(record) or {})}
+    ctx.out.json(info)
+    ctx.out.kv([("key", key), ("title", info.get("title") or ""),
+                ("description", info.get("description") or ""),
+                ("version", info.get("version", "")),
+                ("created", format_time(getattr(record, "created", None))),
+                ("updated", format_time(getattr(record, "updated", None)))])
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.catalog(readonly=True) as cat:
+        items = _under(args.prefix, _items(cat))
+    ctx.out.json({"count": len(items),
+                  "items": [{"key": k, **(record_dict(r) or {})} for k, r in items]})
+    if not items:
+        ctx.out.text("(no media items)")
+    else:
+        _print_items(ctx, items)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.catalog(readonly=True) as cat:
+        changes = list(cat.history(args.media))
+        key = media_key(cat, args.media)
+    ctx.out.json({"key": key, "changes": [change_dict(c) for c in changes]})
+    if not changes:
+        ctx.out.text(f"{key}: no history")
+        return 0
+    rows = [(c.seq, format_time(c.time), c.actor or "-", c.field,
+             f"{_quote(c.old)} -> {_quote(c.new)}", c.reason or "") for c in changes]
+    ctx.out.text(key, *table(["SEQ", "TIME", "ACTOR", "FIELD", "CHANGE", "REASON"], rows,
+                             right=("SEQ",)))
+    return 0
+
+
+def _undo_redo(args: argparse.Namespace, ctx: Context, verb: str) -> int:
+    with ctx.catalog() as cat:
+        result = (cat.undo if verb == "undo" else cat.redo)(args.media)
+        events = _events_of(result)
+    past = "undid" if verb == "undo" else "redid"
+    ctx.out.json({verb: [plain(_event_brief(e)) for e in events], "changed": bool(events)})
+    if not events:
+        target = f" for {args.media}" if args.media else ""
+        ctx.out.text(f"nothing to {verb}{target}")
+        return 0
+    for event in events:
+        ctx.out.text(f"{past}: seq {event.seq} {event.key} {event_summary(event)}")
+    return 0
+
+
+def _event_brief(event: Any) -> dict[str, Any]:
+    return {"seq": event.seq, "type": event.type, "key": event.key,
+            "data": event.data, "meta": event.meta}
+
+
+def cmd_undo(args: argparse.Namespace, ctx: Context) -> int:
+    return _undo_redo(args, ctx, "undo")
+
+
+def cmd_redo(args: argparse.Namespace, ctx: Context) -> int:
+    return _undo_redo(args, ctx, "redo")
+
+
+def cmd_state_at(args: argparse.Namespace, ctx: Context) -> int:
+    if (args.seq is None) == (args.time is None):
+        raise UsageError("state-at needs exactly one of SEQ or --time TIME")
+    with ctx.catalog(readonly=True) as cat:
+        if args.time is not None:
+            ns = parse_time(args.time)
+            view = cat.state_at(time=ns / 1e9)
+        else:
+            view = cat.state_at(seq=args.seq)
+        items = _under(args.prefix, _items(view))
+        at_seq = getattr(view, "seq", getattr(view, "last_seq", args.seq))
+    point = f"seq {args.seq}" if args.time is None else f"time {args.time}"
+    ctx.out.json({"at": {"seq": at_seq, "time": args.time}, "count": len(items),
+                  "items": [{"key": k, **(record_dict(r) or {})} for k, r in items]})
+    ctx.out.text(f"state at {point}" + (f" (seq {at_seq})" if args.time and at_seq else "")
+                 + f": {len(items)} items")
+    if items:
+        _print_items(ctx, items)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.catalog(readonly=True) as cat:
+        b = args.b if args.b is not None else catalog_store(cat).last_seq
+        changes = cat.diff(args.a, b)
+    out = {str(k): {"before": record_dict(v[0]), "after": record_dict(v[1])}
+           for k, v in sorted(changes.items())}
+    ctx.out.json({"a": args.a, "b": b, "changes": out})
+    ctx.out.text(f"diff seq {args.a} -> {b}: {len(out)} items changed")
+    for key, pair in out.items():
+        before, after = pair["before"] or {}, pair["after"] or {}
+        status = "added" if not pair["before"] else "removed" if not pair["after"] else "changed"
+        ctx.out.text(f"{status:8} {key}")
+        for name in FIELDS:
+            old, new = before.get(name), after.get(name)
+            if (old or "") != (new or ""):
+                ctx.out.text(f"  {name + ':':13} {_quote(old)} -> {_quote(new)}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.catalog(readonly=True) as cat:
+        stats = dict(cat.stats())
+    ctx.out.json(stats)
+    ctx.out.kv(sorted(_flatten(stats)))
+    return 0
+
+
+def _flatten(stats: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = []
+    for key, value in stats.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            pairs.extend(_flatten(value, name + "."))
+        elif name.endswith("bytes_on_disk") or name.endswith("_bytes"):
+            pairs.append((name, f"{value} ({_human_bytes(value)})"))
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+def _human_bytes(n: Any) -> str:
+    try:
+        size = float(n)
+    except (TypeError, ValueError):
+        return str(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
+    if not os.path.isfile(args.file):
+        raise UsageError(f"{args.file}: no such file")
+    with ctx.catalog() as cat, Progress(f"importing {args.file}"):
+        report = cat.import_legacy_json(args.file)
+    info = plain(report)
+    if not isinstance(info, dict):
+        info = {"report": info}
+    ctx.out.json(info)
+    ctx.out.text(f"imported {args.file}:")
+    ctx.out.kv(sorted(_flatten(info)), indent="  ")
+    problems = [info.get(name) for name in ("errors", "problems", "failed") if info.get(name)]
+    return 1 if problems else 0

@@ -1,0 +1,255 @@
+"""Terminal output for the `metalog` command: tables, times, JSON, progress.
+
+This module owns how things look: aligned tables, human times, the JSON
+encoding of events and records, and a small stderr progress bar that only
+appears on a terminal once an operation has run for about a second. It knows
+nothing about stores; the command modules hand it plain values.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any, Iterable, Sequence, TextIO
+
+__all__ = [
+    "Printer",
+    "Progress",
+    "event_dict",
+    "format_time",
+    "iso_time",
+    "plain",
+    "table",
+    "to_ns",
+    "shorten",
+]
+
+
+# --------------------------------------------------------------------------
+# values
+
+
+def to_ns(value: Any) -> int | None:
+    """A timestamp as ns since the epoch, from ns ints, float seconds or datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        # Heuristic: anything below year ~2286 in seconds is a seconds value.
+        return value if abs(value) > 10**12 else value * 10**9
+    if isinstance(value, float):
+        return int(value * 1e9) if abs(value) < 1e12 else int(value)
+    return None
+
+
+def iso_time(value: Any) -> str | None:
+    """ISO 8601 in UTC with microseconds, for machines."""
+    ns = to_ns(value)
+    if ns is None:
+        return None
+    moment = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def format_time(value: Any) -> str:
+    """Local time to the second, for people."""
+    ns = to_ns(value)
+    if ns is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def plain(value: Any) -> Any:
+    """Turn records, named tuples, dataclasses and bytes into JSON-able values."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    if isinstance(value, _dt.datetime):
+        return iso_time(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def event_dict(event: Any) -> dict[str, Any]:
+    """One event as the JSON object that `log --json`, `tail` and `export` print."""
+    return {
+        "seq": event.seq,
+        "ts": event.ts,
+        "time": iso_time(event.ts),
+        "type": event.type,
+        "key": event.key,
+        "data": plain(event.data),
+        "meta": plain(event.meta),
+    }
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut ``text`` to ``width`` characters with an ellipsis; one line only."""
+    text = text.replace("\n", "\u21b5")
+    if width <= 0 or len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + "\u2026"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+          right: Sequence[str] = ()) -> list[str]:
+    """Aligned columns; columns named in ``right`` are right-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(row: Sequence[str]) -> str:
+        parts = []
+        for i, cell in enumerate(row):
+            if headers[i] in right:
+                parts.append(cell.rjust(widths[i]))
+            elif i == len(row) - 1:
+                parts.append(cell)
+            else:
+                parts.append(cell.ljust(widths[i]))
+        return "  ".join(parts).rstrip()
+
+    return [line(list(headers))] + [line(row) for row in cells]
+
+
+# --------------------------------------------------------------------------
+# printing
+
+
+class Printer:
+    """Writes either human text or JSON to stdout, never both."""
+
+    def __init__(self, json_mode: bool, out: TextIO | None = None) -> None:
+        self.json_mode = json_mode
+        self.out = out or sys.stdout
+
+    def text(self, *lines: str) -> None:
+        if not self.json_mode:
+            for line in lines:
+                self.out.write(line + "\n")
+
+    def json(self, value: Any) -> None:
+        if self.json_mode:
+            self.out.write(json.dumps(plain(value), ensure_ascii=False, indent=2) + "\n")
+
+    def json_line(self, value: Any) -> None:
+        """One compact JSON object on one line (JSON Lines)."""
+        self.out.write(json.dumps(plain(value), ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def kv(self, pairs: Sequence[tuple[str, Any]], indent: str = "") -> None:
+        """``key: value`` lines with the values aligned."""
+        if self.json_mode or not pairs:
+            return
+        width = max(len(k) for k, _ in pairs) + 1
+        for key, value in pairs:
+            self.out.write(f"{indent}{(key + ':').ljust(width)} {value}\n")
+
+
+# --------------------------------------------------------------------------
+# progress
+
+
+def _progress_wanted(stream: TextIO) -> bool:
+    forced = os.environ.get("METALOG_PROGRESS", "").strip().lower()
+    if forced in ("0", "no", "never", "off"):
+        return False
+    if forced in ("1", "yes", "always", "on"):
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Progress:
+    """A stderr progress bar that shows up only after ``delay`` seconds.
+
+    Use as a context manager around work that may be slow. With ``total``
+    it draws a bar from ``update(done)``; without, a spinner with the elapsed
+    time (for calls such as ``verify()`` that report nothing while they run).
+    Nothing is drawn unless stderr is a terminal (or ``METALOG_PROGRESS=1``),
+    so pipes and tests stay clean.
+    """
+
+    _SPIN = "|/-\\"
+
+    def __init__(self, label: str, total: int | None = None, *, delay: float = 1.0,
+                 stream: TextIO | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.delay = delay
+        self.stream = stream or sys.stderr
+        self.enabled = _progress_wanted(self.stream)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._drawn = False
+        self._start = 0.0
+
+    def update(self, done: int) -> None:
+        self.done = done
+
+    def __enter__(self) -> "Progress":
+        self._start = time.monotonic()
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="metalog-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._drawn:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
+    def _run(self) -> None:
+        if self._stop.wait(self.delay):
+            return
+        tick = 0
+        while True:
+            self._draw(tick)
+            tick += 1
+            if self._stop.wait(0.1):
+                return
+
+    def render(self, tick: int = 0) -> str:
+        elapsed = time.monotonic() - self._start
+        if self.total:
+            frac = min(max(self.done / self.total, 0.0), 1.0)
+            width = 30
+            filled = int(frac * width)
+            bar = "#" * filled + "-" * (width - filled)
+            return f"{self.label} [{bar}] {self.done}/{self.total} {frac:4.0%} {elapsed:5.1f}s"
+        return f"{self.label} {self._SPIN[tick % len(self._SPIN)]} {elapsed:5.1f}s"
+
+    def _draw(self, tick: int) -> None:
+        try:
+            self.stream.write("\r\x1b[2K" + self.render(tick))
+            self.stream.flush()
+            self._drawn = True
+        except (OSError, ValueError):
+            self._stop.set()
