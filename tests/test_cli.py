@@ -1,0 +1,249 @@
+"""The `metalog` command, run as a subprocess: every SPEC §6 command, human
+and ``--json`` output. Exit codes for failures are in test_cli_exit_codes.py.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli_helpers import METALOG, cli_env, ok, run, run_json, run_jsonl
+
+COMMANDS = ["init", "set-title", "set-description", "get", "ls", "history", "undo",
+            "redo", "log", "tail", "state-at", "diff", "stats", "verify", "recover",
+            "compact", "snapshot", "export", "import-json", "demo"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    out = run_json("init", store=path, cwd=tmp_path)
+    assert out == {"store": str(path), "created": True, "items": 0, "last_seq": 0}
+    return path
+
+
+def edit(store: Path, cwd: Path, *args: str, actor: str = "tester") -> dict:
+    return run_json("--actor", actor, *args, store=store, cwd=cwd)
+
+
+def test_help_lists_every_command_with_examples() -> None:
+    top = ok("--help")
+    for name in COMMANDS:
+        assert name in top
+        page = ok(name, "--help")
+        assert "examples:" in page and f"metalog {name.split()[0]}" in page
+
+
+def test_init_is_idempotent(store: Path, tmp_path: Path) -> None:
+    again = run_json("init", store=store)
+    assert again["created"] is False
+    assert "already exists" in ok("init", store=store)
+
+
+def test_store_defaults_to_env_then_cwd(tmp_path: Path) -> None:
+    ok("init", cwd=tmp_path)
+    assert (tmp_path / "metalog-data").is_dir()
+    env_store = tmp_path / "from-env"
+    ok("init", cwd=tmp_path, env=cli_env(METALOG_STORE=str(env_store)))
+    assert env_store.is_dir()
+
+
+def test_set_get_ls_human_and_json(store: Path, tmp_path: Path) -> None:
+    key = str(tmp_path / "clip.mp4")
+    out = edit(store, tmp_path, "set-title", "clip.mp4", "Sunset", "--reason", "first cut")
+    assert out["key"] == key and out["changed"] is True and out["seq"] == 1
+    assert out["actor"] == "tester"
+    edit(store, tmp_path, "set-description", "clip.mp4", "From the pier")
+    unchanged = edit(store, tmp_path, "set-title", "clip.mp4", "Sunset")
+    assert unchanged["changed"] is False and unchanged["seq"] is None
+
+    got = run_json("get", "clip.mp4", store=store, cwd=tmp_path)
+    assert got["found"] and got["title"] == "Sunset" and got["description"] == "From the pier"
+    assert got["version"] == 2 and got["created"].endswith("Z")
+    human = ok("get", key, store=store)
+    assert "title:" in human and "Sunset" in human and "From the pier" in human
+
+    listing = run_json("ls", store=store)
+    assert listing["count"] == 1 and listing["items"][0]["key"] == key
+    table = ok("ls", store=store).splitlines()
+    assert table[0].split() == ["KEY", "TITLE", "DESCRIPTION", "VER", "UPDATED"]
+    assert table[1].startswith(key) and "Sunset" in table[1]
+    assert run_json("ls", str(tmp_path / "elsewhere"), store=store)["count"] == 0
+
+
+def test_description_from_stdin(store: Path, tmp_path: Path) -> None:
+    proc = run("set-description", "a.mp4", "-", store=store, cwd=tmp_path, input="piped\n")
+    assert proc.returncode == 0
+    assert run_json("get", "a.mp4", store=store, cwd=tmp_path)["description"] == "piped"
+
+
+def test_history_undo_redo(store: Path, tmp_path: Path) -> None:
+    edit(store, tmp_path, "set-title", "a.mp4", "One", actor="alice")
+    edit(store, tmp_path, "set-title", "a.mp4", "Two", "-m", "better", actor="bob")
+    hist = run_json("history", "a.mp4", store=store, cwd=tmp_path)
+    changes = hist["changes"]
+    assert [(c["field"], c["old"], c["new"], c["actor"]) for c in changes] == [
+        ("title", None, "One", "alice"), ("title", "One", "Two", "bob")] or \
+        [(c["new"], c["actor"]) for c in changes] == [("One", "alice"), ("Two", "bob")]
+    assert changes[1]["reason"] == "better" and changes[0]["time"].endswith("Z")
+    human = ok("history", "a.mp4", store=store, cwd=tmp_path)
+    assert "bob" in human and "'One' -> 'Two'" in human
+
+    undone = edit(store, tmp_path, "undo", "a.mp4")
+    assert undone["changed"] and undone["undo"][0]["data"] == {"value": "One"}
+    assert run_json("get", "a.mp4", store=store, cwd=tmp_path)["title"] == "One"
+    redone = edit(store, tmp_path, "redo", "a.mp4")
+    assert redone["changed"]
+    assert run_json("get", "a.mp4", store=store, cwd=tmp_path)["title"] == "Two"
+    assert "undid" in ok("undo", store=store)
+    assert "nothing to redo" in ok("redo", "b.mp4", store=store, cwd=tmp_path)
+
+
+def _populate(store: Path, cwd: Path) -> None:
+    for i, (name, title) in enumerate([("a.mp4", "A1"), ("b.mp4", "B1"), ("a.mp4", "A2"),
+                                       ("c.mp4", "C1"), ("b.mp4", "B2")]):
+        edit(store, cwd, "set-title", name, title, actor="alice" if i % 2 else "bob")
+
+
+def test_log_filters(store: Path, tmp_path: Path) -> None:
+    _populate(store, tmp_path)
+    edit(store, tmp_path, "set-description", "c.mp4", "desc")
+    everything = run_jsonl("log", store=store)
+    assert [e["seq"] for e in everything] == [1, 2, 3, 4, 5, 6]
+    first = everything[0]
+    assert set(first) == {"seq", "ts", "time", "type", "key", "data", "meta"}
+    assert first["type"] == "title.set" and first["meta"]["actor"] == "bob"
+
+    assert [e["seq"] for e in run_jsonl("log", "--from", "2", "--to", "4", store=store)] == [2, 3, 4]
+    assert [e["seq"] for e in run_jsonl("log", "--key", "a.mp4", store=store,
+                                        cwd=tmp_path)] == [1, 3]
+    assert [e["seq"] for e in run_jsonl("log", "--type", "description.set",
+                                        store=store)] == [6]
+    assert [e["seq"] for e in run_jsonl("log", "--limit", "2", store=store)] == [1, 2]
+    ts4 = everything[3]["ts"]
+    since = run_jsonl("log", "--since", f"@{ts4 / 1e9}", store=store)
+    assert [e["seq"] for e in since][0] in (3, 4) and since[-1]["seq"] == 6
+    assert run_jsonl("log", "--until", "2000-01-01", store=store) == []
+    assert len(run_jsonl("log", "--since", "1h", store=store)) == 6
+
+    human = ok("log", store=store).splitlines()
+    assert human[0].split()[:4] == ["SEQ", "TIME", "TYPE", "KEY"]
+    assert "title='A1'" in human[1] and "by bob" in human[1]
+
+
+def test_tail_last_events(store: Path, tmp_path: Path) -> None:
+    _populate(store, tmp_path)
+    assert [e["seq"] for e in run_jsonl("tail", "-n", "2", store=store)] == [4, 5]
+    assert len(ok("tail", store=store).splitlines()) == 5
+
+
+def test_tail_follows_another_writer(store: Path, tmp_path: Path) -> None:
+    edit(store, tmp_path, "set-title", "a.mp4", "before")
+    follower = subprocess.Popen(METALOG + ["--store", str(store), "--json", "tail", "-f", "-n", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=cli_env(), cwd=tmp_path)
+    try:
+        first = json.loads(follower.stdout.readline())
+        assert first["seq"] == 1
+        edit(store, tmp_path, "set-title", "a.mp4", "live 1")
+        edit(store, tmp_path, "set-title", "b.mp4", "live 2")
+        seen = [json.loads(follower.stdout.readline()) for _ in range(2)]
+        assert [(e["seq"], e["data"]["value"]) for e in seen] == [(2, "live 1"), (3, "live 2")]
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(timeout=10)
+    assert follower.returncode == 0
+    assert "Traceback" not in follower.stderr.read()
+
+
+def test_tail_follow_timeout_ends(store: Path) -> None:
+    start = time.monotonic()
+    proc = run("tail", "-f", "--timeout", "0.5", store=store)
+    assert proc.returncode == 0 and time.monotonic() - start < 15
+
+
+def test_state_at_and_diff(store: Path, tmp_path: Path) -> None:
+    _populate(store, tmp_path)
+    at2 = run_json("state-at", "2", store=store)
+    assert {i["key"].rsplit("/", 1)[1]: i["title"] for i in at2["items"]} == {
+        "a.mp4": "A1", "b.mp4": "B1"}
+    assert "2 items" in ok("state-at", "2", store=store)
+    now = run_json("state-at", "--time", "now", store=store)
+    assert now["count"] == 3
+
+    diff = run_json("diff", "2", "5", store=store)
+    changes = {k.rsplit("/", 1)[1]: v for k, v in diff["changes"].items()}
+    assert set(changes) == {"a.mp4", "b.mp4", "c.mp4"}
+    assert changes["a.mp4"]["before"]["title"] == "A1"
+    assert changes["a.mp4"]["after"]["title"] == "A2"
+    assert changes["c.mp4"]["before"] is None
+    assert run_json("diff", "2", store=store)["b"] == 5
+    human = ok("diff", "2", "5", store=store)
+    assert "'A1' -> 'A2'" in human and "added" in human
+
+
+def test_stats_verify_compact_snapshot(store: Path, tmp_path: Path) -> None:
+    _populate(store, tmp_path)
+    stats = run_json("stats", store=store)
+    for name in ("events", "keys", "segments", "bytes_on_disk", "last_seq", "snapshot_seq"):
+        assert name in stats
+    assert stats["events"] == 5 and stats["last_seq"] == 5
+    assert "bytes_on_disk" in ok("stats", store=store)
+
+    assert run_json("verify", store=store)["ok"] is True
+    assert ok("verify", store=store).startswith("ok:")
+
+    snap = run_json("snapshot", store=store)
+    assert snap["snapshot_seq"] == 5
+    compacted = run_json("compact", store=store)
+    assert compacted["after"]["last_seq"] == 5
+    assert "bytes on disk" in ok("compact", store=store)
+    assert run_json("verify", store=store)["ok"] is True
+    assert run_json("get", "a.mp4", store=store, cwd=tmp_path)["title"] == "A2"
+
+
+def test_export_jsonl(store: Path, tmp_path: Path) -> None:
+    _populate(store, tmp_path)
+    lines = ok("export", store=store).splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+    target = tmp_path / "out.jsonl"
+    summary = run_json("export", "-o", str(target), "--from", "3", store=store)
+    assert summary == {"events": 3, "file": str(target)}
+    assert [json.loads(x)["seq"] for x in target.read_text().splitlines()] == [3, 4, 5]
+
+
+def test_import_json_is_idempotent(store: Path, tmp_path: Path) -> None:
+    legacy = tmp_path / "media_metadata.json"
+    data = {str(tmp_path / "x.jpg"): {"title": "X", "description": "old x"},
+            str(tmp_path / "y.jpg"): {"title": "Y", "description": ""}}
+    legacy.write_text(json.dumps(data))
+    first = run_json("import-json", str(legacy), store=store)
+    assert isinstance(first, dict)
+    assert run_json("get", "x.jpg", store=store, cwd=tmp_path)["description"] == "old x"
+    events = run_json("stats", store=store)["events"]
+    run_json("import-json", str(legacy), store=store)
+    assert run_json("stats", store=store)["events"] in (events, events + 1)
+    assert json.loads(legacy.read_text()) == data
+
+
+def test_demo_runs_and_reports_json() -> None:
+    start = time.monotonic()
+    out = ok("demo")
+    assert time.monotonic() - start < 20
+    assert "torn" in out and "Demo finished" in out
+    report = run_json("demo")
+    assert report["ok"] is True and report["failures"] == []
+    titles = [s["title"] for s in report["steps"]]
+    assert any("Undo" in t for t in titles) and any("torn" in t for t in titles)
+
+
+def test_demo_keeps_dir(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    ok("demo", "--dir", str(target))
+    assert (target / "store" / "quarantine").is_dir()
+    assert run_json("verify", store=target / "store")["ok"] is True

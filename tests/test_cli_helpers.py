@@ -1,0 +1,78 @@
+"""Shared helpers for the CLI tests: run the installed `metalog` command.
+
+Tests run the real console script as a subprocess (the one installed next
+to this Python, else on PATH, else ``python -m projections``), with a
+clean environment: no progress bars, a fixed actor, and the store given
+explicitly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import eventstore
+
+
+def metalog_command() -> list[str]:
+    beside = Path(sys.executable).parent / "metalog"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("metalog")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "projections"]
+
+
+METALOG = metalog_command()
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METALOG_")}
+    env.update({"METALOG_PROGRESS": "0", "METALOG_ACTOR": "tester"})
+    env.update(extra)
+    return env
+
+
+def run(*args: str, store: Path | None = None, cwd: Path | None = None,
+        input: str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``metalog [--store STORE] ARGS``; never raises on a non-zero exit."""
+    argv = list(METALOG) + (["--store", str(store)] if store is not None else []) + list(args)
+    return subprocess.run(argv, capture_output=True, text=True, input=input,
+                          cwd=cwd, env=env or cli_env(), timeout=timeout)
+
+
+def run_json(*args: str, store: Path | None = None, code: int = 0, **kw: Any) -> Any:
+    """Run with ``--json``, check the exit code, and parse stdout."""
+    proc = run("--json", *args, store=store, **kw)
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def run_jsonl(*args: str, store: Path | None = None, **kw: Any) -> list[Any]:
+    proc = run("--json", *args, store=store, **kw)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def ok(*args: str, store: Path | None = None, **kw: Any) -> str:
+    proc = run(*args, store=store, **kw)
+    assert proc.returncode == 0, (args, proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+def plain_segments(store: Path) -> list[Path]:
+    return sorted((store / "segments").glob("*.seg"))
+
+
+def fill(store: Path, items: Sequence[tuple[str, str]]) -> None:
+    """Write title events directly through the store API (fast)."""
+    with eventstore.open(str(store), durability="none") as s:
+        for key, title in items:
+            s.append("title.set", key, {"value": title}, meta={"actor": "fill"})
