@@ -1,0 +1,583 @@
+"""`MediaCatalog`: the media domain API (SPEC §3) on top of an event store.
+
+This module owns the write side of the media domain: it validates input,
+normalises media keys, decides which events to append (none when a value
+is unchanged), groups a batch into one atomic commit, writes compensating
+events for undo and redo, and answers reads from its `MediaProjection`
+(overlaid with a pending batch). Time travel replays into a fresh frozen
+projection, starting from the nearest snapshot when the store offers one.
+
+One re-entrant lock serialises every call, so a catalog can be shared by
+many threads. A batch (``batch()`` or ``start_batch_mode()``) belongs to
+the catalog, not to a thread: while it is open every set goes into it, and
+``set_title``/``set_description`` return None because nothing is written
+until the batch commits. Renames, forgets, undo and redo refuse to run
+inside a batch. The format of the events lives in `projections.events`.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import getpass
+import os
+import threading
+import time as _time
+from typing import Any, Iterator
+
+import eventstore
+from eventstore.errors import StoreClosedError, ValidationError
+from eventstore.event import Event
+
+from .events import (ACTOR, CONT, FORGOTTEN, FROM, MERGE, REASON, REDO_OF, RENAMED, TO,
+                     TYPE_OF_FIELD, UNDO_OF, VALUE, Change, MediaRecord, seconds_to_ns)
+from .history import item_history
+from .keys import PathChecker, _normalise_absolute, media_key
+from .media import MediaProjection, UndoUnit
+
+__all__ = ["MediaCatalog", "Batch"]
+
+Media = Any   # str | os.PathLike | object with .path / .file_path
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry, no $USER: still audit something
+        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _check_text(what: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be str, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{what} is not valid Unicode (lone surrogate?)") from exc
+    return value
+
+
+class Batch:
+    """The pending changes of an open batch; ``events`` is set on commit."""
+
+    def __init__(self) -> None:
+        self.changes: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self.events: list[Event] = []
+        self._keys: set[str] = set()
+
+    def put(self, key: str, field: str, value: str, reason: str | None) -> None:
+        self.changes[(key, field)] = (value, reason)
+        self._keys.add(key)
+
+    def value(self, key: str, field: str) -> str | None:
+        entry = self.changes.get((key, field))
+        return None if entry is None else entry[0]
+
+    def keys(self) -> set[str]:
+        return self._keys
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+
+class MediaCatalog:
+    """Media titles and descriptions with history, undo/redo and time travel."""
+
+    def __init__(self, store: Any, projection: MediaProjection, *,
+                 actor: str | None = None, undo_merge_window: float = 0.0,
+                 path_checker: PathChecker | None = None) -> None:
+        if undo_merge_window < 0:
+            raise ValueError("undo_merge_window must be >= 0")
+        self._store = store
+        self._proj = projection
+        self.actor = _default_actor() if actor is None else _check_text("actor", actor)
+        self.undo_merge_window = float(undo_merge_window)
+        self.path_checker = path_checker or PathChecker()
+        self._lock = threading.RLock()
+        self._batch: Batch | None = None
+        # (key, field, unit step, unit order, monotonic time) of our last single edit
+        self._last_edit: tuple[str, str, int, int, float] | None = None
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], actor: str | None = None,
+             undo_merge_window: float = 0.0, **store_options: Any) -> "MediaCatalog":
+        """Open (or create) the store at ``path`` and replay it into a catalog.
+
+        ``store_options`` go to `eventstore.open` (``durability``,
+        ``readonly``, ``snapshot_every``, ...); extra ``projections`` given
+        there are fed too.
+        """
+        projection = MediaProjection()
+        extra = tuple(store_options.pop("projections", ()))
+        path_checker = store_options.pop("path_checker", None)
+        store = eventstore.open(path, projections=(projection, *extra), **store_options)
+        try:
+            return cls(store, projection, actor=actor, undo_merge_window=undo_merge_window,
+                       path_checker=path_checker)
+        except BaseException:
+            store.close()
+            raise
+
+    # ------------------------------------------------------------- plumbing
+
+    @property
+    def store(self) -> Any:
+        """The underlying `eventstore` store (for raw reads and tools)."""
+        return self._store
+
+    @property
+    def projection(self) -> MediaProjection:
+        """The live projection (committed state, without a pending batch)."""
+        return self._proj
+
+    def key(self, media: Media) -> str:
+        """The normalised key ``media`` is stored under."""
+        return media_key(media)
+
+    def _meta(self, reason: str | None) -> dict[str, Any]:
+        meta: dict[str, Any] = {ACTOR: self.actor}
+        if reason is not None:
+            meta[REASON] = _check_text("reason", reason)
+        return meta
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the catalog is closed")
+
+    def _no_batch(self, what: str) -> None:
+        if self._batch is not None:
+            raise RuntimeError(f"{what} is not allowed while a batch is open")
+
+    def _append(self, items: list[tuple[str, str, dict[str, Any], dict[str, Any]]]) -> list[Event]:
+        """One atomic commit; every event after the first carries ``cont``."""
+        for item in items[1:]:
+            item[3][CONT] = True
+        return list(self._store.append_many(items))
+
+    # ----------------------------------------------------------------- writes
+
+    def set_title(self, media: Media, title: str, *, reason: str | None = None) -> Event | None:
+        """Set the title; returns the event, or None if unchanged or batched."""
+        return self._set("title", media, title, reason)
+
+    def set_description(self, media: Media, text: str, *,
+                        reason: str | None = None) -> Event | None:
+        """Set the description; returns the event, or None if unchanged or batched."""
+        return self._set("description", media, text, reason)
+
+    def _set(self, field: str, media: Media, value: str, reason: str | None) -> Event | None:
+        _check_text(field, value)
+        key = media_key(media)
+        meta = self._meta(reason)
+        with self._lock:
+            self._check_open()
+            batch = self._batch
+            if batch is not None:
+                pending = batch.value(key, field)
+                current = pending if pending is not None else self._committed(key, field)
+                if value != current:
+                    batch.put(key, field, value, reason)
+                return None
+            if value == self._committed(key, field):
+                return None
+            now = _time.monotonic()
+            merge_unit = self._merge_candidate(key, field, now)
+            if merge_unit is not None:
+                meta[MERGE] = True
+            event = self._store.append(TYPE_OF_FIELD[field], key, {VALUE: value}, meta=meta)
+            if merge_unit is not None:
+                self._last_edit = (key, field, merge_unit.step, event.seq, now)
+            else:
+                self._last_edit = (key, field, event.seq, event.seq, now)
+            return event
+
+    def _committed(self, key: str, field: str) -> str:
+        return self._proj.title(key) if field == "title" else self._proj.description(key)
+
+    def _merge_candidate(self, key: str, field: str, now: float) -> UndoUnit | None:
+        """The undo unit this edit may join, per ``undo_merge_window``."""
+        last = self._last_edit
+        if (self.undo_merge_window <= 0 or last is None or last[0] != key
+                or last[1] != field or now - last[4] >= self.undo_merge_window):
+            return None
+        top = self._proj.undo_top(key)
+        if top is None or top.step != last[2] or top.order != last[3] or list(top.changes) != [field]:
+            return None
+        return top
+
+    def rename(self, old: Media, new: Media, *, reason: str | None = None) -> list[Event]:
+        """Move an item's metadata (and its history and undo) to a new path.
+
+        Raises KeyError if ``old`` has no metadata, ValueError if ``new`` has.
+        """
+        k_old, k_new = media_key(old), media_key(new)
+        meta = self._meta(reason)
+        with self._lock:
+            self._check_open()
+            self._no_batch("rename")
+            if k_old == k_new:
+                return []
+            if k_old not in self._proj:
+                raise KeyError(f"no media item at {k_old}")
+            if k_new in self._proj:
+                raise ValueError(f"{k_new} already has metadata; forget it first")
+            events = self._append([(RENAMED, k_old, {TO: k_new}, meta),
+                                   (RENAMED, k_new, {FROM: k_old}, dict(meta))])
+            self.path_checker.invalidate(k_old)
+            self.path_checker.invalidate(k_new)
+            return events
+
+    def forget(self, media: Media, *, reason: str | None = None) -> Event | None:
+        """Drop an item's metadata (an event: its history stays). None if absent."""
+        key = media_key(media)
+        meta = self._meta(reason)
+        with self._lock:
+            self._check_open()
+            self._no_batch("forget")
+            if key not in self._proj:
+                return None
+            return self._store.append(FORGOTTEN, key, {}, meta=meta)
+
+    def cleanup_missing(self, *, reason: str = "file missing") -> list[str]:
+        """Forget every item whose file no longer exists; returns their keys.
+
+        Existence checks go through the bounded, expiring `path_checker`.
+        """
+        meta = self._meta(reason)
+        with self._lock:
+            self._check_open()
+            self._no_batch("cleanup_missing")
+            gone = [k for k in self._proj.keys() if not self.path_checker.exists(k)]
+            if gone:
+                self._append([(FORGOTTEN, k, {}, dict(meta)) for k in sorted(gone)])
+            return sorted(gone)
+
+    # ----------------------------------------------------------------- batches
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """All sets inside commit atomically on exit; an exception discards them.
+
+        A nested ``batch()`` joins the open one; an exception anywhere
+        discards the whole batch. The yielded `Batch` has ``events`` after
+        the commit.
+        """
+        with self._lock:
+            self._check_open()
+            owner = self._batch is None
+            if owner:
+                self._batch = Batch()
+            current = self._batch
+        try:
+            yield current  # type: ignore[misc]
+        except BaseException:
+            self.cancel_batch()
+            raise
+        if owner:
+            self.commit_batch()
+
+    def start_batch_mode(self) -> None:
+        """Old API: collect sets until `commit_batch` (no-op if already batching)."""
+        with self._lock:
+            self._check_open()
+            if self._batch is None:
+                self._batch = Batch()
+
+    @property
+    def in_batch(self) -> bool:
+        return self._batch is not None
+
+    def pending_changes(self) -> int:
+        batch = self._batch
+        return 0 if batch is None else len(batch)
+
+    def commit_batch(self) -> list[Event]:
+        """Write the open batch as one atomic commit; returns its events."""
+        with self._lock:
+            batch, self._batch = self._batch, None
+            if batch is None:
+                return []
+            self._check_open()
+            items = []
+            for (key, field), (value, reason) in batch.changes.items():
+                if value != self._committed(key, field):
+                    items.append((TYPE_OF_FIELD[field], key, {VALUE: value}, self._meta(reason)))
+            batch.events = self._append(items) if items else []
+            return batch.events
+
+    def cancel_batch(self) -> int:
+        """Discard the open batch; returns how many pending changes were dropped."""
+        with self._lock:
+            batch, self._batch = self._batch, None
+            return 0 if batch is None else len(batch)
+
+    # ------------------------------------------------------------------- reads
+
+    def get(self, media: Media) -> MediaRecord | None:
+        key = media_key(media)
+        with self._lock:
+            record = self._proj.get(key)
+            batch = self._batch
+            if batch is None or key not in batch.keys():
+                return record
+            title = batch.value(key, "title")
+            desc = batch.value(key, "description")
+            if record is None:
+                if not title and not desc:
+                    return None
+                now = _time.time()
+                return MediaRecord(title or "", desc or "", self._proj.version(key), now, now)
+            title = record.title if title is None else title
+            desc = record.description if desc is None else desc
+            if not title and not desc:
+                return None
+            return record._replace(title=title, description=desc)
+
+    def title(self, media: Media) -> str:
+        record = self.get(media)
+        return "" if record is None else record.title
+
+    def description(self, media: Media) -> str:
+        record = self.get(media)
+        return "" if record is None else record.description
+
+    def __contains__(self, media: object) -> bool:
+        try:
+            return self.get(media) is not None
+        except ValidationError:
+            return False
+
+    def keys(self) -> list[str]:
+        """Keys of the live items (batch included), sorted."""
+        with self._lock:
+            keys = set(self._proj.keys())
+            if self._batch is not None:
+                for key in self._batch.keys():
+                    if self.get(key) is None:
+                        keys.discard(key)
+                    else:
+                        keys.add(key)
+            return sorted(keys)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        with self._lock:
+            if self._batch is None:
+                return len(self._proj)
+            return len(self.keys())
+
+    def items(self) -> list[tuple[str, MediaRecord]]:
+        """(key, record) of every live item, sorted by key."""
+        with self._lock:
+            if self._batch is None:
+                return self._proj.items()
+            return [(k, self.get(k)) for k in self.keys()]  # type: ignore[misc]
+
+    def history(self, media: Media) -> list[Change]:
+        """Every committed change of the item, oldest first (renames followed)."""
+        key = media_key(media)
+        with self._lock:
+            self._check_open()
+            return item_history(self._store, key)
+
+    # -------------------------------------------------------------- undo/redo
+
+    def undo(self, media: Media | None = None, *, reason: str | None = None) -> list[Event]:
+        """Revert the item's last change, or the last commit overall.
+
+        Appends compensating events (meta ``undo_of``); returns them, or
+        ``[]`` when there is nothing to undo.
+        """
+        return self._undo_redo(media, reason, redo=False)
+
+    def redo(self, media: Media | None = None, *, reason: str | None = None) -> list[Event]:
+        """Re-apply the item's last undone change, or the last undo overall."""
+        return self._undo_redo(media, reason, redo=True)
+
+    def _undo_redo(self, media: Media | None, reason: str | None, *, redo: bool) -> list[Event]:
+        key = None if media is None else media_key(media)
+        meta = self._meta(reason)
+        with self._lock:
+            self._check_open()
+            self._no_batch("redo" if redo else "undo")
+            proj = self._proj
+            if key is None:
+                units = proj.last_redo_group() if redo else proj.last_undo_group()
+            else:
+                top = proj.redo_top(key) if redo else proj.undo_top(key)
+                units = [] if top is None else [top]
+            items = []
+            for unit in units:
+                for field, (old, new) in unit.changes.items():
+                    m = dict(meta)
+                    m[REDO_OF if redo else UNDO_OF] = unit.step
+                    items.append((TYPE_OF_FIELD[field], unit.key,
+                                  {VALUE: new if redo else old}, m))
+            if not items:
+                return []
+            events = self._append(items)
+            self._last_edit = None
+            return events
+
+    # ------------------------------------------------------------- time travel
+
+    def state_at(self, seq: int | None = None,
+                 time: float | _dt.datetime | None = None) -> MediaProjection:
+        """A frozen projection of the state after every event up to ``seq``
+        (inclusive), or after every event stamped at or before ``time``
+        (seconds since the epoch, or an aware datetime)."""
+        if (seq is None) == (time is None):
+            raise ValueError("give exactly one of seq= or time=")
+        with self._lock:
+            self._check_open()
+            if time is not None:
+                seq = self._seq_at_time(time)
+            assert seq is not None
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                raise ValueError(f"seq must be an int >= 0, not {seq!r}")
+            return self._replay_to(seq).freeze()
+
+    def _replay_to(self, seq: int) -> MediaProjection:
+        view = MediaProjection(undo_depth=self._proj.undo_depth)
+        start = 1
+        if seq >= self._proj.last_seq:
+            view.restore(self._proj.snapshot())
+            start = self._proj.last_seq + 1
+        nearest = getattr(self._store, "nearest_snapshot", None)
+        if nearest is not None and start == 1 and seq > 0:
+            found = nearest(view.name, view.version, seq)
+            if found is not None and found[0] <= seq:
+                view.restore(found[1])
+                start = found[0] + 1
+        if seq >= start:
+            for event in self._store.read(start, seq + 1):
+                view.apply(event)
+        return view
+
+    def _seq_at_time(self, when: float | _dt.datetime) -> int:
+        """The last seq whose event time is <= ``when`` (0 if none).
+
+        Event times are assigned at commit and never go backwards within a
+        log, so a binary search over seqs finds it in O(log n) reads.
+        """
+        if isinstance(when, _dt.datetime):
+            if when.tzinfo is None:
+                raise ValueError("time must be timezone-aware (or seconds since the epoch)")
+            limit = seconds_to_ns(when.timestamp())
+        else:
+            limit = seconds_to_ns(float(when))
+        lo, hi = 0, self._store.last_seq          # answer in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._event_ts(mid) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _event_ts(self, seq: int) -> int:
+        reader = self._store.read(seq, seq + 1)
+        try:
+            for event in reader:
+                return event.ts
+        finally:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                close()
+        raise LookupError(f"seq {seq} is missing from the log")
+
+    def diff(self, a: int, b: int) -> dict[str, tuple[MediaRecord | None, MediaRecord | None]]:
+        """{key: (record at seq a, record at seq b)} for items whose title,
+        description or existence differ between the two points."""
+        for name, value in (("a", a), ("b", b)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+        lo, hi = sorted((a, b))
+        with self._lock:
+            self._check_open()
+            hi = min(hi, self._store.last_seq)
+            lo = min(lo, hi)
+            before = self._replay_to(lo)
+            after = MediaProjection(undo_depth=before.undo_depth)
+            after.restore(before.snapshot())
+            touched: set[str] = set()
+            for event in self._store.read(lo + 1, hi + 1):
+                after.apply(event)
+                touched.add(event.key)
+                if event.type == RENAMED and isinstance(event.data.get(TO), str):
+                    touched.add(event.data[TO])
+        out = {}
+        for key in sorted(touched):
+            if before.values(key) != after.values(key):
+                out[key] = (before.get(key), after.get(key))
+        if a > b:
+            out = {k: (v[1], v[0]) for k, v in out.items()}
+        return out
+
+    # ------------------------------------------------------------------ legacy
+
+    def import_legacy_json(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Import the old ``{media_key: {"title", "description"}}`` file once.
+
+        See `projections.legacy.import_legacy_json`; returns its report.
+        """
+        from .legacy import import_legacy_json
+        return import_legacy_json(self, path, **options)
+
+    # --------------------------------------------------------------- upkeep
+
+    def stats(self) -> dict[str, Any]:
+        """The store's stats plus item, batch, undo and cache counts."""
+        with self._lock:
+            self._check_open()
+            out = dict(self._store.stats())
+            done, undone = self._proj.undo_depths()
+            out.update(items=len(self._proj), pending=self.pending_changes(),
+                       undo_steps=done, redo_steps=undone,
+                       key_cache=_normalise_absolute.cache_info()._asdict(),
+                       path_cache=self.path_checker.stats())
+            return out
+
+    def flush(self) -> None:
+        with self._lock:
+            self._store.flush()
+
+    def snapshot(self) -> None:
+        with self._lock:
+            self._store.snapshot()
+
+    def compact(self) -> Any:
+        with self._lock:
+            return self._store.compact()
+
+    def verify(self) -> Any:
+        with self._lock:
+            return self._store.verify()
+
+    def close(self) -> None:
+        """Commit a pending batch (as the old API's shutdown did), then close."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if self._batch is not None:
+                    self.commit_batch()
+            finally:
+                self._closed = True
+                self._store.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "MediaCatalog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._proj)} items"
+        return f"<MediaCatalog {state} actor={self.actor!r}>"

@@ -1,0 +1,293 @@
+"""The old uploader's world: its JSON file and its persistence API.
+
+This module owns the bridge from the legacy system. `import_legacy_json`
+reads the old ``{media_key: {"title": ..., "description": ...}}`` file
+(never writing to it), tolerates a truncated or damaged file by importing
+every entry it can still read and reporting the rest, and records the
+file's SHA-256 in the log so a second import of the same bytes writes
+nothing. `MediaPersistenceService` keeps the old application API working
+on a `MediaCatalog`; given the path of an old JSON file it migrates it on
+first use into a store beside it (``media.json`` -> ``media.metalog/``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from eventstore.errors import ValidationError
+
+from .catalog import MediaCatalog
+from .events import ACTOR, LEGACY_IMPORTED, REASON, TYPE_OF_FIELD, VALUE
+from .keys import media_key
+
+__all__ = ["ImportReport", "parse_legacy_json", "import_legacy_json",
+           "MediaPersistenceService", "LEGACY_ACTOR", "STORE_SUFFIX"]
+
+LEGACY_ACTOR = "legacy-import"
+STORE_SUFFIX = ".metalog"
+CHUNK_ITEMS = 1000          # items per commit while importing
+MAX_REPORTED_ERRORS = 50
+_WS = re.compile(r"\s*")
+# Resynchronise on the next top-level entry: `, "key": {`
+_NEXT_ENTRY = re.compile(r',\s*(?="(?:[^"\\]|\\.)*"\s*:\s*\{)')
+
+
+@dataclass
+class ImportReport:
+    """What `import_legacy_json` found and did."""
+
+    source: str
+    sha256: str
+    entries: int = 0            # entries read from the file
+    imported: int = 0           # items whose metadata changed
+    unchanged: int = 0          # items already holding the same values
+    invalid: int = 0            # entries that were not {"title": str, "description": str}
+    damaged: bool = False       # the file was not valid JSON (truncated or corrupted)
+    already_imported: bool = False
+    events: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_legacy_json(text: str) -> tuple[list[tuple[str, Any]], list[str], bool]:
+    """Entries of an old JSON file, read as far as possible.
+
+    Returns ``(entries, errors, damaged)``. A valid file parses with
+    ``json``. A damaged one is walked entry by entry: an unreadable entry is
+    reported and skipped up to the next ``, "key": {``; a truncated tail
+    loses only the entry it cut.
+    """
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        pass
+    else:
+        if isinstance(whole, dict):
+            return list(whole.items()), [], False
+        return [], [f"top level is a {type(whole).__name__}, not an object"], True
+    decoder = json.JSONDecoder()
+    entries: list[tuple[str, Any]] = []
+    errors: list[str] = []
+    n = len(text)
+    pos = _WS.match(text, 0).end()   # type: ignore[union-attr]
+    if pos >= n or text[pos] != "{":
+        return [], ["not a JSON object"], True
+    pos += 1
+    while True:
+        pos = _WS.match(text, pos).end()   # type: ignore[union-attr]
+        if pos >= n:
+            errors.append(f"truncated at offset {n} (no closing brace)")
+            break
+        if text[pos] == "}":
+            break
+        if text[pos] == ",":
+            pos += 1
+            continue
+        start = pos
+        try:
+            key, pos = decoder.raw_decode(text, pos)
+            if not isinstance(key, str):
+                raise ValueError("entry key is not a string")
+            pos = _WS.match(text, pos).end()   # type: ignore[union-attr]
+            if pos >= n or text[pos] != ":":
+                raise ValueError("expected ':'")
+            pos = _WS.match(text, pos + 1).end()   # type: ignore[union-attr]
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError as exc:
+            errors.append(f"unreadable entry at offset {start}: {exc}")
+            found = _NEXT_ENTRY.search(text, start + 1)
+            if found is None:
+                break
+            pos = found.end()
+            continue
+        entries.append((key, value))
+    return entries, errors, True
+
+
+def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
+                       reason: str | None = None,
+                       chunk_items: int = CHUNK_ITEMS) -> ImportReport:
+    """Import an old JSON file into ``catalog`` once; the file is only read.
+
+    Items are written ``chunk_items`` per atomic commit; the last commit
+    also records the file's SHA-256, so importing the same bytes again
+    reports ``already_imported`` and writes nothing. An import cut short by
+    a crash is simply run again (values already there are not rewritten).
+    """
+    source = os.path.abspath(os.fspath(path))
+    with open(source, "rb") as fh:
+        raw = fh.read()
+    digest = hashlib.sha256(raw).hexdigest()
+    report = ImportReport(source=source, sha256=digest)
+    why = reason or f"import of legacy file {os.path.basename(source)}"
+    with catalog._lock:
+        catalog._check_open()
+        catalog._no_batch("import_legacy_json")
+        if catalog.projection.imported(digest) is not None:
+            report.already_imported = True
+            return report
+        text = raw.decode("utf-8", errors="replace")
+        entries, errors, report.damaged = parse_legacy_json(text)
+        report.entries = len(entries)
+        changes: dict[str, dict[str, str]] = {}
+        for name, value in entries:
+            fields = _legacy_fields(value)
+            try:
+                key = media_key(name)
+            except ValidationError as exc:
+                fields = None
+                errors.append(f"entry {name[:80]!r}: {exc}")
+            if fields is None:
+                report.invalid += 1
+                continue
+            changes.setdefault(key, {}).update(fields)
+        meta = {ACTOR: LEGACY_ACTOR, REASON: why}
+        pending: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
+        in_chunk = 0
+        for key, fields in changes.items():
+            wanted = [(f, v) for f, v in fields.items() if v != catalog._committed(key, f)]
+            if not wanted:
+                report.unchanged += 1
+                continue
+            report.imported += 1
+            pending.extend((TYPE_OF_FIELD[f], key, {VALUE: v}, dict(meta)) for f, v in wanted)
+            in_chunk += 1
+            if in_chunk >= chunk_items:
+                report.events += len(catalog._append(pending))
+                pending, in_chunk = [], 0
+        report.errors = errors[:MAX_REPORTED_ERRORS]
+        if len(errors) > MAX_REPORTED_ERRORS:
+            report.errors.append(f"... and {len(errors) - MAX_REPORTED_ERRORS} more")
+        marker = {"sha256": digest, "source": source, "entries": report.entries,
+                  "imported": report.imported, "invalid": report.invalid,
+                  "damaged": report.damaged}
+        pending.append((LEGACY_IMPORTED, f"legacy-json:{digest}", marker, dict(meta)))
+        report.events += len(catalog._append(pending)) - 1
+    return report
+
+
+def _legacy_fields(value: Any) -> dict[str, str] | None:
+    """The title/description of one legacy entry, or None if it is unusable."""
+    if not isinstance(value, dict):
+        return None
+    out = {}
+    for name in ("title", "description"):
+        text = value.get(name)
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            return None
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        out[name] = text
+    return out
+
+
+class MediaPersistenceService:
+    """The old persistence API, kept working on a `MediaCatalog`.
+
+    ``path`` is either a store directory, or the old JSON file: then the
+    store lives beside it (``media.json`` -> ``media.metalog/``) and the
+    file is imported on first use (once; the JSON file is never modified).
+    ``store_options`` go to `MediaCatalog.open`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, actor: str | None = None,
+                 **store_options: Any) -> None:
+        raw = os.path.abspath(os.fspath(path))
+        self.legacy_path: str | None = None
+        if os.path.isfile(raw) or raw.endswith(".json"):
+            self.legacy_path = raw
+            self.store_path = os.path.splitext(raw)[0] + STORE_SUFFIX
+        else:
+            self.store_path = raw
+        self.catalog = MediaCatalog.open(self.store_path, actor=actor, **store_options)
+        self.migration: ImportReport | None = None
+        try:
+            if self.legacy_path is not None and os.path.isfile(self.legacy_path):
+                self.migration = self.catalog.import_legacy_json(self.legacy_path)
+        except BaseException:
+            self.catalog.close()
+            raise
+
+    # The old API --------------------------------------------------------
+
+    def save_title(self, media_key: Any, title: str) -> bool:
+        """Store a title; True if it changed (in batch mode: was queued)."""
+        return self._save("title", media_key, title)
+
+    def save_description(self, media_key: Any, description: str) -> bool:
+        """Store a description; True if it changed (in batch mode: was queued)."""
+        return self._save("description", media_key, description)
+
+    def _save(self, field: str, media: Any, value: str) -> bool:
+        cat = self.catalog
+        with cat._lock:
+            before = cat.title(media) if field == "title" else cat.description(media)
+            if field == "title":
+                cat.set_title(media, value)
+            else:
+                cat.set_description(media, value)
+            return before != value
+
+    def get_title(self, media_key: Any) -> str:
+        return self.catalog.title(media_key)
+
+    def get_description(self, media_key: Any) -> str:
+        return self.catalog.description(media_key)
+
+    def get_metadata(self, media_key: Any) -> dict[str, str]:
+        record = self.catalog.get(media_key)
+        if record is None:
+            return {"title": "", "description": ""}
+        return {"title": record.title, "description": record.description}
+
+    def start_batch_mode(self) -> None:
+        self.catalog.start_batch_mode()
+
+    def commit_batch(self) -> int:
+        """Write the pending changes as one atomic commit; returns the event count."""
+        return len(self.catalog.commit_batch())
+
+    def cancel_batch(self) -> int:
+        """Drop the pending changes; returns how many were dropped."""
+        return self.catalog.cancel_batch()
+
+    @property
+    def batch_mode(self) -> bool:
+        return self.catalog.in_batch
+
+    def validate_path(self, media: Any) -> bool:
+        """Whether the media file exists (answers cached, bounded, expiring)."""
+        return self.catalog.path_checker.exists(media_key(media))
+
+    def get_statistics(self) -> dict[str, Any]:
+        stats = self.catalog.stats()
+        return {
+            "total_entries": stats["items"],
+            "file_size_mb": stats.get("bytes_on_disk", 0) / (1 << 20),
+            "batch_mode": self.catalog.in_batch,
+            "pending_changes": stats["pending"],
+            "events": stats.get("events", stats.get("last_seq", 0)),
+            "store_path": self.store_path,
+            "legacy_path": self.legacy_path,
+            "path_cache": stats["path_cache"],
+        }
+
+    def shutdown(self) -> None:
+        """Commit any pending batch and close the store; idempotent."""
+        self.catalog.close()
+
+    def __enter__(self) -> "MediaPersistenceService":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
