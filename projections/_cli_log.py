@@ -14,7 +14,7 @@ import tempfile
 from typing import Any, Iterator
 
 from ._cli_media import event_summary
-from ._cli_output import Progress, event_dict, format_time, plain
+from ._cli_output import Progress, display_key, event_dict, format_time, plain
 from ._cli_store import Context, catalog_store, log_key, parse_time
 
 __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
@@ -46,37 +46,60 @@ def _filtered(store: Any, args: argparse.Namespace, progress: Progress | None = 
 
 
 class _EventLines:
-    """Prints events as aligned lines (people) or JSON Lines (--json)."""
+    """Prints events as aligned lines (people) or JSON Lines (--json).
 
-    def __init__(self, ctx: Context, last_seq: int) -> None:
+    Human lines are aligned over chunks of up to ``CHUNK`` events, so a
+    long log streams without being held in memory; column widths only grow.
+    """
+
+    CHUNK = 500
+    HEADERS = ("SEQ", "TIME", "TYPE", "KEY", "CHANGE")
+
+    def __init__(self, ctx: Context, *, header: bool = True) -> None:
         self.ctx = ctx
-        self.width = max(len(str(last_seq)), 3)
         self.out = ctx.out.out
-
-    def header(self) -> None:
-        if not self.ctx.json:
-            self.out.write(f"{'SEQ':>{self.width}}  {'TIME':19}  {'TYPE':16}  KEY  CHANGE\n")
+        self.widths = [len(h) for h in self.HEADERS]
+        self.pending: list[tuple[str, ...]] = []
+        self.header = header
+        self.count = 0
 
     def show(self, event: Any) -> None:
+        self.count += 1
         if self.ctx.json:
             self.ctx.out.json_line(event_dict(event))
-        else:
-            self.out.write(f"{event.seq:>{self.width}}  {format_time(event.ts)}  "
-                           f"{event.type:16}  {event.key}  {event_summary(event)}\n")
+            return
+        self.pending.append((str(event.seq), format_time(event.ts), event.type,
+                             display_key(event.key),
+                             event_summary(event)))
+        if len(self.pending) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            self.out.flush()
+            return
+        for row in self.pending:
+            self.widths = [max(w, len(c)) for w, c in zip(self.widths, row)]
+        rows = ([self.HEADERS] if self.header else []) + self.pending
+        self.header = False
+        for row in rows:
+            seq, when, typ, key, change = row
+            w = self.widths
+            self.out.write(f"{seq:>{w[0]}}  {when:{w[1]}}  {typ:{w[2]}}  {key:{w[3]}}  "
+                           f"{change}".rstrip() + "\n")
+        self.pending.clear()
+        self.out.flush()
 
 
 def cmd_log(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.store_handle() as store:
-        printer = _EventLines(ctx, store.last_seq)
-        shown = 0
+        printer = _EventLines(ctx)
         for event in _filtered(store, args):
-            if args.limit is not None and shown >= args.limit:
+            if args.limit is not None and printer.count >= args.limit:
                 break
-            if shown == 0:
-                printer.header()
             printer.show(event)
-            shown += 1
-    if shown == 0 and not ctx.json:
+        printer.flush()
+    if printer.count == 0 and not ctx.json:
         sys.stderr.write("(no events match)\n")
     return 0
 
@@ -84,16 +107,16 @@ def cmd_log(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.store_handle() as store:
         last = store.last_seq
-        printer = _EventLines(ctx, max(last, 999_999))
+        printer = _EventLines(ctx, header=False)
         for event in store.read(max(last - args.lines + 1, 1)) if args.lines else ():
             printer.show(event)
-        ctx.out.out.flush()
+        printer.flush()
         if not args.follow:
             return 0
         try:
             for event in store.follow(last + 1, timeout=args.timeout):
                 printer.show(event)
-                ctx.out.out.flush()
+                printer.flush()
         except KeyboardInterrupt:
             pass
     return 0
@@ -225,10 +248,9 @@ def cmd_compact(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_snapshot(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog() as cat:
-        store = catalog_store(cat)
         with Progress("writing snapshot"):
-            store.snapshot()
-        stats = dict(store.stats())
+            cat.snapshot()
+        stats = dict(catalog_store(cat).stats())
     ctx.out.json({"snapshot_seq": stats.get("snapshot_seq"), "last_seq": stats.get("last_seq")})
     ctx.out.text(f"snapshot written at seq {stats.get('snapshot_seq')}")
     return 0

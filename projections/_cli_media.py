@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Iterable
 
-from ._cli_output import Progress, format_time, iso_time, plain, shorten, table
+from ._cli_output import Progress, display_key, format_time, iso_time, plain, shorten, table
 from .events import FIELD_OF_TYPE, FIELDS, VALUE
 from ._cli_store import Context, Problem, UsageError, catalog_store, media_key, parse_time
 
@@ -116,7 +116,7 @@ def _field(record: Any, name: str) -> Any:
 
 
 def _print_items(ctx: Context, items: list[tuple[str, Any]]) -> None:
-    rows = [(key, shorten(_field(rec, "title") or "", 32),
+    rows = [(display_key(key), shorten(_field(rec, "title") or "", 32),
              shorten(_field(rec, "description") or "", 40),
              _field(rec, "version") if _field(rec, "version") is not None else "",
              format_time(_field(rec, "updated")) if _field(rec, "updated") is not None else "")
@@ -152,9 +152,9 @@ def _set(args: argparse.Namespace, ctx: Context, field: str, value: str) -> int:
     ctx.out.json({"key": key, "field": field, "value": value, "changed": event is not None,
                   "seq": event.seq if event is not None else None, "actor": ctx.actor})
     if event is None:
-        ctx.out.text(f"{key}: {field} unchanged (no event written)")
+        ctx.out.text(f"{display_key(key)}: {field} unchanged (no event written)")
     else:
-        ctx.out.text(f"{key}: {field} set to {_quote(value)} (seq {event.seq}, by {ctx.actor})")
+        ctx.out.text(f"{display_key(key)}: {field} set to {_quote(value)} (seq {event.seq}, by {ctx.actor})")
     return 0
 
 
@@ -201,11 +201,11 @@ def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
         key = media_key(cat, args.media)
     ctx.out.json({"key": key, "changes": [change_dict(c) for c in changes]})
     if not changes:
-        ctx.out.text(f"{key}: no history")
+        ctx.out.text(f"{display_key(key)}: no history")
         return 0
     rows = [(c.seq, format_time(c.time), c.actor or "-", c.field,
              f"{_quote(c.old)} -> {_quote(c.new)}", c.reason or "") for c in changes]
-    ctx.out.text(key, *table(["SEQ", "TIME", "ACTOR", "FIELD", "CHANGE", "REASON"], rows,
+    ctx.out.text(display_key(key), *table(["SEQ", "TIME", "ACTOR", "FIELD", "CHANGE", "REASON"], rows,
                              right=("SEQ",)))
     return 0
 
@@ -221,7 +221,11 @@ def _undo_redo(args: argparse.Namespace, ctx: Context, verb: str) -> int:
         ctx.out.text(f"nothing to {verb}{target}")
         return 0
     for event in events:
-        ctx.out.text(f"{past}: seq {event.seq} {event.key} {event_summary(event)}")
+        field = FIELD_OF_TYPE.get(event.type, event.type)
+        step = (event.meta or {}).get("undo_of" if verb == "undo" else "redo_of")
+        what = f" seq {step}" if step is not None else ""
+        ctx.out.text(f"{past}{what}: {display_key(event.key)} {field} is now "
+                     f"{_quote(event.data.get(VALUE))} (event seq {event.seq})")
     return 0
 
 
@@ -248,7 +252,7 @@ def cmd_state_at(args: argparse.Namespace, ctx: Context) -> int:
         else:
             view = cat.state_at(seq=args.seq)
         items = _under(args.prefix, _items(view))
-        at_seq = getattr(view, "seq", getattr(view, "last_seq", args.seq))
+        at_seq = view.last_seq
     point = f"seq {args.seq}" if args.time is None else f"time {args.time}"
     ctx.out.json({"at": {"seq": at_seq, "time": args.time}, "count": len(items),
                   "items": [{"key": k, **(record_dict(r) or {})} for k, r in items]})
@@ -270,7 +274,7 @@ def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
     for key, pair in out.items():
         before, after = pair["before"] or {}, pair["after"] or {}
         status = "added" if not pair["before"] else "removed" if not pair["after"] else "changed"
-        ctx.out.text(f"{status:8} {key}")
+        ctx.out.text(f"{status:8} {display_key(key)}")
         for name in FIELDS:
             old, new = before.get(name), after.get(name)
             if (old or "") != (new or ""):
@@ -282,7 +286,10 @@ def cmd_stats(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog(readonly=True) as cat:
         stats = dict(cat.stats())
     ctx.out.json(stats)
-    ctx.out.kv(sorted(_flatten(stats)))
+    first = ("items", "events", "keys", "last_seq", "snapshot_seq", "segments", "bytes_on_disk")
+    pairs = dict(_flatten({k: v for k, v in stats.items() if not isinstance(v, dict)}))
+    ordered = [(k, pairs.pop(k)) for k in first if k in pairs] + sorted(pairs.items())
+    ctx.out.kv(ordered)
     return 0
 
 

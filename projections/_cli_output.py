@@ -20,6 +20,7 @@ from typing import Any, Iterable, Sequence, TextIO
 __all__ = [
     "Printer",
     "Progress",
+    "display_key",
     "event_dict",
     "format_time",
     "iso_time",
@@ -101,6 +102,17 @@ def event_dict(event: Any) -> dict[str, Any]:
         "data": plain(event.data),
         "meta": plain(event.meta),
     }
+
+
+def display_key(key: str) -> str:
+    """A media key for people: relative to the current directory when inside
+    it (as `git status` shows paths), else unchanged. JSON keeps keys whole."""
+    try:
+        here = os.getcwd()
+    except OSError:
+        return key
+    prefix = here.rstrip(os.sep) + os.sep
+    return key[len(prefix):] if key.startswith(prefix) and len(key) > len(prefix) else key
 
 
 def shorten(text: str, width: int) -> str:

@@ -130,7 +130,7 @@ class Context:
     def catalog(self, *, readonly: bool = False, create: bool = False,
                 **options: Any) -> Iterator[Any]:
         """A `MediaCatalog` on the store, replayed (progress shown if slow)."""
-        from projections import MediaCatalog
+        from .catalog import MediaCatalog
 
         if not create:
             self.require_store()
@@ -154,9 +154,7 @@ def catalog_store(cat: Any) -> Any:
 
 def media_key(cat: Any, media: str) -> str:
     """The normalised key the catalog uses for ``media``."""
-    from .keys import media_key as normalise
-
-    return normalise(media)
+    return str(cat.key(media))
 
 
 def log_key(store: Any, media: str) -> str:
