@@ -319,6 +319,8 @@ def _human_bytes(n: Any) -> str:
 
 
 def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
+    """Exit 1 when the file was damaged or held invalid entries (what could
+    be read is imported all the same)."""
     if not os.path.isfile(args.file):
         raise UsageError(f"{args.file}: no such file")
     with ctx.catalog() as cat, Progress(f"importing {args.file}"):
@@ -327,7 +329,15 @@ def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
     if not isinstance(info, dict):
         info = {"report": info}
     ctx.out.json(info)
-    ctx.out.text(f"imported {args.file}:")
-    ctx.out.kv(sorted(_flatten(info)), indent="  ")
-    problems = [info.get(name) for name in ("errors", "problems", "failed") if info.get(name)]
-    return 1 if problems else 0
+    name = os.path.basename(args.file)
+    if info.get("already_imported"):
+        ctx.out.text(f"{name} was already imported (same SHA-256); nothing written")
+        return 0
+    ctx.out.text(f"imported {name}: {info.get('entries', 0)} entries, "
+                 f"{info.get('imported', 0)} items changed ({info.get('events', 0)} events), "
+                 f"{info.get('unchanged', 0)} unchanged, {info.get('invalid', 0)} invalid")
+    if info.get("damaged"):
+        ctx.out.text("the file is damaged (not valid JSON): imported every entry that could be read")
+    for error in info.get("errors") or []:
+        ctx.out.text(f"  {error}")
+    return 1 if info.get("damaged") or info.get("invalid") else 0

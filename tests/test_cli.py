@@ -223,12 +223,27 @@ def test_import_json_is_idempotent(store: Path, tmp_path: Path) -> None:
             str(tmp_path / "y.jpg"): {"title": "Y", "description": ""}}
     legacy.write_text(json.dumps(data))
     first = run_json("import-json", str(legacy), store=store)
-    assert isinstance(first, dict)
+    assert (first["entries"], first["imported"], first["invalid"]) == (2, 2, 0)
+    assert first["already_imported"] is False
     assert run_json("get", "x.jpg", store=store, cwd=tmp_path)["description"] == "old x"
     events = run_json("stats", store=store)["events"]
-    run_json("import-json", str(legacy), store=store)
-    assert run_json("stats", store=store)["events"] in (events, events + 1)
+    again = run_json("import-json", str(legacy), store=store)
+    assert again["already_imported"] is True
+    assert "already imported" in ok("import-json", str(legacy), store=store)
+    assert run_json("stats", store=store)["events"] == events
     assert json.loads(legacy.read_text()) == data
+
+
+def test_import_of_a_damaged_file_imports_what_it_can_and_exits_1(store: Path,
+                                                                   tmp_path: Path) -> None:
+    legacy = tmp_path / "cut.json"
+    whole = json.dumps({str(tmp_path / "x.jpg"): {"title": "X", "description": ""},
+                        str(tmp_path / "y.jpg"): {"title": "Y", "description": ""}})
+    legacy.write_text(whole[: len(whole) - 12])               # truncated mid-entry
+    proc = run("import-json", str(legacy), store=store)
+    assert proc.returncode == 1, proc
+    assert "damaged" in proc.stdout
+    assert run_json("get", "x.jpg", store=store, cwd=tmp_path)["title"] == "X"
 
 
 def test_demo_runs_and_reports_json() -> None:
