@@ -10,7 +10,8 @@ commit that made it, ``order`` the first seq of the commit that last did
 or undid it, so "the last commit overall" is the unit with the largest
 ``order`` on top of its stack. Everything is derived from the log (see
 `projections.events`), so undo and redo survive a reopen, and the state is
-plain lists and dicts: `snapshot` is msgpack-able as is.
+plain lists and dicts: `snapshot` is msgpack-able as is. An item is live
+while its title or its description is non-empty (or until forgotten).
 
 `apply` is on the replay hot path: it does a handful of dict operations
 per event and allocates one small list per edit. This module never
@@ -119,6 +120,8 @@ class MediaProjection:
             rec = self._items[key] = ["", "", ts, ts]
         rec[fi] = value
         rec[_UPDATED] = ts
+        if not value and not rec[1 - fi]:
+            del self._items[key]        # no metadata left: not a live item
         undo_of = meta.get(UNDO_OF)
         if undo_of is not None:
             self._move(key, undo_of, step, self._undo, self._redo)

@@ -1,0 +1,203 @@
+"""A hypothesis state machine: MediaCatalog against a plain dict model.
+
+The model keeps, per key, the (title, description) state and two stacks of
+undo units ``[order, before, after]``; ``order`` grows with every commit.
+Undo of one item pops its top unit; undo of "the last commit overall" pops
+every top unit carrying the largest order; redo mirrors it; a new edit
+clears the item's redo stack; forgetting an item drops its stacks; a
+rename carries them along. Sets, batches, undo, redo, rename, forget and
+reopen are interleaved and every read is compared after each step.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from projections import MediaCatalog
+from projections.media import UNDO_DEPTH
+
+KEYS = ["/media/a.mp4", "/media/b.jpg", "/media/c d.png"]
+VALUES = ["", "x", "y", "Ünïcødé title", "a much longer description text"]
+EMPTY = ("", "")
+FIELDS = ("title", "description")
+
+keys = st.sampled_from(KEYS)
+values = st.sampled_from(VALUES)
+fields = st.sampled_from(FIELDS)
+
+
+def _with(state: tuple[str, str], field: str, value: str) -> tuple[str, str]:
+    return (value, state[1]) if field == "title" else (state[0], value)
+
+
+class CatalogMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="metalog-sm-")
+        self.cat = MediaCatalog.open(self.dir, actor="model", durability="none")
+        self.state: dict[str, tuple[str, str]] = {}
+        self.done: dict[str, list[list]] = {}
+        self.undone: dict[str, list[list]] = {}
+        self.clock = 0
+
+    def teardown(self) -> None:
+        self.cat.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------ model helpers
+
+    def _get(self, key: str) -> tuple[str, str]:
+        return self.state.get(key, EMPTY)
+
+    def _put(self, key: str, value: tuple[str, str]) -> None:
+        if value == EMPTY:
+            self.state.pop(key, None)
+        else:
+            self.state[key] = value
+
+    @staticmethod
+    def _push(stacks: dict[str, list[list]], key: str, unit: list) -> None:
+        stack = stacks.setdefault(key, [])
+        stack.append(unit)
+        if len(stack) > UNDO_DEPTH:
+            del stack[0]
+
+    def _commit(self, after: dict[str, tuple[str, str]]) -> None:
+        """A new edit commit: one unit per changed key, all with one order."""
+        changed = {k: v for k, v in after.items() if v != self._get(k)}
+        if not changed:
+            return
+        self.clock += 1
+        for key, value in changed.items():
+            self.undone.pop(key, None)
+            self._push(self.done, key, [self.clock, self._get(key), value])
+            self._put(key, value)
+
+    def _move(self, src: dict, dst: dict, keys: list[str], restore: int) -> None:
+        self.clock += 1
+        for key in keys:
+            unit = src[key].pop()
+            if not src[key]:
+                del src[key]
+            self._put(key, unit[restore])
+            unit[0] = self.clock
+            self._push(dst, key, unit)
+
+    def _last_group(self, stacks: dict[str, list[list]]) -> list[str]:
+        tops = {k: s[-1][0] for k, s in stacks.items() if s}
+        if not tops:
+            return []
+        best = max(tops.values())
+        return [k for k, order in tops.items() if order == best]
+
+    # -------------------------------------------------------------------- rules
+
+    @rule(key=keys, field=fields, value=values)
+    def set_value(self, key: str, field: str, value: str) -> None:
+        setter = self.cat.set_title if field == "title" else self.cat.set_description
+        event = setter(key, value)
+        unchanged = _with(self._get(key), field, value) == self._get(key)
+        assert (event is None) == unchanged
+        self._commit({key: _with(self._get(key), field, value)})
+
+    @rule(ops=st.lists(st.tuples(keys, fields, values), min_size=1, max_size=6),
+          fail=st.booleans())
+    def batch(self, ops: list[tuple[str, str, str]], fail: bool) -> None:
+        after: dict[str, tuple[str, str]] = {}
+        try:
+            with self.cat.batch():
+                for key, field, value in ops:
+                    setter = self.cat.set_title if field == "title" else self.cat.set_description
+                    assert setter(key, value) is None
+                    after[key] = _with(after.get(key, self._get(key)), field, value)
+                    # reads inside the batch see its pending changes
+                    assert (self.cat.title(key), self.cat.description(key)) == after[key]
+                if fail:
+                    raise KeyError("abort")
+        except KeyError:
+            assert fail
+            return
+        self._commit(after)
+
+    @rule(key=st.one_of(st.none(), keys))
+    def undo(self, key: str | None) -> None:
+        events = self.cat.undo(key)
+        if key is None:
+            group = self._last_group(self.done)
+        else:
+            group = [key] if self.done.get(key) else []
+        assert bool(events) == bool(group)
+        if group:
+            self._move(self.done, self.undone, group, restore=1)
+
+    @rule(key=st.one_of(st.none(), keys))
+    def redo(self, key: str | None) -> None:
+        events = self.cat.redo(key)
+        if key is None:
+            group = self._last_group(self.undone)
+        else:
+            group = [key] if self.undone.get(key) else []
+        assert bool(events) == bool(group)
+        if group:
+            self._move(self.undone, self.done, group, restore=2)
+
+    @rule(old=keys, new=keys)
+    def rename(self, old: str, new: str) -> None:
+        if old == new:
+            assert self.cat.rename(old, new) == []
+            return
+        if old not in self.state:
+            try:
+                self.cat.rename(old, new)
+            except KeyError:
+                return
+            raise AssertionError("rename of an absent item must raise KeyError")
+        if new in self.state:
+            try:
+                self.cat.rename(old, new)
+            except ValueError:
+                return
+            raise AssertionError("rename onto a live item must raise ValueError")
+        assert len(self.cat.rename(old, new)) == 2
+        self.clock += 1
+        self.state[new] = self.state.pop(old)
+        for stacks in (self.done, self.undone):
+            if old in stacks:
+                stacks[new] = stacks.pop(old)
+            else:
+                stacks.pop(new, None)
+
+    @rule(key=keys)
+    def forget(self, key: str) -> None:
+        event = self.cat.forget(key, reason="test")
+        assert (event is None) == (key not in self.state)
+        if event is not None:
+            self.clock += 1
+            del self.state[key]
+            self.done.pop(key, None)
+            self.undone.pop(key, None)
+
+    @rule()
+    def reopen(self) -> None:
+        self.cat.close()
+        self.cat = MediaCatalog.open(self.dir, actor="model", durability="none")
+
+    # --------------------------------------------------------------- invariants
+
+    @invariant()
+    def reads_match_the_model(self) -> None:
+        assert len(self.cat) == len(self.state)
+        assert {k: (r.title, r.description) for k, r in self.cat.items()} == self.state
+        for key in KEYS:
+            assert (key in self.cat) == (key in self.state)
+            assert (self.cat.title(key), self.cat.description(key)) == self._get(key)
+
+
+CatalogMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+TestCatalogStateMachine = CatalogMachine.TestCase
