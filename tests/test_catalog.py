@@ -1,0 +1,330 @@
+"""MediaCatalog through the public API on a real store (SPEC §3)."""
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+import eventstore
+from projections import MediaCatalog, MediaRecord
+
+
+def open_cat(path: pathlib.Path, **kw) -> MediaCatalog:
+    kw.setdefault("actor", "alice")
+    kw.setdefault("durability", "none")
+    return MediaCatalog.open(path / "store", **kw)
+
+
+@pytest.fixture
+def cat(tmp_path: pathlib.Path):
+    c = open_cat(tmp_path)
+    yield c
+    c.close()
+
+
+# ------------------------------------------------------------------- keys
+
+def test_media_arguments_normalise_to_one_key(cat: MediaCatalog, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    expected = str(tmp_path / "clips" / "a.mp4")
+    forms = ["clips/a.mp4", "./clips//x/../a.mp4", pathlib.Path("clips/a.mp4"),
+             SimpleNamespace(path="clips/a.mp4"), SimpleNamespace(file_path=expected),
+             expected.encode()]
+    for form in forms:
+        assert cat.key(form) == expected
+    cat.set_title(forms[0], "A")
+    for form in forms:
+        assert cat.title(form) == "A" and form in cat
+    assert [k for k, _ in cat.items()] == [expected]
+
+
+@pytest.mark.parametrize("bad", ["", "a\x00b", 5, None, object()])
+def test_bad_media_is_refused_before_writing(cat: MediaCatalog, bad) -> None:
+    with pytest.raises(ValueError):
+        cat.set_title(bad, "t")
+    assert bad not in cat
+    assert cat.store.last_seq == 0
+
+
+@pytest.mark.parametrize("bad", [5, None, b"bytes", "lone \ud800 surrogate"])
+def test_bad_title_is_refused_before_writing(cat: MediaCatalog, bad) -> None:
+    with pytest.raises(ValueError):
+        cat.set_title("/m/a", bad)
+    with pytest.raises(ValueError):
+        cat.set_description("/m/a", bad)
+    assert cat.store.last_seq == 0
+
+
+# ------------------------------------------------------------- set / get
+
+def test_set_returns_event_and_none_when_unchanged(cat: MediaCatalog) -> None:
+    e = cat.set_title("/m/a", "Hello", reason="first")
+    assert e is not None and e.type == "title.set" and e.key == "/m/a"
+    assert e.meta["actor"] == "alice" and e.meta["reason"] == "first"
+    last = cat.store.last_seq
+    assert cat.set_title("/m/a", "Hello") is None
+    assert cat.set_description("/m/a", "") is None       # unset == ""
+    assert cat.store.last_seq == last
+
+
+def test_get_returns_a_media_record(cat: MediaCatalog) -> None:
+    before = time.time()
+    cat.set_title("/m/a", "T")
+    cat.set_description("/m/a", "D")
+    rec = cat.get("/m/a")
+    assert isinstance(rec, MediaRecord)
+    assert (rec.title, rec.description, rec.version) == ("T", "D", 2)
+    assert rec.version == cat.store.version("/m/a")
+    assert before - 1 <= rec.created <= rec.updated <= time.time() + 1
+    assert cat.get("/m/none") is None
+    assert cat.title("/m/none") == "" and cat.description("/m/none") == ""
+
+
+def test_len_contains_items(cat: MediaCatalog) -> None:
+    for name in ("c", "a", "b"):
+        cat.set_title(f"/m/{name}", name.upper())
+    assert len(cat) == 3 and "/m/b" in cat and "/m/z" not in cat
+    assert [(k, r.title) for k, r in cat.items()] == [("/m/a", "A"), ("/m/b", "B"), ("/m/c", "C")]
+
+
+def test_state_survives_reopen(tmp_path) -> None:
+    with open_cat(tmp_path) as c:
+        c.set_title("/m/a", "A")
+        c.set_description("/m/a", "about")
+        created = c.get("/m/a").created
+    with open_cat(tmp_path, actor="bob") as c:
+        rec = c.get("/m/a")
+        assert (rec.title, rec.description, rec.created) == ("A", "about", created)
+        assert c.history("/m/a")[0].actor == "alice"
+
+
+def test_concurrent_writers_lose_nothing(cat: MediaCatalog) -> None:
+    def work(t: int) -> None:
+        for i in range(50):
+            cat.set_title(f"/m/{t}/{i}", f"t{t}-{i}")
+            cat.set_description(f"/m/shared/{i % 5}", f"from {t} {i}")
+            assert cat.title(f"/m/{t}/{i}") == f"t{t}-{i}"
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(cat) == 8 * 50 + 5
+    assert all(cat.title(f"/m/{t}/{i}") == f"t{t}-{i}" for t in range(8) for i in range(50))
+    seqs = [e.seq for e in cat.store.read()]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+# ----------------------------------------------------------------- batches
+
+def test_batch_is_one_commit_and_reads_see_pending(cat: MediaCatalog) -> None:
+    cat.set_title("/m/a", "old")
+    with cat.batch() as b:
+        assert cat.set_title("/m/a", "new") is None
+        cat.set_title("/m/b", "B")
+        cat.set_description("/m/b", "bee")
+        cat.set_title("/m/b", "B2")                 # coalesced with the first
+        assert cat.title("/m/a") == "new" and cat.get("/m/b").title == "B2"
+        assert len(cat) == 2 and "/m/b" in cat
+        assert cat.store.last_seq == 1               # nothing written yet
+    assert [(e.key, e.data["value"]) for e in b.events] == [
+        ("/m/a", "new"), ("/m/b", "B2"), ("/m/b", "bee")]
+    assert cat.store.last_seq == 4
+    # one commit = one undo step
+    cat.undo()
+    assert cat.title("/m/a") == "old" and "/m/b" not in cat
+
+
+def test_batch_discarded_on_exception(cat: MediaCatalog) -> None:
+    cat.set_title("/m/a", "keep")
+    with pytest.raises(RuntimeError):
+        with cat.batch():
+            cat.set_title("/m/a", "lost")
+            cat.set_title("/m/b", "lost")
+            raise RuntimeError("boom")
+    assert cat.title("/m/a") == "keep" and "/m/b" not in cat
+    assert cat.store.last_seq == 1 and not cat.in_batch
+
+
+def test_bad_item_in_batch_aborts_it(cat: MediaCatalog) -> None:
+    with pytest.raises(ValueError):
+        with cat.batch():
+            cat.set_title("/m/a", "fine")
+            cat.set_title("/m/b", 42)
+    assert cat.store.last_seq == 0 and len(cat) == 0
+
+
+def test_old_batch_api(cat: MediaCatalog) -> None:
+    cat.start_batch_mode()
+    cat.set_title("/m/a", "A")
+    cat.set_title("/m/b", "B")
+    assert cat.pending_changes() == 2 and cat.store.last_seq == 0
+    events = cat.commit_batch()
+    assert len(events) == 2 and cat.store.last_seq == 2
+    cat.start_batch_mode()
+    cat.set_title("/m/a", "changed")
+    assert cat.cancel_batch() == 1
+    assert cat.title("/m/a") == "A" and cat.commit_batch() == []
+
+
+def test_batch_setting_back_the_committed_value_writes_nothing(cat: MediaCatalog) -> None:
+    cat.set_title("/m/a", "A")
+    with cat.batch() as b:
+        cat.set_title("/m/a", "B")
+        cat.set_title("/m/a", "A")
+    assert b.events == [] and cat.store.last_seq == 1
+
+
+def test_lifecycle_calls_refused_inside_batch(cat: MediaCatalog) -> None:
+    cat.set_title("/m/a", "A")
+    with cat.batch():
+        for call in (lambda: cat.undo(), lambda: cat.redo(), lambda: cat.forget("/m/a"),
+                     lambda: cat.rename("/m/a", "/m/b")):
+            with pytest.raises(RuntimeError):
+                call()
+
+
+def test_close_commits_a_pending_batch(tmp_path) -> None:
+    c = open_cat(tmp_path)
+    c.start_batch_mode()
+    c.set_title("/m/a", "A")
+    c.close()
+    c.close()                                        # idempotent
+    with open_cat(tmp_path) as c:
+        assert c.title("/m/a") == "A"
+
+
+# ----------------------------------------------------- rename / forget / cleanup
+
+def test_rename_moves_metadata_and_refuses_conflicts(cat: MediaCatalog) -> None:
+    cat.set_title("/m/a", "A")
+    cat.set_title("/m/c", "C")
+    events = cat.rename("/m/a", "/m/b", reason="moved")
+    assert [(e.key, e.data) for e in events] == [("/m/a", {"to": "/m/b"}), ("/m/b", {"from": "/m/a"})]
+    assert "/m/a" not in cat and cat.title("/m/b") == "A"
+    with pytest.raises(KeyError):
+        cat.rename("/m/a", "/m/x")
+    with pytest.raises(ValueError):
+        cat.rename("/m/b", "/m/c")
+    assert cat.rename("/m/b", "/m/b") == []
+
+
+def test_forget_is_an_event(cat: MediaCatalog) -> None:
+    cat.set_title("/m/a", "A")
+    e = cat.forget("/m/a", reason="deleted by user")
+    assert e.type == "media.forgotten" and e.meta["reason"] == "deleted by user"
+    assert "/m/a" not in cat and len(cat) == 0
+    assert cat.forget("/m/a") is None
+    assert cat.store.version("/m/a") == 2
+
+
+def test_cleanup_missing_forgets_gone_files(cat: MediaCatalog, tmp_path) -> None:
+    here, gone = tmp_path / "here.mp4", tmp_path / "gone.mp4"
+    here.write_bytes(b"x")
+    gone.write_bytes(b"x")
+    cat.set_title(here, "H")
+    cat.set_title(gone, "G")
+    gone.unlink()
+    assert cat.cleanup_missing() == [str(gone)]
+    assert here in cat and gone not in cat
+    assert cat.history(gone)[-1].field == "key"
+    assert cat.cleanup_missing() == []
+
+
+# ------------------------------------------------------------- time travel
+
+def test_state_at_seq_is_inclusive_and_read_only(cat: MediaCatalog) -> None:
+    e1 = cat.set_title("/m/a", "one")
+    e2 = cat.set_title("/m/a", "two")
+    cat.set_title("/m/b", "B")
+    view = cat.state_at(seq=e1.seq)
+    assert view.as_dict() == {"/m/a": ("one", "")}
+    assert cat.state_at(seq=e2.seq).title("/m/a") == "two"
+    assert cat.state_at(seq=0).as_dict() == {}
+    assert cat.state_at(seq=10**6).as_dict() == {"/m/a": ("two", ""), "/m/b": ("B", "")}
+    with pytest.raises(RuntimeError):
+        view.apply(e2)
+    with pytest.raises(ValueError):
+        cat.state_at()
+    with pytest.raises(ValueError):
+        cat.state_at(seq=1, time=1.0)
+
+
+def test_state_at_time(cat: MediaCatalog) -> None:
+    e1 = cat.set_title("/m/a", "one")
+    time.sleep(0.01)
+    e2 = cat.set_title("/m/a", "two")
+    assert cat.state_at(time=e1.ts / 1e9).title("/m/a") == "one"
+    assert cat.state_at(time=e2.ts / 1e9).title("/m/a") == "two"
+    assert cat.state_at(time=e1.ts / 1e9 - 1).as_dict() == {}
+    import datetime as dt
+    when = dt.datetime.fromtimestamp(e1.ts / 1e9 + 0.001, tz=dt.timezone.utc)
+    if when.timestamp() * 1e9 < e2.ts:
+        assert cat.state_at(time=when).title("/m/a") == "one"
+
+
+def test_state_at_uses_snapshots_and_matches_replay(tmp_path) -> None:
+    with open_cat(tmp_path, snapshot_every=10) as c:
+        for i in range(45):
+            c.set_title(f"/m/{i % 4}", f"v{i}")
+        c.snapshot()
+        for i in range(10):
+            c.set_description(f"/m/{i % 3}", f"d{i}")
+        last = c.store.last_seq
+        views = {seq: c.state_at(seq=seq).as_dict() for seq in range(0, last + 1)}
+    # a fresh replay of each prefix gives the same states
+    from projections import MediaProjection
+    with eventstore.open(tmp_path / "store", durability="none", readonly=True) as store:
+        events = list(store.read())
+    for seq, state in views.items():
+        p = MediaProjection()
+        for e in events[:seq]:
+            p.apply(e)
+        assert p.as_dict() == state, seq
+
+
+def test_diff_between_two_seqs(cat: MediaCatalog) -> None:
+    cat.set_title("/m/a", "A")
+    mark = cat.set_title("/m/b", "B").seq
+    cat.set_title("/m/a", "A2")
+    cat.forget("/m/b")
+    cat.set_title("/m/c", "C")
+    cat.set_title("/m/c", "")                         # back to nothing: no difference
+    d = cat.diff(mark, cat.store.last_seq)
+    assert set(d) == {"/m/a", "/m/b"}
+    assert (d["/m/a"][0].title, d["/m/a"][1].title) == ("A", "A2")
+    assert d["/m/b"][0].title == "B" and d["/m/b"][1] is None
+    back = cat.diff(cat.store.last_seq, mark)
+    assert back["/m/b"] == (None, d["/m/b"][0])
+    assert cat.diff(mark, mark) == {}
+
+
+# ------------------------------------------------------------------ upkeep
+
+def test_stats_compact_verify(cat: MediaCatalog) -> None:
+    cat.set_title("/m/a", "A")
+    stats = cat.stats()
+    assert stats["items"] == 1 and stats["events"] == 1 and stats["last_seq"] == 1
+    cat.compact()
+    assert cat.verify().ok
+    assert cat.title("/m/a") == "A"
+
+
+def test_closed_catalog_refuses_calls(tmp_path) -> None:
+    c = open_cat(tmp_path)
+    c.close()
+    with pytest.raises(eventstore.StoreClosedError):
+        c.set_title("/m/a", "A")
+
+
+def test_readonly_catalog_reads_and_refuses_writes(tmp_path) -> None:
+    with open_cat(tmp_path) as c:
+        c.set_title("/m/a", "A")
+    with open_cat(tmp_path, readonly=True) as c:
+        assert c.title("/m/a") == "A"
+        with pytest.raises(eventstore.ReadOnlyError):
+            c.set_title("/m/a", "B")

@@ -1,0 +1,183 @@
+"""MediaProjection: apply semantics, and snapshot + replay == full replay."""
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eventstore
+from eventstore.event import Event
+from projections import MediaProjection
+from projections.events import (CONT, DESCRIPTION_SET, FORGOTTEN, LEGACY_IMPORTED, MERGE,
+                                REDO_OF, RENAMED, TITLE_SET, UNDO_OF)
+
+KEYS = ["/m/a", "/m/b", "/m/c"]
+
+
+def ev(seq: int, typ: str, key: str, data: dict | None = None, **meta) -> Event:
+    return Event(seq, 1_000_000_000 * seq, typ, key, data or {}, meta)
+
+
+def test_sets_create_update_and_count_versions() -> None:
+    p = MediaProjection()
+    p.apply(ev(1, TITLE_SET, "/m/a", {"value": "A"}))
+    p.apply(ev(2, DESCRIPTION_SET, "/m/a", {"value": "about A"}))
+    rec = p.get("/m/a")
+    assert rec is not None
+    assert (rec.title, rec.description, rec.version) == ("A", "about A", 2)
+    assert (rec.created, rec.updated) == (1.0, 2.0)
+    assert p.last_seq == 2 and len(p) == 1 and "/m/a" in p
+
+
+def test_item_without_metadata_is_not_live_but_keeps_its_version() -> None:
+    p = MediaProjection()
+    p.apply(ev(1, TITLE_SET, "/m/a", {"value": "A"}))
+    p.apply(ev(2, TITLE_SET, "/m/a", {"value": ""}))
+    assert "/m/a" not in p and p.get("/m/a") is None
+    assert p.version("/m/a") == 2
+
+
+def test_forget_and_rename() -> None:
+    p = MediaProjection()
+    p.apply(ev(1, TITLE_SET, "/m/a", {"value": "A"}))
+    p.apply(ev(2, RENAMED, "/m/a", {"to": "/m/b"}))
+    p.apply(ev(3, RENAMED, "/m/b", {"from": "/m/a"}, cont=True))
+    assert p.as_dict() == {"/m/b": ("A", "")}
+    assert p.get("/m/b").created == 1.0
+    assert p.undo_top("/m/b").step == 1          # the undo stack moved along
+    p.apply(ev(4, FORGOTTEN, "/m/b"))
+    assert len(p) == 0 and p.undo_top("/m/b") is None
+
+
+def test_commit_is_one_undo_step_and_undo_redo_move_it() -> None:
+    p = MediaProjection()
+    p.apply(ev(1, TITLE_SET, "/m/a", {"value": "A"}))
+    p.apply(ev(2, TITLE_SET, "/m/b", {"value": "B"}, **{CONT: True}))
+    p.apply(ev(3, DESCRIPTION_SET, "/m/a", {"value": "d"}, **{CONT: True}))
+    group = p.last_undo_group()
+    assert [(u.key, u.step) for u in group] == [("/m/a", 1), ("/m/b", 1)]
+    assert group[0].changes == {"title": ("", "A"), "description": ("", "d")}
+    p.apply(ev(4, TITLE_SET, "/m/a", {"value": ""}, **{UNDO_OF: 1}))
+    p.apply(ev(5, DESCRIPTION_SET, "/m/a", {"value": ""}, **{UNDO_OF: 1, CONT: True}))
+    assert p.undo_top("/m/a") is None and p.redo_top("/m/a").order == 4
+    p.apply(ev(6, TITLE_SET, "/m/a", {"value": "A"}, **{REDO_OF: 1}))
+    assert p.undo_top("/m/a").order == 6 and p.redo_top("/m/a") is None
+
+
+def test_merge_joins_the_previous_single_field_unit() -> None:
+    p = MediaProjection()
+    p.apply(ev(1, TITLE_SET, "/m/a", {"value": "H"}))
+    p.apply(ev(2, TITLE_SET, "/m/a", {"value": "He"}, **{MERGE: True}))
+    p.apply(ev(3, TITLE_SET, "/m/a", {"value": "Hey"}, **{MERGE: True}))
+    top = p.undo_top("/m/a")
+    assert top.changes == {"title": ("", "Hey")} and top.order == 3
+    p.apply(ev(4, DESCRIPTION_SET, "/m/a", {"value": "d"}, **{MERGE: True}))
+    assert p.undo_top("/m/a").changes == {"description": ("", "d")}   # other field: new unit
+
+
+def test_undo_depth_is_bounded() -> None:
+    p = MediaProjection(undo_depth=3)
+    for seq in range(1, 11):
+        p.apply(ev(seq, TITLE_SET, "/m/a", {"value": str(seq)}))
+    assert p.undo_depths() == (3, 0)
+
+
+def test_foreign_events_only_count_versions() -> None:
+    p = MediaProjection()
+    p.apply(ev(1, "something.else", "/m/a", {"value": "x"}))
+    p.apply(ev(2, TITLE_SET, "/m/a", {"value": 5}))
+    p.apply(ev(3, LEGACY_IMPORTED, "legacy-json:ff", {"sha256": "ff"}))
+    assert len(p) == 0 and p.version("/m/a") == 2 and p.imported("ff") == 3
+
+
+def test_frozen_projection_refuses_changes() -> None:
+    p = MediaProjection().freeze()
+    with pytest.raises(RuntimeError):
+        p.apply(ev(1, TITLE_SET, "/m/a", {"value": "A"}))
+    with pytest.raises(RuntimeError):
+        p.restore(MediaProjection().snapshot())
+
+
+# ----------------------------------------------- snapshot + replay == replay
+
+@st.composite
+def event_logs(draw: st.DrawFn) -> list[Event]:
+    """Logs as the catalog writes them, plus raw oddities."""
+    out: list[Event] = []
+    steps = draw(st.lists(st.integers(0, 9), min_size=1, max_size=60))
+    for choice in steps:
+        seq = len(out) + 1
+        key = draw(st.sampled_from(KEYS))
+        value = draw(st.sampled_from(["", "t", "u", "long value"]))
+        meta: dict = {"actor": "p"}
+        if choice <= 4:
+            typ = TITLE_SET if choice % 2 else DESCRIPTION_SET
+            if choice == 4:
+                meta[MERGE] = True
+            if out and choice == 3:
+                meta[CONT] = True
+            out.append(ev(seq, typ, key, {"value": value}, **meta))
+        elif choice in (5, 6):
+            # an undo/redo referring to an earlier step (maybe a wrong one)
+            ref = draw(st.integers(1, seq))
+            meta[UNDO_OF if choice == 5 else REDO_OF] = ref
+            out.append(ev(seq, draw(st.sampled_from([TITLE_SET, DESCRIPTION_SET])), key,
+                          {"value": value}, **meta))
+        elif choice == 7:
+            out.append(ev(seq, FORGOTTEN, key, {}, **meta))
+        elif choice == 8:
+            new = draw(st.sampled_from(KEYS))
+            out.append(ev(seq, RENAMED, key, {"to": new}, **meta))
+            out.append(ev(seq + 1, RENAMED, new, {"from": key}, actor="p", cont=True))
+        else:
+            out.append(ev(seq, LEGACY_IMPORTED, "legacy-json:x", {"sha256": value}, **meta))
+    return out
+
+
+def _through_msgpack(state: object) -> object:
+    return msgpack.unpackb(msgpack.packb(state), strict_map_key=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(log=event_logs(), data=st.data())
+def test_snapshot_plus_replay_equals_full_replay(log: list[Event], data: st.DataObject) -> None:
+    full = MediaProjection(undo_depth=4)
+    for e in log:
+        full.apply(e)
+    cut = data.draw(st.integers(0, len(log)))
+    head = MediaProjection(undo_depth=4)
+    for e in log[:cut]:
+        head.apply(e)
+    resumed = MediaProjection(undo_depth=4)
+    resumed.restore(_through_msgpack(head.snapshot()))
+    for e in log[cut:]:
+        resumed.apply(e)
+    assert _through_msgpack(resumed.snapshot()) == _through_msgpack(full.snapshot())
+    assert resumed.items() == full.items()
+
+
+def test_store_snapshot_plus_replay_equals_full_replay(tmp_path) -> None:
+    """Through the real store: reopen from automatic snapshots vs no snapshots."""
+    from projections import MediaCatalog
+
+    path = tmp_path / "store"
+    with MediaCatalog.open(path, actor="s", durability="none", snapshot_every=7) as cat:
+        for i in range(60):
+            cat.set_title(f"/m/{i % 5}", f"title {i}")
+            if i % 4 == 0:
+                cat.set_description(f"/m/{i % 3}", f"d{i}")
+            if i % 9 == 0:
+                cat.undo()
+            if i % 13 == 0:
+                cat.redo()
+        cat.snapshot()
+        cat.set_title("/m/after-snapshot", "x")
+        expected = _through_msgpack(cat.projection.snapshot())
+    with MediaCatalog.open(path, actor="s", durability="none", snapshot_every=7) as cat:
+        assert _through_msgpack(cat.projection.snapshot()) == expected
+    full = MediaProjection()
+    with eventstore.open(path, durability="none", snapshot_every=0) as store:
+        for e in store.read():
+            full.apply(e)
+    assert _through_msgpack(full.snapshot()) == expected
