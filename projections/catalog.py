@@ -91,7 +91,7 @@ class MediaCatalog:
         self._proj = projection
         self.actor = _default_actor() if actor is None else _check_text("actor", actor)
         self.undo_merge_window = float(undo_merge_window)
-        self.path_checker = path_checker or PathChecker()
+        self.path_checker = path_checker if path_checker is not None else PathChecker()
         self._lock = threading.RLock()
         self._batch: Batch | None = None
         # (key, field, unit step, unit order, monotonic time) of our last single edit
