@@ -1,0 +1,119 @@
+"""Every operating-system call eventstore makes, behind one small class.
+
+The store, the log, recovery, snapshots and compaction receive a `FileSystem`
+and never call `os` for file I/O themselves, so tests can swap in a
+fault-injecting subclass (fail the Nth write/fsync/rename, drop unsynced
+bytes). This module knows nothing of the format; it raises plain `OSError`
+and its callers translate it with the context they have.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from typing import BinaryIO
+
+__all__ = ["FileSystem", "DEFAULT_FS"]
+
+
+class FileSystem:
+    """Thin wrappers over os calls; subclass to inject faults."""
+
+    # -- files -------------------------------------------------------------
+    def open_rw(self, path: str, *, create: bool = False) -> int:
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+    def open_read(self, path: str) -> BinaryIO:
+        return open(path, "rb", buffering=0)
+
+    def write(self, fd: int, data: bytes | memoryview) -> None:
+        """Write all of ``data`` at the fd's position (loops on short writes)."""
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            if n <= 0:  # pragma: no cover - os.write raises instead
+                raise OSError(errno.EIO, "short write")
+            view = view[n:]
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+
+    def seek_end(self, fd: int) -> int:
+        return os.lseek(fd, 0, os.SEEK_END)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        os.fdatasync(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def size(self, path: str) -> int:
+        return os.stat(path).st_size
+
+    # -- directories and names ----------------------------------------------
+    def fsync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def remove(self, path: str) -> None:
+        os.unlink(path)
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    # -- whole files -----------------------------------------------------------
+    def read_file(self, path: str, limit: int) -> bytes:
+        """Read a whole small file, refusing one larger than ``limit`` bytes."""
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise OSError(errno.EFBIG, f"{path} is larger than {limit} bytes")
+        return data
+
+    def create_atomic(self, path: str, data: bytes) -> None:
+        """Temp file, write, fsync, rename, fsync the directory ([F-02])."""
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            self.write(fd, data)
+            self.fsync(fd)
+        finally:
+            self.close(fd)
+        self.rename(tmp, path)
+        self.fsync_dir(os.path.dirname(path) or ".")
+
+    # -- locking -----------------------------------------------------------------
+    def try_lock(self, fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def unlock(self, fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+DEFAULT_FS = FileSystem()

@@ -1,0 +1,75 @@
+"""Values to bytes and back: the msgpack commit payload ([F-08], [F-09]).
+
+`encode_event` turns one validated event into its msgpack array; a commit's
+payload is the concatenation of its events behind an array header, so events
+are encoded once, outside the store's lock. `decode_commit` unpacks a payload
+with explicit limits and checks its shape; any failure is a `CorruptionError`
+carrying the file and offset the caller names. No I/O here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import CorruptionError, ValidationError
+from .event import Event
+
+__all__ = ["encode_event", "join_payload", "decode_commit", "pack", "unpack"]
+
+
+
+def pack(value: Any) -> bytes:
+    """msgpack ``value``; raises ValidationError for anything msgpack refuses."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError, UnicodeEncodeError) as exc:
+        raise ValidationError(f"value cannot be encoded: {exc}") from exc
+
+
+def encode_event(type_: str, key: str, data: dict, meta: dict) -> bytes:
+    return pack([type_, key, data, meta])
+
+
+def join_payload(encoded: list[bytes]) -> bytes:
+    """The payload of a commit: an array header followed by its events."""
+    n = len(encoded)
+    if n < 16:
+        head = bytes((0x90 | n,))
+    elif n < 1 << 16:
+        head = b"\xdc" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdd" + n.to_bytes(4, "big")
+    return head + b"".join(encoded)
+
+
+def unpack(data: bytes, file: str, offset: int, what: str) -> Any:
+    """Unpack untrusted bytes with every length limited by their size."""
+    n = len(data)
+    try:
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=False, use_list=True,
+            max_str_len=n, max_bin_len=n, max_array_len=n, max_map_len=n, max_ext_len=n,
+        )
+    except Exception as exc:  # msgpack raises many types, incl. StackError
+        raise CorruptionError(file, offset, f"{what} does not decode: {type(exc).__name__}: {exc}") from None
+
+
+def decode_commit(payload: bytes, first_seq: int, count: int, ts: int,
+                  file: str, offset: int) -> list[Event]:
+    """Decode a frame's payload into exactly ``count`` events."""
+    items = unpack(payload, file, offset, "commit payload")
+    if type(items) is not list or len(items) != count:
+        raise CorruptionError(file, offset, f"commit payload does not hold {count} events")
+    new = tuple.__new__
+    events = []
+    seq = first_seq
+    try:
+        for type_, key, data, meta in items:
+            if type(type_) is not str or type(key) is not str or type(data) is not dict or type(meta) is not dict:
+                raise ValueError("bad field types")
+            events.append(new(Event, (seq, ts, type_, key, data, meta)))
+            seq += 1
+    except (TypeError, ValueError):
+        raise CorruptionError(file, offset, "commit payload holds a malformed event") from None
+    return events

@@ -1,0 +1,126 @@
+"""Compaction: seal the active segment, compress sealed segments, snapshot.
+
+A sealed plain segment is copied into a `.zseg` ([F-19]) by streaming, the
+copy is made durable ([F-02]) and re-scanned in full, and only then is the
+plain file removed ([F-05], [F-20]). Retention: every event is kept — history
+is the product; only snapshots beyond the newest `KEEP_SNAPSHOTS` are pruned,
+and `quarantine/` is never touched. `finish_interrupted` completes a
+compaction that stopped between its rename and the removal.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import zstandard
+
+from ._fs import FileSystem
+from .errors import CorruptionError, StoreFailedError
+from .frame import Damage, FrameScanner
+from .layout import READ_CHUNK, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
+from .recovery import RecoveryEntry, RecoveryReport
+from .segment import SegmentRef, SegmentStream, encode_zheader, list_segments, parse_name, scan, segment_path
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["compact_store", "compress_segment", "finish_interrupted"]
+
+ZSTD_LEVEL = 3
+
+
+def _scan_all(fs: FileSystem, ref: SegmentRef) -> tuple[int, bytes, int]:
+    """Scan a whole segment strictly; return (last seq, last digest, plain size)."""
+    stream = SegmentStream(fs, ref)
+    scanner = FrameScanner(SEGMENT_HEADER_SIZE, ref.first_seq, stream.prev_digest, end=stream.end)
+    for item in scan(stream, scanner, SEGMENT_HEADER_SIZE):
+        if isinstance(item, Damage):
+            raise CorruptionError(ref.path, item.offset, item.reason)
+    return scanner.expected_seq - 1, scanner.digest, stream.end
+
+
+def compress_segment(fs: FileSystem, ref: SegmentRef) -> str:
+    """Write ``ref``'s compressed copy durably, check it, then remove the plain file."""
+    last_seq, digest, plain_size = _scan_all(fs, ref)
+    zpath = segment_path(os.path.dirname(ref.path), ref.first_seq, compressed=True)
+    tmp = zpath + ".tmp"
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+    fd = fs.open_rw(tmp, create=True)
+    try:
+        fs.truncate(fd, 0)
+        fs.write(fd, encode_zheader(ref.first_seq, last_seq, plain_size, digest))
+        comp = cctx.compressobj(size=plain_size)
+        with fs.open_read(ref.path) as f:
+            while chunk := f.read(READ_CHUNK):
+                out = comp.compress(chunk)
+                if out:
+                    fs.write(fd, out)
+        fs.write(fd, comp.flush())
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)
+    fs.rename(tmp, zpath)
+    dirname = os.path.dirname(ref.path)
+    fs.fsync_dir(dirname)
+    zref = SegmentRef(ref.first_seq, zpath, True)
+    zlast, zdigest, zsize = _scan_all(fs, zref)
+    if (zlast, zdigest, zsize) != (last_seq, digest, plain_size):
+        raise CorruptionError(zpath, ZSEGMENT_HEADER_SIZE, "compressed copy does not match its segment")
+    fs.remove(ref.path)
+    fs.fsync_dir(dirname)
+    return zpath
+
+
+def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> None:
+    """[F-20]: where N.seg and N.zseg both exist, keep N.zseg only if it checks out."""
+    try:
+        names = set(fs.listdir(seg_dir))
+    except FileNotFoundError:
+        return
+    for name in sorted(names):
+        parsed = parse_name(name)
+        if parsed is None or not parsed[1]:
+            continue
+        plain = segment_path(seg_dir, parsed[0])
+        if os.path.basename(plain) not in names:
+            continue
+        zref = SegmentRef(parsed[0], os.path.join(seg_dir, name), True)
+        try:
+            _scan_all(fs, zref)
+        except CorruptionError as exc:
+            from .recovery import quarantine_copy
+            root = os.path.dirname(seg_dir)
+            with fs.open_read(zref.path) as f:
+                data = f.read()
+            quarantine_copy(fs, root, name, data)
+            fs.remove(zref.path)
+            report.add(RecoveryEntry("quarantined", zref.path, exc.offset,
+                                     f"unfinished compressed copy ({exc.reason}); plain segment kept"))
+        else:
+            fs.remove(plain)
+            report.add(RecoveryEntry("finished-compaction", plain, None,
+                                     "compressed copy was complete; plain segment removed"))
+        fs.fsync_dir(seg_dir)
+
+
+def compact_store(store: "Store") -> dict:
+    """`Store.compact`: seal, compress every sealed plain segment, snapshot."""
+    store._seal_active()
+    fs = store._fs
+    refs = list_segments(fs, store.seg_dir)
+    compressed = []
+    before = after = 0
+    for ref in refs[:-1]:  # the last one is the active segment
+        if ref.compressed:
+            continue
+        size = fs.size(ref.path)
+        try:
+            zpath = compress_segment(fs, ref)
+        except OSError as exc:
+            raise StoreFailedError(f"compaction of {ref.path} failed: {exc}") from exc
+        before += size
+        after += fs.size(zpath)
+        compressed.append(zpath)
+    seq = store.snapshot()
+    return {"compressed": len(compressed), "bytes_before": before, "bytes_after": after,
+            "snapshot_seq": seq}

@@ -1,0 +1,80 @@
+"""The event envelope and the validation of everything a caller hands in.
+
+`Event` is an immutable record (a named tuple: cheap to build on replay).
+`validate_*` functions raise `ValidationError` for anything SPEC §5 forbids,
+before a single byte is encoded or written. This module does no I/O.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .errors import ValidationError
+
+__all__ = ["Event", "MAX_KEY_BYTES", "MAX_TYPE_BYTES", "MAX_DEPTH"]
+
+MAX_KEY_BYTES = 4096
+MAX_TYPE_BYTES = 256
+MAX_DEPTH = 64
+_SCALARS = (str, int, float, bool, type(None), bytes)
+
+
+class Event(NamedTuple):
+    """One committed event. ``seq`` starts at 1 and has no gaps."""
+
+    seq: int
+    ts: int  # nanoseconds since the epoch, UTC
+    type: str
+    key: str
+    data: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def _check_name(what: str, value: object, limit: int) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be str, not {type(value).__name__}")
+    if not value:
+        raise ValidationError(f"{what} must not be empty")
+    if "\x00" in value:
+        raise ValidationError(f"{what} must not contain NUL")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{what} is not valid Unicode (lone surrogate?)") from exc
+    if size > limit:
+        raise ValidationError(f"{what} is {size} UTF-8 bytes; the limit is {limit}")
+    return value
+
+
+def validate_key(key: object) -> str:
+    return _check_name("key", key, MAX_KEY_BYTES)
+
+
+def validate_type(type_: object) -> str:
+    return _check_name("event type", type_, MAX_TYPE_BYTES)
+
+
+def _check_value(what: str, value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ValidationError(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValidationError(f"{what} has a non-str map key {k!r}")
+            if type(v) not in _SCALARS:
+                _check_value(what, v, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            if type(v) not in _SCALARS:
+                _check_value(what, v, depth + 1)
+    elif not isinstance(value, _SCALARS):
+        raise ValidationError(f"{what} holds a {type(value).__name__}, which cannot be stored")
+
+
+def validate_mapping(what: str, value: object) -> dict[str, Any]:
+    """Check a ``data`` or ``meta`` argument: a dict of msgpack-able values."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what} must be a dict, not {type(value).__name__}")
+    _check_value(what, value, 1)
+    return value

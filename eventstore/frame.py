@@ -1,0 +1,203 @@
+"""The frame codec and the one scanner that classifies frames (sans-I/O).
+
+`encode_frame` builds one commit's bytes and its chain digest ([F-08],
+[F-17]). `FrameScanner` is fed bytes (all at once or chunk by chunk, from a
+plain file or a zstd stream) and hands back `Frame`s and `Damage`s; it never
+opens a file and never decides what damage means. Recovery (truncate or
+raise), salvage (resynchronise), `verify` (collect) and the dump tool (print)
+apply their own policy to what it reports. A `Damage` moves the scanner into
+a sticky error state until the caller asks it to `resync`.
+"""
+from __future__ import annotations
+
+import zlib
+from hashlib import blake2b
+from typing import NamedTuple, Union
+
+from .layout import (
+    DIGEST_SIZE, FRAME_CRC_START, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_MAGIC,
+    FRAME_PREFIX, MAX_FRAME_PAYLOAD,
+)
+
+__all__ = ["Frame", "Damage", "FrameScanner", "encode_frame", "chain_digest", "is_gap"]
+
+_crc32 = zlib.crc32
+_unpack_header = FRAME_HEADER.unpack_from
+_pack_prefix = FRAME_PREFIX.pack
+
+
+class Frame(NamedTuple):
+    offset: int  # of the frame header within the (uncompressed) segment
+    first_seq: int
+    count: int
+    ts: int
+    digest: bytes
+    payload: bytes
+    size: int  # header + payload bytes
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.count - 1
+
+
+class Damage(NamedTuple):
+    offset: int
+    reason: str
+    kind: str = "bad"  # short, magic, length, crc, empty, seq, chain
+
+
+def is_gap(payload: bytes) -> bool:
+    """A gap frame ([F-25]) has a msgpack map as payload; a commit has an array."""
+    return (payload[0] & 0xF0) == 0x80 or payload[0] in (0xDE, 0xDF)
+
+
+Scanned = Union[Frame, Damage, None]
+
+
+def chain_digest(prev: bytes, prefix: bytes, payload: bytes | memoryview) -> bytes:
+    h = blake2b(prev, digest_size=DIGEST_SIZE)
+    h.update(prefix)
+    h.update(payload)
+    return h.digest()
+
+
+def encode_frame(first_seq: int, count: int, ts: int, payload: bytes,
+                 prev_digest: bytes) -> tuple[bytes, bytes]:
+    """Return ``(frame bytes, digest after it)`` for one commit."""
+    prefix = _pack_prefix(len(payload), count, first_seq, ts)
+    digest = chain_digest(prev_digest, prefix, payload)
+    crc = _crc32(payload, _crc32(digest, _crc32(prefix)))
+    header = FRAME_MAGIC + crc.to_bytes(4, "little") + prefix + digest
+    return header + payload, digest
+
+
+class FrameScanner:
+    """Classify the frames of one segment body, fed incrementally.
+
+    ``base`` is the segment offset of the first byte fed; ``end`` (when known)
+    is the total size of the segment, so a length field pointing past it is
+    damage at once rather than a wait for bytes that will never come.
+    """
+
+    def __init__(self, base: int, expected_seq: int, prev_digest: bytes, *,
+                 end: int | None = None, max_payload: int = MAX_FRAME_PAYLOAD) -> None:
+        self._buf = bytearray()
+        self._start = base  # segment offset of self._buf[0]
+        self._pos = base  # segment offset of the next frame
+        self.expected_seq = expected_seq
+        self.digest = prev_digest
+        self.end = end
+        self.max_payload = max_payload
+        self.eof = False
+        self.damage: Damage | None = None
+        self._restart = False  # the next frame restarts the chain (after a gap frame)
+
+    # -- input --------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        consumed = self._pos - self._start
+        if consumed > (1 << 20):
+            del self._buf[:consumed]
+            self._start = self._pos
+        self._buf += data
+
+    def close(self) -> None:
+        """No more bytes will be fed."""
+        self.eof = True
+
+    @property
+    def position(self) -> int:
+        """Segment offset just past the last good frame."""
+        return self._pos
+
+    @property
+    def buffered_end(self) -> int:
+        return self._start + len(self._buf)
+
+    # -- frames -------------------------------------------------------------------
+    def next(self) -> Scanned:
+        """The next frame, a `Damage`, or None (need more bytes / clean end)."""
+        if self.damage is not None:
+            return self.damage
+        result = self._parse(self._pos, check_chain=True)
+        if isinstance(result, Frame):
+            self._accept(result, result.digest)
+        elif isinstance(result, Damage):
+            self.damage = result
+        return result
+
+    def resync(self) -> tuple[Frame | None, bool]:
+        """After damage, find the next frame whose magic, CRC and seq verify ([F-15]).
+
+        Returns ``(frame, done)``: a frame (the chain restarts from its stored
+        digest), or ``(None, False)`` when more bytes are needed, or
+        ``(None, True)`` when no such frame exists before the end.
+        """
+        assert self.damage is not None
+        buf, start = self._buf, self._start
+        search = max(self.damage.offset + 1, start) - start
+        while True:
+            i = buf.find(FRAME_MAGIC, search)
+            if i < 0:
+                if self.eof:
+                    return None, True
+                # keep the last few bytes: a magic may straddle the next chunk
+                return None, False
+            result = self._parse(start + i, check_chain=False)
+            if result is None:
+                if self.eof:
+                    return None, True
+                return None, False
+            if isinstance(result, Frame) and result.first_seq >= self.expected_seq:
+                self.damage = None
+                self._accept(result, result.digest)
+                return result, False
+            search = i + 1
+
+    def _accept(self, frame: Frame, digest: bytes) -> None:
+        self._pos = frame.offset + frame.size
+        self.expected_seq = frame.first_seq + frame.count
+        self.digest = digest
+        self._restart = is_gap(frame.payload)
+
+    def restart_chain(self) -> None:
+        """Accept the next frame's stored digest as the chain (after a recorded gap)."""
+        self._restart = True
+
+    def _parse(self, pos: int, *, check_chain: bool) -> Scanned:
+        buf = self._buf
+        i = pos - self._start
+        have = len(buf) - i
+        if have < FRAME_HEADER_SIZE:
+            if not self.eof or have == 0:
+                return None
+            if have >= 4 and buf[i:i + 4] != FRAME_MAGIC:
+                return Damage(pos, "bad frame magic", "magic")
+            return Damage(pos, f"incomplete frame header ({have} of {FRAME_HEADER_SIZE} bytes)", "short")
+        magic, crc, length, count, first_seq, ts, digest = _unpack_header(buf, i)
+        if magic != FRAME_MAGIC:
+            return Damage(pos, "bad frame magic", "magic")
+        if length == 0 or length > self.max_payload:
+            return Damage(pos, f"frame length {length} out of bounds", "length")
+        size = FRAME_HEADER_SIZE + length
+        if self.end is not None and pos + size > self.end:
+            return Damage(pos, f"frame of {size} bytes runs past the end of the segment", "short")
+        if have < size:
+            if self.eof:
+                return Damage(pos, f"incomplete frame ({have} of {size} bytes)", "short")
+            return None
+        view = memoryview(buf)
+        try:
+            if _crc32(view[i + FRAME_CRC_START:i + size]) != crc:
+                return Damage(pos, "frame checksum mismatch", "crc")
+            payload = bytes(view[i + FRAME_HEADER_SIZE:i + size])
+        finally:
+            view.release()
+        if count == 0:
+            return Damage(pos, "frame holds no events", "empty")
+        if check_chain:
+            if first_seq != self.expected_seq:
+                return Damage(pos, f"frame starts at seq {first_seq}, expected {self.expected_seq}", "seq")
+            prefix = bytes(buf[i + 8:i + 32])
+            if not self._restart and chain_digest(self.digest, prefix, payload) != digest:
+                return Damage(pos, "digest chain broken (commit removed, reordered or edited)", "chain")
+        return Frame(pos, first_seq, count, ts, bytes(digest), payload, size)

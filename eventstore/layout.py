@@ -1,0 +1,59 @@
+"""Every on-disk layout constant, in one place (docs/FORMAT.md).
+
+One `struct.Struct` per on-disk structure, with its magic and sizes. No other
+module spells a magic, an offset or a size.
+"""
+from __future__ import annotations
+
+import struct
+
+FORMAT_VERSION = 1
+ZERO_DIGEST = bytes(16)
+DIGEST_SIZE = 16
+
+# §3 store marker
+MARKER_NAME = "METALOG"
+MARKER_MAGIC = b"METALOG\n"
+MARKER = struct.Struct("<8sHH")  # + CRC-32
+MARKER_SIZE = MARKER.size + 4
+
+LOCK_NAME = "LOCK"
+SEGMENTS_DIR = "segments"
+SNAPSHOTS_DIR = "snapshots"
+QUARANTINE_DIR = "quarantine"
+TMP_SUFFIX = ".tmp"
+SEGMENT_SUFFIX = ".seg"
+ZSEGMENT_SUFFIX = ".zseg"
+SNAPSHOT_SUFFIX = ".snap"
+NAME_DIGITS = 20
+
+# §4.1 segment header: magic, version, reserved, first_seq, prev digest, reserved, crc
+SEGMENT_MAGIC = b"MLSG"
+SEGMENT_HEADER = struct.Struct("<4sHHQ16sII")
+SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size  # 40
+
+# §4.2 frame header: magic, crc, length, count, first_seq, ts, digest
+FRAME_MAGIC = b"MLFR"
+FRAME_HEADER = struct.Struct("<4sIIIQQ16s")
+FRAME_HEADER_SIZE = FRAME_HEADER.size  # 48
+FRAME_CRC_START = 8  # the CRC covers header[8:48] + payload
+FRAME_DIGEST_FIELDS = slice(8, 32)  # what the chain hashes besides the payload
+FRAME_PREFIX = struct.Struct("<IIQQ")  # length, count, first_seq, ts (bytes 8..32)
+MAX_FRAME_PAYLOAD = 256 << 20
+
+# §6 compressed segment header
+ZSEGMENT_MAGIC = b"MLSZ"
+ZSEGMENT_HEADER = struct.Struct("<4sHHQQQ16sII")
+ZSEGMENT_HEADER_SIZE = ZSEGMENT_HEADER.size  # 56
+
+# §7 snapshot header
+SNAPSHOT_MAGIC = b"MLSN"
+SNAPSHOT_HEADER = struct.Struct("<4sHHQQQQ16sQII")
+SNAPSHOT_HEADER_SIZE = SNAPSHOT_HEADER.size  # 72
+MAX_SNAPSHOT_BYTES = 1 << 30
+KEEP_SNAPSHOTS = 3
+
+assert SEGMENT_HEADER_SIZE == 40 and FRAME_HEADER_SIZE == 48
+assert ZSEGMENT_HEADER_SIZE == 56 and SNAPSHOT_HEADER_SIZE == 72
+MAX_SEGMENT_BYTES = 4 << 30  # a plain segment never grows past this ([F-19])
+READ_CHUNK = 1 << 20

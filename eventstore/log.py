@@ -1,0 +1,101 @@
+"""The writer's side of the segment log: append frames, roll over, sync.
+
+`SegmentLog` owns the active segment's file descriptor. It writes a batch of
+already-encoded frames with one `write` per segment touched, creates the next
+segment when the active one reaches ``segment_bytes`` ([F-04]), and syncs.
+It knows nothing of events, seqs' meaning, or durability policy: the store
+decides when to call `write`, `buffer` and `sync`. Not thread-safe: the store
+serialises calls.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ._fs import FileSystem
+from .layout import SEGMENT_HEADER_SIZE
+from .segment import create_segment
+
+__all__ = ["SegmentLog", "PendingFrame"]
+
+
+class PendingFrame(NamedTuple):
+    data: bytes
+    first_seq: int
+    last_seq: int
+    digest: bytes
+
+
+class SegmentLog:
+    def __init__(self, fs: FileSystem, seg_dir: str, active_first: int, active_path: str,
+                 size: int, last_digest: bytes, segment_bytes: int,
+                 buffer_bytes: int = 1 << 20) -> None:
+        self.fs = fs
+        self.seg_dir = seg_dir
+        self.segment_bytes = segment_bytes
+        self.buffer_bytes = buffer_bytes
+        self.active_first = active_first
+        self.active_path = active_path
+        self.fd = fs.open_rw(active_path)
+        fs.seek_end(self.fd)
+        self.size = size  # bytes in the active segment, including buffered ones
+        self._buf: list[bytes] = []
+        self._buf_len = 0
+        self._dirty = False  # written since the last sync
+        self._last_digest = last_digest
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(segment first seq, offset) where the next frame will start."""
+        return self.active_first, self.size
+
+    def append(self, frames: list[PendingFrame], *, buffered: bool) -> None:
+        """Add frames to the log; with ``buffered`` keep them in memory until the buffer fills."""
+        for frame in frames:
+            if self.size >= self.segment_bytes:
+                self._roll(frame.first_seq, self._last_digest)
+            self._buf.append(frame.data)
+            self._buf_len += len(frame.data)
+            self.size += len(frame.data)
+            self._last_digest = frame.digest
+        if not buffered or self._buf_len >= self.buffer_bytes:
+            self.write_buffer()
+
+    def write_buffer(self) -> None:
+        """Hand buffered bytes to the OS (one write)."""
+        if self._buf:
+            data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+            self._buf.clear()
+            self._buf_len = 0
+            self._dirty = True
+            self.fs.write(self.fd, data)
+
+    def sync(self) -> None:
+        """Write what is buffered and make it durable."""
+        self.write_buffer()
+        if self._dirty:
+            self.fs.fdatasync(self.fd)
+            self._dirty = False
+
+    def _roll(self, first_seq: int, prev_digest: bytes) -> None:
+        """Seal the active segment (durably) and start a new one."""
+        self.sync()
+        path = create_segment(self.fs, self.seg_dir, first_seq, prev_digest)
+        old = self.fd
+        self.fd = self.fs.open_rw(path)
+        self.fs.seek_end(self.fd)
+        self.fs.close(old)
+        self.active_first, self.active_path = first_seq, path
+        self.size = self.fs.size(path)
+
+    def roll_now(self, next_seq: int) -> bool:
+        """Seal the active segment if it holds any frame (used by compaction)."""
+        if self.size <= SEGMENT_HEADER_SIZE:
+            return False
+        self._roll(next_seq, self._last_digest)
+        return True
+
+    def close(self) -> None:
+        try:
+            self.sync()
+        finally:
+            self.fs.close(self.fd)

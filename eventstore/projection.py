@@ -1,0 +1,28 @@
+"""The projection protocol: read models that the store feeds with events.
+
+A projection is any object with ``name``, ``version``, ``apply(event)``,
+``snapshot()`` and ``restore(state)``. The store calls ``apply`` once per
+committed event, in seq order, both while replaying on open and live.
+``snapshot()`` returns a msgpack-able value; ``restore(state)`` loads one.
+A snapshot whose name/version differ from the projection's is ignored and the
+state is rebuilt by replay. This module defines the protocol only.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from .event import Event
+
+__all__ = ["Projection"]
+
+
+@runtime_checkable
+class Projection(Protocol):
+    name: str
+    version: int
+
+    def apply(self, event: Event) -> None: ...
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...

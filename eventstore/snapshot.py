@@ -1,0 +1,122 @@
+"""Snapshot files: every projection's state after one seq (docs/FORMAT.md §7).
+
+Encodes and decodes `.snap` files, lists them, writes them atomically and
+prunes old ones. Decoding trusts nothing: both CRCs, a streamed zstd
+decompression capped at the declared length (itself capped), msgpack with
+limits. Deciding whether a snapshot fits the log is the store's job.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from typing import Any, NamedTuple
+
+import zstandard
+
+from ._fs import FileSystem
+from .codec import pack, unpack
+from .errors import CorruptionError, FormatVersionError
+from .layout import (
+    FORMAT_VERSION, KEEP_SNAPSHOTS, MAX_SNAPSHOT_BYTES, NAME_DIGITS, READ_CHUNK,
+    SNAPSHOT_HEADER, SNAPSHOT_HEADER_SIZE, SNAPSHOT_MAGIC, SNAPSHOT_SUFFIX,
+)
+
+__all__ = ["Snapshot", "encode_snapshot", "read_snapshot", "list_snapshots", "write_snapshot"]
+
+ZSTD_LEVEL = 3
+
+
+class Snapshot(NamedTuple):
+    path: str
+    seq: int
+    ts: int
+    seg_first: int
+    offset: int
+    digest: bytes
+    versions: dict[str, int]
+    states: dict[str, tuple[int, bytes]]  # name -> (version, msgpack bytes)
+
+    def state(self, name: str, version: int) -> tuple[bool, Any]:
+        """``(True, state)`` when this snapshot holds ``name`` at ``version`` ([F-22])."""
+        entry = self.states.get(name)
+        if entry is None or entry[0] != version:
+            return False, None
+        return True, unpack(entry[1], self.path, SNAPSHOT_HEADER_SIZE, f"state of projection {name!r}")
+
+
+def encode_snapshot(seq: int, ts: int, position: tuple[int, int], digest: bytes,
+                    versions: bytes, states: list[tuple[str, int, bytes]]) -> bytes:
+    body = pack({"versions": versions, "projections": [list(s) for s in states]})
+    compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(body)
+    head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, 0, seq, ts, position[0], position[1],
+                                digest, len(body), zlib.crc32(compressed), 0)[:-4]
+    return head + zlib.crc32(head).to_bytes(4, "little") + compressed
+
+
+def snapshot_name(seq: int) -> str:
+    return f"{seq:0{NAME_DIGITS}d}{SNAPSHOT_SUFFIX}"
+
+
+def list_snapshots(fs: FileSystem, directory: str) -> list[tuple[int, str]]:
+    """``(seq, path)`` of every snapshot file, newest first."""
+    out = []
+    for name in fs.listdir(directory):
+        stem = name[: -len(SNAPSHOT_SUFFIX)]
+        if name.endswith(SNAPSHOT_SUFFIX) and len(stem) == NAME_DIGITS and stem.isdigit():
+            out.append((int(stem), os.path.join(directory, name)))
+    out.sort(reverse=True)
+    return out
+
+
+def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
+    """Decode and check a snapshot file ([F-21]); CorruptionError when unusable."""
+    with fs.open_read(path) as f:
+        head = f.read(SNAPSHOT_HEADER_SIZE)
+        if len(head) < SNAPSHOT_HEADER_SIZE:
+            raise CorruptionError(path, 0, "snapshot header is short")
+        (magic, version, _, seq, ts, seg_first, offset, digest, body_len, body_crc,
+         crc) = SNAPSHOT_HEADER.unpack(head)
+        if magic != SNAPSHOT_MAGIC:
+            raise CorruptionError(path, 0, "bad snapshot magic")
+        if zlib.crc32(head[:-4]) != crc:
+            raise CorruptionError(path, 0, "snapshot header checksum mismatch")
+        if version != FORMAT_VERSION:
+            raise FormatVersionError(path, version, FORMAT_VERSION)
+        if body_len > MAX_SNAPSHOT_BYTES:
+            raise CorruptionError(path, 56, f"snapshot body of {body_len} bytes exceeds the limit")
+        compressed = f.read(MAX_SNAPSHOT_BYTES + 1)
+    if zlib.crc32(compressed) != body_crc:
+        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body checksum mismatch")
+    body = bytearray()
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(compressed), read_size=READ_CHUNK,
+                                                             read_across_frames=False)
+        while chunk := reader.read(READ_CHUNK):
+            body += chunk
+            if len(body) > body_len:
+                raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body decompresses past its declared length")
+    except zstandard.ZstdError as exc:
+        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, f"snapshot zstd stream is damaged: {exc}") from None
+    if len(body) != body_len:
+        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body is shorter than declared")
+    doc = unpack(bytes(body), path, SNAPSHOT_HEADER_SIZE, "snapshot body")
+    try:
+        versions_raw = doc["versions"]
+        states = {str(name): (int(ver), bytes(state)) for name, ver, state in doc["projections"]}
+    except (TypeError, KeyError, ValueError):
+        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body has the wrong shape") from None
+    versions = unpack(versions_raw, path, SNAPSHOT_HEADER_SIZE, "snapshot key versions") if versions_raw else {}
+    if not isinstance(versions, dict):
+        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot key versions have the wrong shape")
+    return Snapshot(path, seq, ts, seg_first, offset, bytes(digest), versions, states)
+
+
+def write_snapshot(fs: FileSystem, directory: str, seq: int, data: bytes,
+                   keep: int = KEEP_SNAPSHOTS) -> str:
+    """Write atomically ([F-02]) then remove all but the newest ``keep`` ([F-23])."""
+    path = os.path.join(directory, snapshot_name(seq))
+    fs.create_atomic(path, data)
+    for _, old in list_snapshots(fs, directory)[keep:]:
+        fs.remove(old)
+    return path

@@ -1,0 +1,837 @@
+"""`Store`: the public face of eventstore, wiring log, recovery and projections.
+
+It owns the directory (marker, lock, layout), the commit path (validate and
+encode outside the lock, assign seqs and chain digests under it, then group
+commit: one leader writes and syncs every waiting commit's frame at once),
+the publication of committed events to projections and subscribers in seq
+order, snapshots, and the read side (`read`, `follow`). Bytes on disk are
+`frame`/`segment`'s business; what damage means is `recovery`'s.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from . import snapshot as snap_mod
+from ._fs import DEFAULT_FS, FileSystem
+from .codec import decode_commit, encode_event, join_payload, pack
+from .errors import (
+    ConcurrencyError, CorruptionError, FormatVersionError, LockedError, NotAStoreError,
+    ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError,
+)
+from .event import Event, validate_key, validate_mapping, validate_type
+from .frame import Damage, Frame, FrameScanner, encode_frame, is_gap
+from .layout import (
+    FORMAT_VERSION, LOCK_NAME, MARKER, MARKER_MAGIC, MARKER_NAME, MARKER_SIZE, MAX_FRAME_PAYLOAD,
+    MAX_SEGMENT_BYTES, QUARANTINE_DIR, SEGMENT_HEADER_SIZE, SEGMENTS_DIR, SNAPSHOTS_DIR, TMP_SUFFIX,
+    ZERO_DIGEST,
+)
+from .log import PendingFrame, SegmentLog
+from .projection import Projection
+from .recovery import RecoveryEntry, RecoveryReport, SnapshotMismatch, Walker, quarantine_copy
+from .segment import SegmentRef, SegmentStream, create_segment, list_segments, scan
+from .verify import VerifyReport, verify_store
+
+__all__ = ["Store", "open"]
+
+log = logging.getLogger("eventstore")
+
+DURABILITY = ("fsync", "flush", "none")
+RECOVERY = ("strict", "salvage")
+_ALLOWED_ENTRIES = {MARKER_NAME, LOCK_NAME, SEGMENTS_DIR, SNAPSHOTS_DIR, QUARANTINE_DIR}
+_HELD_LOCKS: set[str] = set()  # store roots locked by this process ([F-24])
+_HELD_GUARD = threading.Lock()
+
+
+def open(path: str | os.PathLike[str], projections: Sequence[Projection] = (), *,
+         durability: str = "fsync", recovery: str = "strict", readonly: bool = False,
+         segment_bytes: int = 64 << 20, snapshot_every: int = 100_000,
+         max_event_bytes: int = 1 << 20, create: bool = True,
+         fs: FileSystem | None = None) -> "Store":
+    """Open (creating if needed) the store in directory ``path``."""
+    return Store(path, projections, durability=durability, recovery=recovery, readonly=readonly,
+                 segment_bytes=segment_bytes, snapshot_every=snapshot_every,
+                 max_event_bytes=max_event_bytes, create=create, fs=fs)
+
+
+class _Transaction:
+    """Collects appends; the store commits them as one frame on clean exit."""
+
+    def __init__(self, store: "Store") -> None:
+        self._store = store
+        self._items: list[tuple[str, str, dict, dict, int | None]] = []
+        self.events: list[Event] = []
+
+    def append(self, type: str, key: str, data: dict | None = None, *,
+               meta: dict | None = None, expected_version: int | None = None) -> None:
+        self._items.append(self._store._check_item(type, key, data, meta, expected_version))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike[str], projections: Sequence[Projection], *,
+                 durability: str, recovery: str, readonly: bool, segment_bytes: int,
+                 snapshot_every: int, max_event_bytes: int, create: bool,
+                 fs: FileSystem | None) -> None:
+        if durability not in DURABILITY:
+            raise ValidationError(f"durability must be one of {DURABILITY}, not {durability!r}")
+        if recovery not in RECOVERY:
+            raise ValidationError(f"recovery must be one of {RECOVERY}, not {recovery!r}")
+        for name, value, low in (("segment_bytes", segment_bytes, 4096),
+                                 ("snapshot_every", snapshot_every, 0),
+                                 ("max_event_bytes", max_event_bytes, 64)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValidationError(f"{name} must be an int >= {low}")
+        if segment_bytes > MAX_SEGMENT_BYTES // 2:
+            raise ValidationError(f"segment_bytes must be at most {MAX_SEGMENT_BYTES // 2}")
+        for p in projections:
+            if not isinstance(p, Projection):
+                raise ValidationError(f"{p!r} does not implement the Projection protocol")
+        self.root = os.path.abspath(os.fspath(path))
+        self.seg_dir = os.path.join(self.root, SEGMENTS_DIR)
+        self.snap_dir = os.path.join(self.root, SNAPSHOTS_DIR)
+        self.durability = durability
+        self.recovery = recovery
+        self.readonly = readonly
+        self.segment_bytes = segment_bytes
+        self.snapshot_every = snapshot_every
+        self.max_event_bytes = max_event_bytes
+        self._fs = fs or DEFAULT_FS
+        self._projections = tuple(projections)
+        self.recovery_report = RecoveryReport()
+
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[tuple[PendingFrame, list[Event]]] = []
+        self._leader = 0  # thread id of the group-commit leader, 0 when none
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._versions: dict[str, int] = {}
+        self._next_seq = 1  # seq the next commit gets
+        self._published = 0  # last seq applied to projections and acknowledged
+        self._digest = ZERO_DIGEST
+        self._last_ts = 0
+        self._lost = 0  # events lost in salvage gaps (for stats)
+        self._snapshot_seq = 0
+        self._since_snapshot = 0
+        self._snap_thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
+        self._log: SegmentLog | None = None
+        self._tail: tuple[int, int] = (1, SEGMENT_HEADER_SIZE)  # readonly refresh cursor
+
+        self._prepare_directory(create)
+        try:
+            if not readonly:
+                self._acquire_lock()
+            self._recover()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    # ------------------------------------------------------------------ opening
+    def _prepare_directory(self, create: bool) -> None:
+        fs, root = self._fs, self.root
+        marker = os.path.join(root, MARKER_NAME)
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise NotAStoreError(f"{root} exists and is not a directory")
+        if os.path.isdir(root):
+            if fs.exists(marker):
+                self._check_marker(marker)
+                return
+            if fs.listdir(root):
+                raise NotAStoreError(f"{root} is not empty and holds no metalog store ({MARKER_NAME} missing)")
+        if not create or self.readonly:
+            raise NotAStoreError(f"no metalog store at {root}")
+        fs.makedirs(root)
+        fs.makedirs(self.seg_dir)
+        fs.makedirs(self.snap_dir)
+        body = MARKER.pack(MARKER_MAGIC, FORMAT_VERSION, 0)
+        fs.create_atomic(marker, body + zlib.crc32(body).to_bytes(4, "little"))
+        fs.fsync_dir(os.path.dirname(root) or ".")
+
+    def _check_marker(self, marker: str) -> None:
+        data = self._fs.read_file(marker, MARKER_SIZE)
+        if len(data) != MARKER_SIZE or data[:8] != MARKER_MAGIC:
+            raise CorruptionError(marker, 0, "not a metalog store marker")
+        if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
+            raise CorruptionError(marker, 0, "store marker checksum mismatch")
+        _, version, _ = MARKER.unpack(data[:-4])
+        if version != FORMAT_VERSION:
+            raise FormatVersionError(marker, version, FORMAT_VERSION)
+        for d in (self.seg_dir, self.snap_dir):
+            if not self.readonly:
+                self._fs.makedirs(d)
+
+    def _acquire_lock(self) -> None:
+        fs = self._fs
+        path = os.path.join(self.root, LOCK_NAME)
+        with _HELD_GUARD:
+            if self.root in _HELD_LOCKS:
+                raise LockedError(self.root, os.getpid())
+            fd = fs.open_rw(path, create=True)
+            if not fs.try_lock(fd):
+                try:
+                    pid_text = fs.read_file(path, 64).strip()
+                    pid = int(pid_text) if pid_text.isdigit() else None
+                finally:
+                    fs.close(fd)
+                raise LockedError(self.root, pid)
+            _HELD_LOCKS.add(self.root)
+        self._lock_fd = fd
+        fs.truncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        fs.write(fd, str(os.getpid()).encode())
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is None:
+            return
+        try:
+            self._fs.unlock(self._lock_fd)
+            self._fs.close(self._lock_fd)
+        finally:
+            self._lock_fd = None
+            with _HELD_GUARD:
+                _HELD_LOCKS.discard(self.root)
+
+    def _quarantine_tmp_files(self) -> None:
+        """[F-02]: a .tmp file is never read; a writer moves leftovers aside."""
+        for d in (self.root, self.seg_dir, self.snap_dir):
+            for name in self._fs.listdir(d):
+                if name.endswith(TMP_SUFFIX):
+                    qdir = os.path.join(self.root, QUARANTINE_DIR)
+                    self._fs.makedirs(qdir)
+                    dest = os.path.join(qdir, f"{time.strftime('%Y%m%dT%H%M%S')}-{name}")
+                    self._fs.rename(os.path.join(d, name), dest)
+                    self.recovery_report.add(RecoveryEntry("quarantined", os.path.join(d, name), None,
+                                                           "unfinished temporary file", ))
+
+    def _recover(self) -> None:
+        fs = self._fs
+        writer = not self.readonly
+        if writer:
+            self._quarantine_tmp_files()
+            from .compaction import finish_interrupted
+            finish_interrupted(fs, self.seg_dir, self.recovery_report)
+        refs = list_segments(fs, self.seg_dir)
+        if not refs and writer:
+            create_segment(fs, self.seg_dir, 1, ZERO_DIGEST)
+            refs = list_segments(fs, self.seg_dir)
+        fresh = [(p, p.snapshot()) for p in self._projections]
+        walker = Walker(fs, self.root, policy=self.recovery, writer=writer, report=self.recovery_report)
+
+        def apply_to(targets: Sequence[Projection]) -> Callable[[Frame, list[Event]], None]:
+            versions = self._versions
+
+            def on_commit(frame: Frame, events: list[Event]) -> None:
+                for p in targets:
+                    apply = p.apply
+                    for e in events:
+                        apply(e)
+                if targets is self._projections:
+                    for e in events:
+                        versions[e.key] = versions.get(e.key, 0) + 1
+            return on_commit
+
+        end = None
+        firsts = [r.first_seq for r in refs]
+        for seq, path in self._snapshot_candidates():
+            try:
+                snap = snap_mod.read_snapshot(fs, path)
+                if snap.seq != seq:
+                    raise CorruptionError(path, 8, "snapshot seq does not match its file name")
+            except FormatVersionError:
+                raise
+            except CorruptionError as exc:
+                self.recovery_report.add(RecoveryEntry("skipped-snapshot", path, exc.offset, exc.reason))
+                continue
+            if snap.seg_first not in firsts:
+                reason = f"snapshot at seq {snap.seq} points into segment {snap.seg_first}, which is not in the log"
+                if self.recovery == "strict" and (not firsts or snap.seg_first > firsts[-1]):
+                    raise CorruptionError(path, 24, f"{reason}: it claims seqs past the log")
+                self.recovery_report.add(RecoveryEntry("skipped-snapshot", path, 24, reason))
+                continue
+            missing = []
+            for p in self._projections:
+                ok, state = snap.state(p.name, p.version)
+                if ok:
+                    p.restore(state)
+                else:
+                    missing.append(p)
+            self._versions = dict(snap.versions)
+            try:
+                if missing:  # [F-22]: rebuild those by replay up to the snapshot
+                    Walker(fs, self.root, policy=self.recovery, writer=False, report=self.recovery_report).walk(
+                        refs, 0, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST, 0, apply_to(missing),
+                        stop_seq=snap.seq)
+                end = walker.walk(refs, firsts.index(snap.seg_first), snap.offset, snap.seq + 1,
+                                  snap.digest, snap.ts, apply_to(self._projections), check_snapshot=True)
+            except SnapshotMismatch as exc:
+                if self.recovery == "strict" and "past the end" in str(exc):
+                    raise CorruptionError(path, 32, f"snapshot claims seqs past the log: {exc}") from None
+                self.recovery_report.add(RecoveryEntry("skipped-snapshot", path, None,
+                                                       f"does not match the log: {exc}"))
+                for p, state in fresh:
+                    p.restore(state)
+                self._versions = {}
+                continue
+            self._snapshot_seq = snap.seq
+            break
+        if end is None:
+            end = walker.walk(refs, 0, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST, 0,
+                              apply_to(self._projections)) if refs else None
+        next_seq = end.next_seq if end else 1
+        self._next_seq = next_seq
+        self._published = next_seq - 1
+        self._digest = end.digest if end else ZERO_DIGEST
+        self._last_ts = end.last_ts if end else 0
+        self._lost = sum(b - a + 1 for a, b in self.recovery_report.lost_ranges)
+        if self._lost and self.recovery == "salvage":
+            log.warning("salvage recovery of %s lost %d events", self.root, self._lost)
+        if not writer:
+            if end and end.last_ref:
+                self._tail = (end.last_ref.first_seq, end.end_offset)
+            return
+        if walker.damaged:
+            walker.rewrite_damaged(refs)
+            refs = list_segments(fs, self.seg_dir)
+        last = refs[-1]
+        if last.compressed:
+            create_segment(fs, self.seg_dir, next_seq, self._digest)
+            refs = list_segments(fs, self.seg_dir)
+            last = refs[-1]
+        self._log = SegmentLog(fs, self.seg_dir, last.first_seq, last.path, fs.size(last.path),
+                               self._digest, self.segment_bytes)
+
+    def _snapshot_candidates(self) -> list[tuple[int, str]]:
+        try:
+            return snap_mod.list_snapshots(self._fs, self.snap_dir)
+        except FileNotFoundError:
+            return []
+
+    # ------------------------------------------------------------------ writing
+    def _check_item(self, type_: Any, key: Any, data: Any, meta: Any,
+                    expected_version: Any) -> tuple[str, str, dict, dict, int | None]:
+        validate_type(type_)
+        validate_key(key)
+        data = validate_mapping("data", data)
+        meta = validate_mapping("meta", meta)
+        if expected_version is not None and (not isinstance(expected_version, int)
+                                             or isinstance(expected_version, bool) or expected_version < 0):
+            raise ValidationError("expected_version must be a non-negative int")
+        return type_, key, data, meta, expected_version
+
+    def _writable(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"store {self.root} is closed")
+        if self.readonly:
+            raise ReadOnlyError(f"store {self.root} was opened readonly")
+        if self._failed is not None:
+            raise StoreFailedError(f"store {self.root} failed earlier ({self._failed}); reopen it") from self._failed
+
+    def append(self, type: str, key: str, data: dict | None = None, *,
+               meta: dict | None = None, expected_version: int | None = None) -> Event:
+        """Append one event as one commit; returns it once durable per ``durability``."""
+        return self._commit([self._check_item(type, key, data, meta, expected_version)])[0]
+
+    def append_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:
+        """Append ``(type, key, data)`` or ``(type, key, data, meta)`` items as one atomic commit."""
+        checked = []
+        for item in items:
+            if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
+                raise ValidationError("append_many items are (type, key, data) or (type, key, data, meta)")
+            checked.append(self._check_item(item[0], item[1], item[2], item[3] if len(item) == 4 else None, None))
+        if not checked:
+            return []
+        return self._commit(checked)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Transaction]:
+        """Appends inside commit atomically on clean exit; nothing is written on exception."""
+        self._writable()
+        tx = _Transaction(self)
+        yield tx
+        if tx._items:
+            tx.events = self._commit(tx._items)
+
+    def _commit(self, items: list[tuple[str, str, dict, dict, int | None]]) -> list[Event]:
+        self._writable()
+        limit = self.max_event_bytes
+        encoded = []
+        for type_, key, data, meta, _ in items:
+            blob = encode_event(type_, key, data, meta)
+            if len(blob) > limit:
+                raise ValidationError(f"event for key {key!r} is {len(blob)} bytes encoded; "
+                                      f"max_event_bytes is {limit}")
+            encoded.append(blob)
+        payload = join_payload(encoded)
+        if len(payload) > MAX_FRAME_PAYLOAD:
+            raise ValidationError(f"commit is {len(payload)} bytes; the limit is {MAX_FRAME_PAYLOAD}")
+        n = len(items)
+        with self._cond:
+            self._writable()
+            versions = self._versions
+            pending: dict[str, int] = {}
+            for _, key, _, _, expected in items:
+                current = pending.get(key, versions.get(key, 0))
+                if expected is not None and expected != current:
+                    raise ConcurrencyError(key, expected, current)
+                pending[key] = current + 1
+            seq = self._next_seq
+            ts = time.time_ns()
+            if ts < self._last_ts:
+                ts = self._last_ts
+            frame, digest = encode_frame(seq, n, ts, payload, self._digest)
+            versions.update(pending)
+            self._next_seq = seq + n
+            self._digest = digest
+            self._last_ts = ts
+            new = tuple.__new__
+            events = [new(Event, (seq + i, ts, t, k, dict(d), dict(m)))
+                      for i, (t, k, d, m, _) in enumerate(items)]
+            self._queue.append((PendingFrame(frame, seq, seq + n - 1, digest), events))
+            self._await(seq + n - 1)
+        return events
+
+    def _await(self, ticket: int) -> None:
+        """Wait (holding ``_cond``) until ``ticket`` is published, leading group commits.
+
+        The leader takes every queued commit, releases ``_cond`` while it writes
+        them with one write (and one sync), applies them to projections,
+        publishes them and calls subscribers, all in seq order. A subscriber that
+        appends runs on the leader's thread and leads its own commit inline.
+        """
+        me = threading.get_ident()
+        while self._published < ticket:
+            if self._failed is not None:
+                raise StoreFailedError(f"write to {self.root} failed; nothing after seq "
+                                       f"{self._published} is acknowledged") from self._failed
+            nested = self._leader == me
+            if self._leader and not nested:
+                self._cond.wait()
+                continue
+            batch, self._queue = self._queue, []
+            if not batch:  # pragma: no cover - our own commit is queued or published
+                self._cond.wait()
+                continue
+            self._leader = me
+            self._cond.release()
+            try:
+                self._write_and_publish(batch)
+            finally:
+                self._cond.acquire()
+                if not nested:
+                    self._leader = 0
+                self._cond.notify_all()
+
+    def _write_and_publish(self, batch: list[tuple[PendingFrame, list[Event]]]) -> None:
+        """Leader work, outside ``_cond``: write (+ sync), apply, publish, notify."""
+        assert self._log is not None
+        try:
+            self._log.append([f for f, _ in batch], buffered=self.durability == "none")
+            if self.durability == "fsync":
+                self._log.sync()
+        except OSError as exc:
+            self._failed = exc
+            log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
+            return
+        count = 0
+        for _, events in batch:
+            count += len(events)
+            for p in self._projections:
+                try:
+                    for e in events:
+                        p.apply(e)
+                except Exception:  # a projection bug must not stall every writer
+                    log.exception("projection %s failed to apply seq %d", getattr(p, "name", p), events[0].seq)
+        last = batch[-1][0].last_seq
+        self._since_snapshot += count
+        if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
+            self._start_background_snapshot(last, batch[-1][1][-1].ts)
+        with self._cond:
+            self._published = last
+            self._cond.notify_all()
+        subscribers = list(self._subscribers)
+        if subscribers:
+            for _, events in batch:
+                for e in events:
+                    for cb in subscribers:
+                        try:
+                            cb(e)
+                        except Exception:
+                            log.exception("subscriber %r failed on seq %d", cb, e.seq)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Be the leader with no commit in flight: the published state is the log's state."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._leader == me:  # re-entered from a subscriber: already exclusive
+                nested = True
+            else:
+                nested = False
+                while self._leader or self._queue:
+                    if self._queue and not self._leader:
+                        self._await(self._queue[-1][0].last_seq)
+                        continue
+                    self._cond.wait()
+                self._leader = me
+        try:
+            yield
+        finally:
+            if not nested:
+                with self._cond:
+                    self._leader = 0
+                    self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Push buffered commits to the OS and to stable storage."""
+        if self.readonly or self._closed:
+            return
+        self._writable()
+        with self._exclusive():
+            try:
+                assert self._log is not None
+                self._log.sync()
+            except OSError as exc:
+                self._failed = exc
+                raise StoreFailedError(f"flush of {self.root} failed") from exc
+
+    # ------------------------------------------------------------------ snapshots
+    def _capture(self, seq: int, ts: int) -> tuple[int, int, tuple[int, int], bytes, bytes, list]:
+        """State of every projection at ``seq`` (called by the leader or under `_exclusive`)."""
+        assert self._log is not None
+        states = [(p.name, p.version, pack(p.snapshot())) for p in self._projections]
+        return seq, ts, self._log.position, self._digest_at_published(), pack(self._versions_published()), states
+
+    def _digest_at_published(self) -> bytes:
+        assert self._log is not None
+        return self._log._last_digest
+
+    def _versions_published(self) -> dict[str, int]:
+        # versions include queued commits; subtract what is still queued
+        if not self._queue:
+            return self._versions
+        versions = dict(self._versions)
+        for _, events in self._queue:
+            for e in events:
+                versions[e.key] -= 1
+                if not versions[e.key]:
+                    del versions[e.key]
+        return versions
+
+    def _start_background_snapshot(self, seq: int, ts: int) -> None:
+        if self._snap_thread is not None and self._snap_thread.is_alive():
+            return  # one at a time; the next trigger catches up
+        with self._cond:
+            captured = self._capture(seq, ts)
+        try:
+            if self.durability != "fsync":
+                assert self._log is not None
+                self._log.sync()  # a snapshot never covers bytes that are not durable
+        except OSError as exc:
+            self._failed = exc
+            return
+        self._since_snapshot = 0
+        self._snap_thread = threading.Thread(target=self._write_snapshot_quietly, args=(captured,),
+                                             name="metalog-snapshot", daemon=True)
+        self._snap_thread.start()
+
+    def _write_snapshot_quietly(self, captured: tuple) -> None:
+        try:
+            self._write_snapshot(captured)
+        except Exception as exc:
+            log.warning("background snapshot of %s failed: %s", self.root, exc)
+
+    def _write_snapshot(self, captured: tuple) -> None:
+        seq, ts, position, digest, versions, states = captured
+        data = snap_mod.encode_snapshot(seq, ts, position, digest, versions, states)
+        snap_mod.write_snapshot(self._fs, self.snap_dir, seq, data)
+        self._snapshot_seq = max(self._snapshot_seq, seq)
+
+    def snapshot(self) -> int:
+        """Write a snapshot of every projection now; returns the seq it covers."""
+        self._writable()
+        if self._snap_thread is not None:
+            self._snap_thread.join()
+        with self._exclusive():
+            assert self._log is not None
+            try:
+                self._log.sync()
+            except OSError as exc:
+                self._failed = exc
+                raise StoreFailedError(f"sync of {self.root} failed") from exc
+            captured = self._capture(self._published, self._last_ts)
+            self._since_snapshot = 0
+        try:
+            self._write_snapshot(captured)
+        except OSError as exc:
+            raise StoreFailedError(f"snapshot of {self.root} failed: {exc}") from exc
+        return captured[0]
+
+    def nearest_snapshot(self, name: str, version: int, max_seq: int) -> tuple[int, Any] | None:
+        """The state of projection ``name``/``version`` from the newest usable snapshot at or
+        before ``max_seq``, as ``(seq, state)``; None when there is none."""
+        for seq, path in self._snapshot_candidates():
+            if seq > max_seq:
+                continue
+            try:
+                snap = snap_mod.read_snapshot(self._fs, path)
+                ok, state = snap.state(name, version)
+            except (CorruptionError, OSError):
+                continue
+            if ok:
+                return seq, state
+        return None
+
+    # ------------------------------------------------------------------ compaction / verify
+    def compact(self) -> dict:
+        """Seal the active segment, compress sealed ones, snapshot, apply retention."""
+        from .compaction import compact_store
+        self._writable()
+        return compact_store(self)
+
+    def _seal_active(self) -> None:
+        with self._exclusive():
+            assert self._log is not None
+            try:
+                self._log.roll_now(self._published + 1)
+            except OSError as exc:
+                self._failed = exc
+                raise StoreFailedError(f"sealing the active segment of {self.root} failed") from exc
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Re-read everything: checksums, seq continuity, digest chain, snapshots."""
+        self._open_check()
+        bound = None
+        if not self.readonly:
+            self.flush()
+            bound = self._published
+        return verify_store(self._fs, self.root, self._projections, bound, progress=progress)
+
+    # ------------------------------------------------------------------ reading
+    def _open_check(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"store {self.root} is closed")
+
+    def _readable_bound(self) -> int | None:
+        """The last seq a reader may return (None: whatever is valid on disk)."""
+        if self.readonly:
+            return None
+        if self.durability == "none" and self._failed is None:
+            with self._exclusive():
+                assert self._log is not None
+                try:
+                    self._log.write_buffer()
+                except OSError as exc:
+                    self._failed = exc
+        return self._published
+
+    def _frames(self, start: int, bound: int | None, cursor: list | None = None) -> Iterator[Frame]:
+        """Valid frames holding seqs >= ``start``; stops at a torn or in-progress tail."""
+        fs = self._fs
+        refs = list_segments(fs, self.seg_dir)
+        if not refs:
+            return
+        firsts = [r.first_seq for r in refs]
+        if cursor and cursor[0] in firsts and cursor[2] <= start:
+            i, offset, expected, digest = firsts.index(cursor[0]), cursor[1], cursor[2], cursor[3]
+        else:
+            i, offset, expected, digest = max(bisect.bisect_right(firsts, start) - 1, 0), None, None, None
+        while i < len(refs):
+            ref = refs[i]
+            try:
+                stream = SegmentStream(fs, ref)
+            except FileNotFoundError:  # compacted under us: list again
+                refs = list_segments(fs, self.seg_dir)
+                firsts = [r.first_seq for r in refs]
+                if ref.first_seq not in firsts:
+                    raise CorruptionError(ref.path, None, "segment vanished while reading") from None
+                i = firsts.index(ref.first_seq)
+                continue
+            if offset is None:
+                if expected is not None and ref.first_seq != expected:
+                    raise CorruptionError(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
+                offset, expected, digest = SEGMENT_HEADER_SIZE, ref.first_seq, stream.prev_digest
+            scanner = FrameScanner(offset, expected, digest, end=stream.end)
+            last = i == len(refs) - 1
+            damage: Damage | None = None
+            for item in scan(stream, scanner, offset, resync=last):
+                if isinstance(item, Damage):
+                    if not last:
+                        raise CorruptionError(ref.path, item.offset, item.reason)
+                    damage = item
+                    continue
+                if damage is not None:
+                    raise CorruptionError(ref.path, damage.offset, damage.reason)
+                if bound is not None and item.first_seq > bound:
+                    return
+                if cursor is not None:
+                    cursor[:] = [ref.first_seq, item.offset + item.size, item.first_seq + item.count, item.digest]
+                if item.last_seq >= start and not is_gap(item.payload):
+                    yield item
+            if damage is not None:
+                return
+            expected, digest, offset = scanner.expected_seq, scanner.digest, None
+            i += 1
+
+    def read(self, start: int = 1, stop: int | None = None, *, key: str | None = None,
+             types: Iterable[str] | None = None) -> Iterator[Event]:
+        """Events with ``start <= seq < stop`` in seq order, optionally filtered."""
+        self._open_check()
+        for name, value in (("start", start), ("stop", stop)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValidationError(f"{name} must be a non-negative int")
+        if key is not None:
+            validate_key(key)
+        type_set = None if types is None else ({types} if isinstance(types, str) else set(types))
+        bound = self._readable_bound()
+        return self._read(max(start, 1), stop, key, type_set, bound, None)
+
+    def _read(self, start: int, stop: int | None, key: str | None, type_set: set | None,
+              bound: int | None, cursor: list | None) -> Iterator[Event]:
+        root = self.seg_dir
+        for frame in self._frames(start, bound, cursor):
+            if stop is not None and frame.first_seq >= stop:
+                return
+            for e in decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts, root, frame.offset):
+                if e.seq < start or (bound is not None and e.seq > bound):
+                    continue
+                if stop is not None and e.seq >= stop:
+                    return
+                if (key is None or e.key == key) and (type_set is None or e.type in type_set):
+                    yield e
+
+    def follow(self, start: int | None = None, *, poll: float = 0.05,
+               timeout: float | None = None) -> Iterator[Event]:
+        """Live tail: yield events from ``start`` (default: after the current last seq) as they
+        are committed, by this process or a writer in another one. Ends after ``timeout``
+        seconds without a new event (never, by default) or when the store is closed."""
+        self._open_check()
+        next_seq = self.last_seq + 1 if start is None else max(int(start), 1)
+        cursor: list = []
+        idle_since = time.monotonic()
+        while not self._closed:
+            got = False
+            for e in self._read(next_seq, None, None, None, self._readable_bound(), cursor):
+                got = True
+                next_seq = e.seq + 1
+                yield e
+            if got:
+                idle_since = time.monotonic()
+            elif timeout is not None and time.monotonic() - idle_since >= timeout:
+                return
+            else:
+                time.sleep(poll)
+
+    def refresh(self) -> int:
+        """Readonly stores: apply events another process committed since; returns how many."""
+        self._open_check()
+        if not self.readonly:
+            return 0
+        cursor = [self._tail[0], self._tail[1], self._published + 1, self._digest]
+        n = 0
+        versions = self._versions
+        for frame in self._frames(self._published + 1, None, cursor):
+            events = decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts,
+                                   self.seg_dir, frame.offset)
+            for p in self._projections:
+                for e in events:
+                    p.apply(e)
+            for e in events:
+                versions[e.key] = versions.get(e.key, 0) + 1
+            n += len(events)
+        if len(cursor) == 4:
+            self._tail = (cursor[0], cursor[1])
+            self._published = self._next_seq = cursor[2] - 1
+            self._digest = cursor[3]
+        return n
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for each event committed by this store from now on."""
+        if not callable(callback):
+            raise ValidationError("callback must be callable")
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            try:
+                self._subscribers.remove(callback)
+            except ValueError:
+                pass
+        return unsubscribe
+
+    def version(self, key: str) -> int:
+        validate_key(key)
+        return self._versions.get(key, 0)
+
+    @property
+    def last_seq(self) -> int:
+        return self._published
+
+    @property
+    def projections(self) -> tuple[Projection, ...]:
+        return self._projections
+
+    def stats(self) -> dict[str, Any]:
+        refs = list_segments(self._fs, self.seg_dir) if os.path.isdir(self.seg_dir) else []
+        total = 0
+        for dirpath, _, names in os.walk(self.root):
+            for name in names:
+                try:
+                    total += os.path.getsize(os.path.join(dirpath, name))
+                except OSError:
+                    pass
+        snaps = self._snapshot_candidates()
+        return {
+            "events": self._published - self._lost,
+            "keys": len(self._versions),
+            "segments": len(refs),
+            "compressed_segments": sum(1 for r in refs if r.compressed),
+            "bytes_on_disk": total,
+            "last_seq": self._published,
+            "snapshot_seq": max(self._snapshot_seq, snaps[0][0] if snaps else 0),
+            "snapshots": len(snaps),
+            "durability": self.durability,
+            "readonly": self.readonly,
+            "path": self.root,
+        }
+
+    # ------------------------------------------------------------------ closing
+    def close(self) -> None:
+        """Flush, fsync, release the lock. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._snap_thread is not None:
+                self._snap_thread.join()
+            if self._log is not None:
+                with self._exclusive():
+                    try:
+                        if self._failed is None:
+                            self._log.sync()
+                    finally:
+                        self._closed = True
+                        try:
+                            self._fs.close(self._log.fd)
+                        except OSError:
+                            pass
+        finally:
+            self._closed = True
+            self._release_lock()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self.readonly else self.durability
+        return f"<eventstore.Store {self.root!r} {mode} last_seq={self._published}>"
