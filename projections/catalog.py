@@ -29,7 +29,7 @@ from eventstore.errors import StoreClosedError, ValidationError
 from eventstore.event import Event
 
 from .events import (ACTOR, CONT, FORGOTTEN, FROM, MERGE, REASON, REDO_OF, RENAMED, TO,
-                     TYPE_OF_FIELD, UNDO_OF, VALUE, Change, MediaRecord, seconds_to_ns)
+                     TYPE_OF_FIELD, UNDO_OF, VALUE, Change, MediaRecord)
 from .history import item_history
 from .keys import PathChecker, _normalise_absolute, media_key
 from .media import MediaProjection, UndoUnit
@@ -37,6 +37,7 @@ from .media import MediaProjection, UndoUnit
 __all__ = ["MediaCatalog", "Batch"]
 
 Media = Any   # str | os.PathLike | object with .path / .file_path
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
 def _default_actor() -> str:
@@ -459,15 +460,19 @@ class MediaCatalog:
     def _seq_at_time(self, when: float | _dt.datetime) -> int:
         """The last seq whose event time is <= ``when`` (0 if none).
 
-        Event times are assigned at commit and never go backwards within a
-        log, so a binary search over seqs finds it in O(log n) reads.
+        Times compare at microsecond precision (what a float of seconds
+        since the epoch can hold), so passing back an event's or a
+        `Change`'s ``time`` includes that event. Event times are assigned at
+        commit and never go backwards within a log, so a binary search over
+        seqs finds the answer in O(log n) single-event reads.
         """
         if isinstance(when, _dt.datetime):
             if when.tzinfo is None:
                 raise ValueError("time must be timezone-aware (or seconds since the epoch)")
-            limit = seconds_to_ns(when.timestamp())
+            micros = (when - _EPOCH) // _dt.timedelta(microseconds=1)
         else:
-            limit = seconds_to_ns(float(when))
+            micros = round(float(when) * 1e6)
+        limit = micros * 1000 + 999
         lo, hi = 0, self._store.last_seq          # answer in [lo, hi]
         while lo < hi:
             mid = (lo + hi + 1) // 2

@@ -2,20 +2,23 @@
 
 This module owns the read model the store feeds: for each live key a
 record ``[title, description, created_ns, updated_ns]``, the number of
-events per key, and per key two bounded stacks of undo units (done and
-undone). A unit is one commit's change to one item:
-``[step, order, title_old, title_new, desc_old, desc_new]`` (None where
-the commit did not touch that field); ``step`` is the first seq of the
-commit that made it, ``order`` the first seq of the commit that last did
-or undid it, so "the last commit overall" is the unit with the largest
-``order`` on top of its stack. Everything is derived from the log (see
-`projections.events`), so undo and redo survive a reopen, and the state is
-plain lists and dicts: `snapshot` is msgpack-able as is. An item is live
-while its title or its description is non-empty (or until forgotten).
+events per key, and per key two bounded undo stacks (done and undone).
 
-`apply` is on the replay hot path: it does a handful of dict operations
-per event and allocates one small list per edit. This module never
-writes to the store and never normalises keys (the catalog does).
+A stack is one flat list of 5-slot entries ``step, order, field, old,
+new`` (``field`` 0 = title, 1 = description): one entry per field a commit
+changed, so a *unit* (one commit's change to one item) is the run of top
+entries sharing a ``step``. ``step`` is the first seq of the commit that
+made the change, ``order`` the first seq of the commit that last did or
+undid it, so "the last commit overall" is the unit with the largest
+``order`` on top of its stack. Flat lists keep replay cheap: no object per
+edit, nothing for the garbage collector to walk. Everything is derived
+from the log (see `projections.events`), so undo and redo survive a
+reopen, and the state is plain lists and dicts: `snapshot` is msgpack-able
+as is. An item is live while its title or description is non-empty.
+
+`apply` is on the replay hot path and does a handful of dict and list
+operations per event. This module never writes to the store and never
+normalises keys (the catalog does).
 """
 from __future__ import annotations
 
@@ -29,14 +32,17 @@ from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, FROM, LEGACY_IMPORTED, ME
 
 __all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH"]
 
-UNDO_DEPTH = 32          # undo (and redo) steps remembered per item
+UNDO_DEPTH = 32          # undo (and redo) units remembered per item
 _STATE_VERSION = 1
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
 _FIELD_NAMES = ("title", "description")
 # record layout
 _TITLE, _DESC, _CREATED, _UPDATED = 0, 1, 2, 3
-# unit layout: [step, order, old0, new0, old1, new1]
-_STEP, _ORDER = 0, 1
+# stack entry layout (flat, _E slots per entry), offsets from the entry start
+_E = 5
+_STEP, _ORDER, _FIELD, _OLD, _NEW = 0, 1, 2, 3, 4
+
+Stack = list[Any]
 
 
 class UndoUnit(NamedTuple):
@@ -48,12 +54,20 @@ class UndoUnit(NamedTuple):
     changes: dict[str, tuple[str, str]]   # field -> (old, new)
 
 
-def _unit_view(key: str, unit: list[Any]) -> UndoUnit:
+def _top_start(stack: Stack) -> int:
+    """Index of the first entry of the top unit (stack must be non-empty)."""
+    step = stack[-_E + _STEP]
+    i = len(stack) - _E
+    while i >= _E and stack[i - _E + _STEP] == step:
+        i -= _E
+    return i
+
+
+def _unit_view(key: str, stack: Stack, start: int) -> UndoUnit:
     changes = {}
-    for fi, name in enumerate(_FIELD_NAMES):
-        if unit[2 + 2 * fi] is not None:
-            changes[name] = (unit[2 + 2 * fi], unit[3 + 2 * fi])
-    return UndoUnit(key, unit[_STEP], unit[_ORDER], changes)
+    for i in range(start, len(stack), _E):
+        changes[_FIELD_NAMES[stack[i + _FIELD]]] = (stack[i + _OLD], stack[i + _NEW])
+    return UndoUnit(key, stack[start + _STEP], stack[start + _ORDER], changes)
 
 
 class MediaProjection:
@@ -67,7 +81,10 @@ class MediaProjection:
     version = 1
 
     def __init__(self, undo_depth: int = UNDO_DEPTH) -> None:
+        if undo_depth < 1:
+            raise ValueError("undo_depth must be at least 1")
         self.undo_depth = undo_depth
+        self._max_entries = undo_depth * _E   # a cheap bound; _trim counts units
         self.last_seq = 0
         self._frozen = False
         self._clear()
@@ -76,8 +93,8 @@ class MediaProjection:
         self._step = 0
         self._items: dict[str, list[Any]] = {}
         self._versions: dict[str, int] = {}
-        self._undo: dict[str, list[list[Any]]] = {}
-        self._redo: dict[str, list[list[Any]]] = {}
+        self._undo: dict[str, Stack] = {}
+        self._redo: dict[str, Stack] = {}
         self._imports: dict[str, int] = {}
 
     # ---------------------------------------------------------------- protocol
@@ -89,14 +106,86 @@ class MediaProjection:
         self.last_seq = seq
         versions = self._versions
         versions[key] = versions.get(key, 0) + 1
-        if meta.get(CONT):
+        if CONT in meta:
             step = self._step
         else:
             self._step = step = seq
         fi = _FIELD_INDEX.get(typ)
-        if fi is not None:
-            self._apply_set(fi, step, ts, key, data, meta)
-        elif typ == FORGOTTEN:
+        if fi is None:
+            self._apply_other(seq, ts, typ, key, data)
+            return
+        # A title/description set: the hot path, kept inline.
+        value = data.get(VALUE)
+        if value.__class__ is not str:
+            return                      # not ours to interpret; counted in version only
+        items = self._items
+        rec = items.get(key)
+        if rec is None:
+            if not value:
+                return
+            old = ""
+            rec = items[key] = ["", "", ts, ts]
+        else:
+            old = rec[fi]
+            if old == value:
+                return
+            if not value and not rec[1 - fi]:
+                del items[key]          # no metadata left: not a live item
+        rec[fi] = value
+        rec[_UPDATED] = ts
+        undo_of = meta.get(UNDO_OF)
+        if undo_of is not None:
+            self._move(key, undo_of, step, self._undo, self._redo)
+            return
+        redo_of = meta.get(REDO_OF)
+        if redo_of is not None:
+            self._move(key, redo_of, step, self._redo, self._undo)
+            return
+        # A new edit: it clears the item's redo and starts or extends a unit.
+        if key in self._redo:
+            del self._redo[key]
+        stack = self._undo.get(key)
+        if stack is None:
+            self._undo[key] = [step, step, fi, old, value]
+            return
+        if stack and (stack[-_E] == step or MERGE in meta):
+            if self._extend_top(stack, step, fi, old, value, MERGE in meta):
+                return
+        stack += (step, step, fi, old, value)
+        if len(stack) > self._max_entries:
+            self._trim(stack)
+
+    def _extend_top(self, stack: Stack, step: int, fi: int, old: str, value: str,
+                    merge: bool) -> bool:
+        """Fold an edit into the top unit if it belongs there."""
+        start = _top_start(stack)
+        if stack[start + _STEP] == step:                # same commit touched it again
+            for i in range(start, len(stack), _E):
+                if stack[i + _FIELD] == fi:
+                    stack[i + _NEW] = value
+                    return True
+            stack += (step, stack[start + _ORDER], fi, old, value)
+            return True
+        if merge and start == len(stack) - _E and stack[start + _FIELD] == fi:
+            stack[start + _NEW] = value                 # same single field: merge
+            stack[start + _ORDER] = step
+            return True
+        return False
+
+    def _trim(self, stack: Stack) -> None:
+        """Drop the oldest units until at most ``undo_depth`` remain."""
+        units = sum(1 for i in range(0, len(stack), _E)
+                    if i == 0 or stack[i + _STEP] != stack[i - _E + _STEP])
+        cut = 0
+        while units > self.undo_depth:
+            first = stack[cut + _STEP]
+            while cut < len(stack) and stack[cut + _STEP] == first:
+                cut += _E
+            units -= 1
+        del stack[:cut]
+
+    def _apply_other(self, seq: int, ts: int, typ: str, key: str, data: dict[str, Any]) -> None:
+        if typ == FORGOTTEN:
             self._items.pop(key, None)
             self._undo.pop(key, None)
             self._redo.pop(key, None)
@@ -107,76 +196,32 @@ class MediaProjection:
             if isinstance(digest, str):
                 self._imports[digest] = seq
 
-    def _apply_set(self, fi: int, step: int, ts: int, key: str,
-                   data: dict[str, Any], meta: dict[str, Any]) -> None:
-        value = data.get(VALUE)
-        if type(value) is not str:
-            return                      # not ours to interpret; counted in version only
-        rec = self._items.get(key)
-        old = "" if rec is None else rec[fi]
-        if old == value:
-            return
-        if rec is None:
-            rec = self._items[key] = ["", "", ts, ts]
-        rec[fi] = value
-        rec[_UPDATED] = ts
-        if not value and not rec[1 - fi]:
-            del self._items[key]        # no metadata left: not a live item
-        undo_of = meta.get(UNDO_OF)
-        if undo_of is not None:
-            self._move(key, undo_of, step, self._undo, self._redo)
-            return
-        redo_of = meta.get(REDO_OF)
-        if redo_of is not None:
-            self._move(key, redo_of, step, self._redo, self._undo)
-            return
-        # A new edit: it clears the item's redo and starts or extends a unit.
-        redo = self._redo
-        if key in redo:
-            del redo[key]
-        stack = self._undo.get(key)
-        if stack is None:
-            stack = self._undo[key] = []
-        elif stack:
-            top = stack[-1]
-            if top[_STEP] == step:                  # same commit touched it again
-                if top[2 + 2 * fi] is None:
-                    top[2 + 2 * fi] = old
-                top[3 + 2 * fi] = value
-                return
-            if (meta.get(MERGE) and top[2 + 2 * fi] is not None
-                    and top[4 - 2 * fi] is None):   # same single field: merge
-                top[3 + 2 * fi] = value
-                top[_ORDER] = step
-                return
-        unit = [step, step, None, None, None, None]
-        unit[2 + 2 * fi] = old
-        unit[3 + 2 * fi] = value
-        stack.append(unit)
-        if len(stack) > self.undo_depth:
-            del stack[0]
-
     def _move(self, key: str, ref: Any, step: int,
-              src: dict[str, list[list[Any]]], dst: dict[str, list[list[Any]]]) -> None:
-        """Move the unit made by step ``ref`` from one stack to the other."""
+              src: dict[str, Stack], dst: dict[str, Stack]) -> None:
+        """Move the entries made by step ``ref`` from one stack to the other."""
         stack = src.get(key)
         if not stack:
             return
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i][_STEP] == ref:
-                unit = stack.pop(i)
-                break
-        else:
+        moved: Stack = []
+        kept: Stack = []
+        for i in range(0, len(stack), _E):
+            entry = stack[i:i + _E]
+            (moved if entry[_STEP] == ref else kept).extend(entry)
+        if not moved:
             return                      # already moved by an earlier event of this commit
-        if not stack:
+        if kept:
+            stack[:] = kept
+        else:
             del src[key]
-        unit[_ORDER] = step
+        for i in range(_ORDER, len(moved), _E):
+            moved[i] = step
         target = dst.get(key)
         if target is None:
-            target = dst[key] = []
-        target.append(unit)
-        if len(target) > self.undo_depth:
-            del target[0]
+            dst[key] = moved
+        else:
+            target += moved
+            if len(target) > self._max_entries:
+                self._trim(target)
 
     def _apply_rename(self, ts: int, key: str, data: dict[str, Any]) -> None:
         new = data.get(TO)
@@ -213,8 +258,8 @@ class MediaProjection:
         self._step = int(state["step"])
         self._items = {k: list(v) for k, v in state["items"].items()}
         self._versions = dict(state["versions"])
-        self._undo = {k: [list(u) for u in v] for k, v in state["undo"].items()}
-        self._redo = {k: [list(u) for u in v] for k, v in state["redo"].items()}
+        self._undo = {k: list(v) for k, v in state["undo"].items()}
+        self._redo = {k: list(v) for k, v in state["redo"].items()}
         self._imports = dict(state["imports"])
 
     # ------------------------------------------------------------------ queries
@@ -279,11 +324,11 @@ class MediaProjection:
 
     def undo_top(self, key: str) -> UndoUnit | None:
         stack = self._undo.get(key)
-        return _unit_view(key, stack[-1]) if stack else None
+        return _unit_view(key, stack, _top_start(stack)) if stack else None
 
     def redo_top(self, key: str) -> UndoUnit | None:
         stack = self._redo.get(key)
-        return _unit_view(key, stack[-1]) if stack else None
+        return _unit_view(key, stack, _top_start(stack)) if stack else None
 
     def last_undo_group(self) -> list[UndoUnit]:
         """The units of the most recent step that can be undone (one commit)."""
@@ -294,14 +339,14 @@ class MediaProjection:
         return self._last_group(self._redo)
 
     @staticmethod
-    def _last_group(stacks: dict[str, list[list[Any]]]) -> list[UndoUnit]:
-        best = -1
-        for stack in stacks.values():
-            if stack and stack[-1][_ORDER] > best:
-                best = stack[-1][_ORDER]
-        return sorted(_unit_view(k, s[-1]) for k, s in stacks.items()
-                      if s and s[-1][_ORDER] == best)
+    def _last_group(stacks: dict[str, Stack]) -> list[UndoUnit]:
+        best = max((s[-_E + _ORDER] for s in stacks.values() if s), default=None)
+        if best is None:
+            return []
+        keys = sorted(k for k, s in stacks.items() if s and s[-_E + _ORDER] == best)
+        return [_unit_view(k, stacks[k], _top_start(stacks[k])) for k in keys]
 
     def undo_depths(self) -> tuple[int, int]:
-        """Total units on the done and undone stacks (for stats)."""
-        return (sum(map(len, self._undo.values())), sum(map(len, self._redo.values())))
+        """Entries (field changes) on the done and undone stacks, for stats."""
+        return (sum(map(len, self._undo.values())) // _E,
+                sum(map(len, self._redo.values())) // _E)

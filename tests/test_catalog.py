@@ -262,9 +262,10 @@ def test_state_at_time(cat: MediaCatalog) -> None:
     assert cat.state_at(time=e2.ts / 1e9).title("/m/a") == "two"
     assert cat.state_at(time=e1.ts / 1e9 - 1).as_dict() == {}
     import datetime as dt
-    when = dt.datetime.fromtimestamp(e1.ts / 1e9 + 0.001, tz=dt.timezone.utc)
-    if when.timestamp() * 1e9 < e2.ts:
-        assert cat.state_at(time=when).title("/m/a") == "one"
+    when = dt.datetime.fromtimestamp(e1.ts / 1e9, tz=dt.timezone.utc)
+    assert cat.state_at(time=when).title("/m/a") == "one"
+    with pytest.raises(ValueError):
+        cat.state_at(time=when.replace(tzinfo=None))
 
 
 def test_state_at_uses_snapshots_and_matches_replay(tmp_path) -> None:
