@@ -327,7 +327,7 @@ class MediaCatalog:
                 if not title and not desc:
                     return None
                 now = _time.time()
-                return MediaRecord(title or "", desc or "", self._proj.version(key), now, now)
+                return MediaRecord(title or "", desc or "", self._proj.key_version(key), now, now)
             title = record.title if title is None else title
             desc = record.description if desc is None else desc
             if not title and not desc:

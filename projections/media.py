@@ -293,7 +293,8 @@ class MediaProjection:
         rec = self._items.get(key)
         return None if rec is None else (rec[_TITLE], rec[_DESC])
 
-    def version(self, key: str) -> int:
+    def key_version(self, key: str) -> int:
+        """Events ever applied for ``key`` (the store's ``version(key)``)."""
         return self._versions.get(key, 0)
 
     def __contains__(self, key: object) -> bool:

@@ -35,7 +35,7 @@ def test_item_without_metadata_is_not_live_but_keeps_its_version() -> None:
     p.apply(ev(1, TITLE_SET, "/m/a", {"value": "A"}))
     p.apply(ev(2, TITLE_SET, "/m/a", {"value": ""}))
     assert "/m/a" not in p and p.get("/m/a") is None
-    assert p.version("/m/a") == 2
+    assert p.key_version("/m/a") == 2
 
 
 def test_forget_and_rename() -> None:
@@ -88,7 +88,7 @@ def test_foreign_events_only_count_versions() -> None:
     p.apply(ev(1, "something.else", "/m/a", {"value": "x"}))
     p.apply(ev(2, TITLE_SET, "/m/a", {"value": 5}))
     p.apply(ev(3, LEGACY_IMPORTED, "legacy-json:ff", {"sha256": "ff"}))
-    assert len(p) == 0 and p.version("/m/a") == 2 and p.imported("ff") == 3
+    assert len(p) == 0 and p.key_version("/m/a") == 2 and p.imported("ff") == 3
 
 
 def test_frozen_projection_refuses_changes() -> None:
@@ -181,3 +181,10 @@ def test_store_snapshot_plus_replay_equals_full_replay(tmp_path) -> None:
         for e in store.read():
             full.apply(e)
     assert _through_msgpack(full.snapshot()) == expected
+
+
+def test_protocol_attributes() -> None:
+    from eventstore.projection import Projection
+    p = MediaProjection()
+    assert isinstance(p, Projection)
+    assert (p.name, p.version) == ("media", 1)       # plain values, not methods
