@@ -108,7 +108,12 @@ class Store:
         self._projections = tuple(projections)
         self.recovery_report = RecoveryReport()
 
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._gather = threading.Condition(lock)  # a leader waiting for stragglers
+        self._gathering = 0  # commits the gathering leader waits for (0: nobody gathers)
+        self._last_batch = 1  # commits in the previous group commit
+        self._sync_seconds = 0.0  # duration of the last write+sync
         self._queue: list[tuple[PendingFrame, list[Event]]] = []
         self._leader = 0  # thread id of the group-commit leader, 0 when none
         self._failed: BaseException | None = None
@@ -397,6 +402,8 @@ class Store:
             events = [new(Event, (seq + i, ts, t, k, dict(d), dict(m)))
                       for i, (t, k, d, m, _) in enumerate(items)]
             self._queue.append((PendingFrame(frame, seq, seq + n - 1, digest), events))
+            if self._gathering and len(self._queue) >= self._gathering:
+                self._gather.notify()
             self._await(seq + n - 1)
         return events
 
@@ -417,11 +424,18 @@ class Store:
             if self._leader and not nested:
                 self._cond.wait()
                 continue
-            batch, self._queue = self._queue, []
-            if not batch:  # pragma: no cover - our own commit is queued or published
+            if not self._queue:  # pragma: no cover - our own commit is queued or published
                 self._cond.wait()
                 continue
             self._leader = me
+            if not nested and self.durability == "fsync" and len(self._queue) < self._last_batch:
+                # Group commit: the threads of the previous batch are about to append
+                # again; waiting a fraction of a sync for them saves whole syncs.
+                self._gathering = self._last_batch
+                self._gather.wait(self._sync_seconds)
+                self._gathering = 0
+            batch, self._queue = self._queue, []
+            self._last_batch = len(batch)
             self._cond.release()
             try:
                 self._write_and_publish(batch)
@@ -435,9 +449,11 @@ class Store:
         """Leader work, outside ``_cond``: write (+ sync), apply, publish, notify."""
         assert self._log is not None
         try:
+            started = time.perf_counter()
             self._log.append([f for f, _ in batch], buffered=self.durability == "none")
             if self.durability == "fsync":
                 self._log.sync()
+            self._sync_seconds = min(time.perf_counter() - started, 0.01)
         except OSError as exc:
             self._failed = exc
             log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
