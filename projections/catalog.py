@@ -463,8 +463,9 @@ class MediaCatalog:
         Times compare at microsecond precision (what a float of seconds
         since the epoch can hold), so passing back an event's or a
         `Change`'s ``time`` includes that event. Event times are assigned at
-        commit and never go backwards within a log, so a binary search over
-        seqs finds the answer in O(log n) single-event reads.
+        commit and never go backwards within a log, so the projection's
+        coarse time index narrows the answer to one window of at most
+        ``TIME_STRIDE`` events, which is read once.
         """
         if isinstance(when, _dt.datetime):
             if when.tzinfo is None:
@@ -473,25 +474,15 @@ class MediaCatalog:
         else:
             micros = round(float(when) * 1e6)
         limit = micros * 1000 + 999
-        lo, hi = 0, self._store.last_seq          # answer in [lo, hi]
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._event_ts(mid) <= limit:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
-
-    def _event_ts(self, seq: int) -> int:
-        reader = self._store.read(seq, seq + 1)
-        try:
-            for event in reader:
-                return event.ts
-        finally:
-            close = getattr(reader, "close", None)
-            if close is not None:
-                close()
-        raise LookupError(f"seq {seq} is missing from the log")
+        lo, hi = self._proj.seq_window(limit)
+        found = lo
+        stop = None if hi is None else hi + 1
+        if hi is None or hi > lo:
+            for event in self._store.read(lo + 1, stop):
+                if event.ts > limit:
+                    break
+                found = event.seq
+        return found
 
     def diff(self, a: int, b: int) -> dict[str, tuple[MediaRecord | None, MediaRecord | None]]:
         """{key: (record at seq a, record at seq b)} for items whose title,

@@ -14,7 +14,9 @@ undid it, so "the last commit overall" is the unit with the largest
 edit, nothing for the garbage collector to walk. Everything is derived
 from the log (see `projections.events`), so undo and redo survive a
 reopen, and the state is plain lists and dicts: `snapshot` is msgpack-able
-as is. An item is live while its title or description is non-empty.
+as is. An item is live while its title or description is non-empty. A
+coarse time index (the time of every 1024th seq) lets time travel find a
+seq by time without a search through the log.
 
 `apply` is on the replay hot path and does a handful of dict and list
 operations per event. This module never writes to the store and never
@@ -22,6 +24,7 @@ normalises keys (the catalog does).
 """
 from __future__ import annotations
 
+import bisect
 from typing import Any, Iterator, NamedTuple
 
 from eventstore.event import Event
@@ -30,8 +33,9 @@ from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, FROM, LEGACY_IMPORTED, ME
                      REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, VALUE, MediaRecord,
                      ns_to_seconds)
 
-__all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH"]
+__all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH", "TIME_STRIDE"]
 
+TIME_STRIDE = 1024       # one event time remembered per this many seqs (time travel)
 UNDO_DEPTH = 32          # undo (and redo) units remembered per item
 _STATE_VERSION = 1
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
@@ -96,6 +100,7 @@ class MediaProjection:
         self._undo: dict[str, Stack] = {}
         self._redo: dict[str, Stack] = {}
         self._imports: dict[str, int] = {}
+        self._times: list[int] = []     # ts of seq TIME_STRIDE, 2*TIME_STRIDE, ...
 
     # ---------------------------------------------------------------- protocol
 
@@ -104,6 +109,8 @@ class MediaProjection:
             raise RuntimeError("this MediaProjection is read-only")
         seq, ts, typ, key, data, meta = event
         self.last_seq = seq
+        if not seq % TIME_STRIDE:
+            self._times.append(ts)
         versions = self._versions
         versions[key] = versions.get(key, 0) + 1
         if CONT in meta:
@@ -246,7 +253,7 @@ class MediaProjection:
         """
         return {"v": _STATE_VERSION, "seq": self.last_seq, "step": self._step,
                 "items": self._items, "versions": self._versions,
-                "undo": self._undo, "redo": self._redo, "imports": self._imports}
+                "undo": self._undo, "redo": self._redo, "imports": self._imports, "times": self._times}
 
     def restore(self, state: Any) -> None:
         if self._frozen:
@@ -261,6 +268,7 @@ class MediaProjection:
         self._undo = {k: list(v) for k, v in state["undo"].items()}
         self._redo = {k: list(v) for k, v in state["redo"].items()}
         self._imports = dict(state["imports"])
+        self._times = list(state["times"])
 
     # ------------------------------------------------------------------ queries
 
@@ -316,6 +324,15 @@ class MediaProjection:
     def as_dict(self) -> dict[str, tuple[str, str]]:
         """{key: (title, description)}: handy for comparisons and diffs."""
         return {k: (r[_TITLE], r[_DESC]) for k, r in self._items.items()}
+
+    def seq_window(self, ts: int) -> tuple[int, int | None]:
+        """Seqs ``(lo, hi)`` such that the last event stamped at or before
+        ``ts`` is in ``lo..hi`` (0: none; hi None: up to the end of the log),
+        from the coarse time index."""
+        times = self._times
+        i = bisect.bisect_right(times, ts)      # times[:i] <= ts
+        hi = None if i == len(times) else (i + 1) * TIME_STRIDE - 1
+        return i * TIME_STRIDE, hi
 
     def imported(self, digest: str) -> int | None:
         """The seq of the commit that imported the legacy file with this SHA-256."""

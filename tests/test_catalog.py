@@ -329,3 +329,27 @@ def test_readonly_catalog_reads_and_refuses_writes(tmp_path) -> None:
         assert c.title("/m/a") == "A"
         with pytest.raises(eventstore.ReadOnlyError):
             c.set_title("/m/a", "B")
+
+
+def test_state_at_time_across_the_coarse_time_index(cat: MediaCatalog) -> None:
+    """Over several TIME_STRIDE windows, time -> seq matches a scan of the log."""
+    from projections.media import TIME_STRIDE
+    commits = []
+    n = 0
+    while n < 3 * TIME_STRIDE + 100:
+        with cat.batch() as b:
+            for _ in range(97):
+                cat.set_title(f"/m/{n % 500}", f"v{n}")
+                n += 1
+        commits.append(b.events)
+        time.sleep(0.002)
+    events = list(cat.store.read())
+    for evs in commits[::5] + commits[-2:]:
+        ts = evs[0].ts
+        expected = max(e.seq for e in events if e.ts <= ts)
+        view = cat.state_at(time=ts / 1e9)
+        assert view.last_seq == expected
+        earlier = cat.state_at(time=(ts - 1_000_000) / 1e9)     # commits are 2 ms apart
+        assert earlier.last_seq == max((e.seq for e in events if e.ts <= ts - 1_000_000),
+                                       default=0)
+    assert len(events) > 3 * TIME_STRIDE
