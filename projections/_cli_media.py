@@ -172,7 +172,9 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
         key = media_key(cat, args.media)
     if record is None:
         ctx.out.json({"key": key, "found": False})
-        raise Problem(f"no media item {key}")
+        if not ctx.json:
+            sys.stderr.write(f"metalog: no media item {key}\n")
+        return 1
     info = {"key": key, "found": True, **(record_dict(record) or {})}
     ctx.out.json(info)
     ctx.out.kv([("key", key), ("title", info.get("title") or ""),

@@ -69,7 +69,7 @@ def test_foreign_directory_is_refused_untouched(tmp_path: Path) -> None:
 
 
 def test_invalid_value_is_a_usage_error(store: Path) -> None:
-    proc = run("set-title", "a.mp4", "x" * (2 << 20), store=store)  # over max_event_bytes
+    proc = run("set-title", "a.mp4", "-", store=store, input="x" * (2 << 20))  # > 1 MiB
     assert proc.returncode == 2, proc
     assert_clean(proc)
 
