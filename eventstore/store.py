@@ -10,6 +10,7 @@ order, snapshots, and the read side (`read`, `follow`). Bytes on disk are
 from __future__ import annotations
 
 import bisect
+import collections
 import logging
 import os
 import threading
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import snapshot as snap_mod
 from ._fs import DEFAULT_FS, FileSystem
-from .codec import decode_commit, encode_event, join_payload, pack
+from .codec import decode_commit, encode_event, join_payload, pack, unpack
 from .errors import (
     ConcurrencyError, CorruptionError, FormatVersionError, LockedError, NotAStoreError,
     ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError,
@@ -119,6 +120,8 @@ class Store:
         self._failed: BaseException | None = None
         self._closed = False
         self._subscribers: list[Callable[[Event], None]] = []
+        self._to_deliver: collections.deque[Event] = collections.deque()  # leader thread only
+        self._delivering = False
         self._versions: dict[str, int] = {}
         self._next_seq = 1  # seq the next commit gets
         self._published = 0  # last seq applied to projections and acknowledged
@@ -229,7 +232,7 @@ class Store:
         if not refs and writer:
             create_segment(fs, self.seg_dir, 1, ZERO_DIGEST)
             refs = list_segments(fs, self.seg_dir)
-        fresh = [(p, p.snapshot()) for p in self._projections]
+        fresh = [(p, pack(p.snapshot())) for p in self._projections]  # a copy, to undo a bad snapshot
         walker = Walker(fs, self.root, policy=self.recovery, writer=writer, report=self.recovery_report)
 
         def apply_to(targets: Sequence[Projection]) -> Callable[[Frame, list[Event]], None]:
@@ -284,7 +287,7 @@ class Store:
                 self.recovery_report.add(RecoveryEntry("skipped-snapshot", path, None,
                                                        f"does not match the log: {exc}"))
                 for p, state in fresh:
-                    p.restore(state)
+                    p.restore(unpack(state, path, 0, "initial projection state"))
                 self._versions = {}
                 continue
             self._snapshot_seq = snap.seq
@@ -474,15 +477,25 @@ class Store:
         with self._cond:
             self._published = last
             self._cond.notify_all()
-        subscribers = list(self._subscribers)
-        if subscribers:
+        if self._subscribers:
+            # A subscriber that appends publishes a nested batch on this thread
+            # while we are still delivering; queue its events behind ours so
+            # every subscriber sees seqs in order.
             for _, events in batch:
-                for e in events:
-                    for cb in subscribers:
+                self._to_deliver.extend(events)
+            if self._delivering:
+                return
+            self._delivering = True
+            try:
+                while self._to_deliver:
+                    e = self._to_deliver.popleft()
+                    for cb in list(self._subscribers):
                         try:
                             cb(e)
                         except Exception:
                             log.exception("subscriber %r failed on seq %d", cb, e.seq)
+            finally:
+                self._delivering = False
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -825,8 +838,6 @@ class Store:
         if self._closed:
             return
         try:
-            if self._snap_thread is not None:
-                self._snap_thread.join()
             if self._log is not None:
                 with self._exclusive():
                     try:
@@ -834,6 +845,8 @@ class Store:
                             self._log.sync()
                     finally:
                         self._closed = True
+                        if self._snap_thread is not None:  # no snapshot may outlive the lock
+                            self._snap_thread.join()
                         try:
                             self._fs.close(self._log.fd)
                         except OSError:
