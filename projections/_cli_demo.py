@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import eventstore
+from eventstore import layout
 
 from ._cli_store import Context, UsageError
 
-__all__ = ["cmd_demo", "LEGACY_SAMPLE", "cut_active_segment"]
+__all__ = ["cmd_demo", "LEGACY_SAMPLE", "tear_active_segment"]
 
 #: The old application's persistence file: one dict rewritten on every change.
 LEGACY_SAMPLE = {
@@ -35,19 +36,26 @@ LEGACY_SAMPLE = {
     "kids/party.jpg": {"title": "Party", "description": "Birthday, 2019"},
 }
 
-TORN_BYTES = 9
-
-
-def cut_active_segment(store: Path, nbytes: int) -> tuple[Path, int]:
-    """Cut ``nbytes`` off the end of the newest plain segment, as a crash
-    halfway through writing its last frame would. Returns (file, new size)."""
-    segments = sorted((store / "segments").glob("*.seg"))
+def tear_active_segment(store: Path) -> tuple[Path, int]:
+    """Append the first half of a frame to the newest plain segment, as a
+    crash halfway through writing a commit leaves it: the frame's header
+    promises more bytes than the file holds. The half frame is a copy of the
+    segment's last frame (docs/FORMAT.md §4). Returns (file, bytes added)."""
+    segments = sorted((store / "segments").glob("*" + layout.SEGMENT_SUFFIX))
     if not segments:
         raise RuntimeError(f"no plain segment under {store / 'segments'}")
     active = segments[-1]
-    size = active.stat().st_size
-    os.truncate(active, max(size - nbytes, 0))
-    return active, max(size - nbytes, 0)
+    data = active.read_bytes()
+    offset, last = layout.SEGMENT_HEADER_SIZE, None
+    while offset + layout.FRAME_HEADER_SIZE <= len(data):
+        length = layout.FRAME_PREFIX.unpack_from(data, offset + layout.FRAME_CRC_START)[0]
+        last, offset = offset, offset + layout.FRAME_HEADER_SIZE + length
+    if last is None:
+        raise RuntimeError(f"{active} holds no frame to copy")
+    half = data[last:offset][: (offset - last) // 2]
+    with open(active, "ab") as f:
+        f.write(half)
+    return active, len(half)
 
 
 class _Tour:
@@ -116,10 +124,11 @@ def _last_seq(store: Path) -> int:
 
 def _script(t: _Tour, legacy: Path) -> None:
     t.say("An old JSON persistence file",
-          f"The old uploader rewrote {legacy.name} on every keystroke:",
-          *("  " + line for line in json.dumps(LEGACY_SAMPLE, indent=1).splitlines()))
+          f"The old uploader rewrote {legacy.name} on every keystroke",
+          "(keys are the files' full paths, shortened here):",
+          *("  " + line for line in json.dumps(LEGACY_SAMPLE).replace("}, ", "},\n ").splitlines()))
     t.run("init")
-    t.run("import-json", str(legacy))
+    t.run("import-json", os.path.relpath(legacy))
     imported = _last_seq(t.store)
 
     t.say("Two people edit", "Each change is one event in a checksummed, append-only log.")
@@ -143,16 +152,19 @@ def _script(t: _Tour, legacy: Path) -> None:
     t.run("diff", str(imported))
     t.run("log", "--key", "beach.mp4")
 
-    t.say("Compaction", "Seals the active segment, compresses it with zstd, writes a snapshot.")
+    t.say("Compaction", "Seals the active segment, compresses it with zstd, writes a snapshot;",
+          "the next open loads the snapshot and replays only what came after it.")
     t.run("compact")
 
     t.say("A torn write, and its repair")
     t.run("set-title", "harbor.mp4", "Harbor at dawn", actor="bob")
-    segment, size = cut_active_segment(t.store, TORN_BYTES)
-    t.note(f"Simulating a crash mid-write: cut the last {TORN_BYTES} bytes off "
-           f"{segment.relative_to(t.store)} (now {size} bytes).")
-    t.note("Opening for writing finds the torn frame, copies it to quarantine/, truncates:")
+    segment, added = tear_active_segment(t.store)
+    t.note(f"Now the power fails halfway through the next commit: only its first {added} bytes")
+    t.note(f"reach the end of {segment.relative_to(t.store)}. Opening for writing finds the")
+    t.note("torn frame, copies it to quarantine/, and truncates the segment:")
     t.run("recover")
+    t.note("Every acknowledged commit is still there (seq 13 included); the torn one,")
+    t.note("whose append never returned, is not. Nothing was deleted.")
     t.run("get", "harbor.mp4")
     quarantined = sorted(p.name for p in (t.store / "quarantine").iterdir()) \
         if (t.store / "quarantine").is_dir() else []

@@ -160,10 +160,12 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
 def problem_dict(problem: Any) -> dict[str, Any]:
     """A verify/recovery problem as {file, offset, reason, message}."""
     out: dict[str, Any] = {"message": str(problem)}
-    for name in ("file", "offset", "reason", "kind", "seq_range", "lost"):
-        value = getattr(problem, name, None)
-        if value is not None:
-            out[name] = plain(value)
+    as_dict = getattr(problem, "as_dict", None)
+    if callable(as_dict):
+        out.update(plain(as_dict()))
+    for name in ("file", "offset", "reason"):
+        if name not in out and getattr(problem, name, None) is not None:
+            out[name] = plain(getattr(problem, name))
     return out
 
 
@@ -192,14 +194,14 @@ def _show_verify(ctx: Context, report: Any, extra: dict[str, Any] | None = None)
     problems = [problem_dict(p) for p in getattr(report, "problems", [])]
     ok = bool(report.ok)
     body = {"ok": ok, "problems": problems, **(extra or {})}
-    for name in ("events", "frames", "segments", "snapshots", "last_seq"):
+    for name in ("events", "commits", "segments", "snapshots", "last_seq"):
         value = getattr(report, name, None)
         if isinstance(value, int) and name not in body:
             body[name] = value
     ctx.out.json(body)
     if ok:
-        counts = ", ".join(f"{body[n]} {n}" for n in ("events", "segments", "snapshots")
-                           if n in body)
+        counts = ", ".join(f"{body[n]} {n if body[n] != 1 else n[:-1]}"
+                           for n in ("events", "commits", "segments", "snapshots") if n in body)
         ctx.out.text(f"ok: {ctx.store} verified" + (f" ({counts})" if counts else ""))
     else:
         ctx.out.text(f"verify found {len(problems)} problem(s) in {ctx.store}:")
@@ -224,7 +226,9 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
         with Progress("verifying"):
             verified = store.verify()
     if lines:
-        ctx.out.text(f"recovery ({mode}) repaired {ctx.store}:", *(f"  {line}" for line in lines))
+        inside = str(ctx.store) + os.sep            # paths in the store, shown relative to it
+        ctx.out.text(f"recovery ({mode}) repaired {ctx.store}:",
+                     *(f"  {line.replace(inside, '')}" for line in lines))
     else:
         ctx.out.text(f"recovery ({mode}): nothing to repair in {ctx.store}")
     return _show_verify(ctx, verified, {"recovery": mode, "repaired": bool(lines),

@@ -138,7 +138,7 @@ def _commands() -> list[_Command]:
         p.add_argument("-f", "--follow", action="store_true",
                        help="keep running and print new events as they are committed")
         p.add_argument("--timeout", type=_positive_float, metavar="SEC",
-                       help="with -f: stop after SEC seconds")
+                       help="with -f: stop after SEC seconds without a new event")
 
     def state_at_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("seq", nargs="?", type=_seq, metavar="SEQ",
