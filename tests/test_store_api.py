@@ -1,0 +1,425 @@
+"""The Store API through its public surface (SPEC §2, docs/FORMAT.md).
+
+Round trips of append / append_many / transaction against a model, read
+filters, versions and expected_version, subscribers, closing, readonly,
+refusing foreign paths ([F-01]), segment rollover ([F-03], [F-04]) and the
+three durability modes.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import eventstore
+from eventstore import (
+    ConcurrencyError, Event, NotAStoreError, ReadOnlyError, StoreClosedError, ValidationError,
+)
+
+from test_codec import assert_same  # the strict, type-checking comparison
+
+# -- strategies -------------------------------------------------------------------------
+text = st.text(max_size=10)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
+                    st.floats(allow_nan=False), text, st.binary(max_size=12))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(text, inner, max_size=3)),
+                      max_leaves=8)
+data_dicts = st.dictionaries(text, values, max_size=4)
+keys = st.sampled_from(["k1", "k2", "ключ", "k/with/slashes", "x" * 300])
+types = st.sampled_from(["created", "title", "desc", "é"])
+item = st.tuples(types, keys, data_dicts, st.one_of(st.none(), st.dictionaries(text, scalars, max_size=2)))
+commit = st.tuples(st.sampled_from(["append", "append_many", "transaction"]),
+                   st.lists(item, min_size=1, max_size=5))
+
+
+def do_commit(store, kind, items):
+    if kind == "append":  # one commit per item
+        return [store.append(t, k, d, meta=m) for t, k, d, m in items]
+    if kind == "append_many":
+        return store.append_many([(t, k, d) if m is None else (t, k, d, m) for t, k, d, m in items])
+    with store.transaction() as tx:
+        for t, k, d, m in items:
+            tx.append(t, k, d, meta=m)
+    return tx.events
+
+
+def check_event(ev, seq, t, k, d, m):
+    assert isinstance(ev, Event)
+    assert (ev.seq, ev.type, ev.key) == (seq, t, k)
+    assert_same(ev.data, d)
+    assert_same(ev.meta, m or {})
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(commit, min_size=1, max_size=6), st.sampled_from(["none", "flush"]))
+def test_append_round_trip_against_model(commits, durability):
+    """What append/append_many/transaction return is what read returns, before and after reopen."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s")
+        expected = []  # (seq, type, key, data, meta)
+        versions: dict[str, int] = {}
+        with eventstore.open(path, durability=durability) as store:
+            for kind, items in commits:
+                before = store.last_seq
+                got = do_commit(store, kind, items)
+                assert len(got) == len(items)
+                if kind != "append":  # one commit: one ts
+                    assert len({e.ts for e in got}) == 1
+                for i, (ev, (t, k, d, m)) in enumerate(zip(got, items)):
+                    check_event(ev, before + 1 + i, t, k, d, m)
+                    expected.append((before + 1 + i, t, k, d, m))
+                    versions[k] = versions.get(k, 0) + 1
+                assert store.last_seq == before + len(items)
+            first_pass = list(store.read())
+            for k, v in versions.items():
+                assert store.version(k) == v
+        assert len(first_pass) == len(expected)
+        for ev, exp in zip(first_pass, expected):
+            check_event(ev, *exp)
+        with eventstore.open(path) as store:
+            again = list(store.read())
+            assert again == first_pass
+            assert store.last_seq == len(expected)
+            for k, v in versions.items():
+                assert store.version(k) == v
+        ts = [e.ts for e in first_pass]
+        assert ts == sorted(ts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(["k1", "k2", "k3"])),
+                         min_size=1, max_size=4), min_size=0, max_size=10),
+       st.integers(0, 30), st.one_of(st.none(), st.integers(0, 30)),
+       st.one_of(st.none(), st.sampled_from(["k1", "k2", "k3", "nope"])),
+       st.one_of(st.none(), st.just("a"), st.sets(st.sampled_from("abcz"), max_size=3)))
+def test_read_filters_against_model(commits, start, stop, key, type_filter):
+    """read(start, stop, key=, types=): seq order, stop exclusive, filters exact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with eventstore.open(os.path.join(tmp, "s"), durability="none", segment_bytes=4096) as store:
+            model = []
+            for i, c in enumerate(commits):
+                evs = store.append_many([(t, k, {"i": i, "j": j}) for j, (t, k) in enumerate(c)])
+                model += [(e.seq, e.type, e.key, e.data) for e in evs]
+            want = [m for m in model
+                    if m[0] >= start and (stop is None or m[0] < stop)
+                    and (key is None or m[2] == key)
+                    and (type_filter is None or m[1] in ({type_filter} if isinstance(type_filter, str) else type_filter))]
+            got = [(e.seq, e.type, e.key, e.data)
+                   for e in store.read(start, stop, key=key, types=type_filter)]
+            assert got == want
+
+
+def test_event_is_immutable_and_ts_is_utc_ns(store_dir):
+    before = time.time_ns()
+    with eventstore.open(store_dir) as store:
+        ev = store.append("t", "k", {"a": 1}, meta={"actor": "alice", "reason": "r"})
+    after = time.time_ns()
+    assert before <= ev.ts <= after
+    with pytest.raises(AttributeError):
+        ev.seq = 5  # type: ignore[misc]
+    with eventstore.open(store_dir, readonly=True) as ro:
+        [back] = list(ro.read())
+    assert back == ev and back.meta == {"actor": "alice", "reason": "r"}
+
+
+def test_append_returns_copies_the_caller_cannot_change_afterwards(store_dir):
+    """The returned Event is not the caller's dict (mutating the input changes nothing stored)."""
+    data = {"a": 1}
+    with eventstore.open(store_dir) as store:
+        ev = store.append("t", "k", data)
+        data["a"] = 2
+        assert ev.data == {"a": 1}
+        assert list(store.read())[0].data == {"a": 1}
+
+
+def test_empty_append_many_and_transaction_write_nothing(store_dir, segment_files):
+    with eventstore.open(store_dir) as store:
+        store.append("t", "k")
+        [seg] = segment_files(store_dir)
+        size = os.path.getsize(seg)
+        assert store.append_many([]) == []
+        with store.transaction() as tx:
+            pass
+        assert tx.events == []
+        assert store.last_seq == 1 and os.path.getsize(seg) == size
+
+
+# -- versions, expected_version, stats --------------------------------------------------------
+def test_version_and_expected_version(store_dir, segment_files):
+    """ConcurrencyError writes nothing (SPEC §2) and reports the versions."""
+    with eventstore.open(store_dir) as store:
+        assert store.version("k") == 0 and store.last_seq == 0
+        store.append("t", "k", {"n": 0}, expected_version=0)
+        store.append("t", "k", {"n": 1}, expected_version=1)
+        store.append("t", "other")
+        assert store.version("k") == 2 and store.version("other") == 1 and store.version("none") == 0
+        [seg] = segment_files(store_dir)
+        size, data = os.path.getsize(seg), open(seg, "rb").read()
+        for exp in (0, 1, 3):
+            with pytest.raises(ConcurrencyError) as info:
+                store.append("t", "k", {"bad": True}, expected_version=exp)
+            assert (info.value.key, info.value.expected, info.value.actual) == ("k", exp, 2)
+        # in a transaction, the second item sees the first's pending version
+        with pytest.raises(ConcurrencyError):
+            with store.transaction() as tx:
+                tx.append("t", "k", {"bad": 1}, expected_version=2)
+                tx.append("t", "other", {"bad": 2}, expected_version=1)
+                tx.append("t", "k", {"bad": 3}, expected_version=2)  # is 3 after the first
+        assert open(seg, "rb").read() == data and os.path.getsize(seg) == size
+        assert store.last_seq == 3 and store.version("k") == 2 and store.version("other") == 1
+        with store.transaction() as tx:
+            tx.append("t", "k", {"ok": 1}, expected_version=2)
+            tx.append("t", "k", {"ok": 2}, expected_version=3)
+        assert store.version("k") == 4 and store.last_seq == 5
+        assert [e.data for e in store.read(key="k")] == [{"n": 0}, {"n": 1}, {"ok": 1}, {"ok": 2}]
+    with eventstore.open(store_dir) as store:  # versions are rebuilt on open
+        assert store.version("k") == 4 and store.version("other") == 1
+
+
+def test_stats_keys_and_values(store_dir):
+    with eventstore.open(store_dir, snapshot_every=0) as store:
+        empty = store.stats()
+        for name in ("events", "keys", "segments", "bytes_on_disk", "last_seq", "snapshot_seq"):
+            assert name in empty
+        assert (empty["events"], empty["keys"], empty["last_seq"], empty["snapshot_seq"]) == (0, 0, 0, 0)
+        store.append_many([("t", "a", {}), ("t", "b", {}), ("t", "a", {})])
+        s = store.stats()
+        assert (s["events"], s["keys"], s["last_seq"], s["segments"]) == (3, 2, 3, 1)
+        assert s["bytes_on_disk"] > empty["bytes_on_disk"]
+        store.snapshot()
+        assert store.stats()["snapshot_seq"] == 3
+
+
+# -- subscribers -------------------------------------------------------------------------------
+def test_subscribe_order_and_unsubscribe(store_dir):
+    with eventstore.open(store_dir, durability="none") as store:
+        calls = []
+        un_a = store.subscribe(lambda e: calls.append(("a", e.seq)))
+        store.subscribe(lambda e: calls.append(("b", e.seq)))
+        store.append("t", "k")
+        store.append_many([("t", "k", {}), ("t", "j", {})])
+        assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+        un_a()
+        un_a()  # idempotent
+        calls.clear()
+        store.append("t", "k")
+        assert calls == [("b", 4)]
+        with pytest.raises(ValidationError):
+            store.subscribe("not callable")  # type: ignore[arg-type]
+
+
+def test_a_failing_subscriber_does_not_break_commits(store_dir):
+    with eventstore.open(store_dir, durability="none") as store:
+        seen = []
+        store.subscribe(lambda e: 1 / 0)
+        store.subscribe(lambda e: seen.append(e.seq))
+        assert store.append("t", "k").seq == 1
+        assert seen == [1] and [e.seq for e in store.read()] == [1]
+
+
+@pytest.mark.parametrize("durability", ["fsync", "none"])
+def test_subscriber_that_appends_neither_deadlocks_nor_reorders(store_dir, durability):
+    """A subscriber may append; every subscriber still sees seqs in order ([F-11], SPEC §4.3)."""
+    store = eventstore.open(store_dir, durability=durability)
+    seen_a, seen_b = [], []
+
+    def echo(e):
+        seen_a.append(e.seq)
+        if e.type == "orig":
+            store.append("echo", e.key, {"of": e.seq})
+
+    store.subscribe(echo)
+    store.subscribe(lambda e: seen_b.append(e.seq))
+    done = threading.Event()
+
+    def work():
+        store.append("orig", "k")
+        store.append_many([("orig", "k", {}), ("orig", "j", {})])
+        done.set()
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(10)
+    assert done.is_set(), "a subscriber that appends deadlocked the store"
+    assert store.last_seq == 6
+    assert seen_a == [1, 2, 3, 4, 5, 6], seen_a
+    assert seen_b == [1, 2, 3, 4, 5, 6], seen_b
+    origs = [e.seq for e in store.read(types="orig")]
+    echoes = [e.data["of"] for e in store.read(types="echo")]
+    assert origs == [1, 3, 4] and echoes == [1, 3, 4]
+    store.close()
+
+
+def test_concurrent_appenders_get_contiguous_seqs(store_dir):
+    """Group commit: 8 threads, every event once, each thread's events in its order."""
+    n_threads, per = 8, 40
+    with eventstore.open(store_dir, durability="fsync") as store:
+        errors = []
+
+        def worker(w):
+            try:
+                for i in range(per):
+                    if i % 5 == 4:
+                        store.append_many([("t", f"w{w}", {"i": i, "part": p}) for p in range(3)])
+                    else:
+                        store.append("t", f"w{w}", {"i": i})
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        total = n_threads * (per + (per // 5) * 2)
+        assert store.last_seq == total
+    with eventstore.open(store_dir) as store:
+        events = list(store.read())
+    assert [e.seq for e in events] == list(range(1, total + 1))
+    for w in range(n_threads):
+        mine = [(e.data["i"], e.data.get("part")) for e in events if e.key == f"w{w}"]
+        want = []
+        for i in range(per):
+            want += [(i, p) for p in range(3)] if i % 5 == 4 else [(i, None)]
+        assert mine == want
+    # the three events of one append_many are adjacent (one frame)
+    for i, e in enumerate(events):
+        if e.data.get("part") == 0:
+            assert [x.data.get("part") for x in events[i:i + 3]] == [0, 1, 2]
+            assert len({x.ts for x in events[i:i + 3]}) == 1
+
+
+# -- lifecycle errors -------------------------------------------------------------------------
+def test_closed_store_raises(store_dir):
+    store = eventstore.open(store_dir)
+    store.append("t", "k")
+    store.close()
+    store.close()  # idempotent
+    for call in (lambda: store.append("t", "k"), lambda: store.append_many([("t", "k", {})]),
+                 lambda: list(store.read()), lambda: list(store.follow(timeout=0)),
+                 lambda: store.transaction().__enter__(), lambda: store.snapshot()):
+        with pytest.raises(StoreClosedError):
+            call()
+    with eventstore.open(store_dir) as again:  # lock was released
+        assert again.last_seq == 1
+
+
+def test_readonly_store_refuses_writes(store_dir, segment_files):
+    with eventstore.open(store_dir) as store:
+        store.append("t", "k")
+    seg = segment_files(store_dir)[0]
+    data = open(seg, "rb").read()
+    with eventstore.open(store_dir, readonly=True) as ro:
+        for call in (lambda: ro.append("t", "k"), lambda: ro.append_many([("t", "k", {})]),
+                     lambda: ro.transaction().__enter__(), lambda: ro.snapshot(), lambda: ro.compact()):
+            with pytest.raises(ReadOnlyError):
+                call()
+        assert [e.key for e in ro.read()] == ["k"] and ro.last_seq == 1
+    assert open(seg, "rb").read() == data
+
+
+def _tree(root):
+    out = {}
+    for dirpath, dirnames, names in os.walk(root):
+        for n in dirnames + names:
+            p = os.path.join(dirpath, n)
+            st_ = os.stat(p)
+            out[p] = (st_.st_mtime_ns, st_.st_size, None if os.path.isdir(p) else open(p, "rb").read())
+    return out
+
+
+def test_not_a_store_is_refused_and_untouched(tmp_path):
+    """[F-01] a file, or a non-empty directory without METALOG, is refused; nothing changes."""
+    f = tmp_path / "afile"
+    f.write_bytes(b"precious")
+    foreign = tmp_path / "foreign"
+    (foreign / "sub").mkdir(parents=True)
+    (foreign / "notes.txt").write_text("keep me")
+    (foreign / "sub" / "x").write_bytes(b"\x00" * 10)
+    before = _tree(tmp_path)
+    for path in (f, foreign):
+        for kwargs in ({}, {"readonly": True}, {"create": False}):
+            with pytest.raises(NotAStoreError) as info:
+                eventstore.open(path, **kwargs)
+            assert isinstance(info.value, eventstore.EventStoreError)
+    with pytest.raises(NotAStoreError):
+        eventstore.open(tmp_path / "missing", readonly=True)
+    with pytest.raises(NotAStoreError):
+        eventstore.open(tmp_path / "missing", create=False)
+    assert _tree(tmp_path) == before
+    assert not (tmp_path / "missing").exists()
+
+
+def test_empty_directory_becomes_a_store(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    with eventstore.open(d) as store:
+        store.append("t", "k")
+    assert (d / "METALOG").exists()
+
+
+def test_bad_open_options_are_refused(store_dir):
+    for kwargs in ({"durability": "sometimes"}, {"recovery": "yolo"}, {"segment_bytes": 10},
+                   {"max_event_bytes": 0}, {"snapshot_every": -1}):
+        with pytest.raises(ValidationError):
+            eventstore.open(store_dir, **kwargs)
+    assert not os.path.exists(store_dir)
+
+
+# -- segments ---------------------------------------------------------------------------------
+def test_rollover_and_reads_across_segments(store_dir, segment_files):
+    """[F-03] names are first seqs and follow on; [F-04] rollover at segment_bytes."""
+    payload = "x" * 300
+    with eventstore.open(store_dir, segment_bytes=4096, durability="none") as store:
+        for i in range(60):
+            if i % 3 == 0:
+                store.append_many([("t", f"k{i % 4}", {"i": i, "p": payload, "n": n}) for n in range(2)])
+            else:
+                store.append("t", f"k{i % 4}", {"i": i, "p": payload})
+        total = store.last_seq
+    segs = segment_files(store_dir)
+    assert len(segs) >= 5
+    firsts = [int(os.path.basename(p)[:20]) for p in segs]
+    assert firsts[0] == 1 and firsts == sorted(firsts)
+    for p in segs[:-1]:
+        size = os.path.getsize(p)
+        assert 4096 <= size < 4096 + 48 + 1024  # sealed right after crossing the limit
+    with eventstore.open(store_dir, segment_bytes=4096) as store:
+        events = list(store.read())
+        assert [e.seq for e in events] == list(range(1, total + 1))
+        # every segment's first seq is where a commit starts, one past the previous one's last
+        starts = {e.seq for e in events if e.data.get("n", 0) == 0}
+        assert set(firsts) <= starts
+        mid = firsts[2] + 1
+        assert [e.seq for e in store.read(mid, mid + 7)] == list(range(mid, mid + 7))
+        assert [e.seq for e in store.read(key="k1")] == [e.seq for e in events if e.key == "k1"]
+        assert store.stats()["segments"] == len(segs)
+        store.append("t", "after-reopen")  # appends go on in the last segment
+    with eventstore.open(store_dir, readonly=True) as ro:
+        assert ro.last_seq == total + 1 and list(ro.read(total + 1))[0].key == "after-reopen"
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush", "none"])
+def test_each_durability_survives_close_and_reopen(store_dir, durability):
+    with eventstore.open(store_dir, durability=durability) as store:
+        written = [store.append("t", f"k{i}", {"i": i}) for i in range(50)]
+        written += store.append_many([("t", "batch", {"j": j}) for j in range(20)])
+    with eventstore.open(store_dir) as store:
+        assert list(store.read()) == written
+        assert store.recovery_report.entries == [] and not store.recovery_report
+
+
+def test_flush_makes_buffered_commits_visible_to_a_reader(store_dir):
+    """durability="none" buffers in process; flush() hands them to the OS."""
+    with eventstore.open(store_dir, durability="none") as store:
+        written = [store.append("t", "k", {"i": i}) for i in range(10)]
+        store.flush()
+        with eventstore.open(store_dir, readonly=True) as ro:
+            assert list(ro.read()) == written
