@@ -14,7 +14,7 @@ import tempfile
 from typing import Any, Iterator
 
 from ._cli_media import event_summary
-from ._cli_output import Progress, display_key, event_dict, format_time, plain
+from ._cli_output import Progress, display_key, event_dict, format_time, plain, plural
 from ._cli_store import Context, catalog_store, log_key, parse_time
 
 __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
@@ -200,11 +200,11 @@ def _show_verify(ctx: Context, report: Any, extra: dict[str, Any] | None = None)
             body[name] = value
     ctx.out.json(body)
     if ok:
-        counts = ", ".join(f"{body[n]} {n if body[n] != 1 else n[:-1]}"
+        counts = ", ".join(plural(body[n], n[:-1])
                            for n in ("events", "commits", "segments", "snapshots") if n in body)
         ctx.out.text(f"ok: {ctx.store} verified" + (f" ({counts})" if counts else ""))
     else:
-        ctx.out.text(f"verify found {len(problems)} problem(s) in {ctx.store}:")
+        ctx.out.text(f"verify found {plural(len(problems), 'problem')} in {ctx.store}:")
         for p in problems:
             ctx.out.text(f"  {p['message']}")
     return 0 if ok else 1

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Iterable
 
-from ._cli_output import Progress, display_key, format_time, iso_time, plain, shorten, table
+from ._cli_output import Progress, display_key, format_time, plural, iso_time, plain, shorten, table
 from .events import FIELD_OF_TYPE, FIELDS, VALUE
 from ._cli_store import Context, Problem, UsageError, catalog_store, media_key, parse_time
 
@@ -137,7 +137,8 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
         last = catalog_store(cat).last_seq
     ctx.out.json({"store": str(ctx.store), "created": not existed, "items": count, "last_seq": last})
     if existed:
-        ctx.out.text(f"metalog store already exists in {ctx.store} ({count} items, {last} events)")
+        ctx.out.text(f"metalog store already exists in {ctx.store} "
+                     f"({plural(count, 'item')}, {plural(last, 'event')})")
     else:
         ctx.out.text(f"Initialized empty metalog store in {ctx.store}")
     return 0
@@ -259,7 +260,7 @@ def cmd_state_at(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.json({"at": {"seq": at_seq, "time": args.time}, "count": len(items),
                   "items": [{"key": k, **(record_dict(r) or {})} for k, r in items]})
     ctx.out.text(f"state at {point}" + (f" (seq {at_seq})" if args.time and at_seq else "")
-                 + f": {len(items)} items")
+                 + f": {plural(len(items), 'item')}")
     if items:
         _print_items(ctx, items)
     return 0
@@ -272,7 +273,7 @@ def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
     out = {str(k): {"before": record_dict(v[0]), "after": record_dict(v[1])}
            for k, v in sorted(changes.items())}
     ctx.out.json({"a": args.a, "b": b, "changes": out})
-    ctx.out.text(f"diff seq {args.a} -> {b}: {len(out)} items changed")
+    ctx.out.text(f"diff seq {args.a} -> {b}: {plural(len(out), 'item')} changed")
     for key, pair in out.items():
         before, after = pair["before"] or {}, pair["after"] or {}
         status = "added" if not pair["before"] else "removed" if not pair["after"] else "changed"
@@ -335,8 +336,9 @@ def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
     if info.get("already_imported"):
         ctx.out.text(f"{name} was already imported (same SHA-256); nothing written")
         return 0
-    ctx.out.text(f"imported {name}: {info.get('entries', 0)} entries, "
-                 f"{info.get('imported', 0)} items changed ({info.get('events', 0)} events), "
+    ctx.out.text(f"imported {name}: {plural(info.get('entries', 0), 'entry')}, "
+                 f"{plural(info.get('imported', 0), 'item')} changed "
+                 f"({plural(info.get('events', 0), 'event')}), "
                  f"{info.get('unchanged', 0)} unchanged, {info.get('invalid', 0)} invalid")
     if info.get("damaged"):
         ctx.out.text("the file is damaged (not valid JSON): imported every entry that could be read")

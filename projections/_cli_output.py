@@ -21,6 +21,7 @@ __all__ = [
     "Printer",
     "Progress",
     "display_key",
+    "plural",
     "event_dict",
     "format_time",
     "iso_time",
@@ -102,6 +103,13 @@ def event_dict(event: Any) -> dict[str, Any]:
         "data": plain(event.data),
         "meta": plain(event.meta),
     }
+
+
+def plural(n: int, word: str) -> str:
+    """``1 item``, ``2 items`` (words ending in y take -ies)."""
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
 
 
 def display_key(key: str) -> str:
