@@ -36,7 +36,7 @@ from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, FROM, LEGACY_IMPORTED, ME
 __all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH", "TIME_STRIDE"]
 
 TIME_STRIDE = 1024       # one event time remembered per this many seqs (time travel)
-UNDO_DEPTH = 32          # undo (and redo) units remembered per item
+UNDO_DEPTH = 32          # undo (and redo) field changes kept per item: 32 to 64
 _STATE_VERSION = 1
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
 _FIELD_NAMES = ("title", "description")
@@ -88,7 +88,8 @@ class MediaProjection:
         if undo_depth < 1:
             raise ValueError("undo_depth must be at least 1")
         self.undo_depth = undo_depth
-        self._max_entries = undo_depth * _E   # a cheap bound; _trim counts units
+        self._max_slots = 2 * undo_depth * _E    # trim when a stack grows past this...
+        self._keep_slots = undo_depth * _E       # ...down to at most this (amortised O(1))
         self.last_seq = 0
         self._frozen = False
         self._clear()
@@ -159,7 +160,7 @@ class MediaProjection:
             if self._extend_top(stack, step, fi, old, value, MERGE in meta):
                 return
         stack += (step, step, fi, old, value)
-        if len(stack) > self._max_entries:
+        if len(stack) > self._max_slots:
             self._trim(stack)
 
     def _extend_top(self, stack: Stack, step: int, fi: int, old: str, value: str,
@@ -180,15 +181,17 @@ class MediaProjection:
         return False
 
     def _trim(self, stack: Stack) -> None:
-        """Drop the oldest units until at most ``undo_depth`` remain."""
-        units = sum(1 for i in range(0, len(stack), _E)
-                    if i == 0 or stack[i + _STEP] != stack[i - _E + _STEP])
-        cut = 0
-        while units > self.undo_depth:
+        """Drop the oldest whole units until at most ``undo_depth`` entries remain.
+
+        Called only when a stack holds more than twice that, so the cost is
+        amortised over ``undo_depth`` edits: an item keeps between
+        ``undo_depth`` and ``2 * undo_depth`` field changes of undo.
+        """
+        cut, excess = 0, len(stack) - self._keep_slots
+        while cut < excess:
             first = stack[cut + _STEP]
             while cut < len(stack) and stack[cut + _STEP] == first:
                 cut += _E
-            units -= 1
         del stack[:cut]
 
     def _apply_other(self, seq: int, ts: int, typ: str, key: str, data: dict[str, Any]) -> None:
@@ -227,7 +230,7 @@ class MediaProjection:
             dst[key] = moved
         else:
             target += moved
-            if len(target) > self._max_entries:
+            if len(target) > self._max_slots:
                 self._trim(target)
 
     def _apply_rename(self, ts: int, key: str, data: dict[str, Any]) -> None:

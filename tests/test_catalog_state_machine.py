@@ -61,10 +61,15 @@ class CatalogMachine(RuleBasedStateMachine):
 
     @staticmethod
     def _push(stacks: dict[str, list[list]], key: str, unit: list) -> None:
+        """Push; past 2 * UNDO_DEPTH field changes keep at most UNDO_DEPTH."""
         stack = stacks.setdefault(key, [])
         stack.append(unit)
-        if len(stack) > UNDO_DEPTH:
-            del stack[0]
+
+        def changes(u: list) -> int:
+            return sum(a != b for a, b in zip(u[1], u[2]))
+        if sum(map(changes, stack)) > 2 * UNDO_DEPTH:
+            while sum(map(changes, stack)) > UNDO_DEPTH:
+                del stack[0]
 
     def _commit(self, after: dict[str, tuple[str, str]]) -> None:
         """A new edit commit: one unit per changed key, all with one order."""

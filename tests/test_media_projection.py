@@ -78,9 +78,13 @@ def test_merge_joins_the_previous_single_field_unit() -> None:
 
 def test_undo_depth_is_bounded() -> None:
     p = MediaProjection(undo_depth=3)
-    for seq in range(1, 11):
+    depths = []
+    for seq in range(1, 101):
         p.apply(ev(seq, TITLE_SET, "/m/a", {"value": str(seq)}))
-    assert p.undo_depths() == (3, 0)
+        depths.append(p.undo_depths()[0])
+    assert max(depths) == 6 and min(depths[10:]) == 3    # between depth and twice it
+    top = p.undo_top("/m/a")
+    assert top.changes == {"title": ("99", "100")}       # the newest are kept
 
 
 def test_foreign_events_only_count_versions() -> None:
