@@ -1,0 +1,967 @@
+#!/usr/bin/env python3
+"""metalog benchmarks: every figure against a baseline measured in the same run.
+
+Run from a checkout (``pip install -e .`` done)::
+
+    python tools/bench.py                 # everything, a few minutes on 2 cores
+    python tools/bench.py --quick         # smaller data, fewer rounds
+    python tools/bench.py --only replay   # one benchmark (repeatable flag)
+    python tools/bench.py --json          # machine output on stdout
+    python tools/bench.py --dir /some/fs  # where the temporary data lives
+
+Each benchmark prints its figure, the baseline it measured itself, and the
+ratio against the target of issues 3, 4 and 5 (SPEC §7.8: scripts, not
+timed tests). Short measurements are repeated (``--repeats``, default 3)
+with metalog and baseline rounds interleaved, so a noisy neighbour hurts
+both sides alike; the median of each side is reported. The baselines:
+
+- SQLite in WAL mode, ``synchronous=NORMAL``, table (seq, ts, type, key,
+  data msgpack blob), inserted with ``executemany`` in one transaction;
+- a raw ``os.write`` + ``os.fdatasync`` loop (the sync call the store uses);
+- ``OldJsonStore`` below: the old uploader's DataManager, one dict
+  ``{media_key: {"title", "description"}}`` rewritten to disk on every
+  change (json.dump to a temp file, fsync, rename), with its batch mode.
+
+This script only reads the public API of ``eventstore`` and
+``projections``; it never changes the code it measures.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import msgpack
+import zstandard
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+import eventstore  # noqa: E402
+from eventstore import Event  # noqa: E402
+from eventstore._fs import FileSystem  # noqa: E402  (the documented fault-injection hook)
+from projections import MediaCatalog  # noqa: E402
+from projections.legacy import MediaPersistenceService  # noqa: E402
+from projections.media import MediaProjection  # noqa: E402
+
+now = time.perf_counter
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    bench: str            # benchmark name (--only)
+    issue: str            # "3a", "4", ...
+    what: str             # what was measured
+    metalog: str          # metalog's figure, human
+    baseline: str         # the baseline's figure, human
+    ratio: float | None   # metalog vs baseline, oriented so the target reads naturally
+    target: str           # e.g. ">= 3x"; "" when the issue sets none
+    ok: bool | None       # None: no target (information)
+    values: dict[str, Any] = field(default_factory=dict)  # raw numbers for --json
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "info" if self.ok is None else ("PASS" if self.ok else "FAIL")
+
+    def line(self) -> str:
+        ratio = "" if self.ratio is None else f" = {self.ratio:.2f}x"
+        target = f" (target {self.target})" if self.target else ""
+        vs = f" vs {self.baseline}" if self.baseline else ""
+        return f"{self.what}: {self.metalog}{vs}{ratio}{target} {self.verdict}"
+
+
+class Bench:
+    """Shared state of one run: where data goes, sizes, cached stores, rows."""
+
+    def __init__(self, root: str, quick: bool, repeats: int, out: Callable[[str], None]) -> None:
+        self.root = root
+        self.quick = quick
+        self.repeats = repeats
+        self.out = out
+        self.rows: list[Row] = []
+        self._n = 0
+        self.big: dict[str, Any] | None = None   # the cached 1M-event store
+
+    def fresh(self, name: str) -> str:
+        """A new, not yet existing path under the bench dir."""
+        self._n += 1
+        return os.path.join(self.root, f"{self._n:03d}-{name}")
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        self.out("  " + row.line())
+        if row.note:
+            self.out("    " + row.note)
+
+    def info(self, text: str) -> None:
+        self.out("    " + text)
+
+
+def med(xs: Iterable[float]) -> float:
+    return statistics.median(list(xs))
+
+
+def rate(n: float, seconds: float) -> str:
+    r = n / seconds
+    if r >= 1e6:
+        return f"{r / 1e6:.2f}M ev/s"
+    if r >= 1e4:
+        return f"{r / 1e3:.0f}k ev/s"
+    return f"{r:,.0f}/s"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def dir_bytes(path: str, suffix: str | None = None) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            if suffix is None or name.endswith(suffix):
+                total += os.path.getsize(os.path.join(dirpath, name))
+    return total
+
+
+def interleaved(repeats: int, *sides: Callable[[], float]) -> list[list[float]]:
+    """Run the sides in turn ``repeats`` times; the list of results per side."""
+    results: list[list[float]] = [[] for _ in sides]
+    for _ in range(repeats):
+        for i, side in enumerate(sides):
+            gc.collect()
+            results[i].append(side())
+    return results
+
+
+# --------------------------------------------------------------------------- data
+
+_WORDS = ("sunset beach family holiday birthday party mountain lake forest city night "
+          "portrait garden snow winter summer spring autumn river bridge harbour boat "
+          "train station market street festival concert wedding graduation dog cat "
+          "grandma grandpa kids school trip museum castle island sea storm rainbow clouds "
+          "morning evening road bike hike camp fire dinner friends picnic park rain "
+          "sky desert canyon valley village church tower lights fireworks old new first "
+          "last big small red blue green yellow white black golden silver quiet busy "
+          "happy funny lovely cold warm windy sunny foggy early late long short tall "
+          "with and the of in at on by from near under over after before during our "
+          "my their his her team club class office home kitchen garden balcony roof "
+          "window door table cake gift balloon candle tree flower rose tulip leaf "
+          "stone sand wave shell fish bird horse cow sheep goat duck swan bear fox "
+          "deer owl eagle bee butterfly Anna Ben Clara David Emma Felix Greta Hugo "
+          "Ines Jonas Karl Lena Max Nora Oskar Paula Quentin Rosa Sam Tina Udo Vera "
+          "Paris Berlin Rome Lisbon Oslo Vienna Prague Madrid Athens Dublin London "
+          "Zurich Geneva Munich Hamburg Lyon Porto Naples Venice Milan Krakow Tallinn "
+          "Riga Bergen Seville Bruges Ghent Bordeaux Nice Split Malaga Palermo Dresden "
+          "Leipzig Bremen Salzburg Innsbruck Graz Basel Bern Lucerne Turin Verona "
+          "Bologna Pisa Florence Siena Granada Valencia Bilbao Cadiz Toledo Avila "
+          "one two three four five six seven eight nine ten 2019 2020 2021 2022 2023 "
+          "2024 2025 photo video clip scan copy edit final draft raw best").split()
+_WORDS = (_WORDS * 2)[:256]
+
+
+def _caption(rnd: bytes, at: int, words: int) -> str:
+    w = _WORDS
+    return " ".join([w[c] for c in rnd[at:at + words]]).capitalize()
+
+
+def media_path(k: int) -> str:
+    return f"/srv/media/library/{k % 1000:03d}/IMG_{k:07d}.jpg"
+
+
+def media_events(n: int, keys: int, *, start: int = 0, meta: dict | None = None) -> list[tuple]:
+    """``n`` title/description sets spread round-robin over ``keys`` items.
+
+    Values are random words (a 256-word vocabulary: 8 bits of entropy per
+    word, so text compresses roughly like real captions, not like repeated
+    bytes) ending with the event number, so no set is a no-op. With
+    ``meta`` the items are 4-tuples (as the catalog writes them, with an
+    actor); without, 3-tuples. Deterministic for a given ``start``.
+    """
+    rnd = random.Random(start).randbytes(n * 12)
+    out = []
+    paths = [media_path(k) for k in range(keys)]
+    for j in range(n):
+        i = start + j
+        k = i % keys
+        if (i // keys) % 2 == 0:
+            item = ("title.set", paths[k], {"value": f"{_caption(rnd, j * 12, 3)} #{i}"})
+        else:
+            item = ("description.set", paths[k], {"value": f"{_caption(rnd, j * 12, 12)} #{i}"})
+        out.append(item if meta is None else (*item, meta))
+    return out
+
+
+def legacy_dict(items: int) -> dict[str, dict[str, str]]:
+    rnd = random.Random(items).randbytes(items * 15)
+    return {media_path(k): {"title": _caption(rnd, k * 15, 3), "description": _caption(rnd, k * 15 + 3, 12)}
+            for k in range(items)}
+
+
+# --------------------------------------------------------------------------- baselines
+
+class OldJsonStore:
+    """The old uploader's DataManager, as the baseline: one JSON dict,
+    rewritten atomically (temp file, fsync, rename) on every change, or once
+    per batch in batch mode."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.data: dict[str, dict[str, str]] = {}
+        self.batch = False
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                self.data = json.load(f)
+
+    def _save(self) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.data, f, ensure_ascii=False, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def _set(self, key: str, field_: str, value: str) -> bool:
+        entry = self.data.setdefault(key, {"title": "", "description": ""})
+        if entry.get(field_) == value:
+            return False
+        entry[field_] = value
+        if not self.batch:
+            self._save()
+        return True
+
+    def save_title(self, key: str, title: str) -> bool:
+        return self._set(key, "title", title)
+
+    def save_description(self, key: str, text: str) -> bool:
+        return self._set(key, "description", text)
+
+    def start_batch_mode(self) -> None:
+        self.batch = True
+
+    def commit_batch(self) -> None:
+        self.batch = False
+        self._save()
+
+
+def sqlite_open(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, "
+               "type TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL)")
+    return db
+
+
+def sqlite_insert(db: sqlite3.Connection, items: list[tuple], first_seq: int = 1) -> None:
+    """One transaction inserting ``items`` (type, key, data) as msgpack rows."""
+    pack = msgpack.packb
+    ts = time.time_ns
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                   ((first_seq + i, ts(), t, k, pack(d, use_bin_type=True))
+                    for i, (t, k, d) in enumerate(items)))
+    db.execute("COMMIT")
+
+
+# --------------------------------------------------------------------------- issue 3
+
+def bench_append(b: Bench) -> None:
+    """3a: bulk buffered append, commits of 100 events, vs one SQLite transaction."""
+    n = 50_000 if b.quick else 200_000
+    items = media_events(n, n // 10)
+    flushes: list[float] = []
+
+    def metalog() -> float:
+        path = b.fresh("append")
+        store = eventstore.open(path, durability="none", snapshot_every=0)
+        t0 = now()
+        for i in range(0, n, 100):
+            store.append_many(items[i:i + 100])
+        t1 = now()
+        store.flush()                      # write + fdatasync of what is buffered
+        t2 = now()
+        store.close()
+        flushes.append(t2 - t1)
+        return t2 - t0
+
+    def sqlite() -> float:
+        path = b.fresh("append.sqlite")
+        db = sqlite_open(path)
+        t0 = now()
+        sqlite_insert(db, items)
+        t1 = now()
+        db.close()
+        return t1 - t0
+
+    ours, theirs = interleaved(b.repeats, metalog, sqlite)
+    m, s = med(ours), med(theirs)
+    b.add(Row("append", "3a", f"bulk append ({n:,} events, append_many of 100, durability=none)",
+              rate(n, m), f"SQLite {rate(n, s)}", s / m, ">= 3x", s / m >= 3,
+              {"events": n, "metalog_s": ours, "sqlite_s": theirs},
+              note=f"metalog time includes the final flush() (write + fdatasync, median "
+                   f"{ms(med(flushes))}); SQLite: executemany in one transaction, WAL, "
+                   f"synchronous=NORMAL, commit without fsync"))
+
+
+def _replay_fixture(b: Bench, n: int) -> tuple[str, str]:
+    items = media_events(n, n // 10)
+    path = b.fresh("replay")
+    with eventstore.open(path, durability="none", snapshot_every=0) as store:
+        for i in range(0, n, 100):
+            store.append_many(items[i:i + 100])
+    db_path = b.fresh("replay.sqlite")
+    db = sqlite_open(db_path)
+    sqlite_insert(db, items)
+    db.close()
+    return path, db_path
+
+
+def bench_replay(b: Bench) -> None:
+    """3b: reopen replaying 200k events into MediaProjection vs SQLite SELECT + unpack."""
+    n = 50_000 if b.quick else 200_000
+    path, db_path = _replay_fixture(b, n)
+    states: list[int] = []
+
+    def metalog() -> float:
+        proj = MediaProjection()
+        t0 = now()
+        store = eventstore.open(path, projections=[proj], durability="none", snapshot_every=0)
+        t1 = now()
+        assert store.last_seq == n and store.stats()["snapshot_seq"] == 0
+        store.close()
+        states.append(len(proj))
+        return t1 - t0
+
+    def sqlite() -> float:
+        proj = MediaProjection()
+        apply, unpack, new = proj.apply, msgpack.unpackb, tuple.__new__
+        t0 = now()
+        db = sqlite3.connect(db_path)
+        for seq, ts, typ, key, data in db.execute("SELECT seq, ts, type, key, data FROM events ORDER BY seq"):
+            apply(new(Event, (seq, ts, typ, key, unpack(data, raw=False), {})))
+        t1 = now()
+        db.close()
+        states.append(len(proj))
+        return t1 - t0
+
+    def metalog_read() -> float:
+        store = eventstore.open(path, durability="none", snapshot_every=0)
+        t0 = now()
+        count = sum(1 for _ in store.read())
+        t1 = now()
+        store.close()
+        assert count == n
+        return t1 - t0
+
+    def sqlite_read() -> float:
+        unpack = msgpack.unpackb
+        t0 = now()
+        db = sqlite3.connect(db_path)
+        count = sum(1 for row in db.execute("SELECT seq, ts, type, key, data FROM events ORDER BY seq")
+                    if unpack(row[4], raw=False) is not None)
+        t1 = now()
+        db.close()
+        assert count == n
+        return t1 - t0
+
+    ours, theirs = interleaved(b.repeats, metalog, sqlite)
+    assert len(set(states)) == 1, f"projections differ: {set(states)}"
+    m, s = med(ours), med(theirs)
+    b.add(Row("replay", "3b", f"replay {n:,} events into MediaProjection on open",
+              rate(n, m), f"SQLite {rate(n, s)}", s / m, ">= 1.3x", s / m >= 1.3,
+              {"events": n, "metalog_s": ours, "sqlite_s": theirs},
+              note="both sides feed the same MediaProjection.apply with the same Event tuples; "
+                   "metalog also checks CRC-32 and the BLAKE2b chain of every frame; snapshot_every=0, "
+                   "no snapshot on disk"))
+    ours, theirs = interleaved(b.repeats, metalog_read, sqlite_read)
+    m, s = med(ours), med(theirs)
+    b.add(Row("replay", "3b", f"read {n:,} events, no projection (Store.read())",
+              rate(n, m), f"SQLite {rate(n, s)}", s / m, "", None,
+              {"events": n, "metalog_s": ours, "sqlite_s": theirs},
+              note="the decoding cost alone: Store.read() vs SELECT + msgpack.unpackb per row"))
+
+
+def bench_durable(b: Bench) -> None:
+    """3c: durable single-event appends vs a raw write + fdatasync loop."""
+    n = 100 if b.quick else 300
+    items = media_events(n, n)
+    record: list[float] = []
+
+    def metalog() -> float:
+        path = b.fresh("durable")
+        store = eventstore.open(path, durability="fsync", snapshot_every=0)
+        seg = os.path.join(path, "segments")
+        before = dir_bytes(seg)
+        append = store.append
+        t0 = now()
+        for t, k, d in items:
+            append(t, k, d)
+        t1 = now()
+        record.append((dir_bytes(seg) - before) / n)
+        store.close()
+        return t1 - t0
+
+    def raw() -> float:
+        size = round(record[-1]) if record else 100
+        data = b"\x5a" * size
+        path = b.fresh("durable.raw")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        t0 = now()
+        for _ in range(n):
+            os.write(fd, data)
+            os.fdatasync(fd)
+        t1 = now()
+        os.close(fd)
+        return t1 - t0
+
+    ours, theirs = interleaved(b.repeats, metalog, raw)
+    m, s = med(ours), med(theirs)
+    ratio = s / m
+    b.add(Row("durable", "3c", f"durable single-event append ({n} appends, durability=fsync)",
+              rate(n, m), f"raw write+fdatasync {rate(n, s)}", ratio, ">= 0.8x", ratio >= 0.8,
+              {"appends": n, "record_bytes": med(record), "metalog_s": ours, "raw_s": theirs,
+               "per_round_ratio": [r / o for o, r in zip(ours, theirs)]},
+              note=f"record size {med(record):.0f} bytes (one frame); both call os.fdatasync on an "
+                   f"appending file; per-round ratios "
+                   f"{', '.join(f'{r / o:.2f}' for o, r in zip(ours, theirs))}"))
+
+
+def bench_group(b: Bench) -> None:
+    """3d: 8 threads appending durably vs one thread (group commit)."""
+    per = 60 if b.quick else 150
+    batches: list[float] = []
+
+    def run(threads: int, each: int) -> float:
+        path = b.fresh(f"group{threads}")
+        fs = CountingFS()
+        store = eventstore.open(path, durability="fsync", snapshot_every=0, fs=fs)
+        store.append("bench.start", "/warm", {})
+        fs.syncs = 0
+        items = [media_events(each, each, start=j * 100_000) for j in range(threads)]
+        gate = threading.Barrier(threads + 1)
+
+        def worker(j: int) -> None:
+            append = store.append
+            gate.wait()
+            for t, k, d in items[j]:
+                append(t, k, d)
+
+        workers = [threading.Thread(target=worker, args=(j,)) for j in range(threads)]
+        for w in workers:
+            w.start()
+        gate.wait()
+        t0 = now()
+        for w in workers:
+            w.join()
+        t1 = now()
+        syncs = fs.syncs
+        store.close()
+        if threads > 1:
+            batches.append((threads * each) / max(syncs, 1))
+        return (threads * each) / (t1 - t0)
+
+    one, eight = interleaved(b.repeats, lambda: run(1, per * 2), lambda: run(8, per))
+    r1, r8 = med(one), med(eight)
+    b.add(Row("group", "3d", "8 threads appending durably (group commit)",
+              f"{r8:,.0f} ev/s", f"1 thread {r1:,.0f} ev/s", r8 / r1, ">= 3x", r8 / r1 >= 3,
+              {"one_thread_rate": one, "eight_thread_rate": eight, "events_per_fsync": batches},
+              note=f"8 x {per} appends vs 1 x {per * 2}; on average {med(batches):.1f} commits "
+                   f"shared one write+fdatasync (counted through the store's fs layer)"))
+
+
+class LatestValues:
+    """A lean projection for comparison: current title/description per key, no undo."""
+
+    name = "bench-latest"
+    version = 1
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[str]] = {}
+
+    def apply(self, event: Event) -> None:
+        value = event.data.get("value")
+        if event.type == "title.set":
+            self.items.setdefault(event.key, ["", ""])[0] = value
+        elif event.type == "description.set":
+            self.items.setdefault(event.key, ["", ""])[1] = value
+
+    def snapshot(self) -> Any:
+        return self.items
+
+    def restore(self, state: Any) -> None:
+        self.items = {k: list(v) for k, v in state.items()}
+
+
+class CountingFS(FileSystem):
+    """The store's file-system layer, counting data syncs (commits per fsync)."""
+
+    syncs = 0
+
+    def fdatasync(self, fd: int) -> None:
+        self.syncs += 1
+        super().fdatasync(fd)
+
+
+def _old_store(b: Bench, items: int) -> OldJsonStore:
+    path = b.fresh("legacy.json")
+    old = OldJsonStore(path)
+    old.data = legacy_dict(items)
+    old._save()
+    return old
+
+
+def _catalog(b: Bench, items: int, **options: Any) -> tuple[MediaCatalog, str]:
+    path = b.fresh("catalog")
+    cat = MediaCatalog.open(path, actor="bench", snapshot_every=0, **options)
+    with cat.batch():
+        for key, entry in legacy_dict(items).items():
+            cat.set_title(key, entry["title"])
+            cat.set_description(key, entry["description"])
+    return cat, path
+
+
+def bench_change(b: Bench) -> None:
+    """3e / 5: one durable change on a 10k-item catalog vs rewriting the 10k-item JSON file."""
+    items = 10_000
+    k = 20 if b.quick else 60
+    cat, _ = _catalog(b, items)
+    old = _old_store(b, items)
+    json_bytes = os.path.getsize(old.path)
+    svc_path = b.fresh("service")
+    shutil.copytree(cat.store.root, svc_path)
+    keys = [media_path((i * 37) % items) for i in range(k)]
+    rnd = [0]
+
+    def metalog() -> float:
+        rnd[0] += 1
+        t0 = now()
+        for i, key in enumerate(keys):
+            cat.set_title(key, f"Edited {rnd[0]}.{i}")
+        return (now() - t0) / k
+
+    def legacy() -> float:
+        rnd[0] += 1
+        t0 = now()
+        for i, key in enumerate(keys):
+            old.save_title(key, f"Edited {rnd[0]}.{i}")
+        return (now() - t0) / k
+
+    ours, theirs = interleaved(b.repeats, metalog, legacy)
+    cat.close()
+    m, s = med(ours), med(theirs)
+    b.add(Row("change", "3e/5", f"one durable change, {items:,}-item catalog (MediaCatalog.set_title)",
+              f"{ms(m)}/change", f"JSON rewrite {ms(s)}/change", s / m, ">= 100x", s / m >= 100,
+              {"items": items, "changes": k, "metalog_s_per_change": ours, "json_s_per_change": theirs,
+               "json_bytes": json_bytes},
+              note=f"old store: json.dump of {items:,} items ({mib(json_bytes)}) to a temp file, "
+                   f"fsync, rename; metalog: one event, durability=fsync (one fdatasync)"))
+
+    svc = MediaPersistenceService(svc_path, actor="bench", snapshot_every=0)
+
+    def service() -> float:
+        rnd[0] += 1
+        t0 = now()
+        for i, key in enumerate(keys):
+            svc.save_title(key, f"Svc {rnd[0]}.{i}")
+        return (now() - t0) / k
+
+    (svc_times,) = interleaved(b.repeats, service)
+    svc.shutdown()
+    sv = med(svc_times)
+    b.add(Row("change", "5", "one durable change via the old API (MediaPersistenceService.save_title)",
+              f"{ms(sv)}/change", f"JSON rewrite {ms(s)}/change", s / sv, "", None,
+              {"service_s_per_change": svc_times}))
+
+
+def bench_import(b: Bench) -> None:
+    """5: bulk import of 10k items (title + description) vs the old store's batch mode."""
+    items = 10_000
+    data = legacy_dict(items)
+    legacy_file = b.fresh("import-source.json")
+    with open(legacy_file, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+
+    def metalog_batch() -> float:
+        path = b.fresh("import")
+        cat = MediaCatalog.open(path, actor="bench", snapshot_every=0)
+        t0 = now()
+        with cat.batch():
+            for key, entry in data.items():
+                cat.set_title(key, entry["title"])
+                cat.set_description(key, entry["description"])
+        t1 = now()
+        assert len(cat) == items
+        cat.close()
+        return t1 - t0
+
+    def legacy_batch() -> float:
+        old = OldJsonStore(b.fresh("import-old.json"))
+        t0 = now()
+        old.start_batch_mode()
+        for key, entry in data.items():
+            old.save_title(key, entry["title"])
+            old.save_description(key, entry["description"])
+        old.commit_batch()
+        return now() - t0
+
+    def metalog_legacy_import() -> float:
+        path = b.fresh("import-json")
+        cat = MediaCatalog.open(path, actor="bench", snapshot_every=0)
+        t0 = now()
+        report = cat.import_legacy_json(legacy_file)
+        t1 = now()
+        assert report.imported == items, report
+        cat.close()
+        return t1 - t0
+
+    ours, theirs, imp = interleaved(b.repeats, metalog_batch, legacy_batch, metalog_legacy_import)
+    m, s, i = med(ours), med(theirs), med(imp)
+    b.add(Row("import", "5", f"bulk import of {items:,} items in one batch (2 sets each)",
+              ms(m), f"JSON batch mode {ms(s)}", s / m, "", None,
+              {"items": items, "metalog_s": ours, "json_s": theirs},
+              note="both durable at the end: metalog one commit + fdatasync, old store one atomic rewrite"))
+    b.add(Row("import", "5", f"import_legacy_json of a {items:,}-item JSON file",
+              ms(i), f"JSON batch mode {ms(s)}", s / i, "", None, {"metalog_s": imp}))
+
+
+# --------------------------------------------------------------------------- issue 4 / 5 on a 1M store
+
+def big_store(b: Bench) -> dict[str, Any]:
+    """Build (once per run) the big store: events, a full-replay open, a snapshot, a tail.
+
+    Built with durability="none" and commits of 1000 events; every event
+    carries meta ``{"actor": ...}`` as the catalog writes it. The full
+    replay opens and the snapshot writes are measured here, on the way.
+    """
+    if b.big is not None:
+        return b.big
+    n, keys = (200_000, 20_000) if b.quick else (1_000_000, 100_000)
+    tail = 1000
+    path = b.fresh("big")
+    b.out(f"  building the {n:,}-event / {keys:,}-key store (durability=none, commits of 1000) ...")
+    meta = {"actor": "bench"}
+    t0 = now()
+    with eventstore.open(path, durability="none", snapshot_every=0) as store:
+        chunk = 100_000
+        for start in range(0, n, chunk):
+            items = media_events(min(chunk, n - start), keys, start=start, meta=meta)
+            for i in range(0, len(items), 1000):
+                store.append_many(items[i:i + 1000])
+    build_s = now() - t0
+    raw_segments = dir_bytes(os.path.join(path, "segments"), ".seg")
+    b.info(f"built in {build_s:.1f} s (incl. generating the events); {mib(raw_segments)} of segments")
+
+    full: list[float] = []
+    snap: list[float] = []
+    reps = 1 if b.quick else b.repeats
+    for r in range(reps):
+        gc.collect()
+        proj = MediaProjection()
+        t0 = now()
+        store = eventstore.open(path, projections=[proj], durability="none", snapshot_every=0)
+        full.append(now() - t0)
+        assert store.last_seq == n and len(proj) == keys
+        if r == reps - 1:
+            for _ in range(b.repeats):
+                t0 = now()
+                store.snapshot()
+                snap.append(now() - t0)
+            for i in range(0, tail, 100):
+                store.append_many(media_events(100, keys, start=n + i, meta=meta))
+        store.close()
+    snap_files = sorted(os.listdir(os.path.join(path, "snapshots")))
+    snap_bytes = dir_bytes(os.path.join(path, "snapshots")) // max(len(snap_files), 1)
+    b.big = {"path": path, "events": n, "keys": keys, "tail": tail, "build_s": build_s,
+             "raw_segment_bytes": raw_segments, "full_replay_s": full, "snapshot_s": snap,
+             "snapshot_bytes": snap_bytes}
+    return b.big
+
+
+def bench_open(b: Bench) -> None:
+    """4: cold open with a snapshot + short tail vs full replay; snapshot write time."""
+    big = big_store(b)
+    n, keys, tail = big["events"], big["keys"], big["tail"]
+    times = []
+    for _ in range(b.repeats):
+        gc.collect()
+        proj = MediaProjection()
+        t0 = now()
+        store = eventstore.open(big["path"], projections=[proj], durability="none")
+        times.append(now() - t0)
+        assert store.last_seq == n + tail and store.stats()["snapshot_seq"] == n, store.stats()
+        store.close()
+    m, full = med(times), med(big["full_replay_s"])
+    label = f"{n // 1000:,}k events / {keys // 1000:,}k keys"
+    b.add(Row("open", "4", f"open {label}: snapshot + {tail}-event tail",
+              ms(m), f"full replay {ms(full)}", full / m, ">= 10x", full / m >= 10,
+              {"open_s": times, "full_replay_s": big["full_replay_s"]},
+              note="open of eventstore with a MediaProjection in this process; files in the page "
+                   "cache (OS caches not dropped: shared machine)"))
+    b.add(Row("open", "4", f"open {label}: snapshot + tail, absolute",
+              ms(m), "budget 300 ms", 0.3 / m, "< 0.3 s", m < 0.3, {"open_s": times}))
+    s = med(big["snapshot_s"])
+    b.add(Row("open", "4", f"snapshot write ({keys:,} keys, Store.snapshot())",
+              ms(s), f"{mib(big['snapshot_bytes'])} file", None, "", None,
+              {"snapshot_s": big["snapshot_s"], "snapshot_bytes": big["snapshot_bytes"]},
+              note=f"building the {n:,}-event store took {big['build_s']:.1f} s "
+                   f"({rate(n, big['build_s'])} incl. generating the events)"))
+    _lean_open(b, big)
+
+
+def _lean_open(b: Bench, big: dict[str, Any]) -> None:
+    """The same opens with `LatestValues` (no undo stacks): what the store costs by itself."""
+    path = b.fresh("lean")
+    shutil.copytree(big["path"], path, ignore=shutil.ignore_patterns("*.snap"))
+    gc.collect()
+    t0 = now()
+    store = eventstore.open(path, projections=[LatestValues()], durability="none", snapshot_every=0)
+    full = now() - t0
+    t0 = now()
+    store.snapshot()
+    snap = now() - t0
+    store.close()
+    times = []
+    for _ in range(b.repeats):
+        gc.collect()
+        t0 = now()
+        store = eventstore.open(path, projections=[LatestValues()], durability="none")
+        times.append(now() - t0)
+        store.close()
+    m = med(times)
+    size = dir_bytes(os.path.join(path, "snapshots"))
+    b.add(Row("open", "4", "same store, lean projection (current values only, no undo): snapshot + tail",
+              ms(m), f"full replay {ms(full)}", full / m, "", None,
+              {"open_s": times, "full_replay_s": full, "snapshot_s": snap, "snapshot_bytes": size},
+              note=f"for comparison, not a target: separates the store's cost from MediaProjection's "
+                   f"state size; its snapshot is {mib(size)}, written in {ms(snap)}"))
+
+
+def bench_compact(b: Bench) -> None:
+    """4: bytes on disk after compact() vs the raw segments (on a copy of the big store)."""
+    big = big_store(b)
+    path = b.fresh("compact")
+    shutil.copytree(big["path"], path)
+    raw = dir_bytes(os.path.join(path, "segments"), ".seg")
+    proj = MediaProjection()
+    store = eventstore.open(path, projections=[proj], durability="none")
+    t0 = now()
+    store.compact()
+    took = now() - t0
+    stats = store.stats()
+    store.close()
+    total = stats["bytes_on_disk"]
+    segs = dir_bytes(os.path.join(path, "segments"))
+    snaps = dir_bytes(os.path.join(path, "snapshots"))
+    b.add(Row("compact", "4", "bytes on disk after compact() vs raw segments",
+              mib(total), f"raw segments {mib(raw)}", total / raw, "<= 0.35", total / raw <= 0.35,
+              {"raw_segment_bytes": raw, "bytes_on_disk": total, "segment_bytes": segs,
+               "snapshot_bytes": snaps, "compact_s": took},
+              note=f"after: segments {mib(segs)} ({segs / raw:.1%} of raw), snapshots {mib(snaps)} "
+                   f"({stats.get('snapshots', '?')} kept); compact() took {took:.2f} s"))
+    gc.collect()
+    t0 = now()
+    store = eventstore.open(path, projections=[MediaProjection()], durability="none")
+    reopen = now() - t0
+    t0 = now()
+    count = sum(1 for _ in store.read())
+    read_s = now() - t0
+    store.close()
+    b.add(Row("compact", "4", "after compact(): open (snapshot + tail), full read of the log",
+              f"open {ms(reopen)}, read {rate(count, read_s)}", "", None, "", None,
+              {"open_s": reopen, "read_s": read_s, "events": count}))
+
+
+def bench_history(b: Bench) -> None:
+    """5: history() and state_at() latency on the big store."""
+    big = big_store(b)
+    n, keys, tail = big["events"], big["keys"], big["tail"]
+    cat = MediaCatalog.open(big["path"], actor="bench", readonly=True)
+    last = cat.store.last_seq
+    key = media_path(keys // 2)
+
+    def timed(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
+        out, ts = None, []
+        for _ in range(reps):
+            gc.collect()
+            t0 = now()
+            out = fn()
+            ts.append(now() - t0)
+        return med(ts), out
+
+    h_s, changes = timed(lambda: cat.history(key), b.repeats)
+    b.add(Row("history", "5", f"history() of one item ({len(changes)} changes) in {last:,} events",
+              ms(h_s), "", None, "", None, {"history_s": h_s, "changes": len(changes)}))
+    mid_ts = next(iter(cat.store.read(n // 2, n // 2 + 1))).ts / 1e9
+    cases = [
+        ("state_at(seq=last)", lambda: cat.state_at(seq=last)),
+        (f"state_at(seq=snapshot+{tail // 2})", lambda: cat.state_at(seq=n + tail // 2)),
+        (f"state_at(seq={n // 2:,}), no snapshot before it", lambda: cat.state_at(seq=n // 2)),
+        ("state_at(time=<middle of the log>)", lambda: cat.state_at(time=mid_ts)),
+    ]
+    for label, fn in cases:
+        reps = 1 if "no snapshot" in label or "time" in label else b.repeats
+        s, view = timed(fn, reps)
+        b.add(Row("history", "5", f"{label} on {last:,} events ({len(view):,} items)",
+                  ms(s), "", None, "", None, {"seconds": s}))
+    cat.close()
+
+
+# --------------------------------------------------------------------------- driver
+
+BENCHES: dict[str, Callable[[Bench], None]] = {
+    "append": bench_append,
+    "replay": bench_replay,
+    "durable": bench_durable,
+    "group": bench_group,
+    "change": bench_change,
+    "import": bench_import,
+    "open": bench_open,
+    "compact": bench_compact,
+    "history": bench_history,
+}
+
+
+def fs_type(path: str) -> str:
+    path = os.path.realpath(path)
+    best, kind = "", "?"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                mount = parts[1]
+                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+                    best, kind = mount, f"{parts[2]} ({parts[0]} on {mount})"
+    except OSError:
+        pass
+    return kind
+
+
+def machine(root: str) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "eventstore", "projections"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "?", ""
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+        "platform": platform.platform(), "bench_dir": root, "fs": fs_type(root),
+        "sqlite": sqlite3.sqlite_version, "msgpack": ".".join(map(str, msgpack.version)),
+        "zstandard": zstandard.__version__, "commit": commit + (" (eventstore/projections modified)" if dirty else ""),
+        "loadavg_start": os.getloadavg(), "eventstore": os.path.dirname(eventstore.__file__),
+    }
+
+
+def _profiled(fn: Callable[[Bench], None], b: Bench, out: Callable[[str], None]) -> None:
+    import cProfile
+    import io
+    import pstats
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        fn(b)
+    finally:
+        prof.disable()
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(r"eventstore|projections|msgpack|zstd|sqlite|posix|\{", 15)
+        for line in text.getvalue().splitlines()[4:]:
+            if line.strip():
+                out("    | " + line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller data and fewer appends (about a minute)")
+    ap.add_argument("--only", action="append", choices=sorted(BENCHES), metavar="NAME",
+                    help=f"run only this benchmark (repeatable): {', '.join(BENCHES)}")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    ap.add_argument("--dir", default=None,
+                    help="parent directory for the temporary data (default: the checkout's parent, "
+                         "a real disk; not tmpfs)")
+    ap.add_argument("--repeats", type=int, default=None, help="rounds per short measurement (default 3; 2 with --quick)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary data")
+    ap.add_argument("--profile", action="store_true",
+                    help="run each benchmark under cProfile and print its top functions (figures are "
+                         "then slower; use it to find hot spots, not to record numbers)")
+    args = ap.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 3)
+    parent = os.path.abspath(args.dir or os.path.dirname(REPO))
+    root = tempfile.mkdtemp(prefix="metalog-bench-", dir=parent)
+    out = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
+    facts = machine(root)
+    out("metalog benchmarks — " + " ".join(["python tools/bench.py", *(argv if argv is not None else sys.argv[1:])]))
+    for k in ("date_utc", "cpus", "cpu", "python", "platform", "fs", "sqlite", "msgpack", "zstandard",
+              "commit", "eventstore", "loadavg_start"):
+        out(f"  {k:14} {facts[k]}")
+    if facts["fs"].startswith("tmpfs"):
+        out("  WARNING: the bench dir is on tmpfs; fsync figures mean nothing there (use --dir)")
+    b = Bench(root, args.quick, repeats, out)
+    names = args.only or list(BENCHES)
+    t_all = now()
+    try:
+        for name in names:
+            out(f"[{name}] {BENCHES[name].__doc__.splitlines()[0]}")
+            t0 = now()
+            if args.profile:
+                _profiled(BENCHES[name], b, out)
+            else:
+                BENCHES[name](b)
+            out(f"  ({now() - t0:.1f} s)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    facts["loadavg_end"] = os.getloadavg()
+    facts["total_s"] = round(now() - t_all, 1)
+    out(f"done in {facts['total_s']} s; load average at the end {facts['loadavg_end']}")
+    failed = [r for r in b.rows if r.ok is False]
+    out(f"{sum(r.ok is True for r in b.rows)} PASS, {len(failed)} FAIL, "
+        f"{sum(r.ok is None for r in b.rows)} info")
+    if args.json:
+        rows = []
+        for r in b.rows:
+            d = asdict(r)
+            d["verdict"] = r.verdict
+            rows.append(d)
+        json.dump({"machine": facts, "quick": args.quick, "repeats": repeats, "rows": rows},
+                  sys.stdout, indent=2, default=str)
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
