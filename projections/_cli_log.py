@@ -210,10 +210,18 @@ def _show_verify(ctx: Context, report: Any, extra: dict[str, Any] | None = None)
     return 0 if ok else 1
 
 
+def _verify(store: Any) -> Any:
+    """``store.verify()`` with a progress bar fed by its progress callback."""
+    with Progress("verifying", total=store.last_seq or None) as bar:
+        try:
+            return store.verify(progress=bar.update)
+        except TypeError:  # a store whose verify() takes no progress callback
+            return store.verify()
+
+
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.store_handle() as store:
-        with Progress("verifying"):
-            report = store.verify()
+        report = _verify(store)
     return _show_verify(ctx, report)
 
 
@@ -223,8 +231,7 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
         store = catalog_store(cat)
         report = store.recovery_report
         lines = report_lines(report)
-        with Progress("verifying"):
-            verified = store.verify()
+        verified = _verify(store)
     if lines:
         inside = str(ctx.store) + os.sep            # paths in the store, shown relative to it
         ctx.out.text(f"recovery ({mode}) repaired {ctx.store}:",

@@ -228,8 +228,11 @@ class Progress:
         self._drawn = False
         self._start = 0.0
 
-    def update(self, done: int) -> None:
+    def update(self, done: int, total: int | None = None) -> None:
+        """Record progress; usable directly as a ``progress(done, total)`` callback."""
         self.done = done
+        if total is not None:
+            self.total = total
 
     def __enter__(self) -> "Progress":
         self._start = time.monotonic()
