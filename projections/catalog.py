@@ -441,7 +441,7 @@ class MediaCatalog:
             return self._replay_to(seq).freeze()
 
     def _replay_to(self, seq: int) -> MediaProjection:
-        view = MediaProjection(undo_depth=self._proj.undo_depth)
+        view = MediaProjection(track_undo=False)
         start = 1
         if seq >= self._proj.last_seq:
             view.restore(self._proj.snapshot())
@@ -496,7 +496,7 @@ class MediaCatalog:
             hi = min(hi, self._store.last_seq)
             lo = min(lo, hi)
             before = self._replay_to(lo)
-            after = MediaProjection(undo_depth=before.undo_depth)
+            after = MediaProjection(track_undo=False)
             after.restore(before.snapshot())
             touched: set[str] = set()
             for event in self._store.read(lo + 1, hi + 1):

@@ -29,7 +29,7 @@ from typing import Any, Iterator, NamedTuple
 
 from eventstore.event import Event
 
-from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, FROM, LEGACY_IMPORTED, MERGE,
+from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, LEGACY_IMPORTED, MERGE,
                      REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, VALUE, MediaRecord,
                      ns_to_seconds)
 
@@ -77,19 +77,22 @@ def _unit_view(key: str, stack: Stack, start: int) -> UndoUnit:
 class MediaProjection:
     """Current media metadata, replayed from the log.
 
-    Query methods take already-normalised keys. A projection returned by
-    `MediaCatalog.state_at` is frozen: `apply` and `restore` raise.
+    Query methods take already-normalised keys. With ``track_undo=False``
+    only items, versions and the time index are kept (cheaper replay, no
+    undo stacks): that is what `MediaCatalog.state_at` returns, frozen, so
+    `apply` and `restore` raise on it.
     """
 
     name = "media"
     version = 1
 
-    def __init__(self, undo_depth: int = UNDO_DEPTH) -> None:
+    def __init__(self, undo_depth: int = UNDO_DEPTH, *, track_undo: bool = True) -> None:
         if undo_depth < 1:
             raise ValueError("undo_depth must be at least 1")
         self.undo_depth = undo_depth
         self._max_slots = 2 * undo_depth * _E    # trim when a stack grows past this...
         self._keep_slots = undo_depth * _E       # ...down to at most this (amortised O(1))
+        self.track_undo = track_undo    # False: items only (time-travel views)
         self.last_seq = 0
         self._frozen = False
         self._clear()
@@ -141,6 +144,8 @@ class MediaProjection:
                 del items[key]          # no metadata left: not a live item
         rec[fi] = value
         rec[_UPDATED] = ts
+        if not self.track_undo:
+            return
         undo_of = meta.get(UNDO_OF)
         if undo_of is not None:
             self._move(key, undo_of, step, self._undo, self._redo)
@@ -268,8 +273,9 @@ class MediaProjection:
         self._step = int(state["step"])
         self._items = {k: list(v) for k, v in state["items"].items()}
         self._versions = dict(state["versions"])
-        self._undo = {k: list(v) for k, v in state["undo"].items()}
-        self._redo = {k: list(v) for k, v in state["redo"].items()}
+        if self.track_undo:
+            self._undo = {k: list(v) for k, v in state["undo"].items()}
+            self._redo = {k: list(v) for k, v in state["redo"].items()}
         self._imports = dict(state["imports"])
         self._times = list(state["times"])
 

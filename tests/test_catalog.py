@@ -1,7 +1,6 @@
 """MediaCatalog through the public API on a real store (SPEC §3)."""
 from __future__ import annotations
 
-import os
 import pathlib
 import threading
 import time
