@@ -207,6 +207,8 @@ def _show_verify(ctx: Context, report: Any, extra: dict[str, Any] | None = None)
         ctx.out.text(f"verify found {plural(len(problems), 'problem')} in {ctx.store}:")
         for p in problems:
             ctx.out.text(f"  {p['message']}")
+        sys.stderr.write("hint: `metalog recover` repairs a torn tail; `metalog recover --salvage` "
+                         "keeps every intact event after damage (nothing is deleted)\n")
     return 0 if ok else 1
 
 

@@ -183,6 +183,17 @@ def test_recover_salvage_keeps_intact_events(store: Path) -> None:
 # ------------------------------------------------------------- torn tail: 0
 
 
+def test_verify_reports_a_torn_tail_and_recover_repairs_it(store: Path) -> None:
+    segment = plain_segments(store)[-1]
+    with open(segment, "r+b") as f:
+        f.truncate(segment.stat().st_size - 5)
+    proc = run("verify", store=store)                           # read-only: reports, repairs nothing
+    assert proc.returncode == 1 and "torn" in proc.stdout and "metalog recover" in proc.stderr
+    assert run_json("ls", store=store)["count"] == 5            # readers see the intact prefix
+    assert run_json("recover", store=store)["ok"] is True
+    assert run("verify", store=store).returncode == 0
+
+
 def test_torn_tail_is_repaired_by_recover(store: Path) -> None:
     segment = plain_segments(store)[-1]
     size = segment.stat().st_size
