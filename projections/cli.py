@@ -41,7 +41,7 @@ checksummed log; history, undo, time travel and audit come from replaying it.
 
 _EPILOG = """\
 examples:
-  metalog demo                                 # a 5-second guided tour
+  metalog demo                                 # a guided tour in a temp dir
   metalog init                                 # create ./metalog-data
   metalog set-title clip.mp4 "Sunset over the bay"
   metalog history clip.mp4
@@ -222,6 +222,22 @@ def _commands() -> list[_Command]:
     ]
 
 
+class _UsageExit(Exception):
+    """argparse rejected the command line (exit code 2)."""
+
+    def __init__(self, prog: str, usage: str, message: str) -> None:
+        super().__init__(message)
+        self.prog, self.usage, self.message = prog, usage, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises on bad usage instead of exiting, so
+    `main` can report it like every other error (also as JSON)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise _UsageExit(self.prog, self.format_usage(), message)
+
+
 def _common_options(defaults: bool) -> argparse.ArgumentParser:
     """The global options; accepted before or after the command name."""
     p = argparse.ArgumentParser(add_help=False)
@@ -237,7 +253,7 @@ def _common_options(defaults: bool) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="metalog", description=_DESCRIPTION, epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(defaults=True)],
@@ -264,9 +280,10 @@ def _version() -> str:
         return "unknown"
 
 
-def _fail(ctx_json: bool, code: int, kind: str, message: str, **fields: Any) -> int:
+def _fail(ctx_json: bool, code: int, kind: str, message: str, *, prog: str = "metalog",
+          **fields: Any) -> int:
     """Report an error on stderr (and as JSON on stdout with --json)."""
-    sys.stderr.write(f"metalog: {message}\n")
+    sys.stderr.write(f"{prog}: {message}\n")
     if ctx_json:
         body = {"error": {"kind": kind, "message": message, "exit_code": code, **fields}}
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
@@ -276,10 +293,14 @@ def _fail(ctx_json: bool, code: int, kind: str, message: str, **fields: Any) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``metalog``; returns the exit code instead of raising SystemExit."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error (2)
+    except SystemExit as exc:  # --help or --version
         return int(exc.code or 0)
+    except _UsageExit as exc:
+        sys.stderr.write(exc.usage)
+        return _fail("--json" in argv, EXIT_USAGE, "usage", exc.message, prog=exc.prog)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

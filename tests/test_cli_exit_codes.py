@@ -47,6 +47,9 @@ def test_usage_errors_exit_2(store: Path, argv: list[str]) -> None:
     assert proc.returncode == 2, proc
     assert proc.stderr.strip()
     assert_clean(proc)
+    if argv:
+        err = run_json(*argv, store=store, code=2)["error"]
+        assert err["exit_code"] == 2 and err["message"]
 
 
 def test_missing_store_is_a_usage_error(tmp_path: Path) -> None:
