@@ -742,9 +742,15 @@ class Store:
                timeout: float | None = None) -> Iterator[Event]:
         """Live tail: yield events from ``start`` (default: after the current last seq) as they
         are committed, by this process or a writer in another one. Ends after ``timeout``
-        seconds without a new event (never, by default) or when the store is closed."""
+        seconds without a new event (never, by default) or when the store is closed.
+
+        The start point is fixed when ``follow`` is called, not at the first ``next()``,
+        so events committed in between are not skipped."""
         self._open_check()
         next_seq = self.last_seq + 1 if start is None else max(int(start), 1)
+        return self._follow(next_seq, poll, timeout)
+
+    def _follow(self, next_seq: int, poll: float, timeout: float | None) -> Iterator[Event]:
         cursor: list = []
         idle_since = time.monotonic()
         while not self._closed:
