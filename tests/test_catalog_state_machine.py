@@ -5,8 +5,9 @@ undo units ``[order, before, after]``; ``order`` grows with every commit.
 Undo of one item pops its top unit; undo of "the last commit overall" pops
 every top unit carrying the largest order; redo mirrors it; a new edit
 clears the item's redo stack; forgetting an item drops its stacks; a
-rename carries them along. Sets, batches, undo, redo, rename, forget and
-reopen are interleaved and every read is compared after each step.
+rename carries them along. Sets, batches, undo, redo, rename, forget,
+snapshots and reopen are interleaved, every read is compared after each
+step, and `state_at` of earlier seqs must give the model's state then.
 """
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ class CatalogMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="metalog-sm-")
-        self.cat = MediaCatalog.open(self.dir, actor="model", durability="none")
+        self.cat = MediaCatalog.open(self.dir, actor="model", durability="none",
+                                     snapshot_every=5)
         self.state: dict[str, tuple[str, str]] = {}
+        self.checkpoints: dict[int, dict[str, tuple[str, str]]] = {0: {}}
         self.done: dict[str, list[list]] = {}
         self.undone: dict[str, list[list]] = {}
         self.clock = 0
@@ -189,7 +192,17 @@ class CatalogMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.cat.close()
-        self.cat = MediaCatalog.open(self.dir, actor="model", durability="none")
+        self.cat = MediaCatalog.open(self.dir, actor="model", durability="none",
+                                     snapshot_every=5)
+
+    @rule()
+    def snapshot(self) -> None:
+        self.cat.snapshot()
+
+    @rule(data=st.data())
+    def time_travel(self, data: st.DataObject) -> None:
+        seq = data.draw(st.sampled_from(sorted(self.checkpoints)))
+        assert self.cat.state_at(seq=seq).as_dict() == self.checkpoints[seq]
 
     # --------------------------------------------------------------- invariants
 
@@ -200,6 +213,7 @@ class CatalogMachine(RuleBasedStateMachine):
         for key in KEYS:
             assert (key in self.cat) == (key in self.state)
             assert (self.cat.title(key), self.cat.description(key)) == self._get(key)
+        self.checkpoints[self.cat.store.last_seq] = dict(self.state)
 
 
 CatalogMachine.TestCase.settings = settings(
