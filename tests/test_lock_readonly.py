@@ -1,0 +1,255 @@
+"""One writer per directory, any number of readonly readers ([F-24], [F-16],
+SPEC §4.7): a second writer in another process or in this one gets
+`LockedError` naming the holder's pid; the lock dies with its holder (close or
+`kill -9`); a readonly store in another process follows a live writer
+(`follow`) and catches up (`refresh`), seeing every commit in order.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import eventstore
+from eventstore import LockedError
+
+HOLDER = textwrap.dedent("""
+    import sys, eventstore
+    store = eventstore.open(sys.argv[1])
+    store.append("held", "k", {"pid": __import__("os").getpid()})
+    print("LOCKED", flush=True)
+    sys.stdin.readline()          # wait for the parent
+    store.close()
+    print("CLOSED", flush=True)
+    sys.stdin.readline()
+""")
+
+WRITER = textwrap.dedent("""
+    import sys, time, eventstore
+    path, n = sys.argv[1], int(sys.argv[2])
+    with eventstore.open(path, durability="flush", segment_bytes=4096) as store:
+        print("OPEN", flush=True)
+        sys.stdin.readline()      # go
+        i = 0
+        while i < n:
+            if i % 7 == 3 and i + 3 <= n:
+                store.append_many([("w", f"k{(i + j) % 5}", {"i": i + j, "pad": "x" * (i % 300)}) for j in range(3)])
+                i += 3
+            else:
+                store.append("w", f"k{i % 5}", {"i": i, "pad": "x" * (i % 300)})
+                i += 1
+            if i % 10 == 0:
+                time.sleep(0.002)
+    print("DONE", flush=True)
+""")
+
+
+def spawn(script, *args):
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def expect_line(proc, want):
+    line = proc.stdout.readline().strip()
+    assert line == want, f"child said {line!r}, expected {want!r}"
+
+
+def test_second_process_is_refused_with_the_holders_pid(store_dir):
+    holder = spawn(HOLDER, store_dir)
+    try:
+        expect_line(holder, "LOCKED")
+        for _ in range(2):
+            with pytest.raises(LockedError) as info:
+                eventstore.open(store_dir)
+            assert info.value.pid == holder.pid
+            assert str(holder.pid) in str(info.value)
+        # readers take no lock and see the holder's commit
+        with eventstore.open(store_dir, readonly=True) as ro:
+            assert [(e.type, e.data) for e in ro.read()] == [("held", {"pid": holder.pid})]
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        expect_line(holder, "CLOSED")  # closed but still alive: the lock is free
+        with eventstore.open(store_dir) as store:
+            assert store.last_seq == 1
+            store.append("mine", "k")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_is_released_when_the_holder_is_killed(store_dir):
+    holder = spawn(HOLDER, store_dir)
+    try:
+        expect_line(holder, "LOCKED")
+        with pytest.raises(LockedError):
+            eventstore.open(store_dir)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    finally:
+        holder.kill()
+    with eventstore.open(store_dir) as store:  # [F-24] a kill -9 never leaves a store locked
+        assert [e.type for e in store.read()] == ["held"]
+        store.append("after", "k")
+    with open(os.path.join(store_dir, "LOCK")) as f:
+        assert f.read().strip() == str(os.getpid())
+
+
+def test_second_writer_in_the_same_process_is_refused(store_dir):
+    first = eventstore.open(store_dir)
+    try:
+        first.append("t", "k")
+        with pytest.raises(LockedError) as info:
+            eventstore.open(store_dir)
+        assert info.value.pid == os.getpid()
+        with pytest.raises(LockedError):  # also through another spelling of the path
+            eventstore.open(os.path.join(store_dir, "segments", os.pardir))
+        with eventstore.open(store_dir, readonly=True) as ro:  # readers are fine
+            assert ro.last_seq == 1
+        first.append("t", "k")  # the refused open did not disturb the holder
+    finally:
+        first.close()
+    with eventstore.open(store_dir) as again:
+        assert again.last_seq == 2
+
+
+def test_failed_open_releases_the_lock(tmp_path):
+    """An open that raises (here: corruption) must not leave the directory locked."""
+    path = str(tmp_path / "s")
+    with eventstore.open(path) as store:
+        store.append("t", "k")
+    seg = os.path.join(path, "segments", sorted(os.listdir(os.path.join(path, "segments")))[0])
+    data = open(seg, "rb").read()
+    with open(seg, "r+b") as f:
+        f.write(b"XXXX")  # destroy the segment header magic
+    with pytest.raises(eventstore.CorruptionError):
+        eventstore.open(path)
+    with open(seg, "wb") as f:
+        f.write(data)
+    with eventstore.open(path) as store:
+        assert store.last_seq == 1
+
+
+def writer_events(n):
+    out, i = [], 0
+    while i < n:
+        if i % 7 == 3 and i + 3 <= n:
+            out += [("w", f"k{(i + j) % 5}", {"i": i + j, "pad": "x" * (i % 300)}) for j in range(3)]
+            i += 3
+        else:
+            out.append(("w", f"k{i % 5}", {"i": i, "pad": "x" * (i % 300)}))
+            i += 1
+    return out
+
+
+def test_readonly_reader_follows_a_live_writer_in_another_process(store_dir):
+    """follow() in a readonly store sees every commit of another process, in order,
+    across segment rollovers, while the writer is writing."""
+    n = 400
+    with eventstore.open(store_dir):
+        pass  # create the store so the reader can open it before the writer starts
+    writer = spawn(WRITER, store_dir, n)
+    try:
+        expect_line(writer, "OPEN")
+        got = []
+        with eventstore.open(store_dir, readonly=True) as ro:
+            assert ro.last_seq == 0
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            for e in ro.follow(start=1, poll=0.005, timeout=10):
+                got.append(e)
+                if len(got) == n:
+                    break
+        expect_line(writer, "DONE")
+        writer.wait(10)
+    finally:
+        writer.kill()
+    assert [e.seq for e in got] == list(range(1, n + 1))
+    assert [(e.type, e.key, e.data) for e in got] == writer_events(n)
+    segs = os.listdir(os.path.join(store_dir, "segments"))
+    assert len(segs) > 3  # the reader crossed rollovers
+    with eventstore.open(store_dir, readonly=True) as ro:
+        assert list(ro.read()) == got
+
+
+class Counter:
+    name, version = "counter", 1
+
+    def __init__(self):
+        self.n, self.last = 0, 0
+
+    def apply(self, e):
+        assert e.seq == self.last + 1, "events applied out of order"
+        self.n += 1
+        self.last = e.seq
+
+    def snapshot(self):
+        return [self.n, self.last]
+
+    def restore(self, state):
+        self.n, self.last = state
+
+
+def test_readonly_refresh_applies_what_another_process_committed(store_dir):
+    with eventstore.open(store_dir) as store:
+        store.append("w", "k0", {"i": -1})
+    counter = Counter()
+    with eventstore.open(store_dir, [counter], readonly=True) as ro:
+        assert ro.last_seq == 1 and counter.n == 1 and ro.version("k0") == 1
+        assert ro.refresh() == 0
+        writer = spawn(WRITER, store_dir, 120)
+        try:
+            expect_line(writer, "OPEN")
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            expect_line(writer, "DONE")
+            writer.wait(10)
+        finally:
+            writer.kill()
+        assert ro.refresh() == 120
+        assert ro.last_seq == 121 and counter.n == 121 and counter.last == 121
+        assert ro.version("k0") == 1 + sum(1 for _, k, _ in writer_events(120) if k == "k0")
+        assert ro.refresh() == 0
+        assert [(e.type, e.key, e.data) for e in ro.read(2)] == writer_events(120)
+
+
+def test_reader_thread_follows_a_writer_in_this_process(store_dir):
+    n = 200
+    store = eventstore.open(store_dir, durability="flush", segment_bytes=4096)
+    got, errors = [], []
+
+    def reader():
+        try:
+            with eventstore.open(store_dir, readonly=True) as ro:
+                for e in ro.follow(start=1, poll=0.005, timeout=10):
+                    got.append(e)
+                    if len(got) == n:
+                        return
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    written = []
+    for i in range(n // 4):
+        written += store.append_many([("t", f"k{i}", {"i": i, "j": j}) for j in range(4)])
+        if i % 10 == 0:
+            time.sleep(0.001)
+    t.join(20)
+    store.close()
+    assert not errors
+    assert got == written
+
+
+def test_writer_store_follow_sees_its_own_commits(store_dir):
+    with eventstore.open(store_dir, durability="none") as store:
+        first = store.append("t", "k", {"i": 0})
+        it = store.follow(poll=0.001, timeout=0.2)  # from after the current last seq
+        more = [store.append("t", "k", {"i": i}) for i in range(1, 4)]
+        assert list(it) == more
+        assert list(store.follow(start=1, timeout=0.05)) == [first] + more
