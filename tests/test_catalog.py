@@ -352,3 +352,33 @@ def test_state_at_time_across_the_coarse_time_index(cat: MediaCatalog) -> None:
         assert earlier.last_seq == max((e.seq for e in events if e.ts <= ts - 1_000_000),
                                        default=0)
     assert len(events) > 3 * TIME_STRIDE
+
+
+def test_state_at_replays_only_after_the_nearest_snapshot(tmp_path) -> None:
+    with open_cat(tmp_path, snapshot_every=0) as c:
+        for i in range(100):
+            c.set_title(f"/m/{i % 7}", f"v{i}")
+        covered = c.store.snapshot()
+        for i in range(20):
+            c.set_title(f"/m/{i % 7}", f"w{i}")
+        starts: list[int] = []
+        real_read = c.store.read
+
+        def spy(start: int = 1, stop: int | None = None, **kw):
+            starts.append(start)
+            return real_read(start, stop, **kw)
+
+        c.store.read = spy                      # type: ignore[method-assign]
+        try:
+            view = c.state_at(seq=covered + 5)
+            assert starts == [covered + 1]
+            starts.clear()
+            assert c.state_at(seq=50).last_seq == 50
+            assert starts == [1]                # no snapshot at or before seq 50
+        finally:
+            del c.store.read
+        from projections import MediaProjection
+        full = MediaProjection()
+        for e in c.store.read(1, covered + 6):
+            full.apply(e)
+        assert view.as_dict() == full.as_dict() and view.last_seq == covered + 5
