@@ -120,7 +120,7 @@ class Context:
         self.require_store()
         with Progress("opening store"):
             store = eventstore.open(str(self.store), projections=projections,
-                                    readonly=readonly, recovery=recovery)
+                                    readonly=readonly, recovery=recovery, create=False)
         try:
             yield store
         finally:
@@ -129,14 +129,15 @@ class Context:
     @contextlib.contextmanager
     def catalog(self, *, readonly: bool = False, create: bool = False,
                 **options: Any) -> Iterator[Any]:
-        """A `MediaCatalog` on the store, replayed (progress shown if slow)."""
+        """A `MediaCatalog` on the store, replayed (progress shown if slow).
+        Only ``create=True`` (`init`) may create a store."""
         from .catalog import MediaCatalog
 
         if not create:
             self.require_store()
         with Progress("opening store (replay)"):
             cat = MediaCatalog.open(str(self.store), actor=self.actor,
-                                    readonly=readonly, **options)
+                                    readonly=readonly, create=create, **options)
         try:
             yield cat
         finally:
@@ -145,11 +146,7 @@ class Context:
 
 def catalog_store(cat: Any) -> Any:
     """The `eventstore` Store underneath a catalog."""
-    for name in ("store", "_store"):
-        store = getattr(cat, name, None)
-        if store is not None:
-            return store
-    raise RuntimeError("MediaCatalog does not expose its store")
+    return cat.store
 
 
 def media_key(cat: Any, media: str) -> str:

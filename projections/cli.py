@@ -327,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "(damaged bytes are moved to quarantine/, never deleted)",
                      file=exc.file, offset=exc.offset, reason=exc.reason)
     except eventstore.NotAStoreError as exc:
-        return _fail(js, EXIT_USAGE, "not-a-store", str(exc))
+        empty = ctx.store.is_dir() and not any(ctx.store.iterdir())
+        hint = f" (`metalog --store {ctx.store} init` creates one)" if empty else ""
+        return _fail(js, EXIT_USAGE, "not-a-store", f"{exc}{hint}")
     except eventstore.ValidationError as exc:
         return _fail(js, EXIT_USAGE, "invalid", str(exc))
     except eventstore.EventStoreError as exc:

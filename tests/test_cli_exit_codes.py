@@ -71,6 +71,17 @@ def test_foreign_directory_is_refused_untouched(tmp_path: Path) -> None:
     assert err["kind"] == "not-a-store"
 
 
+def test_only_init_creates_a_store(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv in (["set-title", "a.mp4", "x"], ["ls"], ["compact"], ["log"]):
+        proc = run(*argv, store=empty)
+        assert proc.returncode == 2 and "init" in proc.stderr, (argv, proc)
+    assert list(empty.iterdir()) == []
+    ok("init", store=empty)
+    assert run_json("ls", store=empty)["count"] == 0
+
+
 def test_invalid_value_is_a_usage_error(store: Path) -> None:
     proc = run("set-title", "a.mp4", "-", store=store, input="x" * (2 << 20))  # > 1 MiB
     assert proc.returncode == 2, proc
