@@ -141,17 +141,25 @@ class FrameScanner:
                 if self.eof:
                     return None, True
                 # keep the last few bytes: a magic may straddle the next chunk
+                self._drop_before(len(buf) - (len(FRAME_MAGIC) - 1))
                 return None, False
             result = self._parse(start + i, check_chain=False)
             if result is None:
                 if self.eof:
                     return None, True
+                self._drop_before(i)  # bytes before the candidate are searched
                 return None, False
             if isinstance(result, Frame) and result.first_seq >= self.expected_seq:
                 self.damage = None
                 self._accept(result, result.digest)
                 return result, False
             search = i + 1
+
+    def _drop_before(self, index: int) -> None:
+        """While resynchronising, forget searched bytes so memory stays bounded."""
+        if index > 0:
+            del self._buf[:index]
+            self._start += index
 
     def _accept(self, frame: Frame, digest: bytes) -> None:
         self._pos = frame.offset + frame.size
