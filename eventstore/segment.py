@@ -12,9 +12,8 @@ import os
 import zlib
 from typing import Iterator, NamedTuple
 
-import zstandard
-
 from ._fs import FileSystem
+from .compression import ZstdFrameError, stream_decompress
 from .errors import CorruptionError, FormatVersionError
 from .frame import Damage, Frame, FrameScanner
 from .layout import (
@@ -134,21 +133,17 @@ def _plain_chunks(fs: FileSystem, path: str, start: int) -> Iterator[bytes]:
 
 
 def _zstd_chunks(fs: FileSystem, path: str, zh: ZHeader) -> Iterator[bytes]:
-    """Decompress by streaming with our own output limit ([F-19])."""
+    """Decompress by streaming with our own output limit ([F-19]): the header's plain
+    length bounds the output, and the file must end where the zstd frame ends."""
+    total = 0
     with fs.open_read(path) as f:
-        f.seek(ZSEGMENT_HEADER_SIZE)
-        reader = zstandard.ZstdDecompressor().stream_reader(f, read_size=READ_CHUNK,
-                                                             read_across_frames=False)
-        total = 0
+        available = fs.size(path) - ZSEGMENT_HEADER_SIZE
         try:
-            while chunk := reader.read(READ_CHUNK):
+            for chunk in stream_decompress(f, ZSEGMENT_HEADER_SIZE, available, zh.plain_size, READ_CHUNK):
                 total += len(chunk)
-                if total > zh.plain_size:
-                    raise CorruptionError(path, ZSEGMENT_HEADER_SIZE,
-                                          f"decompresses past its declared {zh.plain_size} bytes")
                 yield chunk
-        except zstandard.ZstdError as exc:
-            raise CorruptionError(path, ZSEGMENT_HEADER_SIZE, f"zstd stream is damaged: {exc}") from None
+        except ZstdFrameError as exc:
+            raise CorruptionError(path, ZSEGMENT_HEADER_SIZE + exc.offset, exc.reason) from None
     if total != zh.plain_size:
         raise CorruptionError(path, ZSEGMENT_HEADER_SIZE,
                               f"decompresses to {total} bytes, header says {zh.plain_size}")
