@@ -35,7 +35,9 @@ from .layout import (
 )
 from .log import PendingFrame, SegmentLog
 from .projection import Projection
-from .recovery import RecoveryEntry, RecoveryReport, SnapshotMismatch, Walker, quarantine_copy
+from .recovery import (
+    RecoveryEntry, RecoveryReport, SnapshotMismatch, Walker, quarantine_copy, salvage_log,
+)
 from .segment import SegmentRef, SegmentStream, create_segment, list_segments, scan
 from .verify import VerifyReport, verify_store
 
@@ -232,6 +234,8 @@ class Store:
         if not refs and writer:
             create_segment(fs, self.seg_dir, 1, ZERO_DIGEST)
             refs = list_segments(fs, self.seg_dir)
+        if writer and self.recovery == "salvage" and salvage_log(fs, self.root, refs, self.recovery_report):
+            refs = list_segments(fs, self.seg_dir)  # damaged segments were rewritten with gap frames
         fresh = [(p, pack(p.snapshot())) for p in self._projections]  # a copy, to undo a bad snapshot
         walker = Walker(fs, self.root, policy=self.recovery, writer=writer, report=self.recovery_report)
 
