@@ -21,20 +21,29 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import zstandard
+
 from ._fs import FileSystem
 from .codec import decode_commit, pack
 from .errors import CorruptionError, FormatVersionError
 from .event import Event
+from .compression import ZstdFrameError, frame_extent
 from .frame import Damage, Frame, FrameScanner, encode_frame, is_gap
-from .layout import FRAME_MAGIC, FRAME_PREFIX, QUARANTINE_DIR, SEGMENT_HEADER_SIZE
-from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
+from .layout import (
+    FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_PREFIX, MAX_FRAME_PAYLOAD, MAX_SEGMENT_BYTES,
+    QUARANTINE_DIR, READ_CHUNK, SEGMENT_HEADER_SIZE, ZERO_DIGEST, ZSEGMENT_HEADER_SIZE,
+)
+from .segment import (
+    SegmentRef, SegmentStream, encode_header, read_zheader, scan, segment_path,
+)
 
-__all__ = ["RecoveryReport", "RecoveryEntry", "Walker", "WalkEnd", "quarantine_copy"]
+__all__ = ["RecoveryReport", "RecoveryEntry", "Walker", "WalkEnd", "quarantine_copy",
+           "SnapshotMismatch", "salvage_log"]
 
 
 @dataclass(frozen=True)
 class RecoveryEntry:
-    action: str  # truncated, skipped-snapshot, lost, quarantined, rewrote, problem
+    action: str  # truncated, skipped-snapshot, lost, damaged, quarantined, rewrote, problem, ...
     file: str
     offset: int | None = None
     reason: str = ""
@@ -106,75 +115,238 @@ class WalkEnd:
 
 
 class SnapshotMismatch(Exception):
-    """The first frame after a snapshot's position does not continue it."""
+    """The log at a snapshot's position does not continue it ([F-21])."""
 
 
 OnCommit = Callable[[Frame, list[Event]], None]
 
 
+_LENIENT_READ = 64 << 10  # small reads: output decoded before a damaged zstd block is kept
+
+
+class _LenientStream:
+    """The bytes of a segment that salvage or verify must read despite damage.
+
+    No header check (``header_error`` says why the header was refused, if it
+    was); a compressed segment is decompressed by streaming up to its declared
+    plain size (or `MAX_SEGMENT_BYTES` when its header is unreadable), and a
+    damaged zstd stream or trailing junk ends the bytes and is kept in
+    ``error`` instead of raising, so every frame before it is still seen.
+    """
+
+    def __init__(self, fs: FileSystem, ref: SegmentRef, header_error: CorruptionError | None,
+                 prev_digest: bytes) -> None:
+        self.fs, self.ref = fs, ref
+        self.header_error = header_error
+        self.error: CorruptionError | None = None
+        self.prev_digest = prev_digest
+        self.plain_size: int | None = None
+        if ref.compressed:
+            self.end = MAX_SEGMENT_BYTES
+            if header_error is None:
+                with fs.open_read(ref.path) as f:
+                    zh = read_zheader(f.read(ZSEGMENT_HEADER_SIZE), ref.path, ref.first_seq)
+                self.end = self.plain_size = zh.plain_size
+        else:
+            self.end = fs.size(ref.path)
+
+    def chunks(self, start: int) -> Iterator[bytes]:
+        if not self.ref.compressed:
+            with self.fs.open_read(self.ref.path) as f:
+                f.seek(start)
+                while chunk := f.read(READ_CHUNK):
+                    yield chunk
+            return
+        path = self.ref.path
+        available = self.fs.size(path) - ZSEGMENT_HEADER_SIZE
+        try:
+            with self.fs.open_read(path) as f:
+                frame_extent(f, ZSEGMENT_HEADER_SIZE, available)
+        except ZstdFrameError as exc:
+            self.error = CorruptionError(path, ZSEGMENT_HEADER_SIZE + exc.offset, exc.reason)
+        skip, total = start, 0
+        with self.fs.open_read(path) as f:
+            f.seek(ZSEGMENT_HEADER_SIZE)
+            reader = zstandard.ZstdDecompressor().stream_reader(f, read_size=READ_CHUNK,
+                                                                 read_across_frames=False)
+            try:
+                while total < self.end:
+                    chunk = reader.read(min(_LENIENT_READ, self.end - total))
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    if skip >= len(chunk):
+                        skip -= len(chunk)
+                        continue
+                    yield chunk[skip:] if skip else chunk
+                    skip = 0
+                else:
+                    if reader.read(1):
+                        self.error = self.error or CorruptionError(
+                            path, ZSEGMENT_HEADER_SIZE, f"decompresses past its declared {self.end} bytes")
+            except zstandard.ZstdError as exc:
+                self.error = CorruptionError(path, ZSEGMENT_HEADER_SIZE, f"zstd stream is damaged: {exc}")
+        if self.error is None and self.plain_size is not None and total != self.plain_size:
+            self.error = CorruptionError(path, ZSEGMENT_HEADER_SIZE,
+                                         f"decompresses to {total} bytes, header says {self.plain_size}")
+
+
+def _frame_ending_at(fs: FileSystem, ref: SegmentRef, offset: int) -> Frame | None:
+    """The CRC-valid frame of ``ref`` that ends exactly at ``offset``, if any.
+
+    Hops from frame header to frame header (plain segments) or scans (compressed
+    ones) from the segment's start; used only to confirm a snapshot taken at the
+    very end of the log.
+    """
+    if ref.compressed:
+        try:
+            stream = SegmentStream(fs, ref)
+        except CorruptionError:
+            return None
+        scanner = FrameScanner(SEGMENT_HEADER_SIZE, ref.first_seq, stream.prev_digest, end=stream.end)
+        found = None
+        try:
+            for item in scan(stream, scanner, SEGMENT_HEADER_SIZE):
+                if isinstance(item, Damage) or item.offset >= offset:
+                    break
+                found = item
+        except CorruptionError:
+            return None
+        return found if found is not None and found.offset + found.size == offset else None
+    pos = SEGMENT_HEADER_SIZE
+    with fs.open_read(ref.path) as f:
+        while pos < offset:
+            f.seek(pos)
+            head = f.read(FRAME_HEADER_SIZE)
+            if len(head) < FRAME_HEADER_SIZE:
+                return None
+            length = int.from_bytes(head[8:12], "little")
+            if head[:4] != FRAME_MAGIC or length == 0 or length > MAX_FRAME_PAYLOAD:
+                return None
+            if pos + FRAME_HEADER_SIZE + length == offset:
+                scanner = FrameScanner(pos, 0, ZERO_DIGEST, end=offset)
+                scanner.feed(head + f.read(length))
+                scanner.close()
+                scanner.damage = Damage(pos - 1, "probe")
+                frame, _ = scanner.resync()
+                return frame if frame is not None and frame.offset == pos else None
+            pos += FRAME_HEADER_SIZE + length
+    return None
+
+
 class Walker:
+    """One pass over the log with one policy (see the module docstring)."""
+
     def __init__(self, fs: FileSystem, root: str, *, policy: str, writer: bool,
                  report: RecoveryReport, decode: bool = True) -> None:
         assert policy in ("strict", "salvage", "collect")
         self.fs, self.root, self.policy, self.writer = fs, root, policy, writer
         self.report = report
         self.decode = decode
-        self._rewrite: dict[str, SegmentRef] = {}
+        self.check_payloads = False  # decode payloads even without an on_commit
+        self._rewrite: dict[str, tuple[SegmentRef, bytes]] = {}  # path -> (ref, digest before it)
+        self._lead_gap: tuple[str, int, int, bytes] | None = None  # seqs missing before the first segment
+        self.gaps: list[tuple[int, int]] = []  # seq ranges of the gap frames walked over ([F-25])
 
     # -- policy helpers -------------------------------------------------------------
     def _problem(self, path: str, offset: int | None, reason: str,
                  lost: tuple[int, int] | None = None) -> None:
         if self.policy == "strict":
             raise CorruptionError(path, offset, reason)
-        action = "problem" if self.policy == "collect" else "lost"
+        action = "problem" if self.policy == "collect" else ("lost" if lost else "damaged")
         self.report.add(RecoveryEntry(action, path, offset, reason, lost=lost))
+
+    def _open(self, ref: SegmentRef, digest: bytes) -> tuple[SegmentStream | _LenientStream, Damage | None]:
+        """The segment's byte stream, and a damage to start from when its header is bad."""
+        try:
+            stream = SegmentStream(self.fs, ref)
+        except FormatVersionError:
+            raise
+        except CorruptionError as exc:
+            if self.policy == "strict":
+                raise
+            return _LenientStream(self.fs, ref, exc, digest), Damage(0, f"segment header: {exc.reason}", "header")
+        if ref.compressed and self.policy != "strict":
+            lenient = _LenientStream(self.fs, ref, None, stream.prev_digest)
+            return lenient, None
+        return stream, None
 
     def walk(self, refs: list[SegmentRef], start: int, offset: int, expected: int,
              digest: bytes, last_ts: int, on_commit: OnCommit | None,
              check_snapshot: bool = False, stop_seq: int | None = None) -> WalkEnd:
-        """Scan ``refs[start:]`` from ``offset`` in the first; return where the log ends."""
+        """Scan ``refs[start:]`` from ``offset`` in the first; return where the log ends.
+
+        With ``check_snapshot`` the walk starts at a snapshot's position and
+        raises `SnapshotMismatch` unless the log there continues the snapshot:
+        the first frame (or the next segment's header) must carry seq
+        ``expected`` and chain from ``digest``; when nothing follows, the frame
+        that ends at ``offset`` must end at seq ``expected - 1`` with ``digest``.
+        """
         restart = False
+        confirming = check_snapshot
         end = WalkEnd(expected, digest, last_ts, refs[start] if start < len(refs) else None, offset)
+        decode = self.decode and (on_commit is not None or self.check_payloads)
+        prev_entry: tuple[SegmentRef, bytes] | None = None
         for i in range(start, len(refs)):
             ref = refs[i]
             last = i == len(refs) - 1
             first_in_walk = i == start
             try:
-                stream = SegmentStream(self.fs, ref)
+                stream, damage = self._open(ref, digest)
             except FormatVersionError:
                 raise
             except CorruptionError as exc:
-                if check_snapshot and first_in_walk:
-                    raise SnapshotMismatch(str(exc)) from None
-                self._problem(ref.path, exc.offset, exc.reason)
-                self._rewrite[ref.path] = ref
-                continue  # its frames are unreadable; the next segment resynchronises
-            if not (first_in_walk and offset > SEGMENT_HEADER_SIZE):
+                if confirming:
+                    raise SnapshotMismatch(f"{ref.path}: {exc.reason}") from None
+                raise
+            if damage is not None:  # header unreadable: look for its frames anyway
+                if confirming:
+                    raise SnapshotMismatch(f"{ref.path}: {damage.reason}")
+                offset = 0
+                self._rewrite.setdefault(ref.path, (ref, digest))
+            elif not (first_in_walk and offset > SEGMENT_HEADER_SIZE):
+                if confirming and (ref.first_seq != expected or stream.prev_digest != digest):
+                    raise SnapshotMismatch(self._mismatch(ref, expected))
+                if confirming:
+                    confirming = False  # the header continues the snapshot's chain
                 if ref.first_seq > expected:
                     self._problem(ref.path, 0, f"seqs {expected}-{ref.first_seq - 1} are missing",
                                   lost=(expected, ref.first_seq - 1))
                     restart = True
+                    # the gap frame goes at the end of the segment before, or in a new one
+                    if prev_entry is not None:
+                        self._rewrite.setdefault(prev_entry[0].path, prev_entry)
+                    else:
+                        self._lead_gap = (os.path.dirname(ref.path), expected, ref.first_seq, digest)
                 elif ref.first_seq < expected:
                     self._problem(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
                     restart = True
                 if not restart and stream.prev_digest != digest:
                     self._problem(ref.path, 0, "segment header does not continue the digest chain")
+                    restart = True
                 expected, digest, offset = ref.first_seq, stream.prev_digest, SEGMENT_HEADER_SIZE
-            if check_snapshot and first_in_walk and offset > stream.end:
-                raise SnapshotMismatch("snapshot position is past the end of its segment")
+            elif confirming and offset > stream.end:
+                raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
+                                       f"({stream.end} bytes)")
             scanner = FrameScanner(offset, expected, digest, end=stream.end)
             if restart:
                 scanner.restart_chain()
+            if damage is not None:
+                scanner.damage = damage
             restart = False
-            damage: Damage | None = None
-            damaged_segment = False
-            for item in scan(stream, scanner, offset, resync=True):
+            damaged_segment = damage is not None
+            # strict: damage in a sealed or compressed segment is corruption at once;
+            # only the last plain segment needs the search for a torn tail ([F-13])
+            resync = self.policy != "strict" or (last and not ref.compressed)
+            for item in scan(stream, scanner, offset, resync=resync):
                 if isinstance(item, Damage):
-                    if check_snapshot and first_in_walk and item.offset == offset and item.kind in ("seq", "chain"):
+                    if confirming and item.offset == offset and item.kind in ("seq", "chain"):
                         raise SnapshotMismatch(item.reason)
+                    if self.policy == "strict" and not resync:
+                        raise CorruptionError(ref.path, item.offset, item.reason)
                     damage = item
                     continue
-                check_snapshot = False
+                confirming = False
                 if damage is not None:  # valid data after damage: corruption ([F-14])
                     lost = (expected, item.first_seq - 1) if item.first_seq > expected else None
                     self._problem(ref.path, damage.offset, damage.reason, lost=lost)
@@ -185,36 +357,71 @@ class Walker:
                 expected = item.first_seq + item.count
                 digest = item.digest
                 last_ts = max(last_ts, item.ts)
-                if on_commit is not None and not is_gap(item.payload):
-                    events = decode_commit(item.payload, item.first_seq, item.count, item.ts,
-                                           ref.path, item.offset) if self.decode else []
-                    on_commit(item, events)
+                if not is_gap(item.payload) and (decode or on_commit is not None):
+                    events: list[Event] = []
+                    if decode:
+                        try:
+                            events = decode_commit(item.payload, item.first_seq, item.count, item.ts,
+                                                   ref.path, item.offset)
+                        except CorruptionError as exc:
+                            self._problem(ref.path, item.offset, exc.reason,
+                                          lost=(item.first_seq, item.last_seq))  # strict raises
+                            damaged_segment = True
+                            continue
+                    if on_commit is not None:
+                        on_commit(item, events)
                 restart = is_gap(item.payload)
-            check_snapshot = False
+                if restart:
+                    self.gaps.append((item.first_seq, item.last_seq))
+            if confirming and last and first_in_walk and offset > SEGMENT_HEADER_SIZE:
+                self._confirm_at_end(ref, offset, expected, digest)  # nothing follows the position
+                confirming = False
             end = WalkEnd(expected, digest, last_ts, ref, scanner.position)
+            lenient_error = stream.error if isinstance(stream, _LenientStream) else None
             if damage is not None:
-                if last:
+                if last and not ref.compressed and lenient_error is None and damage.kind != "header":
                     self._torn_tail(ref, stream, damage)
                 else:
                     self._problem(ref.path, damage.offset, damage.reason)
                     damaged_segment = True
                     restart = True
+            if lenient_error is not None:
+                self._problem(lenient_error.file, lenient_error.offset, lenient_error.reason)
+                damaged_segment = True
+                restart = True
             if damaged_segment:
-                self._rewrite[ref.path] = ref
+                self._rewrite.setdefault(ref.path, (ref, stream.prev_digest))
+            prev_entry = (ref, stream.prev_digest)
             if stop_seq is not None and expected > stop_seq:
                 break
         return end
 
-    def _torn_tail(self, ref: SegmentRef, stream: SegmentStream, damage: Damage) -> None:
+    @staticmethod
+    def _mismatch(ref: SegmentRef, expected: int) -> str:
+        if ref.first_seq < expected and ref.first_seq > 0:
+            return (f"the snapshot claims seq {expected - 1}, but {ref.path} starts at seq "
+                    f"{ref.first_seq} right after its position")
+        return f"the log at the snapshot's position in {ref.path} does not continue it"
+
+    def _confirm_at_end(self, ref: SegmentRef, offset: int, expected: int, digest: bytes) -> None:
+        """No frame follows a snapshot's position: the frame ending there must be its seq."""
+        frame = _frame_ending_at(self.fs, ref, offset)
+        if frame is None or frame.last_seq < expected - 1:
+            where = "no frame ends there" if frame is None else f"the log ends at seq {frame.last_seq}"
+            raise SnapshotMismatch(f"the snapshot claims seq {expected - 1} at offset {offset} of {ref.path}, "
+                                   f"but {where}: it claims seqs past the end of the log")
+        if frame.digest != digest or frame.last_seq != expected - 1:
+            raise SnapshotMismatch(f"the frame ending at the snapshot's position in {ref.path} "
+                                   f"does not match it (seq {frame.last_seq}, digest)")
+
+    def _torn_tail(self, ref: SegmentRef, stream: SegmentStream | _LenientStream, damage: Damage) -> None:
         """[F-13]: nothing valid follows the damage in the last segment."""
         if self.policy == "collect":
             self.report.add(RecoveryEntry("problem", ref.path, damage.offset,
                                           f"torn tail: {damage.reason}",
                                           nbytes=stream.end - damage.offset))
             return
-        if not self.writer or ref.compressed:
-            if ref.compressed:
-                self._problem(ref.path, damage.offset, damage.reason)
+        if not self.writer:
             return
         fd = self.fs.open_rw(ref.path)
         try:
@@ -235,51 +442,77 @@ class Walker:
     # -- salvage: rewrite damaged segments with gap frames ([F-25]) -----------------------
     @property
     def damaged(self) -> list[SegmentRef]:
-        return list(self._rewrite.values())
+        return [ref for ref, _ in self._rewrite.values()] + (
+            [SegmentRef(self._lead_gap[1], "", False)] if self._lead_gap else [])
 
     def rewrite_damaged(self, refs: list[SegmentRef]) -> None:
         """Replace each damaged segment by its intact frames plus gap frames."""
-        for ref in self._rewrite.values():
+        if self._lead_gap is not None:  # the first segments are gone: a new one holds the gap
+            directory, first, upto, prev = self._lead_gap
+            gap, _ = _gap_frame(first, upto - first, prev, 0)
+            path = segment_path(directory, first)
+            self.fs.create_atomic(path, encode_header(first, prev) + gap)
+            self.report.add(RecoveryEntry("rewrote", path, None, f"new segment holding the gap {first}-{upto - 1}"))
+            self._lead_gap = None
+        for ref, prev in self._rewrite.values():
             idx = refs.index(ref)
             next_first = refs[idx + 1].first_seq if idx + 1 < len(refs) else None
-            self._rewrite_one(ref, next_first)
+            self._rewrite_one(ref, prev, next_first)
 
-    def _rewrite_one(self, ref: SegmentRef, next_first: int | None) -> None:
+    def _rewrite_one(self, ref: SegmentRef, prev: bytes, next_first: int | None) -> None:
+        """Rewrite one damaged segment as a plain segment holding every intact frame.
+
+        The original is copied to quarantine first ([F-05]). Each run of lost seqs
+        becomes one gap frame ([F-25]); when the damaged bytes it replaces are long
+        enough, the gap frame is padded to exactly their length so every intact
+        frame keeps its offset and snapshot positions stay valid.
+        """
         fs = self.fs
-        frames: list[Frame] = []
-        prev = bytes(16)
         try:
-            stream = SegmentStream(fs, ref)
+            stream: SegmentStream | _LenientStream = SegmentStream(fs, ref)
             prev = stream.prev_digest
-            scanner = FrameScanner(SEGMENT_HEADER_SIZE, ref.first_seq, prev, end=stream.end)
-            scanner.restart_chain()
-            frames = [f for f in scan(stream, scanner, SEGMENT_HEADER_SIZE, resync=True)
-                      if isinstance(f, Frame)]
-        except CorruptionError:
-            # header unreadable: find frames anywhere in the plain bytes
-            if not ref.compressed:
-                data = fs.read_file(ref.path, fs.size(ref.path))
-                scanner = FrameScanner(0, ref.first_seq, prev)
-                scanner.feed(data)
-                scanner.close()
-                scanner.damage = Damage(-1, "header")
-                while True:
-                    frame, done = scanner.resync()
-                    if frame is None:
-                        break
-                    frames.append(frame)
+            header_ok = True
+        except FormatVersionError:
+            raise
+        except CorruptionError as exc:
+            stream = _LenientStream(fs, ref, exc, prev)
+            header_ok = False
+        if ref.compressed:
+            stream = _LenientStream(fs, ref, None if header_ok else CorruptionError(ref.path, 0, "header"), prev)
+        start = SEGMENT_HEADER_SIZE if header_ok else 0
+        scanner = FrameScanner(start, ref.first_seq, prev, end=stream.end)
+        scanner.restart_chain()
+        if not header_ok:
+            scanner.damage = Damage(0, "header", "header")
+        frames: list[Frame] = []
+        expected = ref.first_seq
+        for item in scan(stream, scanner, start, resync=True):
+            if not isinstance(item, Frame) or item.first_seq < expected:
+                continue
+            if next_first is not None and item.last_seq >= next_first:
+                break
+            if not is_gap(item.payload):
+                try:
+                    decode_commit(item.payload, item.first_seq, item.count, item.ts, ref.path, item.offset)
+                except CorruptionError:
+                    continue  # an undecodable commit is lost like a damaged one
+            frames.append(item)
+            expected = item.first_seq + item.count
         out = [encode_header(ref.first_seq, prev)]
+        pos = SEGMENT_HEADER_SIZE
         expected, digest = ref.first_seq, prev
         for frame in frames + [None]:  # type: ignore[list-item]
             upto = frame.first_seq if frame is not None else next_first
             if upto is not None and upto > expected:
-                gap, digest = encode_frame(expected, upto - expected, 0,
-                                           pack({"gap": "lost in salvage"}), digest)
+                room = frame.offset - pos if frame is not None else 0
+                gap, digest = _gap_frame(expected, upto - expected, digest, room)
                 out.append(gap)
+                pos += len(gap)
                 expected = upto
             if frame is None:
                 break
             out.append(self._frame_bytes(frame))
+            pos += frame.size
             expected, digest = frame.first_seq + frame.count, frame.digest
         original = fs.read_file(ref.path, fs.size(ref.path))
         qpath = quarantine_copy(fs, self.root, os.path.basename(ref.path), original)
@@ -296,3 +529,45 @@ class Walker:
         prefix = FRAME_PREFIX.pack(len(frame.payload), frame.count, frame.first_seq, frame.ts)
         crc = zlib.crc32(frame.payload, zlib.crc32(frame.digest, zlib.crc32(prefix)))
         return FRAME_MAGIC + crc.to_bytes(4, "little") + prefix + frame.digest + frame.payload
+
+
+GAP_REASON = "lost in salvage"
+
+
+def _gap_frame(first_seq: int, count: int, prev: bytes, room: int) -> tuple[bytes, bytes]:
+    """A gap frame for ``count`` lost seqs, padded to ``room`` bytes when that is possible."""
+    base = {"gap": GAP_REASON}
+    payload = pack(base)
+    want = room - FRAME_HEADER_SIZE
+    if want > len(payload):
+        for extra in range(8):
+            reason = GAP_REASON + "." * extra
+            fixed = len(pack({"gap": reason, "pad": b""}))
+            for pad in range(max(0, want - fixed - 4), want - fixed + 1):
+                candidate = pack({"gap": reason, "pad": bytes(pad)})
+                if len(candidate) == want:
+                    payload = candidate
+                    break
+            else:
+                continue
+            break
+    return encode_frame(first_seq, count, 0, payload, prev)
+
+
+def salvage_log(fs: FileSystem, root: str, refs: list[SegmentRef], report: RecoveryReport) -> bool:
+    """Salvage pass of a writer's open ([F-15], [F-25]): scan the whole log, decode every
+    payload, report lost seq ranges, cut a torn tail, and rewrite damaged segments with
+    gap frames (originals copied to quarantine/). Returns True when a file was changed.
+
+    Afterwards the log is clean, so the ordinary open (newest usable snapshot and
+    its tail) follows; a snapshot taken after the lost seqs still holds their state.
+    """
+    if not refs:
+        return False
+    walker = Walker(fs, root, policy="salvage", writer=True, report=report)
+    walker.check_payloads = True
+    before = len(report)
+    walker.walk(refs, 0, SEGMENT_HEADER_SIZE, refs[0].first_seq, ZERO_DIGEST, 0, None)
+    if walker.damaged:
+        walker.rewrite_damaged(refs)
+    return len(report) != before

@@ -7,15 +7,13 @@ limits. Deciding whether a snapshot fits the log is the store's job.
 """
 from __future__ import annotations
 
-import io
 import os
 import zlib
 from typing import Any, NamedTuple
 
-import zstandard
-
 from ._fs import FileSystem
 from .codec import pack, unpack
+from .compression import ZstdFrameError, compress, stream_decompress
 from .errors import CorruptionError, FormatVersionError
 from .layout import (
     FORMAT_VERSION, KEEP_SNAPSHOTS, MAX_SNAPSHOT_BYTES, NAME_DIGITS, READ_CHUNK,
@@ -25,6 +23,10 @@ from .layout import (
 __all__ = ["Snapshot", "encode_snapshot", "read_snapshot", "list_snapshots", "write_snapshot"]
 
 ZSTD_LEVEL = 3
+TRUSTED_BODY_BYTES = 16 << 20
+"""A body up to this size is inflated whatever its compression ratio."""
+MAX_RATIO = 1024
+"""Beyond `TRUSTED_BODY_BYTES`, a body may be at most this many times its compressed size."""
 
 
 class Snapshot(NamedTuple):
@@ -35,20 +37,20 @@ class Snapshot(NamedTuple):
     offset: int
     digest: bytes
     versions: dict[str, int]
-    states: dict[str, tuple[int, bytes]]  # name -> (version, msgpack bytes)
+    states: dict[str, tuple[int, Any]]  # name -> (version, decoded state)
 
     def state(self, name: str, version: int) -> tuple[bool, Any]:
         """``(True, state)`` when this snapshot holds ``name`` at ``version`` ([F-22])."""
         entry = self.states.get(name)
         if entry is None or entry[0] != version:
             return False, None
-        return True, unpack(entry[1], self.path, SNAPSHOT_HEADER_SIZE, f"state of projection {name!r}")
+        return True, entry[1]
 
 
 def encode_snapshot(seq: int, ts: int, position: tuple[int, int], digest: bytes,
                     versions: bytes, states: list[tuple[str, int, bytes]]) -> bytes:
     body = pack({"versions": versions, "projections": [list(s) for s in states]})
-    compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(body)
+    compressed = compress(body, ZSTD_LEVEL)
     head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, 0, seq, ts, position[0], position[1],
                                 digest, len(body), zlib.crc32(compressed), 0)[:-4]
     return head + zlib.crc32(head).to_bytes(4, "little") + compressed
@@ -69,8 +71,20 @@ def list_snapshots(fs: FileSystem, directory: str) -> list[tuple[int, str]]:
     return out
 
 
+def _max_body(compressed_len: int) -> int:
+    """The largest body we will inflate from ``compressed_len`` bytes ([F-21])."""
+    return min(MAX_SNAPSHOT_BYTES, max(TRUSTED_BODY_BYTES, compressed_len * MAX_RATIO))
+
+
 def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
-    """Decode and check a snapshot file ([F-21]); CorruptionError when unusable."""
+    """Decode and check a snapshot file ([F-21]); CorruptionError when unusable.
+
+    Memory is bounded by the body length we accept, which is capped by
+    `MAX_SNAPSHOT_BYTES` and by `MAX_RATIO` times the compressed size, so a
+    zstd bomb cannot claim (or produce) more. Every projection state is
+    unpacked here, so a snapshot that decodes is usable as a whole.
+    """
+    file_size = fs.size(path)
     with fs.open_read(path) as f:
         head = f.read(SNAPSHOT_HEADER_SIZE)
         if len(head) < SNAPSHOT_HEADER_SIZE:
@@ -83,31 +97,43 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
             raise CorruptionError(path, 0, "snapshot header checksum mismatch")
         if version != FORMAT_VERSION:
             raise FormatVersionError(path, version, FORMAT_VERSION)
-        if body_len > MAX_SNAPSHOT_BYTES:
-            raise CorruptionError(path, 56, f"snapshot body of {body_len} bytes exceeds the limit")
-        compressed = f.read(MAX_SNAPSHOT_BYTES + 1)
-    if zlib.crc32(compressed) != body_crc:
-        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body checksum mismatch")
-    body = bytearray()
-    try:
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(compressed), read_size=READ_CHUNK,
-                                                             read_across_frames=False)
-        while chunk := reader.read(READ_CHUNK):
-            body += chunk
-            if len(body) > body_len:
-                raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body decompresses past its declared length")
-    except zstandard.ZstdError as exc:
-        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, f"snapshot zstd stream is damaged: {exc}") from None
+        compressed_len = file_size - SNAPSHOT_HEADER_SIZE
+        if body_len > _max_body(compressed_len):
+            raise CorruptionError(path, 56, f"snapshot body of {body_len} bytes exceeds the limit "
+                                            f"for {compressed_len} compressed bytes")
+        if compressed_len > body_len + (body_len >> 7) + (64 << 10):
+            raise CorruptionError(path, SNAPSHOT_HEADER_SIZE,
+                                  f"snapshot body is {compressed_len} bytes compressed for {body_len} bytes")
+        crc_body = 0
+        while chunk := f.read(READ_CHUNK):
+            crc_body = zlib.crc32(chunk, crc_body)
+        if crc_body != body_crc:
+            raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body checksum mismatch")
+        body = bytearray()
+        try:
+            for chunk in stream_decompress(f, SNAPSHOT_HEADER_SIZE, compressed_len, body_len, READ_CHUNK):
+                body += chunk
+        except ZstdFrameError as exc:
+            raise CorruptionError(path, SNAPSHOT_HEADER_SIZE + exc.offset,
+                                  f"snapshot body: {exc.reason}") from None
     if len(body) != body_len:
-        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body is shorter than declared")
+        raise CorruptionError(path, SNAPSHOT_HEADER_SIZE,
+                              f"snapshot body is {len(body)} bytes, header says {body_len}")
     doc = unpack(bytes(body), path, SNAPSHOT_HEADER_SIZE, "snapshot body")
+    del body
     try:
         versions_raw = doc["versions"]
-        states = {str(name): (int(ver), bytes(state)) for name, ver, state in doc["projections"]}
+        entries = [(name, ver, state) for name, ver, state in doc["projections"]]
+        if not isinstance(versions_raw, bytes) or not all(
+                type(n) is str and type(v) is int and type(s) is bytes for n, v, s in entries):
+            raise TypeError
     except (TypeError, KeyError, ValueError):
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body has the wrong shape") from None
+    states = {name: (ver, unpack(state, path, SNAPSHOT_HEADER_SIZE, f"state of projection {name!r}"))
+              for name, ver, state in entries}
     versions = unpack(versions_raw, path, SNAPSHOT_HEADER_SIZE, "snapshot key versions") if versions_raw else {}
-    if not isinstance(versions, dict):
+    if not isinstance(versions, dict) or not all(
+            type(k) is str and type(v) is int and v > 0 for k, v in versions.items()):
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot key versions have the wrong shape")
     return Snapshot(path, seq, ts, seg_first, offset, bytes(digest), versions, states)
 

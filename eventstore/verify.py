@@ -97,6 +97,8 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
     for snap in wanted.values():
         if snap.seq == 0 and report.last_seq == 0:
             continue
+        if any(a <= snap.seq <= b for a, b in walker.gaps):
+            continue  # its commit was lost to a salvage; the snapshot still holds its state
         collected.add(RecoveryEntry("problem", snap.path, 8,
                                     f"snapshot at seq {snap.seq} does not fall on a commit of the log "
                                     f"(last seq {report.last_seq})"))

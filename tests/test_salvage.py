@@ -1,0 +1,330 @@
+"""Salvage recovery and the single-bit-flip guarantee ([F-13]–[F-15], [F-25], SPEC §4.4–4.5).
+
+Every single-bit flip of a segment is either detected (strict raises
+CorruptionError naming the file and the damaged frame's offset, or, for the
+last frame of the last segment, truncates it as a torn tail with a report) or
+salvaged with nothing lost but the damaged commit.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+
+import pytest
+
+import eventstore
+from eventstore._fs import FileSystem
+from eventstore.errors import CorruptionError
+from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
+
+from _verbs import (  # noqa: F401 - fast_tmp is a fixture
+    KV, fast_tmp, events_tuple, flip, frames_of, seg_files, snap_files, truncate, zero,
+)
+
+
+class FastFS(FileSystem):
+    """No fsyncs: these tests are about bytes, not durability."""
+
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fdatasync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
+FAST = FastFS()
+
+
+def make_store(root, n: int = 12, segment_bytes: int = 4096, per_commit: int = 1, fs=FAST,
+               pad: int = 0, **kw):
+    """``n`` commits of ``per_commit`` events; returns every event in order."""
+    with eventstore.open(root, [KV()], segment_bytes=segment_bytes, snapshot_every=0, fs=fs, **kw) as s:
+        for i in range(n):
+            if per_commit == 1:
+                s.append("set", f"k{i % 3}", {"i": i, "pad": "x" * (pad + i % 5)})
+            else:
+                s.append_many([("set", f"k{j % 3}", {"i": i, "j": j, "pad": "y" * pad})
+                               for j in range(per_commit)])
+        return list(s.read())
+
+
+def replay(events) -> tuple:
+    kv = KV()
+    for e in events:
+        kv.apply(e)
+    return kv.state()
+
+
+def open_read(root, **kw):
+    kv = KV()
+    with eventstore.open(root, [kv], fs=FAST, snapshot_every=0, **kw) as s:
+        return s, list(s.read()), kv.state(), s.recovery_report
+
+
+def _reset(root: str, path: str, original: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(original)
+    shutil.rmtree(os.path.join(root, "quarantine"), ignore_errors=True)
+
+
+def _check_flip(root: str, path: str, original: bytes, offset: int, bit: int, events: list,
+                is_last_segment: bool) -> None:
+    frames = frames_of_bytes(original)
+    hit = next((f for f in frames if f.offset <= offset < f.offset + f.size), None)
+    last_frame = frames[-1]
+    lost_seqs = set() if hit is None else set(range(hit.first_seq, hit.last_seq + 1))
+    if hit is None:  # segment header: every frame survives salvage
+        lost_seqs = set()
+    survivors = [e for e in events if e.seq not in lost_seqs]
+
+    # strict
+    _reset(root, path, original)
+    flip(path, offset, bit)
+    torn_tail = is_last_segment and hit is not None and hit == last_frame
+    if torn_tail:
+        s, got, state, report = open_read(root)
+        assert events_tuple(got) == events_tuple(survivors)
+        assert [(e.action, e.file, e.offset) for e in report] == [("truncated", path, hit.offset)]
+        assert state == replay(survivors)
+    else:
+        with pytest.raises(CorruptionError) as info:
+            open_read(root)
+        assert info.value.file == path
+        assert info.value.offset == (0 if hit is None else hit.offset), (offset, bit, info.value)
+
+    # salvage
+    _reset(root, path, original)
+    flip(path, offset, bit)
+    s, got, state, report = open_read(root, recovery="salvage")
+    assert events_tuple(got) == events_tuple(survivors), (offset, bit)
+    assert state == replay(survivors)
+    if hit is not None and not torn_tail:
+        assert report.lost_ranges == [(hit.first_seq, hit.last_seq)]
+    else:
+        assert report.lost_ranges == []
+    assert report, "salvage must report what it did"
+    qdir = os.path.join(root, "quarantine")
+    copies = [open(os.path.join(qdir, n), "rb").read() for n in os.listdir(qdir)]
+    damaged = bytearray(original)
+    damaged[offset] ^= 1 << bit
+    assert bytes(damaged) in copies or any(bytes(damaged).endswith(c) for c in copies), \
+        "the damaged bytes must be kept in quarantine"
+
+
+def frames_of_bytes(data: bytes):
+    import tempfile
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        return frames_of(f.name)
+
+
+def _sweep(fast_tmp, which: str, every_bit: bool, per_commit: int = 1) -> int:
+    """Flip bits of one segment. With ``every_bit`` all of them; otherwise one bit
+    (offset % 8) of header bytes (all of the segment header and of the first and last
+    two frame headers, each field of the others) and of every 41st byte."""
+    root = str(fast_tmp / "s")
+    events = make_store(root, n=40 if per_commit == 1 else 20, segment_bytes=4096,
+                        per_commit=per_commit, pad=300 // per_commit)
+    segs = seg_files(root, ".seg")
+    assert len(segs) >= 2
+    path = segs[0] if which == "sealed" else segs[-1]
+    original = open(path, "rb").read()
+    frames = frames_of_bytes(original)
+    assert len(frames) >= 2
+    headers = set(range(SEGMENT_HEADER_SIZE))
+    for i, f in enumerate(frames):
+        if i < 2 or i >= len(frames) - 2:  # every header byte of the first and last two frames
+            headers.update(range(f.offset, f.offset + FRAME_HEADER_SIZE))
+        else:  # the first byte of each header field of the others
+            headers.update(f.offset + k for k in (0, 3, 4, 8, 12, 16, 24, 32, 47))
+    checked = 0
+    for offset in range(len(original)):
+        if every_bit:
+            bits: range | tuple = range(8)
+        elif offset in headers or offset % 41 == 0:
+            bits = (offset % 8,)
+        else:
+            continue
+        for bit in bits:
+            _check_flip(root, path, original, offset, bit, events, which == "last")
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("which", ["sealed", "last"])
+def test_bit_flips_are_detected_or_salvaged(fast_tmp, which) -> None:
+    """Header bytes and every 41st byte of a sealed and of the last segment; [F-13]–[F-15]."""
+    assert _sweep(fast_tmp, which, every_bit=False) > 200
+
+
+def test_flips_in_multi_event_commits_lose_the_whole_commit_only(fast_tmp) -> None:
+    """[F-11]: a damaged commit of 4 events is lost as a whole, its neighbours survive."""
+    assert _sweep(fast_tmp, "sealed", every_bit=False, per_commit=4) > 100
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["sealed", "last"])
+def test_every_single_bit_flip_is_detected_or_salvaged(fast_tmp, which) -> None:
+    assert _sweep(fast_tmp, which, every_bit=True) > 8 * 2000
+
+
+def test_salvage_then_strict_reopen_and_append(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    events = make_store(root, n=14, segment_bytes=4096)
+    path = seg_files(root, ".seg")[0]
+    frames = frames_of(path)
+    victim = frames[1]
+    flip(path, victim.offset + 60)
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        assert s.recovery_report.lost_ranges == [(victim.first_seq, victim.last_seq)]
+        assert s.stats()["events"] == len(events) - victim.count
+        e = s.append("set", "new", {"after": True})
+        assert e.seq == events[-1].seq + 1  # seq stays contiguous on disk ([F-25])
+    kv = KV()
+    with eventstore.open(root, [kv], fs=FAST) as s:  # strict is happy with gap frames
+        assert not s.recovery_report
+        got = list(s.read())
+        assert [x.seq for x in got] == [x.seq for x in events if x.seq != victim.first_seq] + [e.seq]
+        report = s.verify()
+        assert report.ok, str(report)
+    assert kv.state() == replay(got)
+
+
+def test_salvage_keeps_frame_offsets_so_later_snapshots_stay_usable(fast_tmp) -> None:
+    """The gap frame is padded to the damaged bytes' length: a snapshot taken after the
+    damage still matches its position, and it restores the state the lost commit held."""
+    root = str(fast_tmp / "s")
+    kv = KV()
+    with eventstore.open(root, [kv], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        for i in range(20):
+            s.append("set", f"k{i % 3}", {"i": i})
+        s.snapshot()
+        for i in range(20, 25):
+            s.append("set", f"k{i % 3}", {"i": i})
+        full = kv.state()
+        events = list(s.read())
+    path = seg_files(root, ".seg")[0]
+    victim = frames_of(path)[2]
+    flip(path, victim.offset + victim.size - 1)
+    kv2 = KV()
+    with eventstore.open(root, [kv2], recovery="salvage", fs=FAST) as s:
+        report = s.recovery_report
+        assert report.lost_ranges == [(victim.first_seq, victim.last_seq)]
+        assert not [e for e in report if e.action == "skipped-snapshot"], str(report)
+        assert s.stats()["snapshot_seq"] == 20
+        # the state holds the lost commit's effect: it came from the snapshot
+        assert kv2.state() == full
+        assert [e.seq for e in s.read()] == [e.seq for e in events if e.seq != victim.first_seq]
+    assert frames_of(path)[3].offset == frames_of(seg_files(root, ".seg")[0])[3].offset
+
+
+def test_salvage_after_the_snapshot_loses_only_that_commit(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], segment_bytes=100_000, snapshot_every=0, fs=FAST) as s:
+        for i in range(10):
+            s.append("set", f"k{i % 3}", {"i": i})
+        s.snapshot()
+        for i in range(10, 20):
+            s.append("set", f"k{i % 3}", {"i": i})
+        events = list(s.read())
+    path = seg_files(root, ".seg")[0]
+    victim = next(f for f in frames_of(path) if f.first_seq == 14)
+    zero(path, victim.offset, 8)  # magic and CRC gone
+    with pytest.raises(CorruptionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert (info.value.file, info.value.offset) == (path, victim.offset)
+    kv = KV()
+    with eventstore.open(root, [kv], recovery="salvage", fs=FAST) as s:
+        assert s.recovery_report.lost_ranges == [(14, 14)]
+        survivors = [e for e in events if e.seq != 14]
+        assert events_tuple(s.read()) == events_tuple(survivors)
+        assert kv.state() == replay(survivors)
+
+
+def test_missing_middle_segment_is_a_lost_range(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    events = make_store(root, n=50, segment_bytes=4096, pad=200)
+    segs = seg_files(root, ".seg")
+    assert len(segs) >= 3
+    gone = frames_of(segs[1])
+    moved = str(fast_tmp / "elsewhere.seg")
+    os.rename(segs[1], moved)
+    with pytest.raises(CorruptionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert info.value.file == segs[2]
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        assert s.recovery_report.lost_ranges == [(gone[0].first_seq, gone[-1].last_seq)]
+        lost = set(range(gone[0].first_seq, gone[-1].last_seq + 1))
+        assert events_tuple(s.read()) == events_tuple([e for e in events if e.seq not in lost])
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert s.verify().ok
+
+
+def test_damaged_zseg_salvages_every_frame_it_can_decompress(fast_tmp) -> None:
+    """A flip late in a .zseg's zstd stream: frames in the zstd blocks before it are kept,
+    and the lost seqs are one contiguous range to the end of that segment."""
+    root = str(fast_tmp / "s")
+    rng = random.Random(4)
+    with eventstore.open(root, [KV()], segment_bytes=1 << 20, snapshot_every=0, fs=FAST) as s:
+        for i in range(2500):
+            s.append("set", f"k{i % 5}", {"i": i, "text": rng.randbytes(100).hex()})
+        s.compact()
+        events = list(s.read())
+    (path,) = seg_files(root, ".zseg")
+    size = os.path.getsize(path)
+    flip(path, size - 2000)  # inside the zstd stream, in one of its last blocks
+    with pytest.raises(CorruptionError) as info:
+        with eventstore.open(root, [KV()], fs=FAST) as s:
+            list(s.read())
+    assert info.value.file == path
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        lost = s.recovery_report.lost_ranges
+        assert len(lost) == 1
+        lo, hi = lost[0]
+        assert lo > 1000, "frames in the zstd blocks before the damage are kept"
+        assert hi == 2500
+        survivors = [e for e in events if not lo <= e.seq <= hi]
+        assert events_tuple(s.read()) == events_tuple(survivors)
+        qdir = os.path.join(root, "quarantine")
+        assert any(n.endswith(os.path.basename(path)) for n in os.listdir(qdir))
+        assert not os.path.exists(path)  # replaced by a plain rewrite, original in quarantine
+        e = s.append("set", "after", {})
+        assert e.seq == 2501
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert s.verify().ok
+        assert [x.seq for x in s.read(lo - 1, hi + 3)] == [lo - 1, 2501]
+
+
+def test_torn_tail_is_cut_after_a_copy_to_quarantine(fast_tmp) -> None:
+    """[F-13], [F-05]: the bytes cut are in quarantine/, byte for byte."""
+    root = str(fast_tmp / "s")
+    events = make_store(root, n=5)
+    path = seg_files(root, ".seg")[-1]
+    data = open(path, "rb").read()
+    last = frames_of(path)[-1]
+    truncate(path, last.offset + 30)
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        (entry,) = list(s.recovery_report)
+        assert (entry.action, entry.file, entry.offset, entry.nbytes) == ("truncated", path, last.offset, 30)
+        assert events_tuple(s.read()) == events_tuple(events[:-1])
+    qdir = os.path.join(root, "quarantine")
+    (name,) = os.listdir(qdir)
+    assert open(os.path.join(qdir, name), "rb").read() == data[last.offset:last.offset + 30]
+    assert os.path.getsize(path) == last.offset
+
+
+def test_salvage_of_a_clean_store_changes_nothing(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    events = make_store(root, n=20, segment_bytes=4096)
+    before = {p: open(p, "rb").read() for p in seg_files(root)}
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        assert not s.recovery_report
+        assert events_tuple(s.read()) == events_tuple(events)
+    assert {p: open(p, "rb").read() for p in seg_files(root)} == before
+    assert not os.path.exists(os.path.join(root, "quarantine")) or not os.listdir(os.path.join(root, "quarantine"))
+    assert snap_files(root) == []
