@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Iterable
+from typing import Any
 
-from ._cli_output import Progress, display_key, format_time, plural, iso_time, plain, shorten, table
-from .events import FIELD_OF_TYPE, FIELDS, VALUE
-from ._cli_store import Context, Problem, UsageError, catalog_store, media_key, parse_time
+from ._cli_output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table
+from ._cli_store import Context, UsageError, catalog_store, media_key, parse_time
+from .events import FIELD_OF_TYPE, FIELDS, VALUE, Change, MediaRecord
+from .keys import media_key as normalise_key
 
 __all__ = [
     "cmd_init", "cmd_set_title", "cmd_set_description", "cmd_get", "cmd_ls",
@@ -25,30 +26,19 @@ __all__ = [
 # --------------------------------------------------------------- conversions
 
 
-def record_dict(record: Any) -> dict[str, Any] | None:
-    """A `MediaRecord` (or a projection's per-key state) as a plain dict."""
+def record_dict(record: MediaRecord | None) -> dict[str, Any] | None:
+    """A `MediaRecord` as a plain dict, with ISO 8601 times."""
     if record is None:
         return None
-    if isinstance(record, dict):
-        out = dict(record)
-    elif hasattr(record, "_asdict"):
-        out = dict(record._asdict())
-    else:
-        out = {name: getattr(record, name) for name in
-               ("title", "description", "version", "created", "updated") if hasattr(record, name)}
-    for name in ("created", "updated"):
-        if name in out:
-            out[name] = iso_time(out[name]) or out[name]
-    return plain(out)
+    out = record._asdict()
+    out["created"], out["updated"] = iso_time(record.created), iso_time(record.updated)
+    return out
 
 
-def change_dict(change: Any) -> dict[str, Any]:
-    """A history `Change` as a plain dict with an ISO time."""
+def change_dict(change: Change) -> dict[str, Any]:
+    """A history `Change` as a plain dict, with an ISO 8601 time."""
     out = plain(change)
-    if not isinstance(out, dict):
-        out = {"change": out}
-    if "time" in out:
-        out["time"] = iso_time(getattr(change, "time", None)) or out["time"]
+    out["time"] = iso_time(change.time)
     return out
 
 
@@ -77,54 +67,29 @@ def event_summary(event: Any) -> str:
     return " ".join(parts)
 
 
-def _events_of(result: Any) -> list[Any]:
-    """The events a catalog call returned: one Event, a list, or None."""
-    if result is None:
-        return []
-    if hasattr(result, "seq") and hasattr(result, "key"):
-        return [result]
-    if isinstance(result, (list, tuple)):
-        return [e for e in result if hasattr(e, "seq")]
-    return []
-
-
 def _text_arg(value: str) -> str:
     return sys.stdin.read().rstrip("\n") if value == "-" else value
 
 
-def _items(source: Any) -> list[tuple[str, Any]]:
-    """(key, record) pairs from a catalog or a projection, sorted by key."""
-    items = source.items() if hasattr(source, "items") else getattr(source, "state", {}).items()
-    return sorted(((str(k), v) for k, v in items), key=lambda kv: kv[0])
+def _items(source: Any) -> list[tuple[str, MediaRecord]]:
+    """(key, record) pairs of a catalog or a projection, sorted by key."""
+    return sorted(source.items(), key=lambda kv: kv[0])
 
 
-def _under(prefix: str | None, items: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+def _under(prefix: str | None, items: list[tuple[str, MediaRecord]]
+           ) -> list[tuple[str, MediaRecord]]:
+    """Items whose key is ``prefix`` or lies under it (a directory)."""
     if not prefix:
-        return list(items)
-    raw = prefix
-    norm = os.path.normpath(os.path.abspath(os.path.expanduser(prefix)))
-    return [(k, v) for k, v in items if k.startswith(raw) or k == norm
-            or k.startswith(norm.rstrip(os.sep) + os.sep)]
+        return items
+    norm = normalise_key(prefix)
+    inside = norm.rstrip(os.sep) + os.sep
+    return [(k, r) for k, r in items if k == norm or k.startswith(inside)]
 
 
-def _field(record: Any, name: str) -> Any:
-    if record is None:
-        return None
-    if isinstance(record, dict):
-        return record.get(name)
-    return getattr(record, name, None)
-
-
-def _print_items(ctx: Context, items: list[tuple[str, Any]]) -> None:
-    rows = [(display_key(key), shorten(_field(rec, "title") or "", 32),
-             shorten(_field(rec, "description") or "", 40),
-             _field(rec, "version") if _field(rec, "version") is not None else "",
-             format_time(_field(rec, "updated")) if _field(rec, "updated") is not None else "")
-            for key, rec in items]
-    headers = ["KEY", "TITLE", "DESCRIPTION", "VER", "UPDATED"]
-    if rows and all(r[3] == "" for r in rows):
-        headers, rows = headers[:3], [r[:3] for r in rows]
-    ctx.out.text(*table(headers, rows, right=("VER",)))
+def _print_items(ctx: Context, items: list[tuple[str, MediaRecord]]) -> None:
+    rows = [(display_key(key), shorten(rec.title, 32), shorten(rec.description, 40),
+             rec.version, format_time(rec.updated)) for key, rec in items]
+    ctx.out.text(*table(["KEY", "TITLE", "DESCRIPTION", "VER", "UPDATED"], rows, right=("VER",)))
 
 
 # ------------------------------------------------------------------- commands
@@ -176,13 +141,10 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
         if not ctx.json:
             sys.stderr.write(f"metalog: no media item {key}\n")
         return 1
-    info = {"key": key, "found": True, **(record_dict(record) or {})}
-    ctx.out.json(info)
-    ctx.out.kv([("key", key), ("title", info.get("title") or ""),
-                ("description", info.get("description") or ""),
-                ("version", info.get("version", "")),
-                ("created", format_time(getattr(record, "created", None))),
-                ("updated", format_time(getattr(record, "updated", None)))])
+    ctx.out.json({"key": key, "found": True, **record_dict(record)})
+    ctx.out.kv([("key", key), ("title", record.title), ("description", record.description),
+                ("version", record.version), ("created", format_time(record.created)),
+                ("updated", format_time(record.updated))])
     return 0
 
 
@@ -190,7 +152,7 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog(readonly=True) as cat:
         items = _under(args.prefix, _items(cat))
     ctx.out.json({"count": len(items),
-                  "items": [{"key": k, **(record_dict(r) or {})} for k, r in items]})
+                  "items": [{"key": k, **record_dict(r)} for k, r in items]})
     if not items:
         ctx.out.text("(no media items)")
     else:
@@ -215,8 +177,7 @@ def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
 
 def _undo_redo(args: argparse.Namespace, ctx: Context, verb: str) -> int:
     with ctx.catalog() as cat:
-        result = (cat.undo if verb == "undo" else cat.redo)(args.media)
-        events = _events_of(result)
+        events = (cat.undo if verb == "undo" else cat.redo)(args.media)
     past = "undid" if verb == "undo" else "redid"
     ctx.out.json({verb: [plain(_event_brief(e)) for e in events], "changed": bool(events)})
     if not events:
@@ -258,7 +219,7 @@ def cmd_state_at(args: argparse.Namespace, ctx: Context) -> int:
         at_seq = view.last_seq
     point = f"seq {args.seq}" if args.time is None else f"time {args.time}"
     ctx.out.json({"at": {"seq": at_seq, "time": args.time}, "count": len(items),
-                  "items": [{"key": k, **(record_dict(r) or {})} for k, r in items]})
+                  "items": [{"key": k, **record_dict(r)} for k, r in items]})
     ctx.out.text(f"state at {point}" + (f" (seq {at_seq})" if args.time and at_seq else "")
                  + f": {plural(len(items), 'item')}")
     if items:
