@@ -13,6 +13,8 @@ import sys
 import tempfile
 from typing import Any, Iterator
 
+from eventstore import RecoveryReport, VerifyReport
+
 from ._cli_media import event_summary
 from ._cli_output import Progress, display_key, event_dict, format_time, plain, plural
 from ._cli_store import Context, catalog_store, log_key, parse_time
@@ -26,7 +28,8 @@ __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
 
 def _filtered(store: Any, args: argparse.Namespace, progress: Progress | None = None
               ) -> Iterator[Any]:
-    """Events matching --from --to --key --type --since --until, in seq order."""
+    """Events matching --from --to --key --type --since --until, in seq order.
+    Commit times never go backwards in a log, so the scan stops after --until."""
     start = max(args.from_seq or 1, 1)
     stop = args.to_seq + 1 if args.to_seq is not None else None
     if stop is not None and stop <= start:
@@ -41,7 +44,7 @@ def _filtered(store: Any, args: argparse.Namespace, progress: Progress | None = 
         if since is not None and event.ts < since:
             continue
         if until is not None and event.ts > until:
-            continue
+            return
         yield event
 
 
@@ -158,67 +161,36 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def problem_dict(problem: Any) -> dict[str, Any]:
-    """A verify/recovery problem as {file, offset, reason, message}."""
-    out: dict[str, Any] = {"message": str(problem)}
-    as_dict = getattr(problem, "as_dict", None)
-    if callable(as_dict):
-        out.update(plain(as_dict()))
-    for name in ("file", "offset", "reason"):
-        if name not in out and getattr(problem, name, None) is not None:
-            out[name] = plain(getattr(problem, name))
-    return out
+    """A verify or recovery entry as a dict: its fields plus ``message``."""
+    return {**plain(problem.as_dict()), "message": str(problem)}
 
 
-def report_lines(report: Any) -> list[str]:
+def report_lines(report: RecoveryReport) -> list[str]:
     """The entries of a recovery report, one string each (empty when none)."""
-    if not report:
-        return []
-    for name in ("entries", "actions", "problems", "items"):
-        entries = getattr(report, name, None)
-        if entries:
-            return [str(e) for e in entries]
-    try:
-        return [str(e) for e in report]
-    except TypeError:
-        return [str(report)]
+    return [str(entry) for entry in report]
 
 
-def _report_json(report: Any) -> Any:
-    as_dict = getattr(report, "as_dict", None)
-    if callable(as_dict):
-        return plain(as_dict())
-    return report_lines(report)
-
-
-def _show_verify(ctx: Context, report: Any, extra: dict[str, Any] | None = None) -> int:
-    problems = [problem_dict(p) for p in getattr(report, "problems", [])]
-    ok = bool(report.ok)
-    body = {"ok": ok, "problems": problems, **(extra or {})}
-    for name in ("events", "commits", "segments", "snapshots", "last_seq"):
-        value = getattr(report, name, None)
-        if isinstance(value, int) and name not in body:
-            body[name] = value
+def _show_verify(ctx: Context, report: VerifyReport, extra: dict[str, Any] | None = None) -> int:
+    body = {**plain(report.as_dict()), **(extra or {})}
+    body["problems"] = [problem_dict(p) for p in report.problems]
     ctx.out.json(body)
-    if ok:
+    if report.ok:
         counts = ", ".join(plural(body[n], n[:-1])
-                           for n in ("events", "commits", "segments", "snapshots") if n in body)
-        ctx.out.text(f"ok: {ctx.store} verified" + (f" ({counts})" if counts else ""))
-    else:
-        ctx.out.text(f"verify found {plural(len(problems), 'problem')} in {ctx.store}:")
-        for p in problems:
-            ctx.out.text(f"  {p['message']}")
-        sys.stderr.write("hint: `metalog recover` repairs a torn tail; `metalog recover --salvage` "
-                         "keeps every intact event after damage (nothing is deleted)\n")
-    return 0 if ok else 1
+                           for n in ("events", "commits", "segments", "snapshots"))
+        ctx.out.text(f"ok: {ctx.store} verified ({counts})")
+        return 0
+    ctx.out.text(f"verify found {plural(len(report.problems), 'problem')} in {ctx.store}:")
+    for problem in body["problems"]:
+        ctx.out.text(f"  {problem['message']}")
+    sys.stderr.write("hint: `metalog recover` repairs a torn tail; `metalog recover --salvage` "
+                     "keeps every intact event after damage (nothing is deleted)\n")
+    return 1
 
 
-def _verify(store: Any) -> Any:
+def _verify(store: Any) -> VerifyReport:
     """``store.verify()`` with a progress bar fed by its progress callback."""
     with Progress("verifying", total=store.last_seq or None) as bar:
-        try:
-            return store.verify(progress=bar.update)
-        except TypeError:  # a store whose verify() takes no progress callback
-            return store.verify()
+        return store.verify(progress=bar.update)
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
@@ -241,7 +213,7 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.out.text(f"recovery ({mode}): nothing to repair in {ctx.store}")
     return _show_verify(ctx, verified, {"recovery": mode, "repaired": bool(lines),
-                                        "report": _report_json(report)})
+                                        "report": plain(report.as_dict())})
 
 
 def cmd_compact(args: argparse.Namespace, ctx: Context) -> int:
