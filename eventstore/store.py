@@ -253,6 +253,7 @@ class Store:
             return on_commit
 
         end = None
+        claimed_past = (0, "")  # the highest seq a mismatched snapshot claimed, and its file
         firsts = [r.first_seq for r in refs]
         for seq, path in self._snapshot_candidates():
             try:
@@ -290,6 +291,8 @@ class Store:
                     raise CorruptionError(path, 32, f"snapshot claims seqs past the log: {exc}") from None
                 self.recovery_report.add(RecoveryEntry("skipped-snapshot", path, None,
                                                        f"does not match the log: {exc}"))
+                if snap.seq > claimed_past[0]:
+                    claimed_past = (snap.seq, path)
                 for p, state in fresh:
                     p.restore(unpack(state, path, 0, "initial projection state"))
                 self._versions = {}
@@ -300,6 +303,9 @@ class Store:
             end = walker.walk(refs, 0, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST, 0,
                               apply_to(self._projections)) if refs else None
         next_seq = end.next_seq if end else 1
+        if self.recovery == "strict" and claimed_past[0] >= next_seq:
+            raise CorruptionError(claimed_past[1], 8, f"snapshot claims seq {claimed_past[0]}, past the end "
+                                                      f"of the log (last seq {next_seq - 1})")
         self._next_seq = next_seq
         self._published = next_seq - 1
         self._digest = end.digest if end else ZERO_DIGEST
