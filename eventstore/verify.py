@@ -95,8 +95,8 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
     end = walker.walk(refs, 0, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST, 0, on_commit, stop_seq=bound)
     report.last_seq = end.next_seq - 1
     for snap in wanted.values():
-        if snap.seq == 0 and report.last_seq == 0:
-            continue
+        if snap.seq == 0 and snap.digest == ZERO_DIGEST:
+            continue  # a snapshot of the empty store
         if any(a <= snap.seq <= b for a, b in walker.gaps):
             continue  # its commit was lost to a salvage; the snapshot still holds its state
         collected.add(RecoveryEntry("problem", snap.path, 8,

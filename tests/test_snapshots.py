@@ -1,0 +1,347 @@
+"""Snapshots: snapshot + tail replay == full replay, fallbacks, retention ([F-21]–[F-23], SPEC §4.8)."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import eventstore
+from eventstore import snapshot as snap_mod
+from eventstore._fs import FileSystem
+from eventstore.errors import CorruptionError, FormatVersionError
+from eventstore.layout import SNAPSHOT_HEADER_SIZE
+
+from _verbs import (  # noqa: F401 - fast_tmp is a fixture
+    KV, Counter, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, seg_files,
+    set_u16, snap_files, truncate, write_at, resign_header, zero,
+)
+
+
+class FastFS(FileSystem):
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fdatasync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
+FAST = FastFS()
+
+
+class Applies(KV):
+    """KV that also counts the events applied to this instance (not part of its state)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied = 0
+
+    def apply(self, event) -> None:
+        self.applied += 1
+        super().apply(event)
+
+
+def replay(events, cls=KV):
+    p = cls()
+    for e in events:
+        p.apply(e)
+    return p
+
+
+# -- property: snapshot + replay == full replay -----------------------------------------------
+event_st = st.tuples(
+    st.sampled_from(["set", "del", "tag"]),
+    st.sampled_from([f"k{i}" for i in range(6)] + ["ключ", "a/b"]),
+    st.dictionaries(st.sampled_from(["t", "d", "n"]),
+                    st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=20), st.none(),
+                              st.binary(max_size=8), st.lists(st.integers(0, 9), max_size=3)),
+                    max_size=3),
+)
+step_st = st.one_of(
+    st.lists(event_st, min_size=1, max_size=4).map(lambda items: ("commit", items)),
+    st.just(("snapshot", None)),
+    st.just(("reopen", None)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(step_st, min_size=1, max_size=30), snapshot_every=st.sampled_from([0, 3, 7]))
+def test_snapshot_plus_tail_equals_full_replay(fast_tmp, steps, snapshot_every) -> None:
+    """[F-21], SPEC §4.8: whatever snapshots exist, open restores the newest one, replays only
+    the tail, and ends in exactly the state (and key versions) of a full replay."""
+    root = str(fast_tmp / f"s{time.monotonic_ns()}")
+    opts = dict(segment_bytes=4096, snapshot_every=snapshot_every, fs=FAST)
+    kv, counter = KV(), Counter()
+    s = eventstore.open(root, [kv, counter], **opts)
+    try:
+        for kind, items in steps:
+            if kind == "commit":
+                s.append_many(items)
+            elif kind == "snapshot":
+                s.snapshot()
+            else:
+                s.close()
+                kv, counter = KV(), Counter()
+                s = eventstore.open(root, [kv, counter], **opts)
+        events = list(s.read())
+        versions = {k: s.version(k) for k in {e.key for e in events}}
+    finally:
+        s.close()
+    full, full_counter = replay(events), replay(events, Counter)
+    assert kv.state() == full.state() and counter.by_type == full_counter.by_type
+
+    fresh, c2 = Applies(), Counter()
+    with eventstore.open(root, [fresh, c2], **opts) as s:
+        assert not s.recovery_report
+        snap_seq = s.stats()["snapshot_seq"]
+        newest = snap_mod.list_snapshots(FAST, os.path.join(root, "snapshots"))
+        assert snap_seq == (newest[0][0] if newest else 0)
+        assert fresh.applied == len(events) - snap_seq  # only the tail was replayed
+        assert fresh.state() == full.state() and c2.by_type == full_counter.by_type
+        assert {k: s.version(k) for k in versions} == versions
+        assert s.last_seq == len(events)
+        report = s.verify()
+        assert report.ok, str(report)
+
+
+def test_every_snapshot_holds_the_state_at_its_seq(fast_tmp) -> None:
+    """Each snapshot written (automatic ones from the background thread too) holds exactly
+    the state of a replay up to its seq, even while other threads append."""
+    root = str(fast_tmp / "s")
+    kv = KV()
+    with eventstore.open(root, [kv], snapshot_every=25, segment_bytes=8192) as s:
+        def writer(t: int) -> None:
+            for i in range(60):
+                s.append("set", f"t{t}-{i % 4}", {"i": i})
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        s.snapshot()
+        events = list(s.read())
+        assert len(events) == 240
+    snaps = snap_files(root)
+    assert 1 <= len(snaps) <= 3
+    for path in snaps:
+        snap = snap_mod.read_snapshot(FAST, path)
+        ok, state = snap.state("kv", 1)
+        assert ok
+        upto = replay(events[:snap.seq])
+        restored = KV()
+        restored.restore(state)
+        assert restored.state() == upto.state(), path
+        versions: dict[str, int] = {}
+        for e in events[:snap.seq]:
+            versions[e.key] = versions.get(e.key, 0) + 1
+        assert snap.versions == versions
+
+
+class GatedFS(FastFS):
+    """Snapshot files wait for a gate to open: a snapshot write that takes forever."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+
+    def create_atomic(self, path: str, data: bytes) -> None:
+        if path.endswith(".snap"):
+            self.waiting.set()
+            assert self.gate.wait(10)
+        super().create_atomic(path, data)
+
+
+def test_automatic_snapshot_runs_off_the_hot_path(fast_tmp) -> None:
+    """While the background snapshot write is stuck, appends still return."""
+    root = str(fast_tmp / "s")
+    fs = GatedFS()
+    kv = KV()
+    with eventstore.open(root, [kv], snapshot_every=10, fs=fs) as s:
+        for i in range(10):
+            s.append("set", "k", {"i": i})
+        assert fs.waiting.wait(5), "the 10th event starts a snapshot"
+        t0 = time.monotonic()
+        for i in range(10, 40):
+            s.append("set", "k", {"i": i})
+        assert time.monotonic() - t0 < 2.0
+        assert snap_files(root) == []  # still stuck
+        fs.gate.set()
+    snaps = snap_files(root)
+    assert snaps and read_snapshot_header(snaps[0])[3] == 10
+    fresh = Applies()
+    with eventstore.open(root, [fresh], fs=FAST) as s:
+        assert s.last_seq == 40
+        assert fresh.applied == 40 - s.stats()["snapshot_seq"]
+        assert fresh.state() == kv.state()
+
+
+def test_keeps_the_newest_three(fast_tmp) -> None:
+    """[F-23]"""
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], snapshot_every=0, fs=FAST) as s:
+        for i in range(6):
+            s.append("set", "k", {"i": i})
+            s.snapshot()
+    assert [read_snapshot_header(p)[3] for p in snap_files(root)] == [4, 5, 6]
+
+
+def _store_with_two_snapshots(root: str) -> tuple[list, tuple]:
+    kv = KV()
+    with eventstore.open(root, [kv, Counter()], snapshot_every=0, fs=FAST) as s:
+        for i in range(10):
+            s.append("set", f"k{i % 3}", {"i": i})
+        s.snapshot()
+        for i in range(10, 20):
+            s.append("set", f"k{i % 3}", {"i": i})
+        s.snapshot()
+        for i in range(20, 25):
+            s.append("del", f"k{i % 3}", {"i": i})
+        return list(s.read()), kv.state()
+
+
+DAMAGE = {
+    "flip-header": lambda p: flip(p, 20),
+    "flip-crc": lambda p: flip(p, 70, 3),
+    "flip-body": lambda p: flip(p, os.path.getsize(p) - 5),
+    "truncate-body": lambda p: truncate(p, os.path.getsize(p) - 3),
+    "truncate-header": lambda p: truncate(p, 30),
+    "zero-all": lambda p: zero(p, 0, os.path.getsize(p)),
+    "empty": lambda p: truncate(p, 0),
+    "junk-after": lambda p: open(p, "ab").write(b"junk"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_newest_snapshot_falls_back_to_the_older_one(fast_tmp, damage) -> None:
+    """[F-21]: skipped with a report naming the file; the next older one is used."""
+    root = str(fast_tmp / "s")
+    events, state = _store_with_two_snapshots(root)
+    older, newest = snap_files(root)
+    DAMAGE[damage](newest)
+    fresh = Applies()
+    with eventstore.open(root, [fresh, Counter()], fs=FAST) as s:
+        entries = [e for e in s.recovery_report if e.action == "skipped-snapshot"]
+        assert [e.file for e in entries] == [newest]
+        assert entries[0].offset is not None and entries[0].reason
+        assert fresh.applied == 15
+        assert fresh.state() == state
+        assert events_tuple(s.read()) == events_tuple(events)
+        report = s.verify()
+        assert not report.ok and [p.file for p in report.problems] == [newest]
+
+
+def test_both_snapshots_damaged_means_full_replay(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    events, state = _store_with_two_snapshots(root)
+    for p in snap_files(root):
+        flip(p, SNAPSHOT_HEADER_SIZE + 3)
+    fresh = Applies()
+    with eventstore.open(root, [fresh], fs=FAST) as s:
+        assert len([e for e in s.recovery_report if e.action == "skipped-snapshot"]) == 2
+        assert fresh.applied == 25 and fresh.state() == state
+
+
+def test_snapshot_not_matching_the_log_is_skipped(fast_tmp) -> None:
+    """A CRC-valid snapshot whose chain digest is not the log's at its seq ([F-21])."""
+    root = str(fast_tmp / "s")
+    events, state = _store_with_two_snapshots(root)
+    newest = snap_files(root)[-1]
+    flip(newest, 45)  # inside the chain digest field (offset 40..55)
+    resign_header(newest, SNAPSHOT_HEADER_SIZE)
+    fresh = Applies()
+    with eventstore.open(root, [fresh], fs=FAST) as s:
+        (entry,) = [e for e in s.recovery_report if e.action == "skipped-snapshot"]
+        assert entry.file == newest and "does not match" in entry.reason
+        assert fresh.applied == 15 and fresh.state() == state
+        report = s.verify()
+        assert [(p.file, p.offset) for p in report.problems] == [(newest, 40)]
+
+
+def test_mismatched_projection_version_is_rebuilt_by_replay(fast_tmp) -> None:
+    """[F-22]: only the projection whose version changed is replayed in full."""
+    root = str(fast_tmp / "s")
+    events, state = _store_with_two_snapshots(root)
+    kv, counter = Applies(), Counter(version=2)
+    with eventstore.open(root, [kv, counter], fs=FAST) as s:
+        assert kv.applied == 5  # restored from the snapshot at 20
+        assert counter.by_type == replay(events, Counter).by_type  # rebuilt from seq 1
+        assert kv.state() == state
+
+
+def test_snapshot_of_an_empty_store_and_of_a_store_with_no_projections(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert s.snapshot() == 0
+    with eventstore.open(root, [], fs=FAST) as s:
+        assert s.last_seq == 0
+        s.append("set", "k", {})
+        assert s.snapshot() == 1
+    kv = KV()
+    with eventstore.open(root, [kv], fs=FAST) as s:
+        assert not s.recovery_report
+        assert kv.count == 1 and s.version("k") == 1  # no kv state in that snapshot: replayed
+
+
+def test_snapshot_seq_past_the_log_is_corruption_in_strict_and_skipped_in_salvage(fast_tmp) -> None:
+    """A snapshot (validly signed) claiming seqs the log does not hold: strict refuses to
+    open (the log lost committed data or the snapshot lies); salvage skips it."""
+    root = str(fast_tmp / "s")
+    events, state = _store_with_two_snapshots(root)
+    newest = snap_files(root)[-1]
+    head = read_snapshot_header(newest)
+    data = open(newest, "rb").read()
+    fake = os.path.join(os.path.dirname(newest), f"{500:020d}.snap")
+    with open(fake, "wb") as f:
+        f.write(data)
+    write_at(fake, 8, (500).to_bytes(8, "little"))
+    resign_header(fake, SNAPSHOT_HEADER_SIZE)
+    assert head[3] == 20
+    with pytest.raises(CorruptionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert info.value.file == fake
+    kv = KV()
+    with eventstore.open(root, [kv], recovery="salvage", fs=FAST) as s:
+        assert [e.file for e in s.recovery_report if e.action == "skipped-snapshot"] == [fake]
+        assert kv.state() == state and s.last_seq == 25
+
+
+def test_snapshot_at_the_very_end_of_the_log_is_confirmed(fast_tmp) -> None:
+    """A snapshot at the last seq is checked against the frame that ends at its position."""
+    root = str(fast_tmp / "s")
+    kv = KV()
+    with eventstore.open(root, [kv], fs=FAST, snapshot_every=0) as s:
+        for i in range(5):
+            s.append("set", "k", {"i": i})
+        s.snapshot()
+    fresh = Applies()
+    with eventstore.open(root, [fresh], fs=FAST) as s:
+        assert not s.recovery_report and fresh.applied == 0 and fresh.state() == kv.state()
+    # a forged snapshot claiming seq 7 at the same position: no frame there says 7
+    path = snap_files(root)[-1]
+    fake = os.path.join(os.path.dirname(path), f"{7:020d}.snap")
+    data = bytearray(open(path, "rb").read())
+    data[8:16] = (7).to_bytes(8, "little")
+    open(fake, "wb").write(bytes(data))
+    resign_header(fake, SNAPSHOT_HEADER_SIZE)
+    with pytest.raises(CorruptionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert info.value.file == fake and "past the end" in info.value.reason
+
+
+def test_future_snapshot_version_is_a_clear_error(fast_tmp) -> None:
+    """[F-06]: never treated as damage to repair."""
+    root = str(fast_tmp / "s")
+    _store_with_two_snapshots(root)
+    newest = snap_files(root)[-1]
+    set_u16(newest, 4, 9, SNAPSHOT_HEADER_SIZE)
+    with pytest.raises(FormatVersionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert (info.value.found, info.value.supported, info.value.file) == (9, 1, newest)
+    assert "9" in str(info.value) and "1" in str(info.value)
+    assert os.path.exists(newest)
