@@ -15,6 +15,7 @@ when ``writer`` is true; readers stop there. Decoded commits are handed to an
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import zlib
@@ -34,7 +35,7 @@ from .layout import (
     QUARANTINE_DIR, READ_CHUNK, SEGMENT_HEADER_SIZE, ZERO_DIGEST, ZSEGMENT_HEADER_SIZE,
 )
 from .segment import (
-    SegmentRef, SegmentStream, encode_header, read_zheader, scan, segment_path,
+    SegmentRef, SegmentStream, encode_header, read_header, read_zheader, scan, segment_path,
 )
 
 __all__ = ["RecoveryReport", "RecoveryEntry", "Walker", "WalkEnd", "quarantine_copy",
@@ -139,6 +140,7 @@ class _LenientStream:
         self.fs, self.ref = fs, ref
         self.header_error = header_error
         self.error: CorruptionError | None = None
+        self.known: str | None = None  # an error already reported as the segment's first damage
         self.prev_digest = prev_digest
         self.plain_size: int | None = None
         if ref.compressed:
@@ -257,19 +259,41 @@ class Walker:
         self.report.add(RecoveryEntry(action, path, offset, reason, lost=lost))
 
     def _open(self, ref: SegmentRef, digest: bytes) -> tuple[SegmentStream | _LenientStream, Damage | None]:
-        """The segment's byte stream, and a damage to start from when its header is bad."""
+        """The segment's byte stream, and a damage to start from when its header is bad.
+
+        Strict reads through `SegmentStream` (any damage raises). Salvage and
+        collect read compressed segments through a `_LenientStream`, so frames
+        before a damaged zstd block are still seen and the zstd problem is
+        reported with its own offset once the stream ends.
+        """
+        if self.policy == "strict":
+            return SegmentStream(self.fs, ref), None
+        if not ref.compressed:
+            try:
+                return SegmentStream(self.fs, ref), None
+            except FormatVersionError:
+                raise
+            except CorruptionError as exc:
+                return _LenientStream(self.fs, ref, exc, digest), Damage(0, f"segment header: {exc.reason}", "header")
         try:
-            stream = SegmentStream(self.fs, ref)
+            lenient = _LenientStream(self.fs, ref, None, digest)
         except FormatVersionError:
             raise
         except CorruptionError as exc:
-            if self.policy == "strict":
-                raise
-            return _LenientStream(self.fs, ref, exc, digest), Damage(0, f"segment header: {exc.reason}", "header")
-        if ref.compressed and self.policy != "strict":
-            lenient = _LenientStream(self.fs, ref, None, stream.prev_digest)
-            return lenient, None
-        return stream, None
+            lenient = _LenientStream(self.fs, ref, exc, digest)
+            return lenient, Damage(0, f"compressed segment header: {exc.reason}", "header")
+        head = b"".join(itertools.islice(lenient.chunks(0), 1))[:SEGMENT_HEADER_SIZE]
+        zerr, lenient.error = lenient.error, None  # reported when the frames are streamed
+        if len(head) < SEGMENT_HEADER_SIZE and zerr is not None:  # nothing decompresses at all
+            lenient.known = zerr.reason
+            return lenient, Damage(zerr.offset or 0, zerr.reason, "header")
+        try:
+            lenient.prev_digest = read_header(head, ref.path, ref.first_seq)
+        except FormatVersionError:
+            raise
+        except CorruptionError as exc:
+            return lenient, Damage(0, f"segment header (inside the zstd frame): {exc.reason}", "header")
+        return lenient, None
 
     def walk(self, refs: list[SegmentRef], start: int, offset: int, expected: int,
              digest: bytes, last_ts: int, on_commit: OnCommit | None,
@@ -378,6 +402,8 @@ class Walker:
                 confirming = False
             end = WalkEnd(expected, digest, last_ts, ref, scanner.position)
             lenient_error = stream.error if isinstance(stream, _LenientStream) else None
+            if lenient_error is not None and lenient_error.reason == stream.known:
+                lenient_error = None  # already reported as the damage the scan started from
             if damage is not None:
                 if last and not ref.compressed and lenient_error is None and damage.kind != "header":
                     self._torn_tail(ref, stream, damage)

@@ -1,0 +1,226 @@
+"""Compaction: .zseg segments, reading across them, interrupted compactions ([F-19], [F-20])."""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+import pytest
+
+import eventstore
+from eventstore._fs import FileSystem
+from eventstore.errors import CorruptionError
+
+from _verbs import (  # noqa: F401 - fast_tmp is a fixture
+    KV, events_tuple, fast_tmp, flip, read_zseg_header, seg_files, snap_files, truncate,
+)
+
+
+class FastFS(FileSystem):
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fdatasync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
+FAST = FastFS()
+
+
+def fill(s, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        s.append("title", f"/media/photos/2024/IMG_{i % 40:04d}.jpg",
+                 {"title": f"Holiday photo {i}", "description": f"Taken on day {i % 7} at the beach"},
+                 meta={"actor": "alice"})
+
+
+def test_compact_compresses_sealed_segments_and_keeps_every_event(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    kv = KV()
+    with eventstore.open(root, [kv], segment_bytes=16384, snapshot_every=0, fs=FAST) as s:
+        fill(s, 0, 600)
+        events = list(s.read())
+        plain = seg_files(root, ".seg")
+        assert len(plain) >= 4
+        sizes = sum(os.path.getsize(p) for p in plain)
+        result = s.compact()
+        assert result["compressed"] == len(plain)  # the active one is sealed first
+        assert result["bytes_before"] == sizes
+        assert 0 < result["bytes_after"] <= 0.35 * result["bytes_before"], result
+        assert result["snapshot_seq"] == 600
+        assert seg_files(root, ".seg") == [os.path.join(root, "segments", f"{601:020d}.seg")]
+        zsegs = seg_files(root, ".zseg")
+        assert len(zsegs) == len(plain)
+        for z in zsegs:  # header facts ([F-19])
+            magic, version, _, first, last, plain_size, _, _, _ = read_zseg_header(z)
+            assert (magic, version) == (b"MLSZ", 1)
+            assert z.endswith(f"{first:020d}.zseg") and last >= first and plain_size > 40
+        assert events_tuple(s.read()) == events_tuple(events)  # retention keeps everything
+        fill(s, 600, 50)
+        events = list(s.read())
+        st = s.stats()
+        assert st["compressed_segments"] == len(zsegs) and st["events"] == 650
+        state = kv.state()
+    fresh = KV()
+    with eventstore.open(root, [fresh], fs=FAST) as s:
+        assert not s.recovery_report
+        assert fresh.state() == state
+        assert events_tuple(s.read()) == events_tuple(events)
+        assert events_tuple(s.read(250, 260)) == events_tuple(events[249:259])  # from inside a .zseg
+        assert [e.seq for e in s.read(590, 610)] == list(range(590, 610))  # across .zseg and .seg
+        assert [e.seq for e in s.read(key="/media/photos/2024/IMG_0003.jpg")] == \
+            [e.seq for e in events if e.key.endswith("IMG_0003.jpg")]
+        report = s.verify()
+        assert report.ok and report.events == 650, str(report)
+    with eventstore.open(root, readonly=True) as r:
+        assert events_tuple(r.read()) == events_tuple(events)
+        follower = r.follow(start=1, timeout=0.2, poll=0.01)
+        assert [e.seq for e in follower] == list(range(1, 651))
+
+
+def test_compact_twice_and_full_replay_over_compressed_segments(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    kv = KV()
+    with eventstore.open(root, [kv], segment_bytes=8192, snapshot_every=0, fs=FAST) as s:
+        fill(s, 0, 200)
+        first = s.compact()
+        fill(s, 200, 200)
+        second = s.compact()
+        assert first["compressed"] >= 1 and second["compressed"] >= 1
+        again = s.compact()  # nothing new: the active segment is empty
+        assert again["compressed"] == 0 and again["bytes_before"] == 0
+        events = list(s.read())
+        state = kv.state()
+    shutil.rmtree(os.path.join(root, "snapshots"))
+    os.mkdir(os.path.join(root, "snapshots"))
+    fresh = KV()
+    with eventstore.open(root, [fresh], fs=FAST) as s:  # full replay, all compressed
+        assert fresh.count == 400 and fresh.state() == state
+        assert events_tuple(s.read()) == events_tuple(events)
+
+
+def test_follow_and_appends_while_compacting(fast_tmp) -> None:
+    """A live follower sees every event exactly once, in order, while segments are
+    compressed and their plain files removed under it."""
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        fill(s, 0, 100)
+        seen: list[int] = []
+        done = threading.Event()
+
+        def follow() -> None:
+            for e in s.follow(start=1, poll=0.001, timeout=1.0):
+                seen.append(e.seq)
+                if e.seq == 700:
+                    break
+            done.set()
+
+        t = threading.Thread(target=follow)
+        t.start()
+        for round_ in range(6):
+            fill(s, 100 + round_ * 100, 100)
+            s.compact()
+        t.join(10)
+        assert done.is_set()
+        assert seen == list(range(1, 701))
+        assert len(seg_files(root, ".zseg")) > 5
+
+
+def _compact_then_restore_plain(root: str) -> tuple[list, str, str]:
+    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        fill(s, 0, 60)
+        plain = seg_files(root, ".seg")[0]
+        saved = open(plain, "rb").read()
+        s.compact()
+        events = list(s.read())
+    zseg = plain[:-4] + ".zseg"
+    assert os.path.exists(zseg) and not os.path.exists(plain)
+    with open(plain, "wb") as f:
+        f.write(saved)
+    return events, plain, zseg
+
+
+def test_interrupted_compaction_with_both_files_is_finished(fast_tmp) -> None:
+    """[F-20]: N.seg and a good N.zseg: open checks N.zseg then removes N.seg."""
+    root = str(fast_tmp / "s")
+    events, plain, zseg = _compact_then_restore_plain(root)
+    with eventstore.open(root, readonly=True) as r:  # readers use N.seg meanwhile
+        assert events_tuple(r.read()) == events_tuple(events)
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        (entry,) = list(s.recovery_report)
+        assert (entry.action, entry.file) == ("finished-compaction", plain)
+        assert not os.path.exists(plain) and os.path.exists(zseg)
+        assert events_tuple(s.read()) == events_tuple(events)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "junk"])
+def test_interrupted_compaction_with_a_bad_zseg_keeps_the_plain_segment(fast_tmp, damage) -> None:
+    root = str(fast_tmp / "s")
+    events, plain, zseg = _compact_then_restore_plain(root)
+    original = open(zseg, "rb").read()
+    if damage == "flip":
+        flip(zseg, len(original) - 6)
+    elif damage == "truncate":
+        truncate(zseg, len(original) - 10)
+    else:
+        open(zseg, "ab").write(b"\0junk")
+    damaged = open(zseg, "rb").read()
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        (entry,) = list(s.recovery_report)
+        assert (entry.action, entry.file) == ("quarantined", zseg)
+        assert os.path.exists(plain) and not os.path.exists(zseg)
+        assert events_tuple(s.read()) == events_tuple(events)
+        qdir = os.path.join(root, "quarantine")
+        assert [open(os.path.join(qdir, n), "rb").read() for n in os.listdir(qdir)] == [damaged]
+        assert s.verify().ok
+
+
+def test_half_written_zseg_tmp_is_never_read(fast_tmp) -> None:
+    """[F-02]: a leftover .zseg.tmp is moved to quarantine/ and the plain segment stays."""
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        fill(s, 0, 60)
+        events = list(s.read())
+    plain = seg_files(root, ".seg")[0]
+    tmp = plain[:-4] + ".zseg.tmp"
+    with open(tmp, "wb") as f:
+        f.write(b"MLSZ\x01\x00" + bytes(30))
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert [(e.action, e.file) for e in s.recovery_report] == [("quarantined", tmp)]
+        assert not os.path.exists(tmp) and os.path.exists(plain)
+        assert events_tuple(s.read()) == events_tuple(events)
+
+
+def test_damaged_zseg_is_corruption_with_file_and_offset(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        fill(s, 0, 60)
+        s.compact()
+    zseg = seg_files(root, ".zseg")[0]
+    flip(zseg, 60)
+    with eventstore.open(root, [KV()], fs=FAST) as s:  # the snapshot spares reading it
+        with pytest.raises(CorruptionError) as info:
+            list(s.read())
+        assert info.value.file == zseg and info.value.offset is not None
+        report = s.verify()
+        assert not report.ok
+        assert report.problems[0].file == zseg and report.problems[0].offset is not None
+        assert all(p.offset is not None for p in report.problems)
+        assert any(p.lost == (1, 25) or (p.lost and p.lost[0] == 1) for p in report.problems)
+    shutil.rmtree(os.path.join(root, "snapshots"))
+    with pytest.raises(CorruptionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert info.value.file == zseg
+
+
+def test_snapshots_survive_compaction_and_retention_never_drops_events(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        for round_ in range(5):
+            fill(s, round_ * 40, 40)
+            s.compact()
+        assert len(snap_files(root)) == 3
+        assert [e.seq for e in s.read()] == list(range(1, 201))
