@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from projections import MediaCatalog
 from projections.cli import main
 from test_cli_helpers import METALOG, cli_env, ok, run, run_json, run_jsonl
 
@@ -109,9 +110,13 @@ def test_history_undo_redo(store: Path, tmp_path: Path) -> None:
 
 
 def _populate(store: Path, cwd: Path) -> None:
+    """Five title edits by alternating actors, written in-process (the tests
+    that use this read them back through the command)."""
     for i, (name, title) in enumerate([("a.mp4", "A1"), ("b.mp4", "B1"), ("a.mp4", "A2"),
                                        ("c.mp4", "C1"), ("b.mp4", "B2")]):
-        edit(store, cwd, "set-title", name, title, actor="alice" if i % 2 else "bob")
+        with MediaCatalog.open(store, actor="alice" if i % 2 else "bob") as cat:
+            cat.set_title(cwd / name, title)
+        time.sleep(0.005)                 # distinct commit times for --since/--until
 
 
 def test_log_filters(store: Path, tmp_path: Path) -> None:
@@ -129,7 +134,7 @@ def test_log_filters(store: Path, tmp_path: Path) -> None:
     assert [e["seq"] for e in run_jsonl("log", "--type", "description.set",
                                         store=store)] == [6]
     assert [e["seq"] for e in run_jsonl("log", "--limit", "2", store=store)] == [1, 2]
-    between = (everything[2]["ts"] + everything[3]["ts"]) / 2 / 1e9   # edits are ~0.2 s apart
+    between = (everything[2]["ts"] + everything[3]["ts"]) / 2 / 1e9   # edits are >= 5 ms apart
     assert [e["seq"] for e in run_jsonl("log", "--since", f"@{between}", store=store)] == [4, 5, 6]
     assert [e["seq"] for e in run_jsonl("log", "--until", f"@{between}", store=store)] == [1, 2, 3]
     assert run_jsonl("log", "--until", "2000-01-01", store=store) == []
