@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except eventstore.LockedError as exc:
         holder = f"process {exc.pid}" if exc.pid else "another process"
         return _fail(js, EXIT_LOCKED, "locked",
-                     f"store {ctx.store} is locked by {holder} (pid {exc.pid}); "
+                     f"store {ctx.store} is locked by {holder}, which is writing to it; "
                      "read-only commands (get, ls, log, tail, verify, ...) still work",
                      pid=exc.pid)
     except eventstore.CorruptionError as exc:
