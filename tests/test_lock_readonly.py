@@ -253,3 +253,15 @@ def test_writer_store_follow_sees_its_own_commits(store_dir):
         more = [store.append("t", "k", {"i": i}) for i in range(1, 4)]
         assert list(it) == more
         assert list(store.follow(start=1, timeout=0.05)) == [first] + more
+
+
+def test_second_writer_through_a_symlink_is_refused(tmp_path):
+    path = str(tmp_path / "real")
+    os.symlink(path, str(tmp_path / "link"))
+    with eventstore.open(path) as store:
+        with pytest.raises(LockedError) as info:
+            eventstore.open(str(tmp_path / "link"))
+        assert info.value.pid == os.getpid()
+        store.append("t", "k")
+    with eventstore.open(str(tmp_path / "link")) as again:
+        assert again.last_seq == 1

@@ -200,3 +200,28 @@ def test_a_missing_middle_segment_is_corruption(tmp_path, segment_files):
     with pytest.raises(CorruptionError) as info:
         eventstore.open(root, segment_bytes=4096)
     assert os.path.basename(info.value.file) == os.path.basename(segs[2])
+
+
+def test_leftover_tmp_files_are_quarantined_by_a_writer_only(tmp_path, segment_files):
+    """[F-02] a .tmp file is never read; a writer's open moves it to quarantine/ (and reports
+    it); a readonly open changes nothing, not even with a torn tail present ([F-16])."""
+    root = str(tmp_path / "s")
+    built = build(root, COMMITS)
+    [seg] = segment_files(root)
+    size = os.path.getsize(seg)
+    tmp_seg = os.path.join(root, "segments", f"{99:020d}.seg.tmp")
+    with open(tmp_seg, "wb") as f:
+        f.write(b"MLSG half a segment header")
+    with open(seg, "ab") as f:
+        f.write(b"MLFR\x00\x01")  # and a torn tail
+    state = tree_state(root)
+    with eventstore.open(root, readonly=True) as ro:
+        assert list(ro.read()) == [e for c in built for e in c]
+    assert tree_state(root) == state
+    with eventstore.open(root) as store:
+        assert list(store.read()) == [e for c in built for e in c]
+        actions = sorted(e.action for e in store.recovery_report)
+        assert actions == ["quarantined", "truncated"]
+    assert not os.path.exists(tmp_seg) and os.path.getsize(seg) == size
+    moved = [q for q in quarantine_files(root) if q.endswith(".seg.tmp")]
+    assert len(moved) == 1 and open(moved[0], "rb").read() == b"MLSG half a segment header"
