@@ -24,7 +24,6 @@ from ._cli_output import Printer, Progress
 __all__ = [
     "Context",
     "UsageError",
-    "Problem",
     "DEFAULT_STORE",
     "default_actor",
     "parse_time",
@@ -35,10 +34,6 @@ DEFAULT_STORE = "./metalog-data"
 
 class UsageError(Exception):
     """The user asked for something that cannot work; exit code 2."""
-
-
-class Problem(Exception):
-    """The command ran and found a problem (e.g. no such item); exit code 1."""
 
 
 def default_actor() -> str:

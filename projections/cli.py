@@ -21,7 +21,7 @@ import eventstore
 
 from . import _cli_demo, _cli_log, _cli_media
 from ._cli_output import Printer
-from ._cli_store import DEFAULT_STORE, Context, Problem, UsageError, default_actor
+from ._cli_store import DEFAULT_STORE, Context, UsageError, default_actor
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
            "EXIT_LOCKED", "EXIT_CORRUPTION"]
@@ -311,8 +311,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args, ctx)
     except UsageError as exc:
         return _fail(js, EXIT_USAGE, "usage", str(exc))
-    except Problem as exc:
-        return _fail(js, EXIT_PROBLEMS, "problem", str(exc))
     except eventstore.LockedError as exc:
         holder = f"process {exc.pid}" if exc.pid else "another process"
         return _fail(js, EXIT_LOCKED, "locked",
