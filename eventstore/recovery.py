@@ -187,7 +187,8 @@ class _LenientStream:
                         self.error = self.error or CorruptionError(
                             path, ZSEGMENT_HEADER_SIZE, f"decompresses past its declared {self.end} bytes")
             except zstandard.ZstdError as exc:
-                self.error = CorruptionError(path, ZSEGMENT_HEADER_SIZE, f"zstd stream is damaged: {exc}")
+                self.error = self.error or CorruptionError(path, ZSEGMENT_HEADER_SIZE,
+                                                           f"zstd stream is damaged: {exc}")
         if self.error is None and self.plain_size is not None and total != self.plain_size:
             self.error = CorruptionError(path, ZSEGMENT_HEADER_SIZE,
                                          f"decompresses to {total} bytes, header says {self.plain_size}")

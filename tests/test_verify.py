@@ -1,0 +1,212 @@
+"""verify(): checksums, seq continuity, the digest chain, snapshots, .zseg ([F-17], [F-18], SPEC §4.6).
+
+The hard cases re-sign every frame they touch (`resign` recomputes the CRC), so
+only the digest chain can tell: a removed commit (later seqs renumbered), two
+commits swapped (seqs swapped back), a commit edited in place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+
+import eventstore
+from eventstore._fs import FileSystem
+from eventstore.errors import CorruptionError
+from eventstore.layout import SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
+
+from _verbs import (  # noqa: F401 - fast_tmp is a fixture
+    KV, build_zseg, fast_tmp, flip, frames_of, read_zseg_header, resign, resign_header,
+    seg_files, snap_files, write_at, zstd_stream,
+)
+
+
+class FastFS(FileSystem):
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fdatasync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
+FAST = FastFS()
+
+
+def make(root: str, n: int = 12, **kw) -> list:
+    with eventstore.open(root, [KV()], snapshot_every=0, fs=FAST, **kw) as s:
+        for i in range(n):
+            s.append("set", f"k{i % 3}", {"title": f"title {i:03d}"})
+        return list(s.read())
+
+
+def set_first_seq(path: str, frame_offset: int, seq: int) -> None:
+    write_at(path, frame_offset + 16, struct.pack("<Q", seq))
+    resign(path, frame_offset)
+
+
+def remove_commit(path: str, k: int) -> None:
+    """Cut frame ``k`` out and renumber the frames after it, re-signing each."""
+    frames = frames_of(path)
+    victim = frames[k]
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:victim.offset] + data[victim.offset + victim.size:])
+    for f_ in frames_of(path)[k:]:
+        set_first_seq(path, f_.offset, f_.first_seq - victim.count)
+
+
+def swap_commits(path: str, k: int) -> None:
+    """Swap frames ``k`` and ``k+1`` (one event each) and give them back their seqs."""
+    frames = frames_of(path)
+    a, b = frames[k], frames[k + 1]
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:a.offset] + data[b.offset:b.offset + b.size] + data[a.offset:a.offset + a.size]
+                + data[b.offset + b.size:])
+    set_first_seq(path, a.offset, a.first_seq)
+    set_first_seq(path, a.offset + b.size, b.first_seq)
+
+
+def edit_commit(path: str, k: int) -> None:
+    """Change one character of frame ``k``'s payload ("title 00x" -> "title 10x")."""
+    f_ = frames_of(path)[k]
+    data = open(path, "rb").read()
+    i = data.index(b"title 0", f_.offset, f_.offset + f_.size)
+    write_at(path, i + 6, b"1")
+    resign(path, f_.offset)
+
+
+TAMPER = {"removed": remove_commit, "reordered": swap_commits, "edited": edit_commit}
+
+
+def test_clean_store_verifies(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    make(root, n=30, segment_bytes=4096)
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        s.append_many([("set", "x", {}), ("set", "y", {})])
+        s.snapshot()
+        report = s.verify()
+        assert report.ok and report.problems == []
+        assert (report.events, report.commits, report.last_seq, report.snapshots) == (32, 31, 32, 1)
+        doc = json.loads(json.dumps(report.as_dict()))
+        assert doc["ok"] is True and doc["events"] == 32
+        assert str(report).startswith("ok:")
+
+
+@pytest.mark.parametrize("how", sorted(TAMPER))
+def test_tampered_commit_with_recomputed_crc_breaks_the_chain(fast_tmp, how) -> None:
+    """[F-18]: every frame still passes its CRC; the chain names the first bad one."""
+    root = str(fast_tmp / "s")
+    make(root)
+    path = seg_files(root)[0]
+    k = 4
+    TAMPER[how](path, k)
+    expected_offset = frames_of(path)[k].offset
+    with eventstore.open(root, [KV()], readonly=True, recovery="salvage") as r:
+        report = r.verify()
+    assert not report.ok
+    first = report.problems[0]
+    assert (first.file, first.offset) == (path, expected_offset), str(report)
+    assert "chain" in first.reason
+    with pytest.raises(CorruptionError) as info:  # strict open refuses it too
+        eventstore.open(root, [KV()], fs=FAST)
+    assert (info.value.file, info.value.offset) == (path, expected_offset)
+
+
+def test_chain_is_checked_across_segments(fast_tmp) -> None:
+    """A segment header whose stored digest does not continue the previous segment."""
+    root = str(fast_tmp / "s")
+    make(root, n=120, segment_bytes=4096)
+    second = seg_files(root)[1]
+    flip(second, 20)  # inside the prev-digest field
+    resign_header(second, SEGMENT_HEADER_SIZE)
+    with eventstore.open(root, readonly=True, recovery="salvage") as r:
+        report = r.verify()
+    assert [(p.file, p.offset) for p in report.problems][:1] == [(second, 0)]
+
+
+def test_edit_inside_a_zseg_is_found_through_compression(fast_tmp) -> None:
+    """Decompress a .zseg, edit a commit, re-sign it, recompress with a valid header: the
+    chain still catches it ([F-17] runs across compression)."""
+    import zstandard
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], snapshot_every=0, segment_bytes=4096, fs=FAST) as s:
+        for i in range(120):
+            s.append("set", f"k{i % 3}", {"title": f"title {i:03d}"})
+        s.compact()
+    zseg = seg_files(root, ".zseg")[1]
+    head = read_zseg_header(zseg)
+    plain = zstandard.ZstdDecompressor().decompress(open(zseg, "rb").read()[ZSEGMENT_HEADER_SIZE:])
+    tmp = str(fast_tmp / "plain.seg")
+    open(tmp, "wb").write(plain)
+    edit_commit(tmp, 2)
+    offset = frames_of(tmp)[2].offset
+    edited = open(tmp, "rb").read()
+    open(zseg, "wb").write(build_zseg(head[3], head[4], head[5], head[6], zstd_stream([edited])))
+    with eventstore.open(root, [KV()], fs=FAST) as s:  # a snapshot spares the open
+        report = s.verify()
+        assert [(p.file, p.offset) for p in report.problems][:1] == [(zseg, offset)]
+        with pytest.raises(CorruptionError) as info:
+            list(s.read())
+        assert info.value.file == zseg
+
+
+def test_damaged_snapshot_and_zseg_are_reported_with_file_and_offset(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], snapshot_every=0, segment_bytes=4096, fs=FAST) as s:
+        for i in range(120):
+            s.append("set", f"k{i % 3}", {"title": f"title {i:03d}"})
+        s.compact()
+        s.append("set", "k", {})
+        s.snapshot()
+    older, newest = snap_files(root)
+    flip(newest, os.path.getsize(newest) - 3)
+    zseg = seg_files(root, ".zseg")[0]
+    open(zseg, "ab").write(b"trailing junk")
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        report = s.verify()
+    problems = {p.file: p for p in report.problems}
+    assert set(problems) == {newest, zseg}
+    assert problems[newest].offset is not None and "checksum" in problems[newest].reason
+    assert problems[zseg].offset == os.path.getsize(zseg) - len(b"trailing junk")
+    assert "junk" in problems[zseg].reason
+
+
+def test_verify_never_writes(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    make(root, n=20)
+    path = seg_files(root)[0]
+    edit_commit(path, 3)
+
+    def tree():
+        out = {}
+        for d, _, names in os.walk(root):
+            for n in names:
+                p = os.path.join(d, n)
+                if n != "LOCK":
+                    out[p] = open(p, "rb").read()
+        return out
+
+    before = tree()
+    with eventstore.open(root, readonly=True, recovery="salvage") as r:
+        assert not r.verify().ok
+    assert tree() == before
+
+
+def test_verify_reports_a_torn_tail_seen_by_a_reader(fast_tmp) -> None:
+    """A reader cannot tell a torn tail from a commit being written: it is reported, with
+    the byte count, and not repaired."""
+    root = str(fast_tmp / "s")
+    make(root, n=5)
+    path = seg_files(root)[0]
+    open(path, "ab").write(b"MLFR" + bytes(10))
+    with eventstore.open(root, readonly=True, recovery="salvage") as r:
+        report = r.verify()
+    (p,) = report.problems
+    assert (p.file, p.nbytes) == (path, 14) and "torn" in p.reason
+    assert report.events == 5
