@@ -8,10 +8,10 @@ events for undo and redo, and answers reads from its `MediaProjection`
 projection, starting from the nearest snapshot when the store offers one.
 
 One re-entrant lock serialises every call, so a catalog can be shared by
-many threads. A batch (``batch()`` or ``start_batch_mode()``) belongs to
-the catalog, not to a thread: while it is open every set goes into it, and
-``set_title``/``set_description`` return None because nothing is written
-until the batch commits. Renames, forgets, undo and redo refuse to run
+many threads; ``batch()`` holds it for its whole block. The old API's
+``start_batch_mode()`` batch belongs to the catalog, not to a thread: while
+it is open every set goes into it. Inside a batch ``set_title`` and
+``set_description`` return None because nothing is written until commit. Renames, forgets, undo and redo refuse to run
 inside a batch. The format of the events lives in `projections.events`.
 """
 from __future__ import annotations
@@ -259,9 +259,12 @@ class MediaCatalog:
     def batch(self) -> Iterator[Batch]:
         """All sets inside commit atomically on exit; an exception discards them.
 
-        A nested ``batch()`` joins the open one; an exception anywhere
-        discards the whole batch. The yielded `Batch` has ``events`` after
-        the commit.
+        The calling thread holds the catalog for the whole block: other
+        threads' calls wait, so they never see the batch's pending changes
+        nor lose their own edits to its rollback. A nested ``batch()`` (or
+        one inside `start_batch_mode`) joins the open batch; an exception
+        anywhere discards the whole batch. The yielded `Batch` has
+        ``events`` after the commit.
         """
         with self._lock:
             self._check_open()
@@ -269,13 +272,13 @@ class MediaCatalog:
             if owner:
                 self._batch = Batch()
             current = self._batch
-        try:
-            yield current  # type: ignore[misc]
-        except BaseException:
-            self.cancel_batch()
-            raise
-        if owner:
-            self.commit_batch()
+            try:
+                yield current  # type: ignore[misc]
+            except BaseException:
+                self.cancel_batch()
+                raise
+            if owner:
+                self.commit_batch()
 
     def start_batch_mode(self) -> None:
         """Old API: collect sets until `commit_batch` (no-op if already batching)."""

@@ -382,3 +382,26 @@ def test_state_at_replays_only_after_the_nearest_snapshot(tmp_path) -> None:
         for e in c.store.read(1, covered + 6):
             full.apply(e)
         assert view.as_dict() == full.as_dict() and view.last_seq == covered + 5
+
+
+def test_batch_block_isolates_other_threads(cat: MediaCatalog) -> None:
+    inside, other_done = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def other() -> None:
+        inside.wait()
+        seen.append(cat.title("/m/a"))         # waits for the batch: no dirty read
+        cat.set_title("/m/b", "from other thread")
+        other_done.set()
+
+    th = threading.Thread(target=other)
+    th.start()
+    with pytest.raises(RuntimeError):
+        with cat.batch():
+            cat.set_title("/m/a", "pending")
+            inside.set()
+            assert not other_done.wait(0.2)     # blocked while the batch is open
+            raise RuntimeError("roll back")
+    th.join(5)
+    assert seen == [""] and other_done.is_set()
+    assert cat.title("/m/b") == "from other thread" and "/m/a" not in cat
