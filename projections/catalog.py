@@ -106,8 +106,11 @@ class MediaCatalog:
 
         ``store_options`` go to `eventstore.open` (``durability``,
         ``readonly``, ``snapshot_every``, ...); extra ``projections`` given
-        there are fed too.
+        there are fed too, and ``path_checker`` (a `PathChecker`) replaces
+        the default existence cache used by `cleanup_missing`.
         """
+        if undo_merge_window < 0:
+            raise ValueError("undo_merge_window must be >= 0")
         projection = MediaProjection()
         extra = tuple(store_options.pop("projections", ()))
         path_checker = store_options.pop("path_checker", None)

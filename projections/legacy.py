@@ -8,6 +8,8 @@ file's SHA-256 in the log so a second import of the same bytes writes
 nothing. `MediaPersistenceService` keeps the old application API working
 on a `MediaCatalog`; given the path of an old JSON file it migrates it on
 first use into a store beside it (``media.json`` -> ``media.metalog/``).
+Legacy keys are normalised like every media argument (a relative one
+against the current directory at import time).
 """
 from __future__ import annotations
 
