@@ -68,12 +68,12 @@ def commit_items(rng: random.Random, cid: str) -> list[tuple[str, str, dict]]:
     r = rng.random()
     if r < 0.5:
         n, sizes = 1, [rng.choice((0, 10, 100, 1000))]
-    elif r < 0.9:
+    elif r < 0.96:
         n = rng.randint(2, 40)
         sizes = [rng.randint(0, 400) for _ in range(n)]
-    else:  # a big commit: the kill is likely to land inside its write
-        n = rng.randint(2, 8)
-        sizes = [rng.randint(20_000, 100_000) for _ in range(n)]
+    else:  # a big commit: the kill is likelier to land inside its write
+        n = rng.randint(2, 4)
+        sizes = [rng.randint(20_000, 60_000) for _ in range(n)]
     return [event_item(cid, i, n, s) for i, s in enumerate(sizes)]
 
 
