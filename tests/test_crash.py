@@ -39,8 +39,9 @@ def test_kill_9_loses_no_acknowledged_commit(tmp_path, durability, power_loss):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("durability,power_loss", [("fsync", False), ("flush", False), ("fsync", True)],
-                         ids=["fsync", "flush", "fsync-power-loss"])
+@pytest.mark.parametrize("durability,power_loss", [("fsync", False), ("flush", False), ("fsync", True),
+                                                   ("none", False)],
+                         ids=["fsync", "flush", "fsync-power-loss", "none-whole-commits-only"])
 def test_kill_9_many_rounds(tmp_path, durability, power_loss):
     stats = harness.run(150, durability, str(tmp_path), power_loss=power_loss)
     assert stats.rounds == 150 and stats.acked_commits > 150
