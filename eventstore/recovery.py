@@ -513,11 +513,13 @@ class Walker:
             scanner.damage = Damage(0, "header", "header")
         frames: list[Frame] = []
         expected = ref.first_seq
+        seen_end = expected  # one past the last seq of any signed frame seen, kept or not
         for item in scan(stream, scanner, start, resync=True):
             if not isinstance(item, Frame) or item.first_seq < expected:
                 continue
             if next_first is not None and item.last_seq >= next_first:
                 break
+            seen_end = max(seen_end, item.first_seq + item.count)
             if not is_gap(item.payload):
                 try:
                     decode_commit(item.payload, item.first_seq, item.count, item.ts, ref.path, item.offset)
@@ -525,6 +527,8 @@ class Walker:
                     continue  # an undecodable commit is lost like a damaged one
             frames.append(item)
             expected = item.first_seq + item.count
+        if next_first is None:
+            next_first = seen_end  # lost commits at the very end keep their seqs ([F-25])
         out = [encode_header(ref.first_seq, prev)]
         pos = SEGMENT_HEADER_SIZE
         expected, digest = ref.first_seq, prev
