@@ -67,7 +67,7 @@ def parse_legacy_json(text: str) -> tuple[list[tuple[str, Any]], list[str], bool
     """
     try:
         whole = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):   # RecursionError: hostile nesting
         pass
     else:
         if isinstance(whole, dict):
@@ -101,7 +101,7 @@ def parse_legacy_json(text: str) -> tuple[list[tuple[str, Any]], list[str], bool
                 raise ValueError("expected ':'")
             pos = _WS.match(text, pos + 1).end()   # type: ignore[union-attr]
             value, pos = decoder.raw_decode(text, pos)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             errors.append(f"unreadable entry at offset {start}: {exc}")
             found = _NEXT_ENTRY.search(text, start + 1)
             if found is None:

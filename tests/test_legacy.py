@@ -256,3 +256,13 @@ def test_service_path_validation_is_cached_and_bounded(tmp_path) -> None:
         assert len(checker) == 3                           # bounded
         stats = svc.get_statistics()["path_cache"]
         assert stats["max_entries"] == 3 and stats["misses"] == len(calls)
+
+
+def test_hostile_nesting_is_reported_not_a_crash(cat, tmp_path) -> None:
+    src = tmp_path / "media.json"
+    src.write_text('{"/media/ok": {"title": "fine"}, "/media/deep": '
+                   + "[" * 100_000 + "]" * 100_000 + ', "/media/after": {"title": "also"}}')
+    report = cat.import_legacy_json(src)
+    assert report.damaged and report.errors
+    assert cat.title("/media/ok") == "fine" and cat.title("/media/after") == "also"
+    assert "/media/deep" not in cat
