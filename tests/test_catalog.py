@@ -405,3 +405,14 @@ def test_batch_block_isolates_other_threads(cat: MediaCatalog) -> None:
     th.join(5)
     assert seen == [""] and other_done.is_set()
     assert cat.title("/m/b") == "from other thread" and "/m/a" not in cat
+
+
+def test_oversized_title_is_refused_alone_and_in_a_batch(cat: MediaCatalog) -> None:
+    huge = "x" * (2 << 20)                       # over the default max_event_bytes (1 MiB)
+    with pytest.raises(ValueError):
+        cat.set_title("/m/a", huge)
+    with pytest.raises(ValueError):
+        with cat.batch():
+            cat.set_title("/m/b", "small")
+            cat.set_title("/m/c", huge)
+    assert cat.store.last_seq == 0 and len(cat) == 0 and not cat.in_batch
