@@ -859,6 +859,10 @@ class Store:
                     try:
                         if self._failed is None:
                             self._log.sync()
+                    except OSError as exc:
+                        self._failed = exc
+                        raise StoreFailedError(f"closing {self.root}: the final sync failed; "
+                                               f"commits not acknowledged as durable may be lost") from exc
                     finally:
                         self._closed = True
                         if self._snap_thread is not None:  # no snapshot may outlive the lock
