@@ -125,13 +125,6 @@ def create_segment(fs: FileSystem, directory: str, first_seq: int, prev_digest: 
 
 
 # -- streaming ----------------------------------------------------------------------------
-def _plain_chunks(fs: FileSystem, path: str, start: int) -> Iterator[bytes]:
-    with fs.open_read(path) as f:
-        f.seek(start)
-        while chunk := f.read(READ_CHUNK):
-            yield chunk
-
-
 def _zstd_chunks(fs: FileSystem, path: str, zh: ZHeader) -> Iterator[bytes]:
     """Decompress by streaming with our own output limit ([F-19]): the header's plain
     length bounds the output, and the file must end where the zstd frame ends."""
@@ -164,11 +157,17 @@ class SegmentStream:
             self._chunks = _zstd_chunks(fs, path, self.zheader)
             head = self._take(SEGMENT_HEADER_SIZE)
         else:
-            self.end = fs.size(path)
-            with fs.open_read(path) as f:
-                head = f.read(SEGMENT_HEADER_SIZE)
-            self._chunks = None  # opened lazily at the requested offset
+            # held open: compaction may remove the path while a reader is in the middle of it
+            self._file = fs.open_read(path)
+            self.end = os.fstat(self._file.fileno()).st_size
+            head = self._file.read(SEGMENT_HEADER_SIZE)
+            self._chunks = None  # read from self._file at the requested offset
         self.prev_digest = read_header(head, path, ref.first_seq)
+
+    def __del__(self) -> None:
+        f = getattr(self, "_file", None)
+        if f is not None:
+            f.close()
 
     def _take(self, n: int) -> bytes:
         buf = b""
@@ -183,7 +182,10 @@ class SegmentStream:
     def chunks(self, start: int = SEGMENT_HEADER_SIZE) -> Iterator[bytes]:
         """Bytes of the segment from ``start`` to its end, in bounded chunks."""
         if self._chunks is None:
-            yield from _plain_chunks(self.fs, self.ref.path, start)
+            f = self._file
+            f.seek(start)
+            while chunk := f.read(READ_CHUNK):
+                yield chunk
             return
         skip = start - SEGMENT_HEADER_SIZE
         for chunk in itertools.chain((self._pending,), self._chunks):
