@@ -224,3 +224,35 @@ def test_snapshots_survive_compaction_and_retention_never_drops_events(fast_tmp)
             s.compact()
         assert len(snap_files(root)) == 3
         assert [e.seq for e in s.read()] == list(range(1, 201))
+
+
+def test_readers_of_another_handle_while_plain_segments_are_removed(fast_tmp) -> None:
+    """A readonly reader in the middle of a plain segment that compaction removes keeps
+    reading it (the file is held open), and never sees a missing file."""
+    root = str(fast_tmp / "s")
+    errors: list[str] = []
+    counts: list[int] = []
+    with eventstore.open(root, [], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        stop = threading.Event()
+
+        def reader() -> None:
+            with eventstore.open(root, readonly=True) as r:
+                while not stop.is_set():
+                    try:
+                        seqs = [e.seq for e in r.read()]
+                        assert seqs == list(range(1, len(seqs) + 1))
+                        counts.append(len(seqs))
+                    except Exception as exc:  # noqa: BLE001 - collected for the assert
+                        errors.append(repr(exc))
+
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for k in range(80):
+            fill(s, k * 20, 20)
+            s.compact()
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert counts and max(counts) > 0
