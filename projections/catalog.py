@@ -492,7 +492,10 @@ class MediaCatalog:
 
     def diff(self, a: int, b: int) -> dict[str, tuple[MediaRecord | None, MediaRecord | None]]:
         """{key: (record at seq a, record at seq b)} for items whose title,
-        description or existence differ between the two points."""
+        description or existence differ between the two points (in key order).
+
+        Costs one `state_at(min(a, b))` plus either a copy of the live state
+        (when the other point is now) or a replay between the two."""
         for name, value in (("a", a), ("b", b)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, not {value!r}")
@@ -502,14 +505,20 @@ class MediaCatalog:
             hi = min(hi, self._store.last_seq)
             lo = min(lo, hi)
             before = self._replay_to(lo)
-            after = MediaProjection(track_undo=False)
-            after.restore(before.snapshot())
-            touched: set[str] = set()
-            for event in self._store.read(lo + 1, hi + 1):
-                after.apply(event)
-                touched.add(event.key)
-                if event.type == RENAMED and isinstance(event.data.get(TO), str):
-                    touched.add(event.data[TO])
+            if hi >= self._proj.last_seq:
+                # Up to now: the live state is the "after"; compare every key
+                # instead of reading lo..hi just to learn which were touched.
+                after = self._replay_to(hi)
+                touched = set(before.keys()) | set(after.keys())
+            else:
+                after = MediaProjection(track_undo=False)
+                after.restore(before.snapshot())
+                touched = set()
+                for event in self._store.read(lo + 1, hi + 1):
+                    after.apply(event)
+                    touched.add(event.key)
+                    if event.type == RENAMED and isinstance(event.data.get(TO), str):
+                        touched.add(event.data[TO])
         out = {}
         for key in sorted(touched):
             if before.values(key) != after.values(key):

@@ -416,3 +416,31 @@ def test_oversized_title_is_refused_alone_and_in_a_batch(cat: MediaCatalog) -> N
             cat.set_title("/m/b", "small")
             cat.set_title("/m/c", huge)
     assert cat.store.last_seq == 0 and len(cat) == 0 and not cat.in_batch
+
+
+def test_diff_matches_a_brute_force_comparison_for_every_pair(cat: MediaCatalog) -> None:
+    from projections import MediaProjection
+    cat.set_title("/m/a", "A")
+    cat.set_title("/m/b", "B")
+    cat.set_description("/m/a", "d")
+    cat.rename("/m/a", "/m/c")
+    cat.set_title("/m/b", "")
+    cat.undo()
+    cat.forget("/m/c")
+    cat.set_title("/m/a", "A again")
+    events = list(cat.store.read())
+    states = []
+    for n in range(len(events) + 1):
+        p = MediaProjection()
+        for e in events[:n]:
+            p.apply(e)
+        states.append(p.as_dict())
+    for a in range(len(events) + 1):
+        for b in range(len(events) + 1):
+            d = cat.diff(a, b)
+            keys = set(states[a]) | set(states[b])
+            expected = {k for k in keys if states[a].get(k) != states[b].get(k)}
+            assert set(d) == expected, (a, b)
+            for k, (before, after) in d.items():
+                assert (before and before[:2]) == (states[a].get(k)), (a, b, k)
+                assert (after and after[:2]) == (states[b].get(k)), (a, b, k)
