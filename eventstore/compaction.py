@@ -10,15 +10,16 @@ compaction that stopped between its rename and the removal.
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
 import zstandard
 
 from ._fs import FileSystem
-from .errors import CorruptionError, StoreFailedError
+from .errors import CorruptionError, FormatVersionError, StoreFailedError
 from .frame import Damage, FrameScanner
 from .layout import READ_CHUNK, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
-from .recovery import RecoveryEntry, RecoveryReport
+from .recovery import RecoveryEntry, RecoveryReport, quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_zheader, list_segments, parse_name, scan, segment_path
 
 if TYPE_CHECKING:
@@ -72,7 +73,13 @@ def compress_segment(fs: FileSystem, ref: SegmentRef) -> str:
 
 
 def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> None:
-    """[F-20]: where N.seg and N.zseg both exist, keep N.zseg only if it checks out."""
+    """[F-20]: where N.seg and N.zseg both exist, keep N.zseg only if it checks out.
+
+    N.zseg must scan cleanly and hold exactly N.seg's frames (same last seq,
+    final digest and plain length); then N.seg is removed. Otherwise N.zseg is
+    copied to quarantine/ and removed, and N.seg stays. A future format version
+    is never treated as damage ([F-06]): it raises.
+    """
     try:
         names = set(fs.listdir(seg_dir))
     except FileNotFoundError:
@@ -86,16 +93,26 @@ def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> 
             continue
         zref = SegmentRef(parsed[0], os.path.join(seg_dir, name), True)
         try:
-            _scan_all(fs, zref)
+            zfacts = _scan_all(fs, zref)
+            try:
+                pfacts = _scan_all(fs, SegmentRef(parsed[0], plain, False))
+            except FormatVersionError:
+                raise
+            except CorruptionError:
+                pfacts = None  # a damaged plain copy: the checked compressed one wins
+            if pfacts is not None and pfacts != zfacts:
+                raise CorruptionError(zref.path, ZSEGMENT_HEADER_SIZE,
+                                      f"holds seqs to {zfacts[0]}, {plain} to {pfacts[0]}")
+        except FormatVersionError:
+            raise
         except CorruptionError as exc:
-            from .recovery import quarantine_copy
             root = os.path.dirname(seg_dir)
-            with fs.open_read(zref.path) as f:
-                data = f.read()
-            quarantine_copy(fs, root, name, data)
+            data = fs.read_file(zref.path, fs.size(zref.path))
+            qpath = quarantine_copy(fs, root, name, data)
             fs.remove(zref.path)
             report.add(RecoveryEntry("quarantined", zref.path, exc.offset,
-                                     f"unfinished compressed copy ({exc.reason}); plain segment kept"))
+                                     f"unfinished compressed copy ({exc.reason}); plain segment kept; "
+                                     f"copied to {qpath}"))
         else:
             fs.remove(plain)
             report.add(RecoveryEntry("finished-compaction", plain, None,
@@ -105,6 +122,7 @@ def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> 
 
 def compact_store(store: "Store") -> dict:
     """`Store.compact`: seal, compress every sealed plain segment, snapshot."""
+    start = time.perf_counter()
     store._seal_active()
     fs = store._fs
     refs = list_segments(fs, store.seg_dir)
@@ -121,6 +139,9 @@ def compact_store(store: "Store") -> dict:
         before += size
         after += fs.size(zpath)
         compressed.append(zpath)
+    compress_done = time.perf_counter()
     seq = store.snapshot()
+    end = time.perf_counter()
     return {"compressed": len(compressed), "bytes_before": before, "bytes_after": after,
-            "snapshot_seq": seq}
+            "snapshot_seq": seq, "compress_seconds": compress_done - start,
+            "snapshot_seconds": end - compress_done}

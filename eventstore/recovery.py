@@ -96,7 +96,9 @@ class RecoveryReport:
 def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
     """Copy bytes into quarantine/ durably before anything is cut ([F-05])."""
     qdir = os.path.join(root, QUARANTINE_DIR)
-    fs.makedirs(qdir)
+    if not fs.exists(qdir):
+        fs.makedirs(qdir)
+        fs.fsync_dir(root)  # the directory entry itself must survive a power cut
     path = os.path.join(qdir, f"{time.strftime('%Y%m%dT%H%M%S')}-{name}")
     n = 1
     while fs.exists(path):
