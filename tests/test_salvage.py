@@ -328,3 +328,49 @@ def test_salvage_of_a_clean_store_changes_nothing(fast_tmp) -> None:
     assert {p: open(p, "rb").read() for p in seg_files(root)} == before
     assert not os.path.exists(os.path.join(root, "quarantine")) or not os.listdir(os.path.join(root, "quarantine"))
     assert snap_files(root) == []
+
+
+def test_recovery_destroys_no_bytes_without_a_copy_in_quarantine(fast_tmp) -> None:
+    """[F-05], SPEC §4.5: every file recovery removes or replaces, and every tail it cuts,
+    is in quarantine/ first, byte for byte."""
+    from faultfs import FaultyFS
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        for i in range(120):
+            s.append("set", f"k{i % 3}", {"i": i, "pad": "q" * 40})
+        s.compact()
+        for i in range(120, 140):
+            s.append("set", f"k{i % 3}", {"i": i})
+    zseg = seg_files(root, ".zseg")[1]
+    flip(zseg, os.path.getsize(zseg) - 30)
+    sealed = seg_files(root, ".seg")[-1]
+    flip(sealed, frames_of(sealed)[3].offset + 50)  # damage in the middle of the active segment
+    with open(sealed, "ab") as f:
+        f.write(b"MLFR torn")  # and a torn tail after it
+    open(os.path.join(root, "segments", "junk.seg.tmp"), "wb").write(b"half")
+
+    destroyed: list[bytes] = []
+    fs = FaultyFS()
+
+    def before(op: str, path: str) -> None:
+        if op == "remove":
+            destroyed.append(open(path, "rb").read())
+        elif op == "rename":
+            dst = path.split(" -> ")[1]
+            if os.path.exists(dst):
+                destroyed.append(open(dst, "rb").read())
+        elif op == "truncate" and os.path.exists(path) and not path.endswith("LOCK"):
+            destroyed.append(b"TAIL:" + open(path, "rb").read())
+
+    fs.on_call = before
+    with eventstore.open(root, [KV()], recovery="salvage", fs=fs) as s:
+        assert len(s.recovery_report.lost_ranges) == 2
+    fs.on_call = None
+    qdir = os.path.join(root, "quarantine")
+    kept = [open(os.path.join(qdir, n), "rb").read() for n in os.listdir(qdir)]
+    assert destroyed, "this recovery had to replace files"
+    for data in destroyed:
+        if data.startswith(b"TAIL:"):  # a truncation: the cut tail must be kept
+            assert any(data[5:].endswith(k) for k in kept if k)
+        elif data:  # the LOCK file is rewritten on open; it is not store data
+            assert data in kept or data.isdigit(), data[:40]
