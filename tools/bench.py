@@ -77,6 +77,7 @@ class Row:
     ok: bool | None       # None: no target (information)
     values: dict[str, Any] = field(default_factory=dict)  # raw numbers for --json
     note: str = ""
+    score: float | None = None  # metalog's figure in seconds, to pick a median row without a ratio
 
     @property
     def verdict(self) -> str:
@@ -322,7 +323,7 @@ def bench_append(b: Bench) -> None:
         db.close()
         return t1 - t0
 
-    ours, theirs = interleaved(b.repeats, metalog, sqlite)
+    ours, theirs = interleaved(b.repeats + 2, metalog, sqlite)
     m, s = med(ours), med(theirs)
     b.add(Row("append", "3a", f"bulk append ({n:,} events, append_many of 100, durability=none)",
               rate(n, m), f"SQLite {rate(n, s)}", s / m, ">= 3x", s / m >= 3,
@@ -393,7 +394,7 @@ def bench_replay(b: Bench) -> None:
         assert count == n
         return t1 - t0
 
-    ours, theirs = interleaved(b.repeats, metalog, sqlite)
+    ours, theirs = interleaved(b.repeats + 2, metalog, sqlite)
     assert len(set(states)) == 1, f"projections differ: {set(states)}"
     m, s = med(ours), med(theirs)
     b.add(Row("replay", "3b", f"replay {n:,} events into MediaProjection on open",
@@ -402,7 +403,7 @@ def bench_replay(b: Bench) -> None:
               note="both sides feed the same MediaProjection.apply with the same Event tuples; "
                    "metalog also checks CRC-32 and the BLAKE2b chain of every frame; snapshot_every=0, "
                    "no snapshot on disk"))
-    ours, theirs = interleaved(b.repeats, metalog_read, sqlite_read)
+    ours, theirs = interleaved(b.repeats + 2, metalog_read, sqlite_read)
     m, s = med(ours), med(theirs)
     b.add(Row("replay", "3b", f"read {n:,} events, no projection (Store.read())",
               rate(n, m), f"SQLite {rate(n, s)}", s / m, "", None,
@@ -412,9 +413,7 @@ def bench_replay(b: Bench) -> None:
 
 def bench_durable(b: Bench) -> None:
     """3c: durable single-event appends vs a raw write + fdatasync loop."""
-    per = 30 if b.quick else 50
-    rounds = b.repeats * 4          # many short alternating rounds: fsync latency here drifts
-    n = per * (rounds + 1)
+    n = 300 if b.quick else 800
     items = media_events(n + 1, n + 1)
     path = b.fresh("durable")
     store = eventstore.open(path, durability="fsync", snapshot_every=0)
@@ -426,36 +425,34 @@ def bench_durable(b: Bench) -> None:
     raw_path = b.fresh("durable.raw")
     fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     record = b"\x5a" * size
-    done = [1]
-
-    def metalog() -> float:
-        append = store.append
-        chunk = items[done[0]:done[0] + per]
-        done[0] += per
+    for _ in range(3):
+        os.write(fd, record)
+        os.fdatasync(fd)
+    # One op of each, alternating: fsync latency on a shared disk drifts by 10x within
+    # seconds, so both sides must sample the same moments.
+    ours, theirs = [], []
+    append, write, sync = store.append, os.write, os.fdatasync
+    gc.collect()
+    for t, k, d in items[1:]:
         t0 = now()
-        for t, k, d in chunk:
-            append(t, k, d)
-        return (now() - t0) / len(chunk)
-
-    def raw() -> float:
-        t0 = now()
-        for _ in range(per):
-            os.write(fd, record)
-            os.fdatasync(fd)
-        return (now() - t0) / per
-
-    ours, theirs = interleaved(rounds, metalog, raw, warmup=True)
+        append(t, k, d)
+        t1 = now()
+        write(fd, record)
+        sync(fd)
+        t2 = now()
+        ours.append(t1 - t0)
+        theirs.append(t2 - t1)
     store.close()
     os.close(fd)
     m, s = med(ours), med(theirs)
-    per_round = sorted(r / o for o, r in zip(ours, theirs))
+    mean_ratio = sum(theirs) / sum(ours)
     b.add(Row("durable", "3c", f"durable single-event append ({n} appends, durability=fsync)",
               rate(1, m), f"raw write+fdatasync {rate(1, s)}", s / m, ">= 0.8x", s / m >= 0.8,
-              {"appends": n, "record_bytes": size, "metalog_s_per_append": ours, "raw_s_per_append": theirs},
+              {"appends": n, "record_bytes": size, "metalog_median_s": m, "raw_median_s": s,
+               "metalog_total_s": sum(ours), "raw_total_s": sum(theirs)},
               note=f"record size {size} bytes (one frame); both call os.fdatasync on an appending file; "
-                   f"{rounds} alternating rounds of {per}; per-round ratios min {per_round[0]:.2f} "
-                   f"median {med(per_round):.2f} max {per_round[-1]:.2f}; raw fdatasync latency "
-                   f"median {ms(s)}"))
+                   f"appends alternate one by one with the raw loop; rates from the median latency "
+                   f"(metalog {ms(m)}, raw {ms(s)}); from the totals the ratio is {mean_ratio:.2f}x"))
 
     # The store's own CPU cost per durable append: the same path with a no-op sync.
     class NoSyncFS(FileSystem):
@@ -464,6 +461,8 @@ def bench_durable(b: Bench) -> None:
 
     path = b.fresh("durable.nosync")
     store = eventstore.open(path, durability="fsync", snapshot_every=0, fs=NoSyncFS())
+    for t, k, d in media_events(500, 500, start=10**7):   # warm-up
+        store.append(t, k, d)
     cpu = []
     for r in range(b.repeats):
         chunk = media_events(2000, 2000, start=r * 2000)
@@ -477,7 +476,7 @@ def bench_durable(b: Bench) -> None:
               f"{c * 1e6:.0f} us/append", f"raw fdatasync {s * 1e6:.0f} us", None, "", None,
               {"cpu_s_per_append": cpu},
               note=f"0.8x of the raw loop needs this overhead <= {s * 0.25 * 1e6:.0f} us at the measured "
-                   f"fdatasync latency"))
+                   f"fdatasync latency", score=c))
 
 
 def bench_group(b: Bench) -> None:
@@ -746,7 +745,7 @@ def bench_open(b: Bench) -> None:
               ms(s), f"{mib(big['snapshot_bytes'])} file", None, "", None,
               {"snapshot_s": big["snapshot_s"], "snapshot_bytes": big["snapshot_bytes"]},
               note=f"building the {n:,}-event store took {big['build_s']:.1f} s "
-                   f"({rate(n, big['build_s'])} incl. generating the events)"))
+                   f"({rate(n, big['build_s'])} incl. generating the events)", score=s))
     _lean_open(b, big)
 
 
@@ -776,6 +775,34 @@ def _lean_open(b: Bench, big: dict[str, Any]) -> None:
               {"open_s": times, "full_replay_s": full, "snapshot_s": snap, "snapshot_bytes": size},
               note=f"for comparison, not a target: separates the store's cost from MediaProjection's "
                    f"state size; its snapshot is {mib(size)}, written in {ms(snap)}"))
+
+
+def bench_stall(b: Bench) -> None:
+    """4: commit latency around automatic snapshots (snapshot_every=100k, MediaProjection)."""
+    n, keys = (200_000, 20_000) if b.quick else (400_000, 40_000)
+    every = 100_000
+    path = b.fresh("stall")
+    meta = {"actor": "bench"}
+    lat: list[float] = []
+    store = eventstore.open(path, projections=[MediaProjection()], durability="none", snapshot_every=every)
+    for start in range(0, n, every):
+        items = media_events(every, keys, start=start, meta=meta)
+        for i in range(0, len(items), 1000):
+            t0 = now()
+            store.append_many(items[i:i + 1000])
+            lat.append(now() - t0)
+    store.close()
+    order = sorted(lat)
+    worst = sorted(range(len(lat)), key=lat.__getitem__)[-(n // every):]
+    m = med(lat)
+    b.add(Row("stall", "4", f"slowest commit of 1000 events while automatic snapshots run "
+                            f"({n:,} events, {keys:,} keys)",
+              f"max {ms(order[-1])}", f"median commit {ms(m)}", None, "", None,
+              {"median_s": m, "p99_s": order[int(len(order) * 0.99)], "max_s": order[-1],
+               "slowest_commit_indexes": sorted(worst)},
+              note=f"p99 {ms(order[int(len(order) * 0.99)])}; the slowest commits are numbers "
+                   f"{', '.join(str(i + 1) for i in sorted(worst))} of {len(lat)}: the ones that trigger a "
+                   f"snapshot every {every:,} events", score=order[-1]))
 
 
 def bench_compact(b: Bench) -> None:
@@ -810,7 +837,7 @@ def bench_compact(b: Bench) -> None:
     store.close()
     b.add(Row("compact", "4", "after compact(): open (snapshot + tail), full read of the log",
               f"open {ms(reopen)}, read {rate(count, read_s)}", "", None, "", None,
-              {"open_s": reopen, "read_s": read_s, "events": count}))
+              {"open_s": reopen, "read_s": read_s, "events": count}, score=reopen))
 
 
 def bench_history(b: Bench) -> None:
@@ -832,7 +859,7 @@ def bench_history(b: Bench) -> None:
 
     h_s, changes = timed(lambda: cat.history(key), b.repeats)
     b.add(Row("history", "5", f"history() of one item ({len(changes)} changes) in {last:,} events",
-              ms(h_s), "", None, "", None, {"history_s": h_s, "changes": len(changes)}))
+              ms(h_s), "", None, "", None, {"history_s": h_s, "changes": len(changes)}, score=h_s))
     mid_ts = next(iter(cat.store.read(n // 2, n // 2 + 1))).ts / 1e9
     cases = [
         ("state_at(seq=last)", lambda: cat.state_at(seq=last)),
@@ -844,7 +871,7 @@ def bench_history(b: Bench) -> None:
         reps = 1 if "no snapshot" in label or "time" in label else b.repeats
         s, view = timed(fn, reps)
         b.add(Row("history", "5", f"{label} on {last:,} events ({len(view):,} items)",
-                  ms(s), "", None, "", None, {"seconds": s}))
+                  ms(s), "", None, "", None, {"seconds": s}, score=s))
     cat.close()
 
 
@@ -858,6 +885,7 @@ BENCHES: dict[str, Callable[[Bench], None]] = {
     "change": bench_change,
     "import": bench_import,
     "open": bench_open,
+    "stall": bench_stall,
     "compact": bench_compact,
     "history": bench_history,
 }
@@ -885,7 +913,8 @@ def machine(root: str) -> dict[str, Any]:
         dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "eventstore", "projections"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit, dirty = "?", ""
+        commit, dirty = "", ""
+    commit = commit or "not a git checkout"
     cpu = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -922,6 +951,35 @@ def _profiled(fn: Callable[[Bench], None], b: Bench, out: Callable[[str], None])
                 out("    | " + line)
 
 
+def summarize(paths: list[str]) -> int:
+    """Markdown table of several ``--json`` runs: per row the run with the median ratio."""
+    runs = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            runs.append(json.load(f))
+    print(f"{len(runs)} runs: " + "; ".join(f"{r['machine']['date_utc']} UTC, load "
+                                           f"{r['machine']['loadavg_start'][0]:.1f}" for r in runs))
+    print()
+    print("| benchmark | issue | metalog | baseline | ratio (median) | ratio per run | target | result |")
+    print("|---|---|---|---|---|---|---|---|")
+    for i, row in enumerate(runs[0]["rows"]):
+        same = [r["rows"][i] for r in runs if i < len(r["rows"]) and r["rows"][i]["what"] == row["what"]]
+        ratios = [r["ratio"] for r in same if r["ratio"] is not None]
+        if ratios:
+            mid = sorted(same, key=lambda r: r["ratio"])[(len(same) - 1) // 2]
+            per_run = ", ".join(f"{x:.2f}" for x in ratios)
+        else:
+            scored = [r for r in same if r.get("score") is not None] or same
+            mid = sorted(scored, key=lambda r: r.get("score") or 0)[(len(scored) - 1) // 2]
+            per_run = ""
+        ratio = "" if mid["ratio"] is None else f"{mid['ratio']:.2f}x"
+        verdicts = {r["verdict"] for r in same}
+        verdict = mid["verdict"] if len(verdicts) == 1 else f"{mid['verdict']} ({'/'.join(r['verdict'] for r in same)})"
+        print(f"| {row['what']} | {row['issue']} | {mid['metalog']} | {mid['baseline']} | {ratio} | "
+              f"{per_run} | {row['target']} | {verdict} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -938,7 +996,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="run each benchmark under cProfile and print its top functions (figures are "
                          "then slower; use it to find hot spots, not to record numbers)")
+    ap.add_argument("--summarize", nargs="+", metavar="RUN.json",
+                    help="do not measure: print a Markdown table of the median of several --json runs")
     args = ap.parse_args(argv)
+    if args.summarize:
+        return summarize(args.summarize)
     repeats = args.repeats or (2 if args.quick else 3)
     parent = os.path.abspath(args.dir or os.path.dirname(REPO))
     root = tempfile.mkdtemp(prefix="metalog-bench-", dir=parent)
