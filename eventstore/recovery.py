@@ -199,9 +199,10 @@ class _LenientStream:
 def _frame_ending_at(fs: FileSystem, ref: SegmentRef, offset: int) -> Frame | None:
     """The CRC-valid frame of ``ref`` that ends exactly at ``offset``, if any.
 
-    Hops from frame header to frame header (plain segments) or scans (compressed
-    ones) from the segment's start; used only to confirm a snapshot taken at the
-    very end of the log.
+    Plain segments: searches the last MiB before ``offset`` backwards for a frame
+    header whose length ends there (then, for a larger last frame, hops from
+    header to header from the segment's start); compressed ones are scanned.
+    Used only to confirm a snapshot taken at the very end of the log.
     """
     if ref.compressed:
         try:
@@ -218,8 +219,21 @@ def _frame_ending_at(fs: FileSystem, ref: SegmentRef, offset: int) -> Frame | No
         except CorruptionError:
             return None
         return found if found is not None and found.offset + found.size == offset else None
-    pos = SEGMENT_HEADER_SIZE
     with fs.open_read(ref.path) as f:
+        # usually the last frame is small: look for its header just before ``offset``
+        window = min(offset - SEGMENT_HEADER_SIZE, _BACKWARD_WINDOW)
+        f.seek(offset - window)
+        tail = f.read(window)
+        i = len(tail)
+        while (i := tail.rfind(FRAME_MAGIC, 0, i)) >= 0:
+            if i + FRAME_HEADER_SIZE <= len(tail) and \
+                    i + FRAME_HEADER_SIZE + int.from_bytes(tail[i + 8:i + 12], "little") == len(tail):
+                frame = _probe(tail[i:], offset - window + i)
+                if frame is not None:
+                    return frame
+        if window == offset - SEGMENT_HEADER_SIZE:
+            return None  # the whole segment was searched
+        pos = SEGMENT_HEADER_SIZE
         while pos < offset:
             f.seek(pos)
             head = f.read(FRAME_HEADER_SIZE)
@@ -229,14 +243,22 @@ def _frame_ending_at(fs: FileSystem, ref: SegmentRef, offset: int) -> Frame | No
             if head[:4] != FRAME_MAGIC or length == 0 or length > MAX_FRAME_PAYLOAD:
                 return None
             if pos + FRAME_HEADER_SIZE + length == offset:
-                scanner = FrameScanner(pos, 0, ZERO_DIGEST, end=offset)
-                scanner.feed(head + f.read(length))
-                scanner.close()
-                scanner.damage = Damage(pos - 1, "probe")
-                frame, _ = scanner.resync()
-                return frame if frame is not None and frame.offset == pos else None
+                return _probe(head + f.read(length), pos)
             pos += FRAME_HEADER_SIZE + length
     return None
+
+
+_BACKWARD_WINDOW = 1 << 20
+
+
+def _probe(data: bytes, pos: int) -> Frame | None:
+    """``data`` as one frame at segment offset ``pos`` if its magic, length and CRC check."""
+    scanner = FrameScanner(pos, 0, ZERO_DIGEST, end=pos + len(data))
+    scanner.feed(data)
+    scanner.close()
+    scanner.damage = Damage(pos - 1, "probe")
+    frame, _ = scanner.resync()
+    return frame if frame is not None and frame.offset == pos and frame.size == len(data) else None
 
 
 class Walker:

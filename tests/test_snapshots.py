@@ -345,3 +345,17 @@ def test_future_snapshot_version_is_a_clear_error(fast_tmp) -> None:
     assert (info.value.found, info.value.supported, info.value.file) == (9, 1, newest)
     assert "9" in str(info.value) and "1" in str(info.value)
     assert os.path.exists(newest)
+
+
+def test_snapshot_at_the_end_after_a_commit_larger_than_the_search_window(fast_tmp) -> None:
+    """The frame before the position is 1.6 MB: found by hopping from the segment start."""
+    root = str(fast_tmp / "s")
+    kv = KV()
+    with eventstore.open(root, [kv], fs=FAST, snapshot_every=0) as s:
+        s.append("set", "small", {})
+        s.append_many([("blob", f"b{i}", {"x": "y" * 800_000}) for i in range(2)])
+        s.snapshot()
+    fresh = Applies()
+    with eventstore.open(root, [fresh], fs=FAST) as s:
+        assert not s.recovery_report
+        assert fresh.applied == 0 and fresh.state() == kv.state() and s.last_seq == 3
