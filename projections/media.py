@@ -155,8 +155,9 @@ class MediaProjection:
             self._move(key, redo_of, step, self._redo, self._undo)
             return
         # A new edit: it clears the item's redo and starts or extends a unit.
-        if key in self._redo:
-            del self._redo[key]
+        redo = self._redo
+        if redo and key in redo:        # usually empty: skip the hash lookup
+            del redo[key]
         stack = self._undo.get(key)
         if stack is None:
             self._undo[key] = [step, step, fi, old, value]
