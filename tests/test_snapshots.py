@@ -66,6 +66,7 @@ event_st = st.tuples(
 step_st = st.one_of(
     st.lists(event_st, min_size=1, max_size=4).map(lambda items: ("commit", items)),
     st.just(("snapshot", None)),
+    st.just(("compact", None)),
     st.just(("reopen", None)),
 )
 
@@ -85,6 +86,8 @@ def test_snapshot_plus_tail_equals_full_replay(fast_tmp, steps, snapshot_every) 
                 s.append_many(items)
             elif kind == "snapshot":
                 s.snapshot()
+            elif kind == "compact":
+                s.compact()
             else:
                 s.close()
                 kv, counter = KV(), Counter()
