@@ -124,6 +124,7 @@ class Store:
         self._subscribers: list[Callable[[Event], None]] = []
         self._to_deliver: collections.deque[Event] = collections.deque()  # leader thread only
         self._delivering = False
+        self._draining = 0  # threads in _exclusive waiting for in-flight commits to finish
         self._versions: dict[str, int] = {}
         self._next_seq = 1  # seq the next commit gets
         self._published = 0  # last seq applied to projections and acknowledged
@@ -394,6 +395,11 @@ class Store:
             raise ValidationError(f"commit is {len(payload)} bytes; the limit is {MAX_FRAME_PAYLOAD}")
         n = len(items)
         with self._cond:
+            # While close/flush/snapshot wait for the log to go quiet, hold new commits back
+            # so a steady stream of appenders cannot starve them (a subscriber appending on
+            # the leader's thread must go through, or it would wait for itself).
+            while self._draining and self._leader != threading.get_ident():
+                self._cond.wait()
             self._writable()
             versions = self._versions
             pending: dict[str, int] = {}
@@ -433,6 +439,8 @@ class Store:
             if self._failed is not None:
                 raise StoreFailedError(f"write to {self.root} failed; nothing after seq "
                                        f"{self._published} is acknowledged") from self._failed
+            if self._closed:  # queued while close() held the log: never written
+                raise StoreClosedError(f"store {self.root} was closed before this commit was written")
             nested = self._leader == me
             if self._leader and not nested:
                 self._cond.wait()
@@ -516,11 +524,15 @@ class Store:
                 nested = True
             else:
                 nested = False
-                while self._leader or self._queue:
-                    if self._queue and not self._leader:
-                        self._await(self._queue[-1][0].last_seq)
-                        continue
-                    self._cond.wait()
+                self._draining += 1
+                try:
+                    while self._leader or self._queue:
+                        if self._queue and not self._leader:
+                            self._await(self._queue[-1][0].last_seq)
+                            continue
+                        self._cond.wait()
+                finally:
+                    self._draining -= 1
                 self._leader = me
         try:
             yield
