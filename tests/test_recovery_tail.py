@@ -82,7 +82,7 @@ def test_every_truncation_of_the_active_segment(tmp_path, segment_files, layout)
         commits = [[("fill", f"f{i}", {"pad": "p" * 700})] for i in range(12)] + COMMITS
     built = build(root, commits, **kw)
     segs = segment_files(root)
-    assert len(segs) == (1 if layout == "one-segment" else len(segs)) and (layout == "one-segment") == (len(segs) == 1)
+    assert (len(segs) == 1) == (layout == "one-segment")
     active = segs[-1]
     original = open(active, "rb").read()
     ends = frame_bounds(original)

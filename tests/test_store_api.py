@@ -482,3 +482,39 @@ def test_reads_during_appends_see_whole_commits_in_order(store_dir, durability):
         assert problems == []
         assert len(set(sizes)) > 3  # the reader really raced the writer
         assert store.last_seq == 3000
+
+
+@pytest.mark.parametrize("durability", ["fsync", "none"])
+def test_close_while_threads_append(store_dir, durability):
+    """Every append racing close() either returns (and its event is on disk) or raises
+    StoreClosedError; none hangs."""
+    store = eventstore.open(store_dir, durability=durability)
+    acked, errors = [], []
+    go = threading.Event()
+
+    def worker(w):
+        go.wait()
+        for i in range(10_000):
+            try:
+                acked.append(store.append("t", f"w{w}", {"i": i}))
+            except StoreClosedError:
+                return
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    go.set()
+    time.sleep(0.05)
+    store.close()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads), "an append hung across close()"
+    assert errors == []
+    assert acked, "no append got in before close"
+    with eventstore.open(store_dir) as again:
+        on_disk = {e.seq: e for e in again.read()}
+    for ev in acked:
+        assert on_disk.get(ev.seq) == ev
