@@ -494,7 +494,8 @@ def test_close_while_threads_append(store_dir, durability):
 
     def worker(w):
         go.wait()
-        for i in range(10_000):
+        i = 0
+        while True:  # until close() stops us: close must not wait for appenders to give up
             try:
                 acked.append(store.append("t", f"w{w}", {"i": i}))
             except StoreClosedError:
@@ -502,13 +503,17 @@ def test_close_while_threads_append(store_dir, durability):
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
                 return
+            i += 1
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(4)]
     for t in threads:
         t.start()
     go.set()
     time.sleep(0.05)
-    store.close()
+    closer = threading.Thread(target=store.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "close() starved behind appenders"
     for t in threads:
         t.join(10)
     assert not any(t.is_alive() for t in threads), "an append hung across close()"
