@@ -134,6 +134,7 @@ class Store:
         self._snapshot_seq = 0
         self._since_snapshot = 0
         self._snap_thread: threading.Thread | None = None
+        self._snap_write = threading.Lock()  # one snapshot file written at a time
         self._lock_fd: int | None = None
         self._log: SegmentLog | None = None
         self._tail: tuple[int, int] = (1, SEGMENT_HEADER_SIZE)  # readonly refresh cursor
@@ -591,9 +592,10 @@ class Store:
             self._failed = exc
             return
         self._since_snapshot = 0
-        self._snap_thread = threading.Thread(target=self._write_snapshot_quietly, args=(captured,),
-                                             name="metalog-snapshot", daemon=True)
-        self._snap_thread.start()
+        thread = threading.Thread(target=self._write_snapshot_quietly, args=(captured,),
+                                  name="metalog-snapshot", daemon=True)
+        thread.start()  # before publishing it: snapshot() and close() join it
+        self._snap_thread = thread
 
     def _write_snapshot_quietly(self, captured: tuple) -> None:
         try:
@@ -604,8 +606,9 @@ class Store:
     def _write_snapshot(self, captured: tuple) -> None:
         seq, ts, position, digest, versions, states = captured
         data = snap_mod.encode_snapshot(seq, ts, position, digest, versions, states)
-        snap_mod.write_snapshot(self._fs, self.snap_dir, seq, data)
-        self._snapshot_seq = max(self._snapshot_seq, seq)
+        with self._snap_write:  # a background and a foreground snapshot may overlap
+            snap_mod.write_snapshot(self._fs, self.snap_dir, seq, data)
+            self._snapshot_seq = max(self._snapshot_seq, seq)
 
     def snapshot(self) -> int:
         """Write a snapshot of every projection now; returns the seq it covers."""
