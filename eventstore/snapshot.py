@@ -144,5 +144,8 @@ def write_snapshot(fs: FileSystem, directory: str, seq: int, data: bytes,
     path = os.path.join(directory, snapshot_name(seq))
     fs.create_atomic(path, data)
     for _, old in list_snapshots(fs, directory)[keep:]:
-        fs.remove(old)
+        try:
+            fs.remove(old)
+        except FileNotFoundError:
+            pass  # removed by a reader's cleanup or a concurrent prune
     return path

@@ -256,3 +256,60 @@ def test_readers_of_another_handle_while_plain_segments_are_removed(fast_tmp) ->
             t.join()
     assert errors == []
     assert counts and max(counts) > 0
+
+
+def test_appends_snapshots_compaction_and_follow_at_once(fast_tmp) -> None:
+    """Writers, automatic background snapshots, compaction and a live follower together:
+    the follower sees every seq once in order, and a reopen (from the newest snapshot)
+    gives exactly the state of a full replay."""
+    root = str(fast_tmp / "s")
+    kv = KV()
+    with eventstore.open(root, [kv], segment_bytes=4096, snapshot_every=13, fs=FAST) as s:
+        seen: list[int] = []
+        stop = threading.Event()
+
+        def follower() -> None:
+            for e in s.follow(start=1, poll=0.001, timeout=2.0):
+                seen.append(e.seq)
+                if e.seq == 800:
+                    return
+
+        errors: list[BaseException] = []
+
+        def writer(t: int) -> None:
+            try:
+                for i in range(200):
+                    s.append("set", f"w{t}-{i % 7}", {"i": i})
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        def compactor() -> None:
+            try:
+                while not stop.is_set():
+                    s.compact()
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        side = [threading.Thread(target=follower), threading.Thread(target=compactor)]
+        for t in side + threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        for t in side:
+            t.join(20)
+        assert errors == []
+        assert seen == list(range(1, 801))
+        events = list(s.read())
+        state = kv.state()
+    full = KV()
+    for e in events:
+        full.apply(e)
+    assert full.state() == state
+    fresh = KV()
+    with eventstore.open(root, [fresh], fs=FAST) as s:
+        assert not s.recovery_report
+        assert fresh.state() == state
+        report = s.verify()
+        assert report.ok, str(report)
