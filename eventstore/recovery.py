@@ -622,7 +622,7 @@ def salvage_log(fs: FileSystem, root: str, refs: list[SegmentRef], report: Recov
     walker = Walker(fs, root, policy="salvage", writer=True, report=report)
     walker.check_payloads = True
     before = len(report)
-    walker.walk(refs, 0, SEGMENT_HEADER_SIZE, refs[0].first_seq, ZERO_DIGEST, 0, None)
+    walker.walk(refs, 0, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST, 0, None)
     if walker.damaged:
         walker.rewrite_damaged(refs)
     return len(report) != before

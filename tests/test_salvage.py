@@ -374,3 +374,21 @@ def test_recovery_destroys_no_bytes_without_a_copy_in_quarantine(fast_tmp) -> No
             assert any(data[5:].endswith(k) for k in kept if k)
         elif data:  # the LOCK file is rewritten on open; it is not store data
             assert data in kept or data.isdigit(), data[:40]
+
+
+def test_missing_first_segment_gets_a_new_segment_holding_its_gap(fast_tmp) -> None:
+    root = str(fast_tmp / "s")
+    events = make_store(root, n=50, segment_bytes=4096, pad=200)
+    first, second = seg_files(root, ".seg")[:2]
+    gone = frames_of(first)
+    os.unlink(first)
+    with pytest.raises(CorruptionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert info.value.file == second and info.value.offset == 0
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        lost = (1, gone[-1].last_seq)
+        assert [(e.action, e.lost) for e in s.recovery_report if e.action == "lost"] == [("lost", lost)]
+        assert events_tuple(s.read()) == events_tuple(events[lost[1]:])
+    assert os.path.exists(first)  # the new segment with the gap frame
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert s.last_seq == len(events) and s.verify().ok
