@@ -523,3 +523,100 @@ def test_close_while_threads_append(store_dir, durability):
         on_disk = {e.seq: e for e in again.read()}
     for ev in acked:
         assert on_disk.get(ev.seq) == ev
+
+
+# -- a state machine: random operations, reopens and refusals against a model -------------------
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule  # noqa: E402
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Appends, batches, refused writes, flushes and reopens (with rollover) vs a list model."""
+
+    def __init__(self):
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.tmp.name, "s")
+        self.durability = "none"
+        self.store = eventstore.open(self.path, durability=self.durability, segment_bytes=4096)
+        self.model: list[tuple[str, str, dict]] = []
+
+    def teardown(self):
+        self.store.close()
+        self.tmp.cleanup()
+
+    def version(self, key):
+        return sum(1 for _, k, _ in self.model if k == key)
+
+    @rule(key=st.sampled_from(["a", "b", "c"]), size=st.integers(0, 700), expect=st.booleans())
+    def append(self, key, size, expect):
+        data = {"n": len(self.model), "pad": "p" * size}
+        ev = self.store.append("t", key, data, expected_version=self.version(key) if expect else None)
+        assert ev.seq == len(self.model) + 1
+        self.model.append(("t", key, data))
+
+    @rule(keys=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=6))
+    def append_many(self, keys):
+        items = [("m", k, {"n": len(self.model) + i}) for i, k in enumerate(keys)]
+        evs = self.store.append_many(items)
+        assert [e.seq for e in evs] == list(range(len(self.model) + 1, len(self.model) + 1 + len(items)))
+        self.model += items
+
+    @rule(keys=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=4), fail=st.booleans())
+    def transaction(self, keys, fail):
+        items = [("x", k, {"n": len(self.model) + i}) for i, k in enumerate(keys)]
+        try:
+            with self.store.transaction() as tx:
+                for t, k, d in items:
+                    tx.append(t, k, d)
+                if fail:
+                    raise KeyError("abort")
+        except KeyError:
+            return
+        self.model += items
+
+    @rule(key=st.sampled_from(["a", "b", "c"]), off=st.sampled_from([-1, 1, 5]))
+    def stale_expected_version(self, key, off):
+        v = self.version(key) + off
+        if v < 0:
+            return
+        with pytest.raises(ConcurrencyError):
+            self.store.append("t", key, {"never": True}, expected_version=v)
+
+    @rule(bad=st.sampled_from(["", "\x00", "\ud800", 5]))
+    def bad_key_in_batch(self, bad):
+        with pytest.raises(ValidationError):
+            self.store.append_many([("t", "a", {"never": 1}), ("t", bad, {"never": 2})])
+
+    @rule()
+    def flush(self):
+        self.store.flush()
+
+    @rule(durability=st.sampled_from(["none", "flush", "fsync"]))
+    def reopen(self, durability):
+        self.store.close()
+        self.durability = durability
+        self.store = eventstore.open(self.path, durability=durability, segment_bytes=4096)
+        assert not self.store.recovery_report
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule(data=st.data())
+    def read_range(self, data):
+        start = data.draw(st.integers(1, len(self.model)))
+        stop = data.draw(st.integers(start, len(self.model) + 1))
+        got = [(e.type, e.key, e.data) for e in self.store.read(start, stop)]
+        assert got == self.model[start - 1:stop - 1]
+
+    @invariant()
+    def matches_model(self):
+        assert self.store.last_seq == len(self.model)
+        for key in ("a", "b", "c"):
+            assert self.store.version(key) == self.version(key)
+
+    @invariant()
+    def disk_matches_model(self):
+        if len(self.model) % 5 == 0:  # a full read now and then keeps the machine fast
+            assert [(e.type, e.key, e.data) for e in self.store.read()] == self.model
+
+
+StoreMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
+test_store_state_machine = StoreMachine.TestCase
