@@ -752,9 +752,14 @@ class Store:
     def _read(self, start: int, stop: int | None, key: str | None, type_set: set | None,
               bound: int | None, cursor: list | None) -> Iterator[Event]:
         root = self.seg_dir
+        # A commit holding the key (or a type) holds its msgpack encoding verbatim, so a
+        # substring test skips decoding the commits that cannot match (exact: no misses).
+        needles = [pack(key)] if key is not None else [pack(t) for t in type_set] if type_set else []
         for frame in self._frames(start, bound, cursor):
             if stop is not None and frame.first_seq >= stop:
                 return
+            if needles and not any(n in frame.payload for n in needles):
+                continue
             for e in decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts, root, frame.offset):
                 if e.seq < start or (bound is not None and e.seq > bound):
                     continue
