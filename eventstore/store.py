@@ -487,11 +487,17 @@ class Store:
                 try:
                     for e in events:
                         p.apply(e)
-                except Exception:  # a projection bug must not stall every writer
-                    log.exception("projection %s failed to apply seq %d", getattr(p, "name", p), events[0].seq)
+                except Exception as exc:
+                    # The commit is durable, so it is published; but the projection now
+                    # disagrees with the log. Refuse further writes and snapshots (which
+                    # would persist the wrong state) until the store is reopened.
+                    log.error("projection %s failed to apply a commit at seq %d: %r; the store "
+                              "refuses writes until reopened", getattr(p, "name", p), events[0].seq, exc)
+                    if self._failed is None:
+                        self._failed = exc
         last = batch[-1][0].last_seq
         self._since_snapshot += count
-        if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
+        if self.snapshot_every and self._since_snapshot >= self.snapshot_every and self._failed is None:
             self._start_background_snapshot(last, batch[-1][1][-1].ts)
         with self._cond:
             self._published = last

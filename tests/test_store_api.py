@@ -620,3 +620,36 @@ class StoreMachine(RuleBasedStateMachine):
 
 StoreMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
 test_store_state_machine = StoreMachine.TestCase
+
+
+def test_a_failing_projection_publishes_the_durable_commit_then_refuses_writes(tmp_path):
+    """A projection that raises must not leave a store taking snapshots of wrong state."""
+    class Fragile:
+        name, version = "fragile", 1
+
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def apply(self, event):
+            if event.key == "boom":
+                raise RuntimeError("bug in projection")
+            self.seen.append(event.seq)
+
+        def snapshot(self):
+            return self.seen
+
+        def restore(self, state):
+            self.seen = list(state)
+
+    p = Fragile()
+    store = eventstore.open(tmp_path / "s", projections=(p,))
+    store.append("t", "ok", {})
+    boom = store.append("t", "boom", {})  # durable: returned, on disk
+    assert boom.seq == 2 and store.last_seq == 2
+    with pytest.raises(eventstore.StoreFailedError):
+        store.append("t", "after", {})
+    with pytest.raises(eventstore.StoreFailedError):
+        store.snapshot()
+    store.close()
+    with eventstore.open(tmp_path / "s") as again:
+        assert [(e.seq, e.key) for e in again.read()] == [(1, "ok"), (2, "boom")]
