@@ -64,7 +64,9 @@ _RUNNER = textwrap.dedent('''
                 out["events"] = [e.seq for e in s.read()]
     except eventstore.CorruptionError as exc:
         out.update(error=type(exc).__name__, file=exc.file, offset=exc.offset, reason=exc.reason)
-    out["growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["growth_mb"] = (peak - base) / 1024
+    out["peak_mb"] = peak / 1024
     out["seconds"] = time.monotonic() - t0
     print(json.dumps(out))
 ''')
