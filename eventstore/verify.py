@@ -17,7 +17,7 @@ from ._fs import FileSystem
 from .errors import CorruptionError
 from .event import Event
 from .frame import Frame
-from .layout import SEGMENT_HEADER_SIZE, SEGMENTS_DIR, SNAPSHOTS_DIR, ZERO_DIGEST
+from .layout import SEGMENT_HEADER_SIZE, SEGMENTS_DIR, SNAPSHOT_HEADER_SIZE, SNAPSHOTS_DIR, ZERO_DIGEST
 from .projection import Projection
 from .recovery import RecoveryEntry, RecoveryReport, Walker
 from .segment import list_segments
@@ -92,7 +92,7 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
                 collected.add(RecoveryEntry("problem", snap.path, 40,
                                             f"snapshot digest does not match the log at seq {snap.seq}"))
             elif snap.versions != versions and not log_damaged():
-                collected.add(RecoveryEntry("problem", snap.path, None,
+                collected.add(RecoveryEntry("problem", snap.path, SNAPSHOT_HEADER_SIZE,
                                             f"snapshot key versions differ from a replay to seq {snap.seq}"))
         if progress is not None and report.commits % 256 == 0:
             progress(frame.last_seq, max(last_known, frame.last_seq))

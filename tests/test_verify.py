@@ -210,3 +210,26 @@ def test_verify_reports_a_torn_tail_seen_by_a_reader(fast_tmp) -> None:
     (p,) = report.problems
     assert (p.file, p.nbytes) == (path, 14) and "torn" in p.reason
     assert report.events == 5
+
+
+def test_snapshot_whose_key_versions_disagree_with_the_log(fast_tmp) -> None:
+    """A well-formed, correctly signed snapshot at the right position whose key versions
+    are not the log's: verify names it (the open would trust it)."""
+    from eventstore import snapshot as snap_mod
+    from eventstore.codec import pack
+    root = str(fast_tmp / "s")
+    make(root, n=9)
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        s.snapshot()
+    (path,) = snap_files(root)
+    snap = snap_mod.read_snapshot(FAST, path)
+    forged = dict(snap.versions, k0=99)
+    states = [(name, ver, pack(state)) for name, (ver, state) in snap.states.items()]
+    data = snap_mod.encode_snapshot(snap.seq, snap.ts, (snap.seg_first, snap.offset), snap.digest,
+                                    pack(forged), states)
+    open(path, "wb").write(data)
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert s.version("k0") == 99  # trusted on open: only verify can tell
+        report = s.verify()
+    assert [(p.file, p.offset) for p in report.problems] == [(path, 72)]
+    assert "key versions" in report.problems[0].reason
