@@ -18,7 +18,10 @@
   ``n``th mutating call (which fails with EIO).
 
 Identity is the inode number; every inode seen is held open so the kernel
-cannot reuse its number while the test runs.
+cannot reuse its number while the test runs (call ``close_held()`` at the
+end). ``on_call(op, path)``, when set, runs before each mutating call (tests
+use it to capture what recovery is about to remove or replace), ``calls``
+counts them per operation and ``fired`` lists the faults injected.
 """
 from __future__ import annotations
 
