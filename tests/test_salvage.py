@@ -392,3 +392,27 @@ def test_missing_first_segment_gets_a_new_segment_holding_its_gap(fast_tmp) -> N
     assert os.path.exists(first)  # the new segment with the gap frame
     with eventstore.open(root, [KV()], fs=FAST) as s:
         assert s.last_seq == len(events) and s.verify().ok
+
+
+def test_losing_the_snapshots_own_commit_keeps_the_snapshot_usable(fast_tmp) -> None:
+    """The commit at the snapshot's seq is the damaged one: the padded gap frame keeps the
+    next frame at the snapshot's position, so the snapshot (which holds that commit's
+    effect) is still used."""
+    root = str(fast_tmp / "s")
+    kv = KV()
+    with eventstore.open(root, [kv], snapshot_every=0, fs=FAST) as s:
+        for i in range(8):
+            s.append("set", f"k{i % 3}", {"i": i})
+        s.snapshot()
+        for i in range(8, 12):
+            s.append("set", f"k{i % 3}", {"i": i})
+        full = kv.state()
+    path = seg_files(root, ".seg")[0]
+    victim = next(f for f in frames_of(path) if f.first_seq == 8)
+    flip(path, victim.offset + 50, 6)
+    fresh = KV()
+    with eventstore.open(root, [fresh], recovery="salvage", fs=FAST) as s:
+        assert s.recovery_report.lost_ranges == [(8, 8)]
+        assert not [e for e in s.recovery_report if e.action == "skipped-snapshot"]
+        assert fresh.state() == full
+        assert [e.seq for e in s.read()] == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12]
