@@ -15,7 +15,8 @@ __all__ = ["Event", "MAX_KEY_BYTES", "MAX_TYPE_BYTES", "MAX_DEPTH"]
 MAX_KEY_BYTES = 4096
 MAX_TYPE_BYTES = 256
 MAX_DEPTH = 64
-_SCALARS = (str, int, float, bool, type(None), bytes)
+_SCALAR_TYPES = (str, int, float, bool, type(None), bytes)
+_SCALARS = frozenset(_SCALAR_TYPES)  # exact classes: the fast path
 
 
 class Event(NamedTuple):
@@ -30,19 +31,28 @@ class Event(NamedTuple):
 
 
 def _check_name(what: str, value: object, limit: int) -> str:
-    if not isinstance(value, str):
+    if value.__class__ is not str and not isinstance(value, str):
         raise ValidationError(f"{what} must be str, not {type(value).__name__}")
     if not value:
         raise ValidationError(f"{what} must not be empty")
     if "\x00" in value:
         raise ValidationError(f"{what} must not contain NUL")
+    if len(value) * 4 > limit:  # could be over the limit: measure (short names cannot be)
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"{what} is not valid Unicode (lone surrogate?)") from exc
+        if size > limit:
+            raise ValidationError(f"{what} is {size} UTF-8 bytes; the limit is {limit}")
+    return value
+
+
+def check_unicode(what: str, value: str) -> None:
+    """Refuse lone surrogates (done in bulk by the encoder; this names the culprit)."""
     try:
-        size = len(value.encode("utf-8"))
+        value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValidationError(f"{what} is not valid Unicode (lone surrogate?)") from exc
-    if size > limit:
-        raise ValidationError(f"{what} is {size} UTF-8 bytes; the limit is {limit}")
-    return value
 
 
 def validate_key(key: object) -> str:
@@ -58,23 +68,32 @@ def _check_value(what: str, value: Any, depth: int) -> None:
         raise ValidationError(f"{what} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str):
+            if k.__class__ is not str and not isinstance(k, str):
                 raise ValidationError(f"{what} has a non-str map key {k!r}")
-            if type(v) not in _SCALARS:
+            if v.__class__ not in _SCALARS:
                 _check_value(what, v, depth + 1)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            if type(v) not in _SCALARS:
+            if v.__class__ not in _SCALARS:
                 _check_value(what, v, depth + 1)
-    elif not isinstance(value, _SCALARS):
+    elif not isinstance(value, _SCALAR_TYPES):
         raise ValidationError(f"{what} holds a {type(value).__name__}, which cannot be stored")
 
 
 def validate_mapping(what: str, value: object) -> dict[str, Any]:
-    """Check a ``data`` or ``meta`` argument: a dict of msgpack-able values."""
+    """Check a ``data`` or ``meta`` argument: a dict of msgpack-able values.
+
+    Scalars are checked here by class only; what the class check lets through
+    (ints over 64 bits, lone surrogates) the encoder refuses before anything is
+    written, and the store reports it as a `ValidationError`.
+    """
     if value is None:
         return {}
-    if not isinstance(value, dict):
+    if value.__class__ is not dict and not isinstance(value, dict):
         raise ValidationError(f"{what} must be a dict, not {type(value).__name__}")
-    _check_value(what, value, 1)
+    for k, v in value.items():
+        if k.__class__ is not str and not isinstance(k, str):
+            raise ValidationError(f"{what} has a non-str map key {k!r}")
+        if v.__class__ not in _SCALARS:
+            _check_value(what, v, 2)
     return value
