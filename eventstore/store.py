@@ -488,9 +488,10 @@ class Store:
             self._digest = digest
             self._last_ts = ts
             new = tuple.__new__
-            # The events hold the caller's dicts (already encoded, so the log is safe);
-            # copying them would cost ~15% of a bulk append. Treat events as immutable.
-            events = [new(Event, (seq + i, ts, t, k, d, m)) for i, (t, k, d, m) in enumerate(items)]
+            # Copies: a caller changing its dicts later must not change the event that
+            # projections and subscribers see (~12% of a bulk append; worth it).
+            events = [new(Event, (seq + i, ts, t, k, dict(d), dict(m) if m else {}))
+                      for i, (t, k, d, m) in enumerate(items)]
             self._queue.append((PendingFrame(frame, seq, seq + n - 1, digest), events))
             if self._gathering and len(self._queue) >= self._gathering:
                 self._gather.notify()
