@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import gc
 from operator import itemgetter
 import logging
 import os
@@ -57,7 +58,8 @@ _ALLOWED_ENTRIES = {MARKER_NAME, LOCK_NAME, SEGMENTS_DIR, SNAPSHOTS_DIR, QUARANT
 _HELD_LOCKS: set[str] = set()  # store roots locked by this process ([F-24])
 _HELD_GUARD = threading.Lock()
 _FAST_KEY_CHARS = MAX_KEY_BYTES // 4
-_key_of = itemgetter(1)
+_key_of = itemgetter(1)  # of an item (type, key, data, meta)
+_event_key = itemgetter(3)  # of an Event
 try:
     from collections import _count_elements  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - other Pythons
@@ -161,7 +163,13 @@ class Store:
         try:
             if not readonly:
                 self._acquire_lock()
-            self._recover()
+            gc_enabled = gc.isenabled()
+            gc.disable()  # replay allocates millions of long-lived objects: no cycles to find
+            try:
+                self._recover()
+            finally:
+                if gc_enabled:
+                    gc.enable()
         except BaseException:
             self._release_lock()
             raise
@@ -260,16 +268,15 @@ class Store:
         walker = Walker(fs, self.root, policy=self.recovery, writer=writer, report=self.recovery_report)
 
         def apply_to(targets: Sequence[Projection]) -> Callable[[Frame, list[Event]], None]:
-            versions = self._versions
+            count_versions = targets is self._projections
 
             def on_commit(frame: Frame, events: list[Event]) -> None:
                 for p in targets:
                     apply = p.apply
                     for e in events:
                         apply(e)
-                if targets is self._projections:
-                    for e in events:
-                        versions[e.key] = versions.get(e.key, 0) + 1
+                if count_versions:
+                    _count_elements(self._versions, map(_event_key, events))
             return on_commit
 
         end = None
