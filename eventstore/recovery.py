@@ -11,101 +11,28 @@ what the scanner classifies ([F-13]–[F-16]):
 
 A torn tail of the last segment is truncated (after a copy to quarantine) only
 when ``writer`` is true; readers stop there. Decoded commits are handed to an
-``on_commit`` callback. The report types live here too.
+``on_commit`` callback. Reading and rewriting damaged segments is
+`salvage`'s; the report types are `report`'s (re-exported here).
 """
 from __future__ import annotations
 
 import itertools
 import os
-import time
-import zlib
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
-
-import zstandard
+from dataclasses import dataclass
+from typing import Callable
 
 from ._fs import FileSystem
-from .codec import decode_commit, pack
+from .codec import decode_commit
 from .errors import CorruptionError, FormatVersionError
 from .event import Event
-from .compression import ZstdFrameError, frame_extent
-from .frame import Damage, Frame, FrameScanner, encode_frame, is_gap
-from .layout import (
-    FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_PREFIX, MAX_FRAME_PAYLOAD, MAX_SEGMENT_BYTES,
-    QUARANTINE_DIR, READ_CHUNK, SEGMENT_HEADER_SIZE, ZERO_DIGEST, ZSEGMENT_HEADER_SIZE,
-)
-from .segment import (
-    SegmentRef, SegmentStream, encode_header, read_header, read_zheader, scan, segment_path,
-)
+from .frame import Damage, Frame, FrameScanner, is_gap
+from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
+from .report import RecoveryEntry, RecoveryReport, quarantine_copy
+from .salvage import LenientStream, gap_segment, rewrite_segment
+from .segment import SegmentRef, SegmentStream, read_header, scan
 
 __all__ = ["RecoveryReport", "RecoveryEntry", "Walker", "WalkEnd", "quarantine_copy",
            "SnapshotMismatch", "salvage_log"]
-
-
-@dataclass(frozen=True)
-class RecoveryEntry:
-    action: str  # truncated, skipped-snapshot, lost, damaged, quarantined, rewrote, problem, ...
-    file: str
-    offset: int | None = None
-    reason: str = ""
-    nbytes: int = 0
-    lost: tuple[int, int] | None = None  # inclusive seq range
-
-    def __str__(self) -> str:
-        where = self.file if self.offset is None else f"{self.file} at offset {self.offset}"
-        extra = f"; {self.nbytes} bytes" if self.nbytes else ""
-        lost = f"; seqs {self.lost[0]}-{self.lost[1]} lost" if self.lost else ""
-        return f"{self.action}: {where}: {self.reason}{extra}{lost}"
-
-    def as_dict(self) -> dict:
-        return {"action": self.action, "file": self.file, "offset": self.offset,
-                "reason": self.reason, "bytes": self.nbytes,
-                "lost": list(self.lost) if self.lost else None}
-
-
-@dataclass
-class RecoveryReport:
-    """What `open` repaired, skipped or quarantined; falsy when nothing."""
-
-    entries: list[RecoveryEntry] = field(default_factory=list)
-
-    def add(self, entry: RecoveryEntry) -> None:
-        self.entries.append(entry)
-
-    @property
-    def lost_ranges(self) -> list[tuple[int, int]]:
-        return [e.lost for e in self.entries if e.lost]
-
-    def __bool__(self) -> bool:
-        return bool(self.entries)
-
-    def __iter__(self) -> Iterator[RecoveryEntry]:
-        return iter(self.entries)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def as_dict(self) -> dict:
-        return {"entries": [e.as_dict() for e in self.entries],
-                "lost_ranges": [list(r) for r in self.lost_ranges]}
-
-    def __str__(self) -> str:
-        return "\n".join(map(str, self.entries)) or "nothing to recover"
-
-
-def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
-    """Copy bytes into quarantine/ durably before anything is cut ([F-05])."""
-    qdir = os.path.join(root, QUARANTINE_DIR)
-    if not fs.exists(qdir):
-        fs.makedirs(qdir)
-        fs.fsync_dir(root)  # the directory entry itself must survive a power cut
-    path = os.path.join(qdir, f"{time.strftime('%Y%m%dT%H%M%S')}-{name}")
-    n = 1
-    while fs.exists(path):
-        path = f"{path}.{n}"
-        n += 1
-    fs.create_atomic(path, data)
-    return path
 
 
 @dataclass
@@ -122,78 +49,6 @@ class SnapshotMismatch(Exception):
 
 
 OnCommit = Callable[[Frame, list[Event]], None]
-
-
-_LENIENT_READ = 64 << 10  # small reads: output decoded before a damaged zstd block is kept
-
-
-class _LenientStream:
-    """The bytes of a segment that salvage or verify must read despite damage.
-
-    No header check (``header_error`` says why the header was refused, if it
-    was); a compressed segment is decompressed by streaming up to its declared
-    plain size (or `MAX_SEGMENT_BYTES` when its header is unreadable), and a
-    damaged zstd stream or trailing junk ends the bytes and is kept in
-    ``error`` instead of raising, so every frame before it is still seen.
-    """
-
-    def __init__(self, fs: FileSystem, ref: SegmentRef, header_error: CorruptionError | None,
-                 prev_digest: bytes) -> None:
-        self.fs, self.ref = fs, ref
-        self.header_error = header_error
-        self.error: CorruptionError | None = None
-        self.known: str | None = None  # an error already reported as the segment's first damage
-        self.prev_digest = prev_digest
-        self.plain_size: int | None = None
-        if ref.compressed:
-            self.end = MAX_SEGMENT_BYTES
-            if header_error is None:
-                with fs.open_read(ref.path) as f:
-                    zh = read_zheader(f.read(ZSEGMENT_HEADER_SIZE), ref.path, ref.first_seq)
-                self.end = self.plain_size = zh.plain_size
-        else:
-            self.end = fs.size(ref.path)
-
-    def chunks(self, start: int) -> Iterator[bytes]:
-        if not self.ref.compressed:
-            with self.fs.open_read(self.ref.path) as f:
-                f.seek(start)
-                while chunk := f.read(READ_CHUNK):
-                    yield chunk
-            return
-        path = self.ref.path
-        available = self.fs.size(path) - ZSEGMENT_HEADER_SIZE
-        try:
-            with self.fs.open_read(path) as f:
-                frame_extent(f, ZSEGMENT_HEADER_SIZE, available)
-        except ZstdFrameError as exc:
-            self.error = CorruptionError(path, ZSEGMENT_HEADER_SIZE + exc.offset, exc.reason)
-        skip, total = start, 0
-        with self.fs.open_read(path) as f:
-            f.seek(ZSEGMENT_HEADER_SIZE)
-            reader = zstandard.ZstdDecompressor().stream_reader(f, read_size=READ_CHUNK,
-                                                                 read_across_frames=False)
-            try:
-                while total < self.end:
-                    chunk = reader.read(min(_LENIENT_READ, self.end - total))
-                    if not chunk:
-                        break
-                    total += len(chunk)
-                    if skip >= len(chunk):
-                        skip -= len(chunk)
-                        continue
-                    yield chunk[skip:] if skip else chunk
-                    skip = 0
-                else:
-                    if reader.read(1):
-                        self.error = self.error or CorruptionError(
-                            path, ZSEGMENT_HEADER_SIZE, f"decompresses past its declared {self.end} bytes")
-            except zstandard.ZstdError as exc:
-                self.error = self.error or CorruptionError(path, ZSEGMENT_HEADER_SIZE,
-                                                           f"zstd stream is damaged: {exc}")
-        if self.error is None and self.plain_size is not None and total != self.plain_size:
-            self.error = CorruptionError(path, ZSEGMENT_HEADER_SIZE,
-                                         f"decompresses to {total} bytes, header says {self.plain_size}")
 
 
 def _frame_ending_at(fs: FileSystem, ref: SegmentRef, offset: int) -> Frame | None:
@@ -283,11 +138,11 @@ class Walker:
         action = "problem" if self.policy == "collect" else ("lost" if lost else "damaged")
         self.report.add(RecoveryEntry(action, path, offset, reason, lost=lost))
 
-    def _open(self, ref: SegmentRef, digest: bytes) -> tuple[SegmentStream | _LenientStream, Damage | None]:
+    def _open(self, ref: SegmentRef, digest: bytes) -> tuple[SegmentStream | LenientStream, Damage | None]:
         """The segment's byte stream, and a damage to start from when its header is bad.
 
         Strict reads through `SegmentStream` (any damage raises). Salvage and
-        collect read compressed segments through a `_LenientStream`, so frames
+        collect read compressed segments through a `LenientStream`, so frames
         before a damaged zstd block are still seen and the zstd problem is
         reported with its own offset once the stream ends.
         """
@@ -299,13 +154,13 @@ class Walker:
             except FormatVersionError:
                 raise
             except CorruptionError as exc:
-                return _LenientStream(self.fs, ref, exc, digest), Damage(0, f"segment header: {exc.reason}", "header")
+                return LenientStream(self.fs, ref, exc, digest), Damage(0, f"segment header: {exc.reason}", "header")
         try:
-            lenient = _LenientStream(self.fs, ref, None, digest)
+            lenient = LenientStream(self.fs, ref, None, digest)
         except FormatVersionError:
             raise
         except CorruptionError as exc:
-            lenient = _LenientStream(self.fs, ref, exc, digest)
+            lenient = LenientStream(self.fs, ref, exc, digest)
             return lenient, Damage(0, f"compressed segment header: {exc.reason}", "header")
         head = b"".join(itertools.islice(lenient.chunks(0), 1))[:SEGMENT_HEADER_SIZE]
         zerr, lenient.error = lenient.error, None  # reported when the frames are streamed
@@ -426,7 +281,7 @@ class Walker:
                 self._confirm_at_end(ref, offset, expected, digest)  # nothing follows the position
                 confirming = False
             end = WalkEnd(expected, digest, last_ts, ref, scanner.position)
-            lenient_error = stream.error if isinstance(stream, _LenientStream) else None
+            lenient_error = stream.error if isinstance(stream, LenientStream) else None
             if lenient_error is not None and lenient_error.reason == stream.known:
                 lenient_error = None  # already reported as the damage the scan started from
             if damage is not None:
@@ -465,7 +320,7 @@ class Walker:
             raise SnapshotMismatch(f"the frame ending at the snapshot's position in {ref.path} "
                                    f"does not match it (seq {frame.last_seq}, digest)")
 
-    def _torn_tail(self, ref: SegmentRef, stream: SegmentStream | _LenientStream, damage: Damage) -> None:
+    def _torn_tail(self, ref: SegmentRef, stream: SegmentStream | LenientStream, damage: Damage) -> None:
         """[F-13]: nothing valid follows the damage in the last segment."""
         if self.policy == "collect":
             self.report.add(RecoveryEntry("problem", ref.path, damage.offset,
@@ -499,115 +354,12 @@ class Walker:
     def rewrite_damaged(self, refs: list[SegmentRef]) -> None:
         """Replace each damaged segment by its intact frames plus gap frames."""
         if self._lead_gap is not None:  # the first segments are gone: a new one holds the gap
-            directory, first, upto, prev = self._lead_gap
-            gap, _ = _gap_frame(first, upto - first, prev, 0)
-            path = segment_path(directory, first)
-            self.fs.create_atomic(path, encode_header(first, prev) + gap)
-            self.report.add(RecoveryEntry("rewrote", path, None, f"new segment holding the gap {first}-{upto - 1}"))
+            gap_segment(self.fs, self.report, *self._lead_gap)
             self._lead_gap = None
         for ref, prev in self._rewrite.values():
             idx = refs.index(ref)
             next_first = refs[idx + 1].first_seq if idx + 1 < len(refs) else None
-            self._rewrite_one(ref, prev, next_first)
-
-    def _rewrite_one(self, ref: SegmentRef, prev: bytes, next_first: int | None) -> None:
-        """Rewrite one damaged segment as a plain segment holding every intact frame.
-
-        The original is copied to quarantine first ([F-05]). Each run of lost seqs
-        becomes one gap frame ([F-25]); when the damaged bytes it replaces are long
-        enough, the gap frame is padded to exactly their length so every intact
-        frame keeps its offset and snapshot positions stay valid.
-        """
-        fs = self.fs
-        try:
-            stream: SegmentStream | _LenientStream = SegmentStream(fs, ref)
-            prev = stream.prev_digest
-            header_ok = True
-        except FormatVersionError:
-            raise
-        except CorruptionError as exc:
-            stream = _LenientStream(fs, ref, exc, prev)
-            header_ok = False
-        if ref.compressed:
-            stream = _LenientStream(fs, ref, None if header_ok else CorruptionError(ref.path, 0, "header"), prev)
-        start = SEGMENT_HEADER_SIZE if header_ok else 0
-        scanner = FrameScanner(start, ref.first_seq, prev, end=stream.end)
-        scanner.restart_chain()
-        if not header_ok:
-            scanner.damage = Damage(0, "header", "header")
-        frames: list[Frame] = []
-        expected = ref.first_seq
-        seen_end = expected  # one past the last seq of any signed frame seen, kept or not
-        for item in scan(stream, scanner, start, resync=True):
-            if not isinstance(item, Frame) or item.first_seq < expected:
-                continue
-            if next_first is not None and item.last_seq >= next_first:
-                break
-            seen_end = max(seen_end, item.first_seq + item.count)
-            if not is_gap(item.payload):
-                try:
-                    decode_commit(item.payload, item.first_seq, item.count, item.ts, ref.path, item.offset)
-                except CorruptionError:
-                    continue  # an undecodable commit is lost like a damaged one
-            frames.append(item)
-            expected = item.first_seq + item.count
-        if next_first is None:
-            next_first = seen_end  # lost commits at the very end keep their seqs ([F-25])
-        out = [encode_header(ref.first_seq, prev)]
-        pos = SEGMENT_HEADER_SIZE
-        expected, digest = ref.first_seq, prev
-        for frame in frames + [None]:  # type: ignore[list-item]
-            upto = frame.first_seq if frame is not None else next_first
-            if upto is not None and upto > expected:
-                room = frame.offset - pos if frame is not None else 0
-                gap, digest = _gap_frame(expected, upto - expected, digest, room)
-                out.append(gap)
-                pos += len(gap)
-                expected = upto
-            if frame is None:
-                break
-            out.append(self._frame_bytes(frame))
-            pos += frame.size
-            expected, digest = frame.first_seq + frame.count, frame.digest
-        original = fs.read_file(ref.path, fs.size(ref.path))
-        qpath = quarantine_copy(fs, self.root, os.path.basename(ref.path), original)
-        new_path = segment_path(os.path.dirname(ref.path), ref.first_seq)
-        fs.create_atomic(new_path, b"".join(out))
-        if ref.compressed:
-            fs.remove(ref.path)  # a copy is in quarantine
-            fs.fsync_dir(os.path.dirname(ref.path))
-        self.report.add(RecoveryEntry("rewrote", ref.path, None,
-                                      f"kept {len(frames)} intact commits; original copied to {qpath}"))
-
-    @staticmethod
-    def _frame_bytes(frame: Frame) -> bytes:
-        prefix = FRAME_PREFIX.pack(len(frame.payload), frame.count, frame.first_seq, frame.ts)
-        crc = zlib.crc32(frame.payload, zlib.crc32(frame.digest, zlib.crc32(prefix)))
-        return FRAME_MAGIC + crc.to_bytes(4, "little") + prefix + frame.digest + frame.payload
-
-
-GAP_REASON = "lost in salvage"
-
-
-def _gap_frame(first_seq: int, count: int, prev: bytes, room: int) -> tuple[bytes, bytes]:
-    """A gap frame for ``count`` lost seqs, padded to ``room`` bytes when that is possible."""
-    base = {"gap": GAP_REASON}
-    payload = pack(base)
-    want = room - FRAME_HEADER_SIZE
-    if want > len(payload):
-        for extra in range(8):
-            reason = GAP_REASON + "." * extra
-            fixed = len(pack({"gap": reason, "pad": b""}))
-            for pad in range(max(0, want - fixed - 4), want - fixed + 1):
-                candidate = pack({"gap": reason, "pad": bytes(pad)})
-                if len(candidate) == want:
-                    payload = candidate
-                    break
-            else:
-                continue
-            break
-    return encode_frame(first_seq, count, 0, payload, prev)
-
+            rewrite_segment(self.fs, self.root, self.report, ref, prev, next_first)
 
 def salvage_log(fs: FileSystem, root: str, refs: list[SegmentRef], report: RecoveryReport) -> bool:
     """Salvage pass of a writer's open ([F-15], [F-25]): scan the whole log, decode every

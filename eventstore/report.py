@@ -1,0 +1,85 @@
+"""What recovery did, and the one way it sets bytes aside ([F-05]).
+
+`RecoveryEntry`/`RecoveryReport` are what `Store.recovery_report` and
+`VerifyReport.problems` hold: each entry has an action, a file, an offset, a
+reason, and the seq range it lost. `quarantine_copy` is the only way
+recovery keeps bytes it is about to cut or replace: a durable copy under
+``quarantine/`` first. No format knowledge here.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ._fs import FileSystem
+from .layout import QUARANTINE_DIR
+
+__all__ = ["RecoveryEntry", "RecoveryReport", "quarantine_copy"]
+
+
+@dataclass(frozen=True)
+class RecoveryEntry:
+    action: str  # truncated, skipped-snapshot, lost, damaged, quarantined, rewrote, problem, ...
+    file: str
+    offset: int | None = None
+    reason: str = ""
+    nbytes: int = 0
+    lost: tuple[int, int] | None = None  # inclusive seq range
+
+    def __str__(self) -> str:
+        where = self.file if self.offset is None else f"{self.file} at offset {self.offset}"
+        extra = f"; {self.nbytes} bytes" if self.nbytes else ""
+        lost = f"; seqs {self.lost[0]}-{self.lost[1]} lost" if self.lost else ""
+        return f"{self.action}: {where}: {self.reason}{extra}{lost}"
+
+    def as_dict(self) -> dict:
+        return {"action": self.action, "file": self.file, "offset": self.offset,
+                "reason": self.reason, "bytes": self.nbytes,
+                "lost": list(self.lost) if self.lost else None}
+
+
+@dataclass
+class RecoveryReport:
+    """What `open` repaired, skipped or quarantined; falsy when nothing."""
+
+    entries: list[RecoveryEntry] = field(default_factory=list)
+
+    def add(self, entry: RecoveryEntry) -> None:
+        self.entries.append(entry)
+
+    @property
+    def lost_ranges(self) -> list[tuple[int, int]]:
+        return [e.lost for e in self.entries if e.lost]
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def __iter__(self) -> Iterator[RecoveryEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def as_dict(self) -> dict:
+        return {"entries": [e.as_dict() for e in self.entries],
+                "lost_ranges": [list(r) for r in self.lost_ranges]}
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self.entries)) or "nothing to recover"
+
+
+def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
+    """Copy bytes into quarantine/ durably before anything is cut ([F-05])."""
+    qdir = os.path.join(root, QUARANTINE_DIR)
+    if not fs.exists(qdir):
+        fs.makedirs(qdir)
+        fs.fsync_dir(root)  # the directory entry itself must survive a power cut
+    path = os.path.join(qdir, f"{time.strftime('%Y%m%dT%H%M%S')}-{name}")
+    n = 1
+    while fs.exists(path):
+        path = f"{path}.{n}"
+        n += 1
+    fs.create_atomic(path, data)
+    return path
