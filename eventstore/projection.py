@@ -6,6 +6,11 @@ committed event, in seq order, both while replaying on open and live.
 ``snapshot()`` returns a msgpack-able value; ``restore(state)`` loads one.
 A snapshot whose name/version differ from the projection's is ignored and the
 state is rebuilt by replay. This module defines the protocol only.
+
+Optional: a projection whose ``snapshot()`` returns a value that later
+``apply`` calls never mutate (a copy, or immutable data) may set
+``snapshot_detached = True``; the store then packs that value in its
+background snapshot thread instead of on the commit path.
 """
 from __future__ import annotations
 

@@ -641,20 +641,33 @@ class Store:
                 raise StoreFailedError(f"flush of {self.root} failed") from exc
 
     # ------------------------------------------------------------------ snapshots
-    def _capture(self, seq: int, ts: int) -> tuple[int, int, tuple[int, int], bytes, bytes, list]:
-        """State of every projection at ``seq`` (called by the leader or under `_exclusive`)."""
+    def _capture(self, seq: int, ts: int) -> tuple[int, int, tuple[int, int], bytes, dict, list]:
+        """State of every projection at ``seq`` (called by the leader or under `_exclusive`).
+
+        Only what must be consistent with ``seq`` happens here: each projection's
+        ``snapshot()`` (packed now unless the projection declares
+        ``snapshot_detached = True``, i.e. returns a value later ``apply`` calls will
+        not mutate) and a copy of the key versions. Packing the rest, compressing
+        and writing happen later, off the commit path.
+        """
         assert self._log is not None
-        states = [(p.name, p.version, pack(p.snapshot())) for p in self._projections]
-        return seq, ts, self._log.position, self._digest_at_published(), pack(self._versions_published()), states
+        states = []
+        for p in self._projections:
+            value = p.snapshot()
+            if getattr(p, "snapshot_detached", False):
+                states.append((p.name, p.version, value, False))
+            else:
+                states.append((p.name, p.version, pack(value), True))
+        with self._cond:
+            versions = self._versions_published()
+        return seq, ts, self._log.position, self._digest_at_published(), versions, states
 
     def _digest_at_published(self) -> bytes:
         assert self._log is not None
         return self._log._last_digest
 
     def _versions_published(self) -> dict[str, int]:
-        # versions include queued commits; subtract what is still queued
-        if not self._queue:
-            return self._versions
+        """A copy of the key versions without the commits still queued."""
         versions = dict(self._versions)
         for _, events in self._queue:
             for e in events:
@@ -666,8 +679,7 @@ class Store:
     def _start_background_snapshot(self, seq: int, ts: int) -> None:
         if self._snap_thread is not None and self._snap_thread.is_alive():
             return  # one at a time; the next trigger catches up
-        with self._cond:
-            captured = self._capture(seq, ts)
+        captured = self._capture(seq, ts)
         try:
             if self.durability != "fsync":
                 assert self._log is not None
@@ -689,7 +701,9 @@ class Store:
 
     def _write_snapshot(self, captured: tuple) -> None:
         seq, ts, position, digest, versions, states = captured
-        data = snap_mod.encode_snapshot(seq, ts, position, digest, versions, states)
+        states = [(name, version, state if packed else pack(state))
+                  for name, version, state, packed in states]
+        data = snap_mod.encode_snapshot(seq, ts, position, digest, pack(versions), states)
         with self._snap_write:  # a background and a foreground snapshot may overlap
             snap_mod.write_snapshot(self._fs, self.snap_dir, seq, data)
             self._snapshot_seq = max(self._snapshot_seq, seq)
