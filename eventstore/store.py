@@ -959,7 +959,7 @@ class Store:
             "compressed_segments": sum(1 for r in refs if r.compressed),
             "bytes_on_disk": total,
             "last_seq": self._published,
-            "snapshot_seq": max(self._snapshot_seq, snaps[0][0] if snaps else 0),
+            "snapshot_seq": self._snapshot_seq,  # the newest snapshot loaded or written (checked)
             "snapshots": len(snaps),
             "durability": self.durability,
             "readonly": self.readonly,

@@ -194,7 +194,8 @@ def _verify(store: Any) -> VerifyReport:
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.store_handle() as store:
+    # salvage + readonly: open past damage without writing, so verify lists every problem
+    with ctx.store_handle(recovery="salvage") as store:
         report = _verify(store)
     return _show_verify(ctx, report)
 

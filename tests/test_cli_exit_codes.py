@@ -164,7 +164,7 @@ def flip_first_frame(store: Path) -> tuple[Path, int]:
     return segment, HEADER
 
 
-@pytest.mark.parametrize("command", [["get", "/media/1.mp4"], ["ls"], ["log"], ["verify"],
+@pytest.mark.parametrize("command", [["get", "/media/1.mp4"], ["ls"], ["log"],
                                      ["set-title", "/media/1.mp4", "x"], ["export"]])
 def test_corrupted_segment_exits_4_naming_file_and_offset(store: Path, command: list[str]) -> None:
     segment, offset = flip_first_frame(store)
@@ -172,6 +172,19 @@ def test_corrupted_segment_exits_4_naming_file_and_offset(store: Path, command: 
     assert proc.returncode == 4, proc
     assert segment.name in proc.stderr and f"offset {offset}" in proc.stderr
     assert "recover --salvage" in proc.stderr
+    assert_clean(proc)
+
+
+def test_verify_lists_a_corrupted_segment_and_exits_1(store: Path) -> None:
+    """verify opens past the damage (read-only salvage) and reports it as a problem."""
+    segment, offset = flip_first_frame(store)
+    before = segment.read_bytes()
+    doc = run_json("verify", store=store, code=1)
+    assert doc["ok"] is False
+    assert any(p["file"].endswith(segment.name) and p["offset"] == offset for p in doc["problems"]), doc
+    assert segment.read_bytes() == before  # verify never writes
+    proc = run("verify", store=store)
+    assert proc.returncode == 1 and segment.name in proc.stdout + proc.stderr
     assert_clean(proc)
 
 
