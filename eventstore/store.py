@@ -184,7 +184,7 @@ class Store:
             if fs.exists(marker):
                 self._check_marker(marker)
                 return
-            if fs.listdir(root):
+            if not self._unfinished_creation(fs.listdir(root)):
                 raise NotAStoreError(f"{root} is not empty and holds no metalog store ({MARKER_NAME} missing)")
         if not create or self.readonly:
             raise NotAStoreError(f"no metalog store at {root}")
@@ -194,6 +194,18 @@ class Store:
         body = MARKER.pack(MARKER_MAGIC, FORMAT_VERSION, 0)
         fs.create_atomic(marker, body + zlib.crc32(body).to_bytes(4, "little"))
         fs.fsync_dir(os.path.dirname(root) or ".")
+
+    def _unfinished_creation(self, entries: list[str]) -> bool:
+        """True for an empty directory or what a crash while creating a store leaves behind
+        (our empty subdirectories, an unfinished marker), which open may complete."""
+        for name in entries:
+            if name == MARKER_NAME + TMP_SUFFIX:
+                continue
+            sub = os.path.join(self.root, name)
+            if name in (SEGMENTS_DIR, SNAPSHOTS_DIR) and os.path.isdir(sub) and not self._fs.listdir(sub):
+                continue
+            return False
+        return True
 
     def _check_marker(self, marker: str) -> None:
         data = self._fs.read_file(marker, MARKER_SIZE)
