@@ -225,3 +225,35 @@ def test_leftover_tmp_files_are_quarantined_by_a_writer_only(tmp_path, segment_f
     assert not os.path.exists(tmp_seg) and os.path.getsize(seg) == size
     moved = [q for q in quarantine_files(root) if q.endswith(".seg.tmp")]
     assert len(moved) == 1 and open(moved[0], "rb").read() == b"MLSG half a segment header"
+
+
+@pytest.mark.parametrize("leftovers", [["segments"], ["segments", "snapshots"],
+                                       ["METALOG.tmp", "segments", "snapshots"], ["METALOG.tmp"]])
+def test_a_crash_while_creating_a_store_does_not_brick_the_directory(tmp_path, leftovers):
+    """[F-01]/[F-02] what a kill during the first open leaves (our empty directories, an
+    unfinished marker) is not a foreign directory: the next open completes the store."""
+    root = tmp_path / "s"
+    root.mkdir()
+    for name in leftovers:
+        if name.endswith(".tmp"):
+            (root / name).write_bytes(b"METAL")  # a marker cut short
+        else:
+            (root / name).mkdir()
+    before = tree_state(str(root))
+    with pytest.raises(eventstore.NotAStoreError):
+        eventstore.open(root, readonly=True)  # a reader creates nothing
+    assert tree_state(str(root)) == before
+    with eventstore.open(root) as store:
+        assert store.append("t", "k").seq == 1
+    with eventstore.open(root) as store:
+        assert [e.key for e in store.read()] == ["k"]
+
+
+def test_our_directory_names_holding_foreign_files_are_still_refused(tmp_path):
+    root = tmp_path / "s"
+    (root / "segments").mkdir(parents=True)
+    (root / "segments" / "notes.txt").write_text("not ours")
+    before = tree_state(str(root))
+    with pytest.raises(eventstore.NotAStoreError):
+        eventstore.open(root)
+    assert tree_state(str(root)) == before

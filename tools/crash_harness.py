@@ -168,6 +168,8 @@ def _frames(data: bytes) -> list[tuple[int, int, int, int]]:
 def _power_cut(path: str, last_acked_seq: int, rng: random.Random) -> bool:
     """Lose a random part of what follows the last acknowledged (fsynced) commit."""
     seg_dir = os.path.join(path, "segments")
+    if not os.path.isdir(seg_dir):  # killed before the store was created
+        return False
     segs = sorted(n for n in os.listdir(seg_dir) if n.endswith(".seg"))
     if not segs:
         return False
