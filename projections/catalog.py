@@ -172,18 +172,22 @@ class MediaCatalog:
     def _set(self, field: str, media: Media, value: str, reason: str | None) -> Event | None:
         _check_text(field, value)
         key = media_key(media)
-        meta = self._meta(reason)
+        if reason is not None:
+            _check_text("reason", reason)
         with self._lock:
             self._check_open()
             batch = self._batch
-            if batch is not None:
-                pending = batch.value(key, field)
-                current = pending if pending is not None else self._committed(key, field)
+            if batch is not None:       # the bulk-import path: keep it lean
+                pending = batch.changes.get((key, field))
+                current = pending[0] if pending is not None else self._committed(key, field)
                 if value != current:
                     batch.put(key, field, value, reason)
                 return None
             if value == self._committed(key, field):
                 return None
+            meta: dict[str, Any] = {ACTOR: self.actor}
+            if reason is not None:
+                meta[REASON] = reason
             now = _time.monotonic()
             merge_unit = self._merge_candidate(key, field, now)
             if merge_unit is not None:
@@ -306,10 +310,20 @@ class MediaCatalog:
                 return []
             self._check_open()
             items = []
+            proj = self._proj
+            cont_meta: dict[str | None, dict[str, Any]] = {}   # shared by the cont events
             for (key, field), (value, reason) in batch.changes.items():
-                if value != self._committed(key, field):
-                    items.append((TYPE_OF_FIELD[field], key, {VALUE: value}, self._meta(reason)))
-            batch.events = self._append(items) if items else []
+                if value == (proj.title(key) if field == "title" else proj.description(key)):
+                    continue
+                if items:
+                    meta = cont_meta.get(reason)
+                    if meta is None:
+                        meta = cont_meta[reason] = self._meta(reason)
+                        meta[CONT] = True
+                else:
+                    meta = self._meta(reason)
+                items.append((TYPE_OF_FIELD[field], key, {VALUE: value}, meta))
+            batch.events = list(self._store.append_many(items)) if items else []
             return batch.events
 
     def cancel_batch(self) -> int:

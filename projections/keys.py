@@ -23,6 +23,7 @@ from eventstore.errors import ValidationError
 __all__ = ["media_key", "KEY_CACHE_SIZE", "PathChecker"]
 
 KEY_CACHE_SIZE = 8192
+_POSIX = os.name == "posix" and os.sep == "/"
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)
@@ -37,6 +38,8 @@ def media_key(media: Any) -> str:
     of the call (so the cache never returns a stale key after a ``chdir``).
     Raises `ValidationError` (a ``ValueError``) for anything else.
     """
+    if media.__class__ is str and _POSIX and media[:1] == "/" and "\x00" not in media:
+        return _normalise_absolute(media)   # the common case: what the slow path does
     raw = media
     if not isinstance(raw, (str, bytes, os.PathLike)):
         for attr in ("path", "file_path"):

@@ -1,8 +1,12 @@
 """`MediaProjection`: the current state of every media item, and its undo stacks.
 
-This module owns the read model the store feeds: for each live key a
-record ``[title, description, created_ns, updated_ns]``, the number of
-events per key, and per key two bounded undo stacks (done and undone).
+This module owns the read model the store feeds: for each live key its
+title, description, created and updated times (ns) and ``version`` (the
+events ever applied for the key; keys with events but no live item keep
+their count in a small side map), and two bounded undo stacks (done and
+undone) for each of the ``undo_horizon`` most recently changed items.
+Items are stored as columns: a ``key -> slot`` index and one list per
+field, a freed slot being reused.
 
 A stack is one flat list of 5-slot entries ``step, order, field, old,
 new`` (``field`` 0 = title, 1 = description): one entry per field a commit
@@ -11,12 +15,27 @@ entries sharing a ``step``. ``step`` is the first seq of the commit that
 made the change, ``order`` the first seq of the commit that last did or
 undid it, so "the last commit overall" is the unit with the largest
 ``order`` on top of its stack. Flat lists keep replay cheap: no object per
-edit, nothing for the garbage collector to walk. Everything is derived
-from the log (see `projections.events`), so undo and redo survive a
-reopen, and the state is plain lists and dicts: `snapshot` is msgpack-able
-as is. An item is live while its title or description is non-empty. A
-coarse time index (the time of every 1024th seq) lets time travel find a
-seq by time without a search through the log.
+edit, nothing for the garbage collector to walk.
+
+**Undo horizon.** Only the most recently changed items keep stacks. The
+undo map is in least-recently-changed-first order (a change re-inserts the
+key at the end; an item with only redo left keeps an empty undo list). When more than ``undo_horizon + undo_horizon // 8`` items
+have stacks, the least recently changed are dropped down to
+``undo_horizon`` in one pass (batched: popping one key per edit from the
+front of a dict, or an `OrderedDict`, cost ~0.4 µs per event when every
+edit evicts), and undoing such an item then finds nothing to undo.
+Eviction depends only on the event sequence and the state, so a snapshot
+plus replay equals a full replay.
+
+Everything is derived from the log (see `projections.events`), so undo and
+redo survive a reopen. `snapshot` copies the columns (list slices of
+strings and ints) and flattens the stacks into one list: a value that
+later `apply` calls leave alone (it shares no mutable container with the
+projection, so the store may pack it later on another thread), ~10 ms to
+take for 100k items, and compact msgpack with few objects to decode.
+`restore` takes ownership of the state it is given (the store hands over
+freshly decoded values) and only rebuilds the index and the stacks. A coarse time index (the time of every 1024th seq) lets
+time travel find a seq by time without a search through the log.
 
 `apply` is on the replay hot path and does a handful of dict and list
 operations per event. This module never writes to the store and never
@@ -25,6 +44,7 @@ normalises keys (the catalog does).
 from __future__ import annotations
 
 import bisect
+from itertools import islice
 from typing import Any, Iterator, NamedTuple
 
 from eventstore.event import Event
@@ -33,15 +53,14 @@ from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, LEGACY_IMPORTED, MERGE,
                      REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, VALUE, MediaRecord,
                      ns_to_seconds)
 
-__all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH", "TIME_STRIDE"]
+__all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH", "UNDO_HORIZON", "TIME_STRIDE"]
 
 TIME_STRIDE = 1024       # one event time remembered per this many seqs (time travel)
-UNDO_DEPTH = 32          # undo (and redo) field changes kept per item: 32 to 64
-_STATE_VERSION = 1
+UNDO_DEPTH = 16          # undo (and redo) field changes kept per item: 16 to 32
+UNDO_HORIZON = 10_000    # items (most recently changed) that keep undo/redo stacks
+_STATE_VERSION = 2
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
 _FIELD_NAMES = ("title", "description")
-# record layout
-_TITLE, _DESC, _CREATED, _UPDATED = 0, 1, 2, 3
 # stack entry layout (flat, _E slots per entry), offsets from the entry start
 _E = 5
 _STEP, _ORDER, _FIELD, _OLD, _NEW = 0, 1, 2, 3, 4
@@ -77,19 +96,27 @@ def _unit_view(key: str, stack: Stack, start: int) -> UndoUnit:
 class MediaProjection:
     """Current media metadata, replayed from the log.
 
-    Query methods take already-normalised keys. With ``track_undo=False``
-    only items, versions and the time index are kept (cheaper replay, no
-    undo stacks): that is what `MediaCatalog.state_at` returns, frozen, so
-    `apply` and `restore` raise on it.
+    Query methods take already-normalised keys. ``undo_depth`` bounds each
+    item's stacks (``undo_depth`` to ``2 * undo_depth`` field changes),
+    ``undo_horizon`` the number of items that have stacks at all; a log
+    replays to the same state only with the same two values. With
+    ``track_undo=False`` only items, versions and the time index are kept
+    (cheaper replay, no undo stacks): that is what `MediaCatalog.state_at`
+    returns, frozen, so `apply` and `restore` raise on it.
     """
 
     name = "media"
-    version = 1
+    version = 2
 
-    def __init__(self, undo_depth: int = UNDO_DEPTH, *, track_undo: bool = True) -> None:
+    def __init__(self, undo_depth: int = UNDO_DEPTH, *, undo_horizon: int = UNDO_HORIZON,
+                 track_undo: bool = True) -> None:
         if undo_depth < 1:
             raise ValueError("undo_depth must be at least 1")
+        if undo_horizon < 1:
+            raise ValueError("undo_horizon must be at least 1")
         self.undo_depth = undo_depth
+        self.undo_horizon = undo_horizon
+        self._evict_at = undo_horizon + undo_horizon // 8    # evict in batches past this
         self._max_slots = 2 * undo_depth * _E    # trim when a stack grows past this...
         self._keep_slots = undo_depth * _E       # ...down to at most this (amortised O(1))
         self.track_undo = track_undo    # False: items only (time-travel views)
@@ -99,10 +126,24 @@ class MediaProjection:
 
     def _clear(self) -> None:
         self._step = 0
-        self._items: dict[str, list[Any]] = {}
-        self._versions: dict[str, int] = {}
+        # Items are columns: key -> slot in _index, and per slot the key,
+        # title, description, created, updated and version (a freed slot holds
+        # None, "", "", 0, 0, 0 and is reused LIFO from _free).
+        self._index: dict[str, int] = {}
+        self._keys: list[str | None] = []
+        self._titles: list[str] = []
+        self._descs: list[str] = []
+        self._cols = (self._titles, self._descs)
+        self._created: list[int] = []
+        self._updated: list[int] = []
+        self._vers: list[int] = []
+        self._free: list[int] = []
+        self._gone: dict[str, int] = {}     # event counts of keys without a live record
+        # Every key with stacks is in _undo (its list is empty when only redo
+        # is left), least recently changed first: that order is the horizon.
         self._undo: dict[str, Stack] = {}
         self._redo: dict[str, Stack] = {}
+        self._spare: list[Stack] = []   # emptied lists of evicted stacks, for reuse
         self._imports: dict[str, int] = {}
         self._times: list[int] = []     # ts of seq TIME_STRIDE, 2*TIME_STRIDE, ...
 
@@ -115,35 +156,62 @@ class MediaProjection:
         self.last_seq = seq
         if not seq % TIME_STRIDE:
             self._times.append(ts)
-        versions = self._versions
-        versions[key] = versions.get(key, 0) + 1
         if CONT in meta:
             step = self._step
         else:
             self._step = step = seq
+        index = self._index
+        i = index.get(key)
         fi = _FIELD_INDEX.get(typ)
-        if fi is None:
-            self._apply_other(seq, ts, typ, key, data)
+        value = None if fi is None else data.get(VALUE)
+        if value.__class__ is not str:
+            # not a set we interpret: it only counts in the key's version
+            if i is None:
+                gone = self._gone
+                gone[key] = gone.get(key, 0) + 1
+            else:
+                self._vers[i] += 1
+            if fi is None:
+                self._apply_other(seq, ts, typ, key, data)
             return
         # A title/description set: the hot path, kept inline.
-        value = data.get(VALUE)
-        if value.__class__ is not str:
-            return                      # not ours to interpret; counted in version only
-        items = self._items
-        rec = items.get(key)
-        if rec is None:
+        if i is None:
+            gone = self._gone
+            version = gone.pop(key, 0) + 1 if gone else 1
             if not value:
+                gone[key] = version
                 return
             old = ""
-            rec = items[key] = ["", "", ts, ts]
+            title, desc = (value, "") if fi == 0 else ("", value)
+            free = self._free
+            if free:
+                index[key] = i = free.pop()
+                self._keys[i] = key
+                self._titles[i] = title
+                self._descs[i] = desc
+                self._created[i] = ts
+                self._updated[i] = ts
+                self._vers[i] = version
+            else:
+                index[key] = len(self._keys)
+                self._keys.append(key)
+                self._titles.append(title)
+                self._descs.append(desc)
+                self._created.append(ts)
+                self._updated.append(ts)
+                self._vers.append(version)
         else:
-            old = rec[fi]
+            self._vers[i] += 1
+            cols = self._cols
+            col = cols[fi]
+            old = col[i]
             if old == value:
                 return
-            if not value and not rec[1 - fi]:
-                del items[key]          # no metadata left: not a live item
-        rec[fi] = value
-        rec[_UPDATED] = ts
+            if value or cols[1 - fi][i]:
+                col[i] = value
+                self._updated[i] = ts
+            else:
+                self._drop(key, i)      # no metadata left: not a live item
         if not self.track_undo:
             return
         undo_of = meta.get(UNDO_OF)
@@ -158,16 +226,50 @@ class MediaProjection:
         redo = self._redo
         if redo and key in redo:        # usually empty: skip the hash lookup
             del redo[key]
-        stack = self._undo.get(key)
+        undo = self._undo
+        stack = undo.pop(key, None)     # (re-)inserted below: the most recently changed
         if stack is None:
-            self._undo[key] = [step, step, fi, old, value]
+            spare = self._spare
+            if spare:                   # reuse an evicted list: see _evict
+                stack = undo[key] = spare.pop()
+                stack += (step, step, fi, old, value)
+            else:
+                undo[key] = [step, step, fi, old, value]
+            if len(undo) > self._evict_at:
+                self._evict()
             return
+        undo[key] = stack
         if stack and (stack[-_E] == step or MERGE in meta):
             if self._extend_top(stack, step, fi, old, value, MERGE in meta):
                 return
         stack += (step, step, fi, old, value)
         if len(stack) > self._max_slots:
             self._trim(stack)
+
+    def _drop(self, key: str, i: int) -> None:
+        """Free item ``key``'s slot ``i``; its event count moves to ``_gone``."""
+        del self._index[key]
+        self._gone[key] = self._vers[i]
+        self._keys[i] = None
+        self._titles[i] = self._descs[i] = ""
+        self._created[i] = self._updated[i] = self._vers[i] = 0
+        self._free.append(i)
+
+    def _evict(self) -> None:
+        """Drop the stacks of the least recently changed items, down to the horizon.
+
+        The dropped undo lists are emptied and kept for reuse by the next
+        new stacks: freeing hundreds of lists at once and then allocating
+        one per edit makes the cyclic GC run 3x as often (its allocation
+        count only drops to zero), which cost a full collection (~0.5 s
+        with a big heap) per million events of round-robin edits.
+        """
+        undo, redo, spare = self._undo, self._redo, self._spare
+        for key in list(islice(undo, len(undo) - self.undo_horizon)):
+            stack = undo.pop(key)
+            stack.clear()
+            spare.append(stack)
+            redo.pop(key, None)
 
     def _extend_top(self, stack: Stack, step: int, fi: int, old: str, value: str,
                     merge: bool) -> bool:
@@ -201,8 +303,11 @@ class MediaProjection:
         del stack[:cut]
 
     def _apply_other(self, seq: int, ts: int, typ: str, key: str, data: dict[str, Any]) -> None:
+        # the event is already counted in the key's version
         if typ == FORGOTTEN:
-            self._items.pop(key, None)
+            i = self._index.get(key)
+            if i is not None:
+                self._drop(key, i)
             self._undo.pop(key, None)
             self._redo.pop(key, None)
         elif typ == RENAMED:
@@ -225,8 +330,11 @@ class MediaProjection:
             (moved if entry[_STEP] == ref else kept).extend(entry)
         if not moved:
             return                      # already moved by an earlier event of this commit
+        undo = self._undo
         if kept:
             stack[:] = kept
+        elif src is undo:
+            stack.clear()               # an empty undo list keeps the key in the horizon
         else:
             del src[key]
         for i in range(_ORDER, len(moved), _E):
@@ -238,33 +346,69 @@ class MediaProjection:
             target += moved
             if len(target) > self._max_slots:
                 self._trim(target)
+        undo[key] = undo.pop(key)       # now the most recently changed
 
     def _apply_rename(self, ts: int, key: str, data: dict[str, Any]) -> None:
         new = data.get(TO)
         if not isinstance(new, str) or new == key:
             return                      # the {"from": old} half is a marker only
-        rec = self._items.pop(key, None)
-        if rec is None:
+        index = self._index
+        i = index.pop(key, None)
+        if i is None:
             return
-        rec[_UPDATED] = ts
-        self._items[new] = rec
+        gone = self._gone
+        gone[key] = self._vers[i]
+        j = index.get(new)
+        if j is None:
+            self._vers[i] = gone.pop(new, 0)
+        else:                           # (the catalog refuses this) the item replaces it
+            self._vers[i] = self._vers[j]
+            self._drop(new, j)
+            gone.pop(new, None)
+        index[new] = i
+        self._keys[i] = new
+        self._updated[i] = ts
+        # the new key gets exactly the old key's stacks (none if it had none),
+        # as the most recently changed item
         for stacks in (self._undo, self._redo):
             moved = stacks.pop(key, None)
-            if moved is None:
-                stacks.pop(new, None)
-            else:
+            stacks.pop(new, None)
+            if moved is not None:
                 stacks[new] = moved
 
     def snapshot(self) -> dict[str, Any]:
-        """The whole state as msgpack-able lists and dicts.
+        """The whole state as msgpack-able lists and dicts of str and int.
 
-        It shares the live containers: serialise it before the next `apply`.
+        Nothing in it is shared with a container that a later `apply`
+        mutates, so it may be serialised later, on another thread. Items
+        are the columns ``keys`` (None for a free slot), ``titles``,
+        ``descs``, ``created``, ``updated``, ``versions`` and the free-slot
+        stack ``free``; stacks are ``stack_keys`` in horizon order (least
+        recently changed first), ``stack_sizes`` (undo and redo slot counts
+        per key) and ``stack_slots`` (every stack's slots one after the
+        other).
         """
+        undo, redo = self._undo, self._redo
+        keys = list(undo)
+        sizes: list[int] = []
+        slots: list[Any] = []           # one list for all stacks: no object per stack
+        empty: Stack = []
+        for key in keys:
+            u = undo[key]
+            r = redo.get(key, empty)
+            sizes += (len(u), len(r))
+            slots += u
+            slots += r
         return {"v": _STATE_VERSION, "seq": self.last_seq, "step": self._step,
-                "items": self._items, "versions": self._versions,
-                "undo": self._undo, "redo": self._redo, "imports": self._imports, "times": self._times}
+                "depth": self.undo_depth, "horizon": self.undo_horizon,
+                "keys": self._keys[:], "titles": self._titles[:], "descs": self._descs[:],
+                "created": self._created[:], "updated": self._updated[:],
+                "versions": self._vers[:], "free": self._free[:], "gone": self._gone.copy(),
+                "stack_keys": keys, "stack_sizes": sizes, "stack_slots": slots,
+                "imports": self._imports.copy(), "times": self._times[:]}
 
     def restore(self, state: Any) -> None:
+        """Load a `snapshot` state, taking ownership of its containers."""
         if self._frozen:
             raise RuntimeError("this MediaProjection is read-only")
         if not isinstance(state, dict) or state.get("v") != _STATE_VERSION:
@@ -272,13 +416,26 @@ class MediaProjection:
         self._clear()
         self.last_seq = int(state["seq"])
         self._step = int(state["step"])
-        self._items = {k: list(v) for k, v in state["items"].items()}
-        self._versions = dict(state["versions"])
+        keys = self._keys = state["keys"]
+        self._titles, self._descs = state["titles"], state["descs"]
+        self._cols = (self._titles, self._descs)
+        self._created, self._updated = state["created"], state["updated"]
+        self._vers, self._free = state["versions"], state["free"]
+        index = self._index = dict(zip(keys, range(len(keys))))
+        index.pop(None, None)           # freed slots
+        self._gone = state["gone"]
         if self.track_undo:
-            self._undo = {k: list(v) for k, v in state["undo"].items()}
-            self._redo = {k: list(v) for k, v in state["redo"].items()}
-        self._imports = dict(state["imports"])
-        self._times = list(state["times"])
+            keys, sizes, slots = state["stack_keys"], state["stack_sizes"], state["stack_slots"]
+            undo, redo = self._undo, self._redo
+            it = iter(slots)
+            for key, nu, nr in zip(keys, sizes[0::2], sizes[1::2]):
+                undo[key] = list(islice(it, nu))
+                if nr:
+                    redo[key] = list(islice(it, nr))
+            if len(undo) > self._evict_at:      # taken with a larger horizon
+                self._evict()
+        self._imports = state["imports"]
+        self._times = state["times"]
 
     # ------------------------------------------------------------------ queries
 
@@ -292,48 +449,51 @@ class MediaProjection:
         return self._frozen
 
     def get(self, key: str) -> MediaRecord | None:
-        rec = self._items.get(key)
-        if rec is None:
+        i = self._index.get(key)
+        if i is None:
             return None
-        return MediaRecord(rec[_TITLE], rec[_DESC], self._versions.get(key, 0),
-                           ns_to_seconds(rec[_CREATED]), ns_to_seconds(rec[_UPDATED]))
+        return MediaRecord(self._titles[i], self._descs[i], self._vers[i],
+                           ns_to_seconds(self._created[i]), ns_to_seconds(self._updated[i]))
 
     def title(self, key: str) -> str:
-        rec = self._items.get(key)
-        return "" if rec is None else rec[_TITLE]
+        i = self._index.get(key)
+        return "" if i is None else self._titles[i]
 
     def description(self, key: str) -> str:
-        rec = self._items.get(key)
-        return "" if rec is None else rec[_DESC]
+        i = self._index.get(key)
+        return "" if i is None else self._descs[i]
 
     def values(self, key: str) -> tuple[str, str] | None:
         """(title, description) of a live item, else None."""
-        rec = self._items.get(key)
-        return None if rec is None else (rec[_TITLE], rec[_DESC])
+        i = self._index.get(key)
+        return None if i is None else (self._titles[i], self._descs[i])
 
     def key_version(self, key: str) -> int:
         """Events ever applied for ``key`` (the store's ``version(key)``)."""
-        return self._versions.get(key, 0)
+        i = self._index.get(key)
+        return self._gone.get(key, 0) if i is None else self._vers[i]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._items
+        return key in self._index
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._index)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._items))
+        return iter(list(self._index))
 
     def keys(self) -> list[str]:
-        return list(self._items)
+        """Keys of the live items, in no particular order."""
+        return list(self._index)
 
     def items(self) -> list[tuple[str, MediaRecord]]:
         """(key, record) for every live item, sorted by key."""
-        return [(k, self.get(k)) for k in sorted(self._items)]  # type: ignore[misc]
+        return [(k, self.get(k)) for k in sorted(self._index)]  # type: ignore[misc]
 
     def as_dict(self) -> dict[str, tuple[str, str]]:
         """{key: (title, description)}: handy for comparisons and diffs."""
-        return {k: (r[_TITLE], r[_DESC]) for k, r in self._items.items()}
+        t, d = self._titles, self._descs
+        return {k: (t[i], d[i]) for k, i in self._index.items()}
 
     def seq_window(self, ts: int) -> tuple[int, int | None]:
         """Seqs ``(lo, hi)`` such that the last event stamped at or before

@@ -146,22 +146,35 @@ def _through_msgpack(state: object) -> object:
 @settings(max_examples=300, deadline=None)
 @given(log=event_logs(), data=st.data())
 def test_snapshot_plus_replay_equals_full_replay(log: list[Event], data: st.DataObject) -> None:
-    full = MediaProjection(undo_depth=4)
+    horizon = data.draw(st.sampled_from([1, 2, 10]))     # 1 and 2 < len(KEYS): evictions
+    full = MediaProjection(undo_depth=4, undo_horizon=horizon)
     for e in log:
         full.apply(e)
     cut = data.draw(st.integers(0, len(log)))
-    head = MediaProjection(undo_depth=4)
+    head = MediaProjection(undo_depth=4, undo_horizon=horizon)
     for e in log[:cut]:
         head.apply(e)
-    resumed = MediaProjection(undo_depth=4)
-    resumed.restore(_through_msgpack(head.snapshot()))
+    taken = head.snapshot()
+    packed = msgpack.packb(taken)
+    for e in log[cut:]:             # the snapshot value must not change under later applies
+        head.apply(e)
+    assert msgpack.packb(taken) == packed
+    resumed = MediaProjection(undo_depth=4, undo_horizon=horizon)
+    resumed.restore(msgpack.unpackb(packed, strict_map_key=False))
     for e in log[cut:]:
         resumed.apply(e)
     assert _through_msgpack(resumed.snapshot()) == _through_msgpack(full.snapshot())
+    assert _through_msgpack(head.snapshot()) == _through_msgpack(full.snapshot())
     assert resumed.items() == full.items()
+    for key in KEYS:
+        assert resumed.undo_top(key) == full.undo_top(key)
+        assert resumed.redo_top(key) == full.redo_top(key)
+        assert resumed.key_version(key) == full.key_version(key)
+    assert resumed.last_undo_group() == full.last_undo_group()
+    assert len(full._undo) <= horizon
     # a time-travel view (no undo stacks) restored from the same snapshot agrees on items
     light = MediaProjection(track_undo=False)
-    light.restore(_through_msgpack(head.snapshot()))
+    light.restore(msgpack.unpackb(packed, strict_map_key=False))
     for e in log[cut:]:
         light.apply(e)
     assert light.items() == full.items() and light.last_seq == full.last_seq
@@ -197,4 +210,69 @@ def test_protocol_attributes() -> None:
     from eventstore.projection import Projection
     p = MediaProjection()
     assert isinstance(p, Projection)
-    assert (p.name, p.version) == ("media", 1)       # plain values, not methods
+    assert (p.name, p.version) == ("media", 2)       # plain values, not methods
+
+
+# ------------------------------------------------------------------ undo horizon
+
+def test_undo_horizon_evicts_the_least_recently_changed_item() -> None:
+    p = MediaProjection(undo_horizon=3)
+    for seq, key in enumerate(["/m/a", "/m/b", "/m/c"], 1):
+        p.apply(ev(seq, TITLE_SET, key, {"value": key}))
+    p.apply(ev(4, TITLE_SET, "/m/a", {"value": "a again"}))     # /m/a is now the most recent
+    p.apply(ev(5, TITLE_SET, "/m/d", {"value": "d"}))           # 4 items: /m/b goes
+    assert p.undo_top("/m/b") is None and p.redo_top("/m/b") is None
+    assert [p.undo_top(k).step for k in ("/m/a", "/m/c", "/m/d")] == [4, 3, 5]
+    assert p.title("/m/b") == "/m/b" and p.key_version("/m/b") == 1   # only undo is gone
+    # undo and redo keep an item recent; an undo of an evicted step changes no stack
+    p.apply(ev(6, TITLE_SET, "/m/c", {"value": ""}, **{UNDO_OF: 3}))
+    assert p.redo_top("/m/c").step == 3
+    p.apply(ev(7, TITLE_SET, "/m/e", {"value": "e"}))           # evicts /m/a, not /m/c
+    assert p.undo_top("/m/a") is None and p.redo_top("/m/c") is not None
+    p.apply(ev(8, TITLE_SET, "/m/b", {"value": "B"}, **{UNDO_OF: 2}))
+    assert p.undo_top("/m/b") is None and p.redo_top("/m/b") is None
+    assert p.title("/m/b") == "B"
+    assert p.undo_depths() == (2, 1)
+
+
+def test_undo_horizon_follows_renames_and_forgets() -> None:
+    p = MediaProjection(undo_horizon=2)
+    p.apply(ev(1, TITLE_SET, "/m/a", {"value": "A"}))
+    p.apply(ev(2, TITLE_SET, "/m/b", {"value": "B"}))
+    p.apply(ev(3, RENAMED, "/m/a", {"to": "/m/x"}))             # /m/x is now the most recent
+    p.apply(ev(4, RENAMED, "/m/x", {"from": "/m/a"}, cont=True))
+    p.apply(ev(5, TITLE_SET, "/m/c", {"value": "C"}))           # evicts /m/b
+    assert p.undo_top("/m/b") is None and p.undo_top("/m/x").step == 1
+    p.apply(ev(6, FORGOTTEN, "/m/x"))
+    p.apply(ev(7, TITLE_SET, "/m/d", {"value": "D"}))           # room was made: /m/c stays
+    assert p.undo_top("/m/c").step == 5 and p.undo_top("/m/d").step == 7
+    assert p.key_version("/m/a") == 2 and p.key_version("/m/x") == 2
+
+
+def test_snapshot_is_not_mutated_by_later_applies_and_restore_trims_to_the_horizon() -> None:
+    p = MediaProjection(undo_horizon=5)
+    for i in range(1, 11):
+        p.apply(ev(i, TITLE_SET, f"/m/{i % 4}", {"value": f"v{i}"}))
+    state = p.snapshot()
+    before = msgpack.packb(state)
+    for i in range(11, 40):
+        p.apply(ev(i, DESCRIPTION_SET if i % 2 else TITLE_SET, f"/m/{i % 7}", {"value": f"w{i}"}))
+        p.apply(ev(i + 100, TITLE_SET, "/m/0", {"value": ""}, **{UNDO_OF: i}))
+    assert msgpack.packb(state) == before
+    small = MediaProjection(undo_horizon=2)
+    small.restore(msgpack.unpackb(before, strict_map_key=False))
+    assert list(small._undo) == ["/m/1", "/m/2"]      # the two most recently changed
+    assert small.undo_top("/m/1").step == 9
+
+
+def test_versions_count_every_event_of_a_key() -> None:
+    p = MediaProjection()
+    p.apply(ev(1, "other.type", "/m/a", {"x": 1}))                  # foreign: counted
+    p.apply(ev(2, TITLE_SET, "/m/a", {"value": "A"}))
+    p.apply(ev(3, TITLE_SET, "/m/a", {"value": "A"}))               # unchanged: counted
+    p.apply(ev(4, TITLE_SET, "/m/a", {"value": 5}))                 # not a str: counted
+    assert p.get("/m/a").version == 4
+    p.apply(ev(5, TITLE_SET, "/m/a", {"value": ""}))
+    assert p.key_version("/m/a") == 5
+    p.apply(ev(6, DESCRIPTION_SET, "/m/a", {"value": "d"}))
+    assert p.get("/m/a").version == 6

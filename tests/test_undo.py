@@ -174,3 +174,58 @@ def test_no_merge_across_actors(tmp_path) -> None:
         c.set_title("/m/a", "bob")
         c.undo("/m/a")
         assert c.title("/m/a") == "alice"
+
+
+# ------------------------------------------------------------------ undo horizon
+
+def open_small_horizon(path: pathlib.Path, horizon: int, **kw) -> MediaCatalog:
+    """A catalog whose projection keeps undo for only ``horizon`` items."""
+    import eventstore
+    from projections import MediaProjection
+    proj = MediaProjection(undo_horizon=horizon)
+    kw.setdefault("durability", "none")
+    store = eventstore.open(path / "store", projections=[proj], **kw)
+    return MediaCatalog(store, proj, actor="alice")
+
+
+def _undo_state(c: MediaCatalog, keys: list[str]) -> list:
+    p = c.projection
+    return [(p.undo_top(k), p.redo_top(k)) for k in keys] + [p.last_undo_group(), p.undo_depths()]
+
+
+def test_editing_k_plus_one_items_evicts_the_oldest_items_undo(tmp_path) -> None:
+    K = 4
+    keys = [f"/m/{i}" for i in range(K + 1)]
+    with open_small_horizon(tmp_path, K, snapshot_every=0) as c:
+        for k in keys[:K]:
+            c.set_title(k, "first " + k)
+        c.set_title(keys[0], "second")          # keys[0] is now the most recently changed
+        c.set_title(keys[K], "first new")       # K + 1 items: keys[1] loses its undo
+        assert c.undo(keys[1]) == [] and c.title(keys[1]) == "first /m/1"
+        assert c.redo(keys[1]) == []
+        c.undo(keys[0])
+        assert c.title(keys[0]) == "first /m/0"   # still undoable
+        c.redo(keys[0])
+        c.snapshot()                             # a snapshot in the middle...
+        c.set_title(keys[1], "edited again")     # ...then keys[2] goes, keys[1] gets a new stack
+        c.undo(keys[3])
+        assert c.undo(keys[2]) == []
+        assert c.undo(keys[1]) != [] and c.title(keys[1]) == "first /m/1"
+        live = _undo_state(c, keys)
+    with open_small_horizon(tmp_path, K) as c:   # reopen: snapshot + replay
+        assert c.store.stats()["snapshot_seq"] > 0
+        assert _undo_state(c, keys) == live
+    import shutil
+    shutil.rmtree(tmp_path / "store" / "snapshots")
+    with open_small_horizon(tmp_path, K) as c:   # and a full replay, no snapshot
+        assert c.store.stats()["snapshot_seq"] == 0
+        assert _undo_state(c, keys) == live
+        c.redo()                                  # the last undo overall is still redoable
+        assert c.title(keys[1]) == "edited again"
+
+
+def test_default_catalog_keeps_undo_for_ten_thousand_items(tmp_path) -> None:
+    from projections.media import UNDO_HORIZON
+    assert UNDO_HORIZON == 10_000
+    with open_cat(tmp_path) as c:
+        assert c.projection.undo_horizon == UNDO_HORIZON
