@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import msgpack
 import zstandard
 
+from eventstore._fs import FileSystem
 from eventstore.layout import (
     FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOT_HEADER, SNAPSHOT_HEADER_SIZE,
     ZSEGMENT_HEADER, ZSEGMENT_HEADER_SIZE,
@@ -222,3 +223,19 @@ def fast_tmp(tmp_path):
         yield pathlib.Path(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+class FastFS(FileSystem):
+    """No fsyncs: for tests about bytes, not durability (faster on a busy disk)."""
+
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fdatasync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
+FAST = FastFS()

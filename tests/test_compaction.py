@@ -8,26 +8,13 @@ import threading
 import pytest
 
 import eventstore
-from eventstore._fs import FileSystem
 from eventstore.errors import CorruptionError
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    KV, events_tuple, fast_tmp, flip, read_zseg_header, seg_files, snap_files, truncate,
+    FAST, KV, events_tuple, fast_tmp, flip, read_zseg_header, seg_files, snap_files, truncate,
 )
 
 
-class FastFS(FileSystem):
-    def fsync(self, fd: int) -> None:
-        pass
-
-    def fdatasync(self, fd: int) -> None:
-        pass
-
-    def fsync_dir(self, path: str) -> None:
-        pass
-
-
-FAST = FastFS()
 
 
 def fill(s, start: int, n: int) -> None:

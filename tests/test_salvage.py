@@ -14,29 +14,14 @@ import shutil
 import pytest
 
 import eventstore
-from eventstore._fs import FileSystem
 from eventstore.errors import CorruptionError
 from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    KV, fast_tmp, events_tuple, flip, frames_of, seg_files, snap_files, truncate, zero,
+    FAST, KV, fast_tmp, events_tuple, flip, frames_of, seg_files, snap_files, truncate, zero,
 )
 
 
-class FastFS(FileSystem):
-    """No fsyncs: these tests are about bytes, not durability."""
-
-    def fsync(self, fd: int) -> None:
-        pass
-
-    def fdatasync(self, fd: int) -> None:
-        pass
-
-    def fsync_dir(self, path: str) -> None:
-        pass
-
-
-FAST = FastFS()
 
 
 def make_store(root, n: int = 12, segment_bytes: int = 4096, per_commit: int = 1, fs=FAST,

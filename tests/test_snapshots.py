@@ -11,28 +11,15 @@ from hypothesis import strategies as st
 
 import eventstore
 from eventstore import snapshot as snap_mod
-from eventstore._fs import FileSystem
 from eventstore.errors import CorruptionError, FormatVersionError
 from eventstore.layout import SNAPSHOT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    KV, Counter, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, seg_files,
+    FAST, FastFS, KV, Counter, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, seg_files,
     set_u16, snap_files, truncate, write_at, resign_header, zero,
 )
 
 
-class FastFS(FileSystem):
-    def fsync(self, fd: int) -> None:
-        pass
-
-    def fdatasync(self, fd: int) -> None:
-        pass
-
-    def fsync_dir(self, path: str) -> None:
-        pass
-
-
-FAST = FastFS()
 
 
 class Applies(KV):

@@ -13,28 +13,15 @@ import struct
 import pytest
 
 import eventstore
-from eventstore._fs import FileSystem
 from eventstore.errors import CorruptionError
 from eventstore.layout import SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    KV, build_zseg, fast_tmp, flip, frames_of, read_zseg_header, resign, resign_header,
+    FAST, KV, build_zseg, fast_tmp, flip, frames_of, read_zseg_header, resign, resign_header,
     seg_files, snap_files, write_at, zstd_stream,
 )
 
 
-class FastFS(FileSystem):
-    def fsync(self, fd: int) -> None:
-        pass
-
-    def fdatasync(self, fd: int) -> None:
-        pass
-
-    def fsync_dir(self, path: str) -> None:
-        pass
-
-
-FAST = FastFS()
 
 
 def make(root: str, n: int = 12, **kw) -> list:
