@@ -44,8 +44,8 @@ def test_kill_9_loses_no_acknowledged_commit(tmp_path, durability, power_loss):
                                                    ("none", False)],
                          ids=["fsync", "flush", "fsync-power-loss", "none-whole-commits-only"])
 def test_kill_9_many_rounds(tmp_path, durability, power_loss):
-    stats = harness.run(150, durability, str(tmp_path), power_loss=power_loss)
-    assert stats.rounds == 150 and stats.acked_commits > 150
+    stats = harness.run(100, durability, str(tmp_path), power_loss=power_loss)
+    assert stats.rounds == 100 and stats.acked_commits > 100
 
 
 # -- the checker itself must catch what it is there to catch ----------------------------------
