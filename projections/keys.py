@@ -39,7 +39,12 @@ def media_key(media: Any) -> str:
     Raises `ValidationError` (a ``ValueError``) for anything else.
     """
     if media.__class__ is str and _POSIX and media[:1] == "/" and "\x00" not in media:
-        return _normalise_absolute(media)   # the common case: what the slow path does
+        # The common case, an absolute str: what the slow path does, and an
+        # already normal path (no "//", no "." or ".." part, no trailing
+        # "/") is its own normpath, so it skips even the cache.
+        if "//" in media or "/." in media or media[-1] == "/":
+            return _normalise_absolute(media)
+        return media
     raw = media
     if not isinstance(raw, (str, bytes, os.PathLike)):
         for attr in ("path", "file_path"):

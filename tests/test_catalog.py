@@ -1,6 +1,7 @@
 """MediaCatalog through the public API on a real store (SPEC §3)."""
 from __future__ import annotations
 
+import os
 import pathlib
 import threading
 import time
@@ -444,3 +445,12 @@ def test_diff_matches_a_brute_force_comparison_for_every_pair(cat: MediaCatalog)
             for k, (before, after) in d.items():
                 assert (before and before[:2]) == (states[a].get(k)), (a, b, k)
                 assert (after and after[:2]) == (states[b].get(k)), (a, b, k)
+
+
+@pytest.mark.parametrize("path", ["/m/a.jpg", "/m//a", "//m/a", "///m", "/m/./a", "/m/../a",
+                                  "/m/a/", "/m/.hidden", "/m/a.", "/m/..b", "/", "/m/a/.",
+                                  "/m/a/..", "/m/é ü"])
+def test_absolute_str_keys_take_the_fast_path_to_the_same_key(path: str) -> None:
+    from projections.keys import media_key
+    assert media_key(path) == os.path.normpath(path)
+    assert media_key(pathlib.PurePosixPath(path)) == os.path.normpath(str(pathlib.PurePosixPath(path)))
