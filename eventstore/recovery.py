@@ -232,7 +232,10 @@ class Walker:
             elif confirming and offset > stream.end:
                 raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
                                        f"({stream.end} bytes)")
-            scanner = FrameScanner(offset, expected, digest, end=stream.end)
+            # A strict open trusts stored digests ([F-18]) except for the first frame after
+            # a snapshot, whose chain confirms that the snapshot belongs to this log ([F-21]).
+            scanner = FrameScanner(offset, expected, digest, end=stream.end,
+                                   verify_chain=self.policy != "strict" or confirming)
             if restart:
                 scanner.restart_chain()
             if damage is not None:
@@ -251,6 +254,7 @@ class Walker:
                     damage = item
                     continue
                 confirming = False
+                scanner.verify_chain = self.policy != "strict"
                 if damage is not None:  # valid data after damage: corruption ([F-14])
                     lost = (expected, item.first_seq - 1) if item.first_seq > expected else None
                     self._problem(ref.path, damage.offset, damage.reason, lost=lost)
