@@ -88,9 +88,12 @@ class _Transaction:
         self._items: list[tuple[str, str, dict, dict]] = []
         self._expected: list[int | None] = []
         self.events: list[Event] = []
+        self.done = False
 
     def append(self, type: str, key: str, data: dict | None = None, *,
                meta: dict | None = None, expected_version: int | None = None) -> None:
+        if self.done:
+            raise ValidationError("this transaction has ended; open a new one")
         self._items.append(self._store._check_item(type, key, data, meta))
         self._expected.append(self._store._check_expected(expected_version))
 
@@ -216,9 +219,12 @@ class Store:
         _, version, _ = MARKER.unpack(data[:-4])
         if version != FORMAT_VERSION:
             raise FormatVersionError(marker, version, FORMAT_VERSION)
-        for d in (self.seg_dir, self.snap_dir):
-            if not self.readonly:
-                self._fs.makedirs(d)
+        # A marker is written after the directories ([F-01]), so a store without its
+        # segments/ lost its log: refuse rather than start a new one at seq 1.
+        if not os.path.isdir(self.seg_dir):
+            raise CorruptionError(self.seg_dir, None, "the store's segments directory is missing")
+        if not self.readonly:
+            self._fs.makedirs(self.snap_dir)
 
     def _acquire_lock(self) -> None:
         fs = self._fs
@@ -449,7 +455,10 @@ class Store:
         """Appends inside commit atomically on clean exit; nothing is written on exception."""
         self._writable()
         tx = _Transaction(self)
-        yield tx
+        try:
+            yield tx
+        finally:
+            tx.done = True
         if tx._items:
             expected = tx._expected if any(e is not None for e in tx._expected) else None
             tx.events = self._commit(tx._items, expected)

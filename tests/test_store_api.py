@@ -653,3 +653,26 @@ def test_a_failing_projection_publishes_the_durable_commit_then_refuses_writes(t
     store.close()
     with eventstore.open(tmp_path / "s") as again:
         assert [(e.seq, e.key) for e in again.read()] == [(1, "ok"), (2, "boom")]
+
+
+def test_a_store_whose_segments_directory_vanished_is_refused(tmp_path):
+    """The log is gone: open must not quietly start a new one at seq 1."""
+    import shutil
+    root = tmp_path / "s"
+    with eventstore.open(root) as s:
+        s.append("t", "k", {})
+    shutil.rmtree(root / "segments")
+    for readonly in (False, True):
+        with pytest.raises(eventstore.CorruptionError) as info:
+            eventstore.open(root, readonly=readonly)
+        assert "segments" in str(info.value)
+    assert not (root / "segments").exists()
+
+
+def test_appending_to_a_finished_transaction_is_refused(tmp_path):
+    with eventstore.open(tmp_path / "s") as s:
+        with s.transaction() as tx:
+            tx.append("t", "k", {})
+        with pytest.raises(eventstore.ValidationError):
+            tx.append("t", "late", {})
+        assert [e.key for e in s.read()] == ["k"]
