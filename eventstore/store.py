@@ -558,16 +558,23 @@ class Store:
             batch, self._queue = self._queue, []
             self._last_batch = len(batch)
             self._cond.release()
+            published = None
             try:
-                self._write_and_publish(batch)
+                published = self._write_and_publish(batch)
             finally:
                 self._cond.acquire()
+                if published is not None:  # publish and hand over leadership in one wake-up
+                    self._published = published
                 if not nested:
                     self._leader = 0
                 self._cond.notify_all()
 
-    def _write_and_publish(self, batch: list[tuple[PendingFrame, list[Event]]]) -> None:
-        """Leader work, outside ``_cond``: write (+ sync), apply, publish, notify."""
+    def _write_and_publish(self, batch: list[tuple[PendingFrame, list[Event]]]) -> int | None:
+        """Leader work, outside ``_cond``: write (+ sync), apply, publish, notify.
+
+        Returns the seq for the caller to publish when there is no subscriber to
+        call (saving a second wake-up of every waiter), else None.
+        """
         assert self._log is not None
         try:
             started = time.perf_counter()
@@ -578,7 +585,7 @@ class Store:
         except OSError as exc:
             self._failed = exc
             log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
-            return
+            return None
         count = 0
         for _, events in batch:
             count += len(events)
@@ -598,6 +605,8 @@ class Store:
         self._since_snapshot += count
         if self.snapshot_every and self._since_snapshot >= self.snapshot_every and self._failed is None:
             self._start_background_snapshot(last, batch[-1][1][-1].ts)
+        if not self._subscribers:
+            return last
         with self._cond:
             self._published = last
             self._cond.notify_all()
@@ -608,7 +617,7 @@ class Store:
             for _, events in batch:
                 self._to_deliver.extend(events)
             if self._delivering:
-                return
+                return None
             self._delivering = True
             try:
                 while self._to_deliver:
@@ -620,6 +629,7 @@ class Store:
                             log.exception("subscriber %r failed on seq %d", cb, e.seq)
             finally:
                 self._delivering = False
+        return None
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
