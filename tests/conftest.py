@@ -21,3 +21,12 @@ def _segments(root: str) -> list[str]:
 def segment_files():
     """``segment_files(root)``: the store's plain segment paths in log order."""
     return _segments
+
+
+@pytest.fixture
+def cat(tmp_path):
+    """A fresh `MediaCatalog` (see `_cat.open_cat`), closed after the test."""
+    from _cat import open_cat
+    c = open_cat(tmp_path)
+    yield c
+    c.close()

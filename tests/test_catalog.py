@@ -10,20 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 import eventstore
+from _cat import open_cat
 from projections import MediaCatalog, MediaRecord
 
 
-def open_cat(path: pathlib.Path, **kw) -> MediaCatalog:
-    kw.setdefault("actor", "alice")
-    kw.setdefault("durability", "none")
-    return MediaCatalog.open(path / "store", **kw)
-
-
-@pytest.fixture
-def cat(tmp_path: pathlib.Path):
-    c = open_cat(tmp_path)
-    yield c
-    c.close()
 
 
 # ------------------------------------------------------------------- keys

@@ -8,12 +8,6 @@ import pytest
 from projections import Change, MediaCatalog
 
 
-@pytest.fixture
-def cat(tmp_path: pathlib.Path):
-    c = MediaCatalog.open(tmp_path / "store", actor="alice", durability="none")
-    yield c
-    c.close()
-
 
 def test_history_records_old_new_actor_reason(cat: MediaCatalog) -> None:
     e1 = cat.set_title("/m/a", "one", reason="upload")

@@ -26,12 +26,6 @@ def write_json(path: pathlib.Path, data: object, *, indent: int | None = 2) -> b
     return raw
 
 
-@pytest.fixture
-def cat(tmp_path: pathlib.Path):
-    c = MediaCatalog.open(tmp_path / "store", actor="alice", durability="none")
-    yield c
-    c.close()
-
 
 # ------------------------------------------------------------------- import
 

@@ -5,20 +5,10 @@ import pathlib
 
 import pytest
 
+from _cat import open_cat
 from projections import MediaCatalog
 
 
-def open_cat(path: pathlib.Path, **kw) -> MediaCatalog:
-    kw.setdefault("actor", "alice")
-    kw.setdefault("durability", "none")
-    return MediaCatalog.open(path / "store", **kw)
-
-
-@pytest.fixture
-def cat(tmp_path: pathlib.Path):
-    c = open_cat(tmp_path)
-    yield c
-    c.close()
 
 
 def test_undo_appends_compensating_events_and_never_rewrites(cat: MediaCatalog) -> None:
