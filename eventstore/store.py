@@ -664,13 +664,19 @@ class Store:
         if self.readonly or self._closed:
             return
         self._writable()
-        with self._exclusive():
-            try:
-                assert self._log is not None
-                self._log.sync()
-            except OSError as exc:
-                self._failed = exc
-                raise StoreFailedError(f"flush of {self.root} failed") from exc
+        with self._exclusive(), self._log_io("flush") as log_:
+            log_.sync()
+
+    @contextmanager
+    def _log_io(self, what: str) -> Iterator[SegmentLog]:
+        """The log, for I/O whose failure is sticky: an OSError fails the store."""
+        assert self._log is not None
+        try:
+            yield self._log
+        except OSError as exc:
+            self._failed = exc
+            raise StoreFailedError(f"{what} of {self.root} failed ({exc}); the store refuses "
+                                   f"writes until reopened") from exc
 
     # ------------------------------------------------------------------ snapshots
     def _capture(self, seq: int, ts: int) -> tuple[int, int, tuple[int, int], bytes, dict, list]:
@@ -712,13 +718,12 @@ class Store:
         if self._snap_thread is not None and self._snap_thread.is_alive():
             return  # one at a time; the next trigger catches up
         captured = self._capture(seq, ts)
-        try:
-            if self.durability != "fsync":
-                assert self._log is not None
-                self._log.sync()  # a snapshot never covers bytes that are not durable
-        except OSError as exc:
-            self._failed = exc
-            return
+        if self.durability != "fsync":
+            try:
+                with self._log_io("sync before a snapshot") as log_:
+                    log_.sync()  # a snapshot never covers bytes that are not durable
+            except StoreFailedError:
+                return  # the store is failed now; the committing caller was acknowledged
         self._since_snapshot = 0
         thread = threading.Thread(target=self._write_snapshot_quietly, args=(captured,),
                                   name="metalog-snapshot", daemon=True)
@@ -746,12 +751,8 @@ class Store:
         if self._snap_thread is not None:
             self._snap_thread.join()
         with self._exclusive():
-            assert self._log is not None
-            try:
-                self._log.sync()
-            except OSError as exc:
-                self._failed = exc
-                raise StoreFailedError(f"sync of {self.root} failed") from exc
+            with self._log_io("sync before a snapshot") as log_:
+                log_.sync()
             captured = self._capture(self._published, self._last_ts)
             self._since_snapshot = 0
         try:
@@ -783,13 +784,8 @@ class Store:
         return compact_store(self)
 
     def _seal_active(self) -> None:
-        with self._exclusive():
-            assert self._log is not None
-            try:
-                self._log.roll_now(self._published + 1)
-            except OSError as exc:
-                self._failed = exc
-                raise StoreFailedError(f"sealing the active segment of {self.root} failed") from exc
+        with self._exclusive(), self._log_io("sealing the active segment") as log_:
+            log_.roll_now(self._published + 1)
 
     def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
         """Re-read everything: checksums, seq continuity, digest chain, snapshots."""
@@ -810,12 +806,11 @@ class Store:
         if self.readonly:
             return None
         if self.durability == "none" and self._failed is None:
-            with self._exclusive():
-                assert self._log is not None
-                try:
-                    self._log.write_buffer()
-                except OSError as exc:
-                    self._failed = exc
+            try:
+                with self._exclusive(), self._log_io("write of buffered commits") as log_:
+                    log_.write_buffer()
+            except StoreFailedError:
+                pass  # readers still get every published commit; writers get the error
         return self._published
 
     def _frames(self, start: int, bound: int | None, cursor: list | None = None) -> Iterator[Frame]:
