@@ -17,7 +17,7 @@ from eventstore import RecoveryReport, VerifyReport
 
 from ._cli_media import event_summary
 from ._cli_output import Progress, display_key, event_dict, format_time, plain, plural
-from ._cli_store import Context, catalog_store, log_key, parse_time
+from ._cli_store import Context, log_key, parse_time
 
 __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
            "cmd_compact", "cmd_snapshot", "problem_dict", "report_lines"]
@@ -203,7 +203,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
     mode = "salvage" if args.salvage else "strict"
     with ctx.catalog(recovery=mode) as cat:
-        store = catalog_store(cat)
+        store = cat.store
         report = store.recovery_report
         lines = report_lines(report)
         verified = _verify(store)
@@ -219,10 +219,10 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_compact(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog() as cat:
-        before = dict(catalog_store(cat).stats())
+        before = dict(cat.store.stats())
         with Progress("compacting"):
             result = cat.compact()
-        after = dict(catalog_store(cat).stats())
+        after = dict(cat.store.stats())
     ctx.out.json({"before": before, "after": after, "result": plain(result)})
     b, a = before.get("bytes_on_disk"), after.get("bytes_on_disk")
     ctx.out.text(f"compacted {ctx.store}")
@@ -236,7 +236,7 @@ def cmd_snapshot(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog() as cat:
         with Progress("writing snapshot"):
             cat.snapshot()
-        stats = dict(catalog_store(cat).stats())
+        stats = dict(cat.store.stats())
     ctx.out.json({"snapshot_seq": stats.get("snapshot_seq"), "last_seq": stats.get("last_seq")})
     ctx.out.text(f"snapshot written at seq {stats.get('snapshot_seq')}")
     return 0

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from ._cli_output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table
-from ._cli_store import Context, UsageError, catalog_store, media_key, parse_time
+from ._cli_store import Context, UsageError, parse_time
 from .events import FIELD_OF_TYPE, FIELDS, VALUE, Change, MediaRecord
 from .keys import media_key as normalise_key
 
@@ -99,7 +99,7 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
     existed = ctx.store.is_dir() and any(ctx.store.iterdir())
     with ctx.catalog(create=True) as cat:
         count = len(cat)
-        last = catalog_store(cat).last_seq
+        last = cat.store.last_seq
     ctx.out.json({"store": str(ctx.store), "created": not existed, "items": count, "last_seq": last})
     if existed:
         ctx.out.text(f"metalog store already exists in {ctx.store} "
@@ -114,7 +114,7 @@ def _set(args: argparse.Namespace, ctx: Context, field: str, value: str) -> int:
     with ctx.catalog() as cat:
         setter = cat.set_title if field == "title" else cat.set_description
         event = setter(args.media, value, reason=args.reason)
-        key = event.key if event is not None else media_key(cat, args.media)
+        key = event.key if event is not None else cat.key(args.media)
     ctx.out.json({"key": key, "field": field, "value": value, "changed": event is not None,
                   "seq": event.seq if event is not None else None, "actor": ctx.actor})
     if event is None:
@@ -135,7 +135,7 @@ def cmd_set_description(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog(readonly=True) as cat:
         record = cat.get(args.media)
-        key = media_key(cat, args.media)
+        key = cat.key(args.media)
     if record is None:
         ctx.out.json({"key": key, "found": False})
         if not ctx.json:
@@ -163,7 +163,7 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog(readonly=True) as cat:
         changes = list(cat.history(args.media))
-        key = media_key(cat, args.media)
+        key = cat.key(args.media)
     ctx.out.json({"key": key, "changes": [change_dict(c) for c in changes]})
     if not changes:
         ctx.out.text(f"{display_key(key)}: no history")
@@ -229,7 +229,7 @@ def cmd_state_at(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog(readonly=True) as cat:
-        b = args.b if args.b is not None else catalog_store(cat).last_seq
+        b = args.b if args.b is not None else cat.store.last_seq
         changes = cat.diff(args.a, b)
     out = {str(k): {"before": record_dict(v[0]), "after": record_dict(v[1])}
            for k, v in sorted(changes.items())}

@@ -139,16 +139,6 @@ class Context:
             cat.close()
 
 
-def catalog_store(cat: Any) -> Any:
-    """The `eventstore` Store underneath a catalog."""
-    return cat.store
-
-
-def media_key(cat: Any, media: str) -> str:
-    """The normalised key the catalog uses for ``media``."""
-    return str(cat.key(media))
-
-
 def log_key(store: Any, media: str) -> str:
     """A key filter for `log`: the key exactly as typed if the log has it,
     else the normalised path (as the catalog stores it)."""
