@@ -1,8 +1,9 @@
 """Values to bytes and back: the msgpack commit payload ([F-08], [F-09]).
 
-`encode_event` turns one validated event into its msgpack array; a commit's
-payload is the concatenation of its events behind an array header, so events
-are encoded once, outside the store's lock. `decode_commit` unpacks a payload
+`encode_commit` turns a commit's validated events into its payload with one
+msgpack call (the store calls it outside its lock); the payload is the
+concatenation of each event's `encode_event` bytes behind an array header
+(`join_payload` builds one by hand, for tests and tools). `decode_commit` unpacks a payload
 with explicit limits and checks its shape; any failure is a `CorruptionError`
 carrying the file and offset the caller names. No I/O here.
 """
@@ -13,11 +14,10 @@ from typing import Any
 import msgpack
 
 from .errors import CorruptionError, ValidationError
-from .event import Event
+from .event import Event, check_unicode
+from .layout import MAX_FRAME_PAYLOAD
 
-__all__ = ["encode_event", "join_payload", "decode_commit", "pack", "unpack"]
-
-
+__all__ = ["encode_commit", "encode_event", "join_payload", "decode_commit", "pack", "unpack"]
 
 def pack(value: Any) -> bytes:
     """msgpack ``value``; raises ValidationError for anything msgpack refuses."""
@@ -29,6 +29,31 @@ def pack(value: Any) -> bytes:
 
 def encode_event(type_: str, key: str, data: dict, meta: dict) -> bytes:
     return pack([type_, key, data, meta])
+
+
+def encode_commit(items: list[tuple[str, str, dict, dict]], max_event_bytes: int) -> bytes:
+    """The payload of a commit of ``(type, key, data, meta)`` items ([F-08], [F-12]).
+
+    Raises ValidationError for anything msgpack refuses, naming a key or type
+    that is not valid Unicode, and for an event over ``max_event_bytes`` or a
+    payload over `MAX_FRAME_PAYLOAD`.
+    """
+    try:
+        payload = msgpack.packb(items, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError, UnicodeEncodeError) as exc:
+        for type_, key, _, _ in items:  # name the culprit when it is a name
+            check_unicode("event type", type_)
+            check_unicode("key", key)
+        raise ValidationError(f"value cannot be encoded: {exc}") from exc
+    if len(payload) > max_event_bytes:  # only then can one event be over the limit
+        for item in items:
+            size = len(encode_event(*item))
+            if size > max_event_bytes:
+                raise ValidationError(f"event for key {item[1]!r} is {size} bytes encoded; "
+                                      f"max_event_bytes is {max_event_bytes}")
+        if len(payload) > MAX_FRAME_PAYLOAD:
+            raise ValidationError(f"commit is {len(payload)} bytes; the limit is {MAX_FRAME_PAYLOAD}")
+    return payload
 
 
 def join_payload(encoded: list[bytes]) -> bytes:

@@ -21,22 +21,20 @@ import zlib
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from msgpack import packb
-
 from . import snapshot as snap_mod
 from ._fs import DEFAULT_FS, FileSystem
-from .codec import decode_commit, pack, unpack
+from .codec import decode_commit, encode_commit, pack, unpack
 from .errors import (
     ConcurrencyError, CorruptionError, FormatVersionError, LockedError, NotAStoreError,
     ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError,
 )
 from .event import (
-    _SCALARS as _SCALAR_CLASSES, MAX_KEY_BYTES, Event, check_unicode, validate_key, validate_mapping,
+    _SCALARS as _SCALAR_CLASSES, MAX_KEY_BYTES, Event, validate_key, validate_mapping,
     validate_type,
 )
 from .frame import Damage, Frame, FrameScanner, encode_frame, is_gap
 from .layout import (
-    FORMAT_VERSION, LOCK_NAME, MARKER, MARKER_MAGIC, MARKER_NAME, MARKER_SIZE, MAX_FRAME_PAYLOAD,
+    FORMAT_VERSION, LOCK_NAME, MARKER, MARKER_MAGIC, MARKER_NAME, MARKER_SIZE,
     MAX_SEGMENT_BYTES, QUARANTINE_DIR, SEGMENT_HEADER_SIZE, SEGMENTS_DIR, SNAPSHOTS_DIR, TMP_SUFFIX,
     ZERO_DIGEST,
 )
@@ -463,30 +461,10 @@ class Store:
             expected = tx._expected if any(e is not None for e in tx._expected) else None
             tx.events = self._commit(tx._items, expected)
 
-    def _encode(self, items: list[tuple[str, str, dict, dict]]) -> bytes:
-        """The commit payload ([F-08]): one msgpack array of 4-element event arrays."""
-        try:
-            payload = packb(items, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError, UnicodeEncodeError) as exc:
-            for type_, key, _, _ in items:  # name the culprit when it is a name
-                check_unicode("event type", type_)
-                check_unicode("key", key)
-            raise ValidationError(f"value cannot be encoded: {exc}") from exc
-        limit = self.max_event_bytes
-        if len(payload) > limit:  # only then can one event be over the limit
-            for item in items:
-                size = len(packb(item, use_bin_type=True))
-                if size > limit:
-                    raise ValidationError(f"event for key {item[1]!r} is {size} bytes encoded; "
-                                          f"max_event_bytes is {limit}")
-            if len(payload) > MAX_FRAME_PAYLOAD:
-                raise ValidationError(f"commit is {len(payload)} bytes; the limit is {MAX_FRAME_PAYLOAD}")
-        return payload
-
     def _commit(self, items: list[tuple[str, str, dict, dict]],
                 expected: list[int | None] | None = None) -> list[Event]:
         self._writable()
-        payload = self._encode(items)
+        payload = encode_commit(items, self.max_event_bytes)
         n = len(items)
         with self._cond:
             # While close/flush/snapshot wait for the log to go quiet, hold new commits back
