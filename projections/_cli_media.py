@@ -71,11 +71,6 @@ def _text_arg(value: str) -> str:
     return sys.stdin.read().rstrip("\n") if value == "-" else value
 
 
-def _items(source: Any) -> list[tuple[str, MediaRecord]]:
-    """(key, record) pairs of a catalog or a projection, sorted by key."""
-    return sorted(source.items(), key=lambda kv: kv[0])
-
-
 def _under(prefix: str | None, items: list[tuple[str, MediaRecord]]
            ) -> list[tuple[str, MediaRecord]]:
     """Items whose key is ``prefix`` or lies under it (a directory)."""
@@ -150,7 +145,7 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog(readonly=True) as cat:
-        items = _under(args.prefix, _items(cat))
+        items = _under(args.prefix, cat.items())
     ctx.out.json({"count": len(items),
                   "items": [{"key": k, **record_dict(r)} for k, r in items]})
     if not items:
@@ -215,7 +210,7 @@ def cmd_state_at(args: argparse.Namespace, ctx: Context) -> int:
             view = cat.state_at(time=ns / 1e9)
         else:
             view = cat.state_at(seq=args.seq)
-        items = _under(args.prefix, _items(view))
+        items = _under(args.prefix, view.items())
         at_seq = view.last_seq
     point = f"seq {args.seq}" if args.time is None else f"time {args.time}"
     ctx.out.json({"at": {"seq": at_seq, "time": args.time}, "count": len(items),
