@@ -16,14 +16,15 @@ from typing import NamedTuple, Union
 
 from .layout import (
     DIGEST_SIZE, FRAME_CRC_START, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_MAGIC,
-    FRAME_PREFIX, MAX_FRAME_PAYLOAD,
+    FRAME_DIGEST_FIELDS, FRAME_PREFIX, MAX_FRAME_PAYLOAD,
 )
 
-__all__ = ["Frame", "Damage", "FrameScanner", "encode_frame", "chain_digest", "is_gap"]
+__all__ = ["Frame", "Damage", "FrameScanner", "encode_frame", "chain_digest", "is_gap", "payload_length"]
 
 _crc32 = zlib.crc32
 _unpack_header = FRAME_HEADER.unpack_from
 _pack_prefix = FRAME_PREFIX.pack
+_CHAINED = FRAME_DIGEST_FIELDS  # header bytes the chain hashes besides the payload
 
 
 class Frame(NamedTuple):
@@ -52,6 +53,11 @@ def is_gap(payload: bytes) -> bool:
 
 
 Scanned = Union[Frame, Damage, None]
+
+
+def payload_length(buf: bytes | bytearray, pos: int = 0) -> int:
+    """The (unchecked) payload length field of the frame header at ``pos``."""
+    return _unpack_header(buf, pos)[2]
 
 
 def chain_digest(prev: bytes, prefix: bytes, payload: bytes | memoryview) -> bytes:
@@ -112,10 +118,6 @@ class FrameScanner:
     def position(self) -> int:
         """Segment offset just past the last good frame."""
         return self._pos
-
-    @property
-    def buffered_end(self) -> int:
-        return self._start + len(self._buf)
 
     # -- frames -------------------------------------------------------------------
     def next(self) -> Scanned:
@@ -210,6 +212,7 @@ class FrameScanner:
             if first_seq != self.expected_seq:
                 return Damage(pos, f"frame starts at seq {first_seq}, expected {self.expected_seq}", "seq")
             if (self.verify_chain and not self._restart
-                    and chain_digest(self.digest, bytes(buf[i + 8:i + 32]), payload) != digest):
+                    and chain_digest(self.digest, bytes(buf[i + _CHAINED.start:i + _CHAINED.stop]),
+                                     payload) != digest):
                 return Damage(pos, "digest chain broken (commit removed, reordered or edited)", "chain")
         return Frame(pos, first_seq, count, ts, bytes(digest), payload, size)

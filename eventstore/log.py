@@ -41,7 +41,7 @@ class SegmentLog:
         self._buf: list[bytes] = []
         self._buf_len = 0
         self._dirty = False  # written since the last sync
-        self._last_digest = last_digest
+        self.last_digest = last_digest  # chain digest after the last frame appended
 
     @property
     def position(self) -> tuple[int, int]:
@@ -52,11 +52,11 @@ class SegmentLog:
         """Add frames to the log; with ``buffered`` keep them in memory until the buffer fills."""
         for frame in frames:
             if self.size >= self.segment_bytes:
-                self._roll(frame.first_seq, self._last_digest)
+                self._roll(frame.first_seq, self.last_digest)
             self._buf.append(frame.data)
             self._buf_len += len(frame.data)
             self.size += len(frame.data)
-            self._last_digest = frame.digest
+            self.last_digest = frame.digest
         if not buffered or self._buf_len >= self.buffer_bytes:
             self.write_buffer()
 
@@ -91,7 +91,7 @@ class SegmentLog:
         """Seal the active segment if it holds any frame (used by compaction)."""
         if self.size <= SEGMENT_HEADER_SIZE:
             return False
-        self._roll(next_seq, self._last_digest)
+        self._roll(next_seq, self.last_digest)
         return True
 
     def close(self) -> None:

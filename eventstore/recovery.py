@@ -25,7 +25,7 @@ from ._fs import FileSystem
 from .codec import decode_commit
 from .errors import CorruptionError, FormatVersionError
 from .event import Event
-from .frame import Damage, Frame, FrameScanner, is_gap
+from .frame import Damage, Frame, FrameScanner, is_gap, payload_length
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .salvage import LenientStream, gap_segment, rewrite_segment
@@ -82,7 +82,7 @@ def _frame_ending_at(fs: FileSystem, ref: SegmentRef, offset: int) -> Frame | No
         i = len(tail)
         while (i := tail.rfind(FRAME_MAGIC, 0, i)) >= 0:
             if i + FRAME_HEADER_SIZE <= len(tail) and \
-                    i + FRAME_HEADER_SIZE + int.from_bytes(tail[i + 8:i + 12], "little") == len(tail):
+                    i + FRAME_HEADER_SIZE + payload_length(tail, i) == len(tail):
                 frame = _probe(tail[i:], offset - window + i)
                 if frame is not None:
                     return frame
@@ -94,7 +94,7 @@ def _frame_ending_at(fs: FileSystem, ref: SegmentRef, offset: int) -> Frame | No
             head = f.read(FRAME_HEADER_SIZE)
             if len(head) < FRAME_HEADER_SIZE:
                 return None
-            length = int.from_bytes(head[8:12], "little")
+            length = payload_length(head)
             if head[:4] != FRAME_MAGIC or length == 0 or length > MAX_FRAME_PAYLOAD:
                 return None
             if pos + FRAME_HEADER_SIZE + length == offset:

@@ -676,11 +676,7 @@ class Store:
                 states.append((p.name, p.version, pack(value), True))
         with self._cond:
             versions = self._versions_published()
-        return seq, ts, self._log.position, self._digest_at_published(), versions, states
-
-    def _digest_at_published(self) -> bytes:
-        assert self._log is not None
-        return self._log._last_digest
+        return seq, ts, self._log.position, self._log.last_digest, versions, states
 
     def _versions_published(self) -> dict[str, int]:
         """A copy of the key versions without the commits still queued."""
