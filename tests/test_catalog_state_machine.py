@@ -133,25 +133,22 @@ class CatalogMachine(RuleBasedStateMachine):
 
     @rule(key=st.one_of(st.none(), keys))
     def undo(self, key: str | None) -> None:
-        events = self.cat.undo(key)
-        if key is None:
-            group = self._last_group(self.done)
-        else:
-            group = [key] if self.done.get(key) else []
-        assert bool(events) == bool(group)
-        if group:
-            self._move(self.done, self.undone, group, restore=1)
+        self._undo_redo(self.cat.undo(key), key, self.done, self.undone, restore=1)
 
     @rule(key=st.one_of(st.none(), keys))
     def redo(self, key: str | None) -> None:
-        events = self.cat.redo(key)
+        self._undo_redo(self.cat.redo(key), key, self.undone, self.done, restore=2)
+
+    def _undo_redo(self, events: list, key: str | None, src: dict, dst: dict,
+                   restore: int) -> None:
+        """Check what undo (src done) or redo (src undone) wrote against the model."""
         if key is None:
-            group = self._last_group(self.undone)
+            group = self._last_group(src)
         else:
-            group = [key] if self.undone.get(key) else []
+            group = [key] if src.get(key) else []
         assert bool(events) == bool(group)
         if group:
-            self._move(self.undone, self.done, group, restore=2)
+            self._move(src, dst, group, restore=restore)
 
     @rule(old=keys, new=keys)
     def rename(self, old: str, new: str) -> None:
