@@ -49,7 +49,7 @@ from typing import Any, Iterator, NamedTuple
 
 from eventstore.event import Event
 
-from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, LEGACY_IMPORTED, MERGE,
+from .events import (CONT, DESCRIPTION_SET, FIELDS, FORGOTTEN, LEGACY_IMPORTED, MERGE,
                      REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, VALUE, MediaRecord,
                      ns_to_seconds)
 
@@ -60,7 +60,6 @@ UNDO_DEPTH = 16          # undo (and redo) field changes kept per item: 16 to 32
 UNDO_HORIZON = 10_000    # items (most recently changed) that keep undo/redo stacks
 _STATE_VERSION = 2
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
-_FIELD_NAMES = ("title", "description")
 # stack entry layout (flat, _E slots per entry), offsets from the entry start
 _E = 5
 _STEP, _ORDER, _FIELD, _OLD, _NEW = 0, 1, 2, 3, 4
@@ -89,7 +88,7 @@ def _top_start(stack: Stack) -> int:
 def _unit_view(key: str, stack: Stack, start: int) -> UndoUnit:
     changes = {}
     for i in range(start, len(stack), _E):
-        changes[_FIELD_NAMES[stack[i + _FIELD]]] = (stack[i + _OLD], stack[i + _NEW])
+        changes[FIELDS[stack[i + _FIELD]]] = (stack[i + _OLD], stack[i + _NEW])
     return UndoUnit(key, stack[start + _STEP], stack[start + _ORDER], changes)
 
 
@@ -107,6 +106,7 @@ class MediaProjection:
 
     name = "media"
     version = 2
+    snapshot_detached = True  # snapshot() shares nothing with later applies: packed off the commit path
 
     def __init__(self, undo_depth: int = UNDO_DEPTH, *, undo_horizon: int = UNDO_HORIZON,
                  track_undo: bool = True) -> None:
