@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 import eventstore
+from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from test_cli_helpers import fill, ok, plain_segments, run, run_json
-
-HEADER = 40  # segment header size (docs/FORMAT.md §4.1)
 
 
 @pytest.fixture
@@ -158,10 +157,10 @@ def flip_first_frame(store: Path) -> tuple[Path, int]:
     not a torn write (SPEC §7.3)."""
     segment = plain_segments(store)[0]
     data = bytearray(segment.read_bytes())
-    offset = HEADER + 48 + 3                         # inside the first payload
+    offset = SEGMENT_HEADER_SIZE + FRAME_HEADER_SIZE + 3   # inside the first payload
     data[offset] ^= 0x01
     segment.write_bytes(bytes(data))
-    return segment, HEADER
+    return segment, SEGMENT_HEADER_SIZE
 
 
 @pytest.mark.parametrize("command", [["get", "/media/1.mp4"], ["ls"], ["log"],
