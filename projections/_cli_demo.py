@@ -24,6 +24,7 @@ from typing import Any
 
 import eventstore
 from eventstore import layout
+from eventstore.frame import payload_length
 
 from ._cli_store import Context, UsageError
 
@@ -48,8 +49,7 @@ def tear_active_segment(store: Path) -> tuple[Path, int]:
     data = active.read_bytes()
     offset, last = layout.SEGMENT_HEADER_SIZE, None
     while offset + layout.FRAME_HEADER_SIZE <= len(data):
-        length = layout.FRAME_PREFIX.unpack_from(data, offset + layout.FRAME_CRC_START)[0]
-        last, offset = offset, offset + layout.FRAME_HEADER_SIZE + length
+        last, offset = offset, offset + layout.FRAME_HEADER_SIZE + payload_length(data, offset)
     if last is None:
         raise RuntimeError(f"{active} holds no frame to copy")
     half = data[last:offset][: (offset - last) // 2]
