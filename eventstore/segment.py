@@ -146,9 +146,20 @@ class SegmentStream:
     """A segment opened for scanning: its header facts and a scanner to feed."""
 
     def __init__(self, fs: FileSystem, ref: SegmentRef) -> None:
-        self.fs, self.ref = fs, ref
         self.zheader: ZHeader | None = None
         self._pending = b""
+        if not ref.compressed:
+            try:
+                # held open: compaction may remove the path while a reader is in the middle of it
+                self._file = fs.open_read(ref.path)
+            except FileNotFoundError:
+                # [F-20]: compaction replaced N.seg by N.zseg (the same frames) since the
+                # segment was listed; read the compressed copy.
+                zpath = segment_path(os.path.dirname(ref.path), ref.first_seq, compressed=True)
+                if not fs.exists(zpath):
+                    raise
+                ref = SegmentRef(ref.first_seq, zpath, True)
+        self.fs, self.ref = fs, ref
         path = ref.path
         if ref.compressed:
             with fs.open_read(path) as f:
@@ -157,8 +168,6 @@ class SegmentStream:
             self._chunks = _zstd_chunks(fs, path, self.zheader)
             head = self._take(SEGMENT_HEADER_SIZE)
         else:
-            # held open: compaction may remove the path while a reader is in the middle of it
-            self._file = fs.open_read(path)
             self.end = os.fstat(self._file.fileno()).st_size
             head = self._file.read(SEGMENT_HEADER_SIZE)
             self._chunks = None  # read from self._file at the requested offset

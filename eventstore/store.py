@@ -801,14 +801,9 @@ class Store:
         while i < len(refs):
             ref = refs[i]
             try:
-                stream = SegmentStream(fs, ref)
-            except FileNotFoundError:  # compacted under us: list again
-                refs = list_segments(fs, self.seg_dir)
-                firsts = [r.first_seq for r in refs]
-                if ref.first_seq not in firsts:
-                    raise CorruptionError(ref.path, None, "segment vanished while reading") from None
-                i = firsts.index(ref.first_seq)
-                continue
+                stream = SegmentStream(fs, ref)  # follows a compaction that replaced it
+            except FileNotFoundError:
+                raise CorruptionError(ref.path, None, "segment vanished while reading") from None
             if offset is None:
                 if expected is not None and ref.first_seq != expected:
                     raise CorruptionError(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")

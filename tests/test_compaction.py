@@ -11,8 +11,12 @@ import eventstore
 from eventstore.errors import CorruptionError
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    FAST, KV, events_tuple, fast_tmp, flip, read_zseg_header, seg_files, snap_files, truncate,
+    FAST, KV, events_tuple, fast_tmp, flip, frames_of, read_zseg_header, seg_files, snap_files,
+    truncate,
 )
+from eventstore.frame import FrameScanner
+from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from eventstore.segment import scan
 
 
 
@@ -300,3 +304,27 @@ def test_appends_snapshots_compaction_and_follow_at_once(fast_tmp) -> None:
         assert fresh.state() == state
         report = s.verify()
         assert report.ok, str(report)
+
+
+def test_a_segment_listed_before_compaction_removed_it_is_read_from_its_zseg(fast_tmp) -> None:
+    """[F-20]: a reader (or a readonly open) that listed N.seg just before compaction
+    replaced it by N.zseg reads the same frames from N.zseg, instead of failing."""
+    from eventstore._fs import DEFAULT_FS
+    from eventstore.segment import SegmentStream, list_segments
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        fill(s, 0, 60)
+        s._seal_active()
+        listed = list_segments(DEFAULT_FS, os.path.join(root, "segments"))
+        plain = [r for r in listed if not r.compressed][0]
+        before = frames_of(plain.path)
+        raw = open(plain.path, "rb").read()
+        s.compact()
+        assert not os.path.exists(plain.path)
+        stream = SegmentStream(DEFAULT_FS, plain)
+        assert stream.ref.compressed and stream.ref.first_seq == plain.first_seq
+        scanner = FrameScanner(SEGMENT_HEADER_SIZE, plain.first_seq, stream.prev_digest, end=stream.end)
+        got = [f for f in scan(stream, scanner, SEGMENT_HEADER_SIZE)]
+        assert [(f.offset, f.first_seq, f.count) for f in got] == \
+            [(f.offset, f.first_seq, f.count) for f in before]
+        assert all(f.payload == raw[f.offset + FRAME_HEADER_SIZE:f.offset + f.size] for f in got)
