@@ -58,6 +58,10 @@ _HELD_GUARD = threading.Lock()
 _FAST_KEY_CHARS = MAX_KEY_BYTES // 4
 _key_of = itemgetter(1)  # of an item (type, key, data, meta)
 _event_key = itemgetter(3)  # of an Event
+_allocate_lock = threading.Lock
+# A queued commit: its frame, its events, the lock its committer parks on (None for
+# the leader's own) and the committer's thread id (to hand leadership to).
+_Queued = tuple[PendingFrame, list[Event], Any, int]
 try:
     from collections import _count_elements  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - other Pythons
@@ -138,7 +142,7 @@ class Store:
         self._gathering = 0  # commits the gathering leader waits for (0: nobody gathers)
         self._last_batch = 1  # commits in the previous group commit
         self._sync_seconds = 0.0  # duration of the last write+sync
-        self._queue: list[tuple[PendingFrame, list[Event]]] = []
+        self._queue: list[_Queued] = []  # commits encoded, not yet taken by a leader
         self._leader = 0  # thread id of the group-commit leader, 0 when none
         self._failed: BaseException | None = None
         self._closed = False
@@ -499,65 +503,111 @@ class Store:
             copy = dict.copy
             events = [new(Event, (seq + i, ts, t, k, copy(d), copy(m) if m else {}))
                       for i, (t, k, d, m) in enumerate(items)]
-            self._queue.append((PendingFrame(frame, seq, seq + n - 1, digest), events))
+            me = threading.get_ident()
+            leader = self._leader
+            if leader and leader != me:  # park on our own lock until the leader wakes us
+                waiter: Any = _allocate_lock()
+                waiter.acquire()
+            else:
+                waiter = None
+            self._queue.append((PendingFrame(frame, seq, seq + n - 1, digest), events, waiter, me))
             if self._gathering and len(self._queue) >= self._gathering:
                 self._gather.notify()
-            self._await(seq + n - 1)
+            if waiter is None:
+                self._lead(seq + n - 1, nested=leader == me)
+                return events
+        self._park(waiter, seq + n - 1)
         return events
 
-    def _await(self, ticket: int) -> None:
-        """Wait (holding ``_cond``) until ``ticket`` is published, leading group commits.
+    # Group commit. Every queued commit either leads or parks on a lock of its own.
+    # The leader takes the whole queue, writes it with one write (and one sync)
+    # outside `_cond`, applies and publishes it, then releases exactly the parked
+    # committers it published and hands leadership to the oldest commit still
+    # queued. A woken committer never contends for `_cond` just to learn that it is
+    # done, and no committer is woken for a batch it is not in.
 
-        The leader takes every queued commit, releases ``_cond`` while it writes
-        them with one write (and one sync), applies them to projections,
-        publishes them and calls subscribers, all in seq order. A subscriber that
-        appends runs on the leader's thread and leads its own commit inline.
+    def _park(self, waiter: Any, ticket: int) -> None:
+        """Wait, outside `_cond`, until ``ticket`` is published or we are made leader."""
+        waiter.acquire()
+        if self._published >= ticket:  # set before our lock was released
+            return
+        with self._cond:
+            if self._leader == threading.get_ident():
+                self._lead(ticket, nested=False)
+                return
+            self._raise_unwritten()
+
+    def _raise_unwritten(self) -> None:
+        if self._failed is not None:
+            raise StoreFailedError(f"write to {self.root} failed; nothing after seq "
+                                   f"{self._published} is acknowledged") from self._failed
+        if self._closed:  # queued while close() held the log: never written
+            raise StoreClosedError(f"store {self.root} was closed before this commit was written")
+        raise AssertionError("a parked commit was woken unpublished")  # pragma: no cover
+
+    def _lead(self, ticket: int, *, nested: bool) -> None:
+        """Lead group commits (holding `_cond`) until ``ticket`` is published.
+
+        ``nested``: a subscriber of ours appended on our thread while we were
+        delivering; it leads its commit inline and leaves the hand-over to us.
         """
-        me = threading.get_ident()
-        while self._published < ticket:
-            if self._failed is not None:
-                raise StoreFailedError(f"write to {self.root} failed; nothing after seq "
-                                       f"{self._published} is acknowledged") from self._failed
-            if self._closed:  # queued while close() held the log: never written
-                raise StoreClosedError(f"store {self.root} was closed before this commit was written")
-            nested = self._leader == me
-            if self._leader and not nested:
-                self._cond.wait()
-                continue
-            if not self._queue:  # pragma: no cover - our own commit is queued or published
-                self._cond.wait()
-                continue
-            self._leader = me
-            if not nested and self.durability == "fsync" and len(self._queue) < self._last_batch:
-                # Group commit: the threads of the previous batch are about to append
-                # again; waiting a fraction of a sync for them saves whole syncs.
-                self._gathering = self._last_batch
-                self._gather.wait(self._sync_seconds)
-                self._gathering = 0
-            batch, self._queue = self._queue, []
-            self._last_batch = len(batch)
-            self._cond.release()
-            published = None
-            try:
-                published = self._write_and_publish(batch)
-            finally:
-                self._cond.acquire()
-                if published is not None:  # publish and hand over leadership in one wake-up
-                    self._published = published
-                if not nested:
-                    self._leader = 0
-                self._cond.notify_all()
+        self._leader = threading.get_ident()
+        try:
+            while self._published < ticket:
+                if self._failed is not None or self._closed:
+                    self._raise_unwritten()
+                if not nested and self.durability == "fsync" and len(self._queue) < self._last_batch:
+                    # The threads of the previous batch are about to append again;
+                    # waiting a fraction of a sync for them saves whole syncs.
+                    self._gathering = self._last_batch
+                    self._gather.wait(self._sync_seconds)
+                    self._gathering = 0
+                batch, self._queue = self._queue, []
+                self._last_batch = len(batch)
+                self._cond.release()
+                try:
+                    last = self._write_and_apply(batch)
+                finally:
+                    self._cond.acquire()
+                if last is not None:
+                    self._published = last
+                for entry in batch:  # published, or failed: either way they are done waiting
+                    if entry[2] is not None:
+                        entry[2].release()
+                if last is not None and self._subscribers:
+                    self._cond.release()
+                    try:
+                        self._deliver(batch)
+                    finally:
+                        self._cond.acquire()
+        finally:
+            if not nested:
+                self._hand_off()
 
-    def _write_and_publish(self, batch: list[tuple[PendingFrame, list[Event]]]) -> int | None:
-        """Leader work, outside ``_cond``: write (+ sync), apply, publish, notify.
+    def _hand_off(self) -> None:
+        """Leave leadership (holding `_cond`) to the oldest queued commit, if any."""
+        if self._queue and self._failed is None and not self._closed:
+            _, _, waiter, owner = self._queue[0]
+            self._leader = owner
+            waiter.release()
+            return
+        self._leader = 0
+        dropped, self._queue = self._queue, []
+        for entry in dropped:  # a failed or closed store writes none of these
+            if entry[2] is not None:
+                entry[2].release()
+        if self._draining:
+            self._cond.notify_all()
 
-        Returns the seq for the caller to publish when there is no subscriber to
-        call (saving a second wake-up of every waiter), else None.
+    def _write_and_apply(self, batch: list[_Queued]) -> int | None:
+        """Leader work, outside `_cond`: write (+ sync) and apply a batch.
+
+        Returns the last seq to publish, or None when the write failed.
         """
         assert self._log is not None
         try:
             started = time.perf_counter()
-            self._log.append([f for f, _ in batch], buffered=self.durability == "none")
+            self._log.append([entry[0] for entry in batch], buffered=self.durability == "none")
             if self.durability == "fsync":
                 self._log.sync()
             self._sync_seconds = min(time.perf_counter() - started, 0.01)
@@ -566,7 +616,8 @@ class Store:
             log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
             return None
         count = 0
-        for _, events in batch:
+        for entry in batch:
+            events = entry[1]
             count += len(events)
             for p in self._projections:
                 try:
@@ -580,35 +631,32 @@ class Store:
                               "refuses writes until reopened", getattr(p, "name", p), events[0].seq, exc)
                     if self._failed is None:
                         self._failed = exc
-        last = batch[-1][0].last_seq
+        last_frame = batch[-1][0]
         self._since_snapshot += count
         if self.snapshot_every and self._since_snapshot >= self.snapshot_every and self._failed is None:
-            self._start_background_snapshot(last, batch[-1][1][-1].ts)
-        if not self._subscribers:
-            return last
-        with self._cond:
-            self._published = last
-            self._cond.notify_all()
-        if self._subscribers:
-            # A subscriber that appends publishes a nested batch on this thread
-            # while we are still delivering; queue its events behind ours so
-            # every subscriber sees seqs in order.
-            for _, events in batch:
-                self._to_deliver.extend(events)
-            if self._delivering:
-                return None
-            self._delivering = True
-            try:
-                while self._to_deliver:
-                    e = self._to_deliver.popleft()
-                    for cb in list(self._subscribers):
-                        try:
-                            cb(e)
-                        except Exception:
-                            log.exception("subscriber %r failed on seq %d", cb, e.seq)
-            finally:
-                self._delivering = False
-        return None
+            self._start_background_snapshot(last_frame.last_seq, batch[-1][1][-1].ts)
+        return last_frame.last_seq
+
+    def _deliver(self, batch: list[_Queued]) -> None:
+        """Call subscribers with a published batch, in seq order (leader thread)."""
+        # A subscriber that appends publishes a nested batch on this thread while
+        # we are still delivering; queue its events behind ours so every
+        # subscriber sees seqs in order.
+        for entry in batch:
+            self._to_deliver.extend(entry[1])
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._to_deliver:
+                e = self._to_deliver.popleft()
+                for cb in list(self._subscribers):
+                    try:
+                        cb(e)
+                    except Exception:
+                        log.exception("subscriber %r failed on seq %d", cb, e.seq)
+        finally:
+            self._delivering = False
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -619,12 +667,9 @@ class Store:
                 nested = True
             else:
                 nested = False
-                self._draining += 1
+                self._draining += 1  # new commits wait at the gate in _commit meanwhile
                 try:
                     while self._leader or self._queue:
-                        if self._queue and not self._leader:
-                            self._await(self._queue[-1][0].last_seq)
-                            continue
                         self._cond.wait()
                 finally:
                     self._draining -= 1
@@ -634,8 +679,8 @@ class Store:
         finally:
             if not nested:
                 with self._cond:
-                    self._leader = 0
-                    self._cond.notify_all()
+                    self._hand_off()
+                    self._cond.notify_all()  # commits held at the gate
 
     def flush(self) -> None:
         """Push buffered commits to the OS and to stable storage."""
@@ -681,7 +726,7 @@ class Store:
     def _versions_published(self) -> dict[str, int]:
         """A copy of the key versions without the commits still queued."""
         versions = dict(self._versions)
-        for _, events in self._queue:
+        for _, events, _, _ in self._queue:
             for e in events:
                 versions[e.key] -= 1
                 if not versions[e.key]:
