@@ -19,6 +19,7 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager
+from itertools import count, repeat
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import snapshot as snap_mod
@@ -28,10 +29,7 @@ from .errors import (
     ConcurrencyError, CorruptionError, FormatVersionError, LockedError, NotAStoreError,
     ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError,
 )
-from .event import (
-    _SCALARS as _SCALAR_CLASSES, MAX_KEY_BYTES, Event, validate_key, validate_mapping,
-    validate_type,
-)
+from .event import Event, plain_columns, validate_key, validate_mapping, validate_type
 from .frame import Damage, Frame, FrameScanner, encode_frame, is_gap
 from .layout import (
     FORMAT_VERSION, LOCK_NAME, MARKER, MARKER_MAGIC, MARKER_NAME, MARKER_SIZE,
@@ -55,8 +53,9 @@ RECOVERY = ("strict", "salvage")
 _ALLOWED_ENTRIES = {MARKER_NAME, LOCK_NAME, SEGMENTS_DIR, SNAPSHOTS_DIR, QUARANTINE_DIR}
 _HELD_LOCKS: set[str] = set()  # store roots locked by this process ([F-24])
 _HELD_GUARD = threading.Lock()
-_FAST_KEY_CHARS = MAX_KEY_BYTES // 4
-_key_of = itemgetter(1)  # of an item (type, key, data, meta)
+_EMPTY: dict = {}  # never handed out: events get copies
+_new_tuple = tuple.__new__
+_copy = dict.copy
 _event_key = itemgetter(3)  # of an Event
 _allocate_lock = threading.Lock
 # A queued commit: its frame, its events, the lock its committer parks on (None for
@@ -68,7 +67,16 @@ except ImportError:  # pragma: no cover - other Pythons
     def _count_elements(mapping: dict, iterable: Iterable[str]) -> None:
         for k in iterable:
             mapping[k] = mapping.get(k, 0) + 1
-  # a key this short cannot exceed the byte limit
+
+
+def _split_item(item: Any) -> tuple[Any, Any, Any, Any]:
+    """``(type, key, data, meta)`` of an `append_many` item (meta None when absent)."""
+    if isinstance(item, (tuple, list)):
+        if len(item) == 3:
+            return (*item, None)
+        if len(item) == 4:
+            return tuple(item)
+    raise ValidationError("append_many items are (type, key, data) or (type, key, data, meta)")
 
 
 def open(path: str | os.PathLike[str], projections: Sequence[Projection] = (), *,
@@ -408,49 +416,21 @@ class Store:
     def append(self, type: str, key: str, data: dict | None = None, *,
                meta: dict | None = None, expected_version: int | None = None) -> Event:
         """Append one event as one commit; returns it once durable per ``durability``."""
-        item = self._check_item(type, key, data, meta)
+        t, k, d, m = self._check_item(type, key, data, meta)
         if expected_version is None:
-            return self._commit([item])[0]
-        return self._commit([item], [self._check_expected(expected_version)])[0]
+            return self._commit((t,), (k,), (d,), (m,))[0]
+        return self._commit((t,), (k,), (d,), (m,), [self._check_expected(expected_version)])[0]
 
     def append_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:
         """Append ``(type, key, data)`` or ``(type, key, data, meta)`` items as one atomic commit."""
-        # The common item (known type, short plain key, flat dicts of scalars) is checked
-        # inline; anything else takes the full `_check_item` path, which raises precisely.
-        known = self._known_types
-        scalars = _SCALAR_CLASSES
-        checked: list[tuple[str, str, dict, dict]] = []
-        add = checked.append
-        for item in items:
-            cls = item.__class__
-            n = len(item) if (cls is tuple or cls is list or isinstance(item, (tuple, list))) else 0
-            if n == 3:
-                t, k, d = item
-                m = None
-            elif n == 4:
-                t, k, d, m = item
-            else:
-                raise ValidationError("append_many items are (type, key, data) or (type, key, data, meta)")
-            if (t.__class__ is not str or t not in known or k.__class__ is not str or not k
-                    or len(k) > _FAST_KEY_CHARS or "\x00" in k or d.__class__ is not dict
-                    or (m is not None and m.__class__ is not dict)):
-                add(self._check_item(t, k, d, m))
-                continue
-            for dk, dv in d.items():
-                if dk.__class__ is not str or dv.__class__ not in scalars:
-                    d = validate_mapping("data", d)
-                    break
-            if m:
-                for mk, mv in m.items():
-                    if mk.__class__ is not str or mv.__class__ not in scalars:
-                        m = validate_mapping("meta", m)
-                        break
-            else:
-                m = {}
-            add((t, k, d, m))
-        if not checked:
+        if items.__class__ is not list:
+            items = list(items)
+        if not items:
             return []
-        return self._commit(checked)
+        columns = plain_columns(items, self._known_types)
+        if columns is None:  # check item by item, raising precisely
+            columns = tuple(zip(*[self._check_item(*_split_item(item)) for item in items]))
+        return self._commit(*columns)
 
     @contextmanager
     def transaction(self) -> Iterator[_Transaction]:
@@ -463,13 +443,15 @@ class Store:
             tx.done = True
         if tx._items:
             expected = tx._expected if any(e is not None for e in tx._expected) else None
-            tx.events = self._commit(tx._items, expected)
+            tx.events = self._commit(*zip(*tx._items), expected)
 
-    def _commit(self, items: list[tuple[str, str, dict, dict]],
-                expected: list[int | None] | None = None) -> list[Event]:
+    def _commit(self, types: Sequence[str], keys: Sequence[str], datas: Sequence[dict],
+                metas: Sequence[dict] | None, expected: list[int | None] | None = None) -> list[Event]:
+        """Commit validated events, given column by column (``metas`` None: all empty)."""
         self._writable()
-        payload = encode_commit(items, self.max_event_bytes)
-        n = len(items)
+        n = len(keys)
+        metas_ = repeat(_EMPTY, n) if metas is None else metas
+        payload = encode_commit(list(zip(types, keys, datas, metas_)), self.max_event_bytes)
         with self._cond:
             # While close/flush/snapshot wait for the log to go quiet, hold new commits back
             # so a steady stream of appenders cannot starve them (a subscriber appending on
@@ -480,7 +462,7 @@ class Store:
             versions = self._versions
             if expected is not None:
                 pending: dict[str, int] = {}
-                for (_, key, _, _), want in zip(items, expected):
+                for key, want in zip(keys, expected):
                     current = pending.get(key, versions.get(key, 0))
                     if want is not None and want != current:
                         raise ConcurrencyError(key, want, current)
@@ -493,16 +475,15 @@ class Store:
             if expected is not None:
                 versions.update(pending)
             else:
-                _count_elements(versions, map(_key_of, items))  # versions[key] += 1, in C
+                _count_elements(versions, keys)  # versions[key] += 1, in C
             self._next_seq = seq + n
             self._digest = digest
             self._last_ts = ts
-            new = tuple.__new__
             # Copies: a caller changing its dicts later must not change the event that
-            # projections and subscribers see (~12% of a bulk append; worth it).
-            copy = dict.copy
-            events = [new(Event, (seq + i, ts, t, k, copy(d), copy(m) if m else {}))
-                      for i, (t, k, d, m) in enumerate(items)]
+            # projections and subscribers see.
+            events = list(map(_new_tuple, repeat(Event), zip(
+                count(seq), repeat(ts, n), types, keys, map(_copy, datas),
+                map(_copy, repeat(_EMPTY, n) if metas is None else metas))))
             me = threading.get_ident()
             leader = self._leader
             if leader and leader != me:  # park on our own lock until the leader wakes us

@@ -5,6 +5,7 @@ Cites docs/FORMAT.md: [F-08] frame validity, [F-09] limits, [F-10] zeros,
 """
 from __future__ import annotations
 
+import enum
 import struct
 
 import msgpack
@@ -65,6 +66,50 @@ def test_codec_round_trip(items, first_seq, ts):
         assert (ev.seq, ev.ts, ev.type, ev.key) == (first_seq + i, ts, type_, key)
         assert_same(ev.data, data)
         assert_same(ev.meta, meta)
+
+
+class _Str(str):
+    pass
+
+
+class _Dict(dict):
+    pass
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+
+
+wide_scalars = st.one_of(
+    scalars, st.floats(), st.text(min_size=30, max_size=300), st.binary(min_size=250, max_size=70_000),
+    st.integers(-(2**63), 2**64 - 1).map(lambda i: i),
+)
+wide_values = st.recursive(
+    wide_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
+                            st.dictionaries(text, inner, max_size=4)),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(names, names, st.dictionaries(text, wide_values, max_size=4),
+                          st.dictionaries(text, wide_values, max_size=2)), min_size=1, max_size=6))
+def test_fast_encoder_writes_the_reference_bytes(items):
+    """SPEC §7.7: the msgspec fast path writes exactly msgpack's bytes (str8/16/32, bin, float64,
+    uint64, nested tuples) — else a store written by one would not be the store written by the other."""
+    items = [tuple(i) for i in items]
+    assert encode_commit(items, 1 << 30) == msgpack.packb(items, use_bin_type=True)
+
+
+def test_what_the_fast_encoder_refuses_the_reference_encodes_or_refuses():
+    """Subclasses msgspec does not take go through msgpack and come out as msgpack writes them."""
+    items = [("t", _Str("key"), _Dict(a=_Level.LOW), {"s": _Str("x")})]
+    assert encode_commit(items, 1 << 20) == msgpack.packb(items, use_bin_type=True)
+    with pytest.raises(ValidationError):
+        encode_commit([("t", "k", {"a": object()}, {})], 1 << 20)
+    with pytest.raises(ValidationError, match="key is not valid Unicode"):
+        encode_commit([("t", "\ud800", {}, {})], 1 << 20)
 
 
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 65535, 65536, 70000])
