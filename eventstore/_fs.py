@@ -29,7 +29,10 @@ class FileSystem:
 
     def write(self, fd: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at the fd's position (loops on short writes)."""
-        view = memoryview(data)
+        n = os.write(fd, data)
+        if n == len(data):
+            return
+        view = memoryview(data)[n:]
         while view:
             n = os.write(fd, view)
             if n <= 0:  # pragma: no cover - os.write raises instead

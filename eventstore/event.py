@@ -106,6 +106,21 @@ _chain = chain.from_iterable
 _values = dict.values
 
 
+def plain_item(type_: Any, key: Any, data: Any, meta: Any, known_types: AbstractSet[str]) -> bool:
+    """Whether one event is plainly valid (as `plain_columns` defines it); False: check it fully."""
+    if (type_.__class__ is not str or type_ not in known_types or key.__class__ is not str or not key
+            or len(key) > _FAST_KEY_CHARS or "\x00" in key or data.__class__ is not dict
+            or meta.__class__ is not dict):
+        return False
+    for k, v in data.items():
+        if k.__class__ is not str or v.__class__ not in _SCALARS:
+            return False
+    for k, v in meta.items():
+        if k.__class__ is not str or v.__class__ not in _SCALARS:
+            return False
+    return True
+
+
 def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ...] | None:
     """``(types, keys, datas, metas)`` of a batch every item of which is plainly valid.
 

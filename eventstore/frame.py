@@ -10,6 +10,7 @@ a sticky error state until the caller asks it to `resync`.
 """
 from __future__ import annotations
 
+import struct
 import zlib
 from hashlib import blake2b
 from typing import NamedTuple, Union
@@ -24,6 +25,8 @@ __all__ = ["Frame", "Damage", "FrameScanner", "encode_frame", "chain_digest", "i
 _crc32 = zlib.crc32
 _unpack_header = FRAME_HEADER.unpack_from
 _pack_prefix = FRAME_PREFIX.pack
+_pack_crc = struct.Struct("<I").pack
+_blake2b = blake2b
 _CHAINED = FRAME_DIGEST_FIELDS  # header bytes the chain hashes besides the payload
 
 
@@ -71,10 +74,12 @@ def encode_frame(first_seq: int, count: int, ts: int, payload: bytes,
                  prev_digest: bytes) -> tuple[bytes, bytes]:
     """Return ``(frame bytes, digest after it)`` for one commit."""
     prefix = _pack_prefix(len(payload), count, first_seq, ts)
-    digest = chain_digest(prev_digest, prefix, payload)
-    crc = _crc32(payload, _crc32(digest, _crc32(prefix)))
-    header = FRAME_MAGIC + crc.to_bytes(4, "little") + prefix + digest
-    return header + payload, digest
+    h = _blake2b(prev_digest, digest_size=DIGEST_SIZE)  # chain_digest, inlined: the commit path
+    h.update(prefix)
+    h.update(payload)
+    digest = h.digest()
+    covered = prefix + digest  # CRC-32 covers bytes 8..48 and the payload
+    return b"".join((FRAME_MAGIC, _pack_crc(_crc32(payload, _crc32(covered))), covered, payload)), digest
 
 
 class FrameScanner:

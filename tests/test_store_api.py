@@ -296,6 +296,55 @@ def test_concurrent_appenders_get_contiguous_seqs(store_dir):
             assert len({x.ts for x in events[i:i + 3]}) == 1
 
 
+@pytest.mark.parametrize("durability", ["fsync", "none"])
+def test_group_commit_hand_offs_never_strand_a_committer(store_dir, durability):
+    """Group commit under churn: leaders hand over to parked committers, a subscriber appends
+    from the leader's thread, flush/snapshot take the log exclusively. Every append returns
+    (none is left parked with its commit published), and every event is there once."""
+    n_threads, per = 8, 150
+    seen = []
+    with eventstore.open(store_dir, durability=durability, snapshot_every=0) as store:
+        def echo(event):
+            seen.append(event.seq)
+            if event.type == "t" and event.data["i"] % 50 == 0:
+                store.append("echo", event.key, {"of": event.seq})
+
+        store.subscribe(echo)
+        errors = []
+
+        def worker(w):
+            try:
+                for i in range(per):
+                    if i % 7 == 3:
+                        store.append_many([("t", f"w{w}", {"i": i, "p": p}) for p in range(2)])
+                    else:
+                        store.append("t", f"w{w}", {"i": i})
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        def exclusive():
+            for _ in range(20):
+                store.flush()
+                store.snapshot()
+
+        threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(n_threads)]
+        threads.append(threading.Thread(target=exclusive, daemon=True))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not [t for t in threads if t.is_alive()], "an append never returned"
+        assert not errors
+        last = store.last_seq
+    assert seen == list(range(1, last + 1))
+    with eventstore.open(store_dir) as store:
+        events = list(store.read())
+    assert [e.seq for e in events] == list(range(1, last + 1))
+    per_thread = per + sum(1 for i in range(per) if i % 7 == 3)
+    assert sum(e.type == "t" for e in events) == n_threads * per_thread
+    assert sum(e.type == "echo" for e in events) == n_threads * len(range(0, per, 50))
+
+
 # -- lifecycle errors -------------------------------------------------------------------------
 def test_closed_store_raises(store_dir):
     store = eventstore.open(store_dir)
