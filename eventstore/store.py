@@ -542,11 +542,13 @@ class Store:
         thread switch costs ~20 us on this kind of machine. Woken one by one,
         each wakes the next on its way out, and the next finds the GIL free.
         """
-        try:
-            waiter = self._wake_chain.popleft()
-        except IndexError:
-            return
-        waiter.release()
+        chain = self._wake_chain
+        if chain:
+            try:
+                waiter = chain.popleft()
+            except IndexError:  # another woken committer took the last one meanwhile
+                return
+            waiter.release()
 
     def _raise_unwritten(self) -> None:
         if self._failed is not None:
@@ -575,18 +577,20 @@ class Store:
                     self._gathering = 0
                 batch, self._queue = self._queue, []
                 self._last_batch = len(batch)
-                self._cond.release()
+                self._mutex.release()
                 try:
                     last = self._write_and_apply(batch)
                 finally:
-                    self._cond.acquire()
+                    self._mutex.acquire()
                 if last is not None:
                     self._published = last
                 # Published, or failed: either way their committers are done waiting. Wake
                 # the first; each woken committer wakes the next (see _park).
                 # (A leader that was handed the lead by _hand_off parked too: skip its own lock.)
-                self._wake_chain.extend([entry[2] for entry in batch if entry[2] is not None and entry[3] != me])
-                self._wake_next()
+                if len(batch) > 1 or batch[0][2] is not None:
+                    self._wake_chain.extend([entry[2] for entry in batch
+                                             if entry[2] is not None and entry[3] != me])
+                    self._wake_next()
                 if last is not None and self._subscribers:
                     self._cond.release()
                     try:
@@ -599,7 +603,12 @@ class Store:
 
     def _hand_off(self) -> None:
         """Leave leadership (holding `_cond`) to the oldest queued commit, if any."""
-        if self._queue and self._failed is None and not self._closed:
+        if not self._queue:  # the common case, first
+            self._leader = 0
+            if self._draining:
+                self._cond.notify_all()
+            return
+        if self._failed is None and not self._closed:
             _, _, waiter, owner = self._queue[0]
             self._leader = owner
             waiter.release()
@@ -618,20 +627,21 @@ class Store:
         Returns the last seq to publish, or None when the write failed.
         """
         assert self._log is not None
+        frames = [entry[0] for entry in batch]
         try:
-            started = time.perf_counter()
-            self._log.append([entry[0] for entry in batch], buffered=self.durability == "none")
             if self.durability == "fsync":
+                started = time.perf_counter()
+                self._log.append(frames, buffered=False)
                 self._log.sync()
-            self._sync_seconds = min(time.perf_counter() - started, 0.01)
+                self._sync_seconds = min(time.perf_counter() - started, 0.01)  # for gathering
+            else:
+                self._log.append(frames, buffered=self.durability == "none")
         except OSError as exc:
             self._failed = exc
             log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
             return None
-        count = 0
-        for entry in batch:
+        for entry in batch if self._projections else ():
             events = entry[1]
-            count += len(events)
             for p in self._projections:
                 try:
                     for e in events:
@@ -645,7 +655,7 @@ class Store:
                     if self._failed is None:
                         self._failed = exc
         last_frame = batch[-1][0]
-        self._since_snapshot += count
+        self._since_snapshot += last_frame.last_seq - batch[0][0].first_seq + 1
         if self.snapshot_every and self._since_snapshot >= self.snapshot_every and self._failed is None:
             self._start_background_snapshot(last_frame.last_seq, batch[-1][1][-1].ts)
         return last_frame.last_seq
