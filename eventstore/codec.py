@@ -105,14 +105,13 @@ def decode_commit(payload: bytes, first_seq: int, count: int, ts: int,
     items = unpack(payload, file, offset, "commit payload")
     if type(items) is not list or len(items) != count:
         raise CorruptionError(file, offset, f"commit payload does not hold {count} events")
-    new = tuple.__new__
     events = []
     seq = first_seq
     try:
         for type_, key, data, meta in items:
             if type(type_) is not str or type(key) is not str or type(data) is not dict or type(meta) is not dict:
                 raise ValueError("bad field types")
-            events.append(new(Event, (seq, ts, type_, key, data, meta)))
+            events.append(Event(seq, ts, type_, key, data, meta))
             seq += 1
     except (TypeError, ValueError):
         raise CorruptionError(file, offset, "commit payload holds a malformed event") from None

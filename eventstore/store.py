@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import collections
 import gc
-from operator import itemgetter
+from operator import attrgetter
 import logging
 import os
 import threading
@@ -54,9 +54,8 @@ _ALLOWED_ENTRIES = {MARKER_NAME, LOCK_NAME, SEGMENTS_DIR, SNAPSHOTS_DIR, QUARANT
 _HELD_LOCKS: set[str] = set()  # store roots locked by this process ([F-24])
 _HELD_GUARD = threading.Lock()
 _EMPTY: dict = {}  # never handed out: events get copies
-_new_tuple = tuple.__new__
 _copy = dict.copy
-_event_key = itemgetter(3)  # of an Event
+_event_key = attrgetter("key")  # of an Event
 _allocate_lock = threading.Lock
 # A queued commit: its frame, its events, the lock its committer parks on (None for
 # the leader's own) and the committer's thread id (to hand leadership to).
@@ -494,11 +493,10 @@ class Store:
             # Copies: a caller changing its dicts later must not change the event that
             # projections and subscribers see.
             if n == 1:
-                events = [_new_tuple(Event, (seq, ts, row[0], row[1], _copy(row[2]), _copy(row[3])))]
+                events = [Event(seq, ts, row[0], row[1], _copy(row[2]), _copy(row[3]))]
             else:
-                events = list(map(_new_tuple, repeat(Event), zip(
-                    count(seq), repeat(ts, n), types, keys, map(_copy, datas),
-                    map(_copy, repeat(_EMPTY, n) if metas is None else metas))))
+                events = list(map(Event, count(seq), repeat(ts, n), types, keys, map(_copy, datas),
+                                  map(_copy, repeat(_EMPTY, n) if metas is None else metas)))
             me = threading.get_ident()
             leader = self._leader
             if leader and leader != me:  # park on our own lock until the leader wakes us

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any, Iterable, Sequence, TextIO
 
+import msgspec
+
 __all__ = [
     "Printer",
     "Progress",
@@ -81,6 +83,8 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if hasattr(value, "_asdict"):
         return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, msgspec.Struct):  # an Event
+        return {k: plain(getattr(value, k)) for k in value.__struct_fields__}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -152,7 +152,7 @@ class MediaProjection:
     def apply(self, event: Event) -> None:
         if self._frozen:
             raise RuntimeError("this MediaProjection is read-only")
-        seq, ts, typ, key, data, meta = event
+        seq, ts, typ, key, data, meta = event.seq, event.ts, event.type, event.key, event.data, event.meta
         self.last_seq = seq
         if not seq % TIME_STRIDE:
             self._times.append(ts)

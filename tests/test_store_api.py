@@ -7,7 +7,9 @@ three durability modes.
 """
 from __future__ import annotations
 
+import copy
 import os
+import pickle
 import tempfile
 import threading
 import time
@@ -126,6 +128,21 @@ def test_event_is_immutable_and_ts_is_utc_ns(store_dir):
     with eventstore.open(store_dir, readonly=True) as ro:
         [back] = list(ro.read())
     assert back == ev and back.meta == {"actor": "alice", "reason": "r"}
+
+
+def test_event_is_immutable_and_compares_pickles_and_prints_by_value(store_dir):
+    """SPEC §2: Event is immutable; it is a value (==, pickle, copy) with named fields."""
+    with eventstore.open(store_dir) as store:
+        ev = store.append("t", "k", {"a": 1}, meta={"actor": "me"})
+        [again] = store.read()
+    assert ev == again and ev is not again
+    for field, value in (("seq", 9), ("data", {}), ("meta", {}), ("key", "x")):
+        with pytest.raises(AttributeError):
+            setattr(ev, field, value)
+    assert pickle.loads(pickle.dumps(ev)) == ev == copy.deepcopy(ev)
+    assert (ev.seq, ev.type, ev.key, ev.data, ev.meta) == (1, "t", "k", {"a": 1}, {"actor": "me"})
+    assert repr(ev).startswith("Event(seq=1, ts=") and "key='k'" in repr(ev)
+    assert ev != Event(2, ev.ts, "t", "k", {"a": 1}, {"actor": "me"})
 
 
 def test_append_returns_copies_the_caller_cannot_change_afterwards(store_dir):

@@ -362,6 +362,9 @@ def test_fast_and_full_checks_store_the_same_events(store_dir):
         second = s.append_many([("new.type", f"/k{i}", d, {"actor": "a"}) for i, d in enumerate(data)])
         data[0]["value"] = "changed by the caller"
         stored = list(s.read())
-    assert [e[2:] for e in first] == [e[2:] for e in second] != []
+    def body(e):
+        return e.type, e.key, e.data, e.meta
+
+    assert [body(e) for e in first] == [body(e) for e in second] != []
     assert stored[0].data["value"] == "v0" and first[0].data["value"] == "v0"
-    assert [e[2:] for e in stored] == [e[2:] for e in first + second]
+    assert [body(e) for e in stored] == [body(e) for e in first + second]

@@ -389,11 +389,11 @@ def bench_replay(b: Bench) -> None:
 
     def sqlite() -> tuple[float, float]:
         proj = MediaProjection()
-        apply, unpack, new = proj.apply, msgpack.unpackb, tuple.__new__
+        apply, unpack = proj.apply, msgpack.unpackb
         with Span() as span:
             db = sqlite3.connect(db_path)
             for seq, ts, typ, key, data in db.execute("SELECT seq, ts, type, key, data FROM events ORDER BY seq"):
-                apply(new(Event, (seq, ts, typ, key, unpack(data, raw=False), {})))
+                apply(Event(seq, ts, typ, key, unpack(data, raw=False), {}))
         db.close()
         states.append(len(proj))
         return span.wall, span.cpu
