@@ -546,6 +546,33 @@ def bench_group(b: Bench) -> None:
               note=f"{rounds} alternating rounds of 8 x {per} vs 1 x {per * 2} appends; ratio = median of "
                    f"the rounds' ratios (min {pairs[0]:.2f}, max {pairs[-1]:.2f}); median "
                    f"{med(batches):.1f} commits shared one write+fdatasync (counted through the fs layer)"))
+    trip = thread_round_trip(2000 if b.quick else 10_000)
+    b.add(Row("group", "3d", "thread switch: two threads passing a lock back and forth",
+              f"{trip * 1e6:.1f} us per round trip", "", None, "", None, {"round_trip_s": trip},
+              note="what waking a parked committer costs on this machine (two switches per round "
+                   "trip); why group commit wakes committers one by one (DESIGN.md)", score=trip))
+
+
+def thread_round_trip(n: int) -> float:
+    """Seconds for one round trip of a lock ping-pong between two threads."""
+    ping, pong = threading.Lock(), threading.Lock()
+    ping.acquire()
+    pong.acquire()
+
+    def other() -> None:
+        for _ in range(n):
+            ping.acquire()
+            pong.release()
+
+    t = threading.Thread(target=other)
+    t.start()
+    t0 = now()
+    for _ in range(n):
+        ping.release()
+        pong.acquire()
+    elapsed = now() - t0
+    t.join()
+    return elapsed / n
 
 
 class LatestValues:
