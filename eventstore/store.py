@@ -515,10 +515,11 @@ class Store:
 
     # Group commit. Every queued commit either leads or parks on a lock of its own.
     # The leader takes the whole queue, writes it with one write (and one sync)
-    # outside `_cond`, applies and publishes it, then releases exactly the parked
-    # committers it published and hands leadership to the oldest commit still
-    # queued. A woken committer never contends for `_cond` just to learn that it is
-    # done, and no committer is woken for a batch it is not in.
+    # outside `_cond`, applies and publishes it, starts the chain that wakes the
+    # committers it published (one by one: _wake_next), and hands leadership to
+    # the oldest commit still queued. A woken committer never contends for `_cond`
+    # just to learn that it is done, and no committer is woken for a batch it is
+    # not in.
 
     def _park(self, waiter: Any, ticket: int) -> None:
         """Wait, outside `_cond`, until ``ticket`` is published or we are made leader."""
