@@ -273,23 +273,26 @@ def test_subscriber_that_appends_neither_deadlocks_nor_reorders(store_dir, durab
     store.close()
 
 
+def _append_mixed(store, w, per, every, parts, errors):
+    """A writer thread: ``per`` appends to key ``w{w}``; every ``every``-th is one
+    ``append_many`` of ``parts`` events. Exceptions are collected in ``errors``."""
+    try:
+        for i in range(per):
+            if i % every == every - 1:
+                store.append_many([("t", f"w{w}", {"i": i, "part": p}) for p in range(parts)])
+            else:
+                store.append("t", f"w{w}", {"i": i})
+    except Exception as exc:  # pragma: no cover - reported by the test
+        errors.append(exc)
+
+
 def test_concurrent_appenders_get_contiguous_seqs(store_dir):
     """Group commit: 8 threads, every event once, each thread's events in its order."""
     n_threads, per = 8, 40
     with eventstore.open(store_dir, durability="fsync") as store:
         errors = []
-
-        def worker(w):
-            try:
-                for i in range(per):
-                    if i % 5 == 4:
-                        store.append_many([("t", f"w{w}", {"i": i, "part": p}) for p in range(3)])
-                    else:
-                        store.append("t", f"w{w}", {"i": i})
-            except Exception as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker, args=(w,)) for w in range(n_threads)]
+        threads = [threading.Thread(target=_append_mixed, args=(store, w, per, 5, 3, errors))
+                   for w in range(n_threads)]
         for t in threads:
             t.start()
         for t in threads:
@@ -329,22 +332,13 @@ def test_group_commit_hand_offs_never_strand_a_committer(store_dir, durability):
         store.subscribe(echo)
         errors = []
 
-        def worker(w):
-            try:
-                for i in range(per):
-                    if i % 7 == 3:
-                        store.append_many([("t", f"w{w}", {"i": i, "p": p}) for p in range(2)])
-                    else:
-                        store.append("t", f"w{w}", {"i": i})
-            except Exception as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
         def exclusive():
             for _ in range(20):
                 store.flush()
                 store.snapshot()
 
-        threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(n_threads)]
+        threads = [threading.Thread(target=_append_mixed, args=(store, w, per, 7, 2, errors), daemon=True)
+                   for w in range(n_threads)]
         threads.append(threading.Thread(target=exclusive, daemon=True))
         for t in threads:
             t.start()
@@ -357,7 +351,7 @@ def test_group_commit_hand_offs_never_strand_a_committer(store_dir, durability):
     with eventstore.open(store_dir) as store:
         events = list(store.read())
     assert [e.seq for e in events] == list(range(1, last + 1))
-    per_thread = per + sum(1 for i in range(per) if i % 7 == 3)
+    per_thread = per + sum(1 for i in range(per) if i % 7 == 6)
     assert sum(e.type == "t" for e in events) == n_threads * per_thread
     assert sum(e.type == "echo" for e in events) == n_threads * len(range(0, per, 50))
 
