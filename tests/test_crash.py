@@ -39,12 +39,22 @@ def test_kill_9_loses_no_acknowledged_commit(tmp_path, durability, power_loss):
         assert stats.power_cuts > 0
 
 
+@pytest.mark.parametrize("power_loss", [False, True], ids=["fsync", "fsync-power-loss"])
+def test_kill_9_with_8_writer_threads_sharing_group_commits(tmp_path, power_loss):
+    """Guarantee 1 under group commit: a kill between a batch's fsync and the wake-up of its
+    committers, or before the fsync with other threads' commits queued, loses no ack."""
+    stats = harness.run(8, "fsync", str(tmp_path), max_delay=0.1, power_loss=power_loss, threads=8)
+    assert stats.rounds == 8 and stats.acked_commits > 8 * 8
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("durability,power_loss", [("fsync", False), ("flush", False), ("fsync", True),
-                                                   ("none", False)],
-                         ids=["fsync", "flush", "fsync-power-loss", "none-whole-commits-only"])
-def test_kill_9_many_rounds(tmp_path, durability, power_loss):
-    stats = harness.run(100, durability, str(tmp_path), power_loss=power_loss)
+@pytest.mark.parametrize("durability,power_loss,threads",
+                         [("fsync", False, 1), ("flush", False, 1), ("fsync", True, 1), ("none", False, 1),
+                          ("fsync", False, 8), ("fsync", True, 8)],
+                         ids=["fsync", "flush", "fsync-power-loss", "none-whole-commits-only",
+                              "fsync-8-threads", "fsync-power-loss-8-threads"])
+def test_kill_9_many_rounds(tmp_path, durability, power_loss, threads):
+    stats = harness.run(100, durability, str(tmp_path), power_loss=power_loss, threads=threads)
     assert stats.rounds == 100 and stats.acked_commits > 100
 
 
@@ -117,7 +127,8 @@ def test_readonly_follower_never_sees_an_event_a_kill_takes_back(tmp_path):
     reader = threading.Thread(target=follow)
     reader.start()
     rng = random.Random()
-    args = argparse.Namespace(durability="flush", max_delay=0.1, segment_bytes=1 << 14, snapshot_every=0)
+    args = argparse.Namespace(durability="flush", max_delay=0.1, segment_bytes=1 << 14, snapshot_every=0,
+                              threads=1)
     acked = {}
     try:
         for r in range(6):

@@ -27,6 +27,7 @@ power cut. Acknowledged (fsynced) bytes are never touched.
     python tools/crash_harness.py --rounds 200 --durability fsync
     python tools/crash_harness.py --rounds 200 --durability flush
     python tools/crash_harness.py --rounds 100 --durability fsync --power-loss
+    python tools/crash_harness.py --rounds 100 --durability fsync --threads 8
 
 Prints one line per round with ``-v`` and a summary; exits 1 on a violation.
 """
@@ -82,24 +83,38 @@ def commit_items(rng: random.Random, cid: str) -> list[tuple[str, str, dict]]:
 
 # -- the writer subprocess ---------------------------------------------------------------------
 def writer_main(path: str, durability: str, round_no: int, seed: int, segment_bytes: int,
-                snapshot_every: int) -> None:
-    rng = random.Random(seed)
+                snapshot_every: int, threads: int = 1) -> None:
     store = eventstore.open(path, durability=durability, segment_bytes=segment_bytes,
                             snapshot_every=snapshot_every)
     out = sys.stdout
     out.write(f"READY {store.last_seq}\n")
     out.flush()
-    counter = 0
-    while True:
-        cid = f"r{round_no}c{counter}"
-        counter += 1
-        items = commit_items(rng, cid)
-        if len(items) == 1 and rng.random() < 0.5:
-            events = [store.append(*items[0], meta={"cid": cid})]
-        else:
-            events = store.append_many(items)
-        out.write(f"ACK {cid} {events[0].seq} {len(events)}\n")
-        out.flush()
+    say = threading.Lock()
+
+    def commit_forever(rng: random.Random, prefix: str) -> None:
+        counter = 0
+        while True:
+            cid = f"{prefix}c{counter}"
+            counter += 1
+            items = commit_items(rng, cid)
+            if len(items) == 1 and rng.random() < 0.5:
+                events = [store.append(*items[0], meta={"cid": cid})]
+            else:
+                events = store.append_many(items)
+            with say:
+                out.write(f"ACK {cid} {events[0].seq} {len(events)}\n")
+                out.flush()
+
+    if threads == 1:
+        commit_forever(random.Random(seed), f"r{round_no}")
+    # Several writer threads: their commits share group commits (one write + fsync),
+    # so a kill lands between the sync of a batch and the wake-up of its committers.
+    workers = [threading.Thread(target=commit_forever, args=(random.Random(seed + j), f"r{round_no}t{j}"),
+                                daemon=True) for j in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
 
 
 # -- the parent ----------------------------------------------------------------------------------
@@ -129,7 +144,8 @@ def _read_lines(pipe, lines: list[str]) -> None:
 def _run_writer(path: str, args, round_no: int, rng: random.Random) -> tuple[list[str], bool]:
     cmd = [sys.executable, os.path.abspath(__file__), "--writer", path, "--durability", args.durability,
            "--round", str(round_no), "--seed", str(rng.randrange(2**32)),
-           "--segment-bytes", str(args.segment_bytes), "--snapshot-every", str(args.snapshot_every)]
+           "--segment-bytes", str(args.segment_bytes), "--snapshot-every", str(args.snapshot_every),
+           "--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: list[str] = []
     reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
@@ -244,13 +260,13 @@ def check_store(path: str, acked: dict[str, tuple[int, int]], seen_before: list,
 
 def run(rounds: int, durability: str, directory: str | None = None, *, seed: int | None = None,
         max_delay: float = 0.15, segment_bytes: int = 1 << 16, snapshot_every: int = 2000,
-        power_loss: bool = False, verbose: bool = False) -> Stats:
+        power_loss: bool = False, verbose: bool = False, threads: int = 1) -> Stats:
     """Run ``rounds`` kill/reopen/check rounds; raise `Violation` on the first failure."""
     if power_loss and durability != "fsync":
         raise ValueError("power loss is only survivable with durability='fsync'")
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
-    args = argparse.Namespace(durability=durability, max_delay=max_delay,
+    args = argparse.Namespace(durability=durability, max_delay=max_delay, threads=threads,
                               segment_bytes=segment_bytes, snapshot_every=snapshot_every)
     own = directory is None
     directory = directory or tempfile.mkdtemp(prefix="metalog-crash-")
@@ -301,23 +317,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--segment-bytes", type=int, default=1 << 16)
     p.add_argument("--snapshot-every", type=int, default=2000)
     p.add_argument("--power-loss", action="store_true", help="also drop un-fsynced bytes (fsync mode)")
+    p.add_argument("--threads", type=int, default=1, help="writer threads sharing group commits")
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--writer", metavar="PATH", help=argparse.SUPPRESS)
     p.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.writer:
-        writer_main(a.writer, a.durability, a.round, a.seed or 0, a.segment_bytes, a.snapshot_every)
+        writer_main(a.writer, a.durability, a.round, a.seed or 0, a.segment_bytes, a.snapshot_every,
+                    a.threads)
         return 0
     seed = a.seed if a.seed is not None else random.randrange(2**32)
     try:
         stats = run(a.rounds, a.durability, a.dir, seed=seed, max_delay=a.max_delay,
                     segment_bytes=a.segment_bytes, snapshot_every=a.snapshot_every,
-                    power_loss=a.power_loss, verbose=a.verbose)
+                    power_loss=a.power_loss, verbose=a.verbose, threads=a.threads)
     except Violation as exc:
         print(f"VIOLATION: {exc}", file=sys.stderr)
         return 1
-    summary = {"durability": a.durability, "power_loss": a.power_loss, "seed": seed,
+    summary = {"durability": a.durability, "power_loss": a.power_loss, "threads": a.threads, "seed": seed,
                "rounds": stats.rounds, "acknowledged_commits": stats.acked_commits,
                "events": stats.events, "torn_tails_truncated": stats.torn_tails,
                "unacknowledged_commits_present": stats.unacked_present,
@@ -327,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(summary))
     else:
-        print(f"OK: {stats.rounds} rounds of kill -9 ({a.durability}{', power loss' if a.power_loss else ''}), "
+        print(f"OK: {stats.rounds} rounds of kill -9 ({a.durability}{', power loss' if a.power_loss else ''}{f', {a.threads} writer threads' if a.threads > 1 else ''}), "
               f"seed {seed}: {stats.acked_commits} acknowledged commits "
               f"{'checked where present' if a.durability == 'none' else 'all present'}, {stats.events} events, "
               f"no partial commit; {stats.torn_tails} torn tails truncated, "
