@@ -20,10 +20,12 @@ from .layout import MAX_FRAME_PAYLOAD
 
 __all__ = ["encode_commit", "encode_event", "join_payload", "decode_commit", "pack", "unpack"]
 
-# msgspec writes the same bytes as msgpack for everything a commit holds (SPEC §7.7;
+# msgspec writes the same bytes as msgpack for the exact built-in types (SPEC §7.7;
 # tests/test_codec.py checks it on generated values) in about two thirds of the time.
-# It refuses what it does not know (str and dict subclasses, for one); msgpack, the
-# reference, then encodes the commit or names what is wrong with it.
+# It is only given commits the store's plain check passed (exact dicts, lists, tuples,
+# str and scalars all through): a dict subclass it would encode from its entries,
+# where msgpack asks the subclass. msgpack, the reference, encodes everything else
+# and names what cannot be encoded.
 _fast_encode = _MsgspecEncoder().encode
 
 
@@ -39,16 +41,22 @@ def encode_event(type_: str, key: str, data: dict, meta: dict) -> bytes:
     return pack([type_, key, data, meta])
 
 
-def encode_commit(items: list[tuple[str, str, dict, dict]], max_event_bytes: int) -> bytes:
+def encode_commit(items: list[tuple[str, str, dict, dict]], max_event_bytes: int, *,
+                  plain: bool = False) -> bytes:
     """The payload of a commit of ``(type, key, data, meta)`` items ([F-08], [F-12]).
 
-    Raises ValidationError for anything msgpack refuses, naming a key or type
-    that is not valid Unicode, and for an event over ``max_event_bytes`` or a
-    payload over `MAX_FRAME_PAYLOAD`.
+    ``plain``: every value is of an exact built-in type (`event.plain_columns`),
+    so the fast encoder may write it. Raises ValidationError for anything msgpack
+    refuses, naming a key or type that is not valid Unicode, and for an event over
+    ``max_event_bytes`` or a payload over `MAX_FRAME_PAYLOAD`.
     """
-    try:
-        payload = _fast_encode(items)
-    except Exception:  # noqa: BLE001 - whatever msgspec refuses, msgpack decides
+    payload = None
+    if plain:
+        try:
+            payload = _fast_encode(items)
+        except Exception:  # noqa: BLE001 - a lone surrogate, an int over 64 bits: msgpack says
+            pass
+    if payload is None:
         payload = _reference_encode(items)
     return _check_sizes(items, payload, max_event_bytes)
 

@@ -111,6 +111,8 @@ def validate_mapping(what: str, value: object) -> dict[str, Any]:
 
 
 _DICT_ONLY = frozenset((dict,))
+_STR_ONLY = frozenset((str,))
+_ITEM_ONLY = frozenset((tuple, list))
 _FAST_KEY_CHARS = MAX_KEY_BYTES // 4  # a key this short cannot exceed the byte limit
 _chain = chain.from_iterable
 _values = dict.values
@@ -134,7 +136,9 @@ def plain_item(type_: Any, key: Any, data: Any, meta: Any, known_types: Abstract
 def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ...] | None:
     """``(types, keys, datas, metas)`` of a batch every item of which is plainly valid.
 
-    Plainly valid: all items have the same length (3 or 4), the type is one of
+    Plainly valid: all items are tuples or lists of one length (3 or 4), of
+    exact built-in types all through (so msgspec encodes them as msgpack
+    does; see `codec.encode_commit`), the type is one of
     ``known_types`` (names validated before), the key is a str of at most
     1024 characters without NUL, and ``data`` (and ``meta``) are dicts with str
     keys and scalar values. The checks run column by column in C, which is what
@@ -143,6 +147,8 @@ def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ..
     raises precisely.
     """
     try:
+        if not _ITEM_ONLY.issuperset(map(type, items)):
+            return None
         columns = tuple(zip(*items, strict=True))  # ValueError when lengths differ
         if len(columns) == 3:
             types, keys, datas = columns
@@ -151,15 +157,17 @@ def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ..
             types, keys, datas, metas = columns
         else:
             return None
-        if (not known_types.issuperset(types) or "" in keys or "\x00" in "".join(keys)
-                or max(map(len, keys)) > _FAST_KEY_CHARS):
+        if (not _STR_ONLY.issuperset(map(type, types)) or not known_types.issuperset(types)
+                or not _STR_ONLY.issuperset(map(type, keys)) or "" in keys
+                or "\x00" in "".join(keys) or max(map(len, keys)) > _FAST_KEY_CHARS):
             return None
         for maps in (datas, metas):
             if maps is None:
                 continue
             if not _DICT_ONLY.issuperset(map(type, maps)):
                 return None
-            "".join(_chain(maps))  # TypeError unless every map key is a str
+            if not _STR_ONLY.issuperset(map(type, _chain(maps))):
+                return None
             if not _SCALARS.issuperset(map(type, _chain(map(_values, maps)))):
                 return None
     except (TypeError, ValueError):  # an item without len(), a key that is not a str, ...

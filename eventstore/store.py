@@ -420,11 +420,11 @@ class Store:
             data = _EMPTY
         if meta is None:
             meta = _EMPTY
-        if not plain_item(type, key, data, meta, self._known_types):
+        plain = plain_item(type, key, data, meta, self._known_types)
+        if not plain:
             type, key, data, meta = self._check_item(type, key, data, meta)
-        if expected_version is None:
-            return self._commit((type,), (key,), (data,), (meta,))[0]
-        return self._commit((type,), (key,), (data,), (meta,), [self._check_expected(expected_version)])[0]
+        expected = None if expected_version is None else [self._check_expected(expected_version)]
+        return self._commit((type,), (key,), (data,), (meta,), expected, plain=plain)[0]
 
     def append_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:
         """Append ``(type, key, data)`` or ``(type, key, data, meta)`` items as one atomic commit."""
@@ -433,9 +433,10 @@ class Store:
         if not items:
             return []
         columns = plain_columns(items, self._known_types)
-        if columns is None:  # check item by item, raising precisely
-            columns = tuple(zip(*[self._check_item(*_split_item(item)) for item in items]))
-        return self._commit(*columns)
+        if columns is not None:
+            return self._commit(*columns, plain=True)
+        # check item by item, raising precisely
+        return self._commit(*zip(*[self._check_item(*_split_item(item)) for item in items]))
 
     @contextmanager
     def transaction(self) -> Iterator[_Transaction]:
@@ -451,16 +452,20 @@ class Store:
             tx.events = self._commit(*zip(*tx._items), expected)
 
     def _commit(self, types: Sequence[str], keys: Sequence[str], datas: Sequence[dict],
-                metas: Sequence[dict] | None, expected: list[int | None] | None = None) -> list[Event]:
-        """Commit validated events, given column by column (``metas`` None: all empty)."""
+                metas: Sequence[dict] | None, expected: list[int | None] | None = None, *,
+                plain: bool = False) -> list[Event]:
+        """Commit validated events, given column by column (``metas`` None: all empty).
+
+        ``plain``: the plain check passed them (exact built-in types throughout).
+        """
         self._writable()
         n = len(keys)
         if n == 1:  # one event: skip the column machinery (a durable append's CPU is latency)
             row = (types[0], keys[0], datas[0], _EMPTY if metas is None else metas[0])
-            payload = encode_commit([row], self.max_event_bytes)
+            payload = encode_commit([row], self.max_event_bytes, plain=plain)
         else:
             payload = encode_commit(list(zip(types, keys, datas, repeat(_EMPTY, n) if metas is None else metas)),
-                                    self.max_event_bytes)
+                                    self.max_event_bytes, plain=plain)
         with self._mutex:
             # While close/flush/snapshot wait for the log to go quiet, hold new commits back
             # so a steady stream of appenders cannot starve them (a subscriber appending on
@@ -522,16 +527,33 @@ class Store:
     # not in.
 
     def _park(self, waiter: Any, ticket: int) -> None:
-        """Wait, outside `_cond`, until ``ticket`` is published or we are made leader."""
-        waiter.acquire()
-        self._wake_next()
-        if self._published >= ticket:  # set before our lock was released
-            return
-        with self._cond:
-            if self._leader == threading.get_ident():
-                self._lead(ticket, nested=False)
+        """Wait, outside `_cond`, until ``ticket`` is published or we are made leader.
+
+        A Ctrl-C while parked is held until our lock is released: the wake chain
+        and the hand-over of leadership both count on each parked committer
+        waking up and doing its part, and our commit may be on disk already.
+        """
+        interrupted: BaseException | None = None
+        try:
+            while True:
+                try:
+                    waiter.acquire()
+                    break
+                except BaseException as exc:
+                    interrupted = exc
+        finally:
+            self._wake_next()
+        try:
+            if self._published >= ticket:  # set before our lock was released
                 return
-            self._raise_unwritten()
+            with self._cond:
+                if self._leader == threading.get_ident():
+                    self._lead(ticket, nested=False)
+                    return
+                self._raise_unwritten()
+        finally:
+            if interrupted is not None:
+                raise interrupted
 
     def _wake_next(self) -> None:
         """Release the next committer the leader is done with, if any.
@@ -564,6 +586,7 @@ class Store:
         delivering; it leads its commit inline and leaves the hand-over to us.
         """
         self._leader = me = threading.get_ident()
+        interrupted: BaseException | None = None
         try:
             while self._published < ticket:
                 if self._failed is not None or self._closed:
@@ -572,24 +595,38 @@ class Store:
                     # The threads of the previous batch are about to append again;
                     # waiting a fraction of a sync for them saves whole syncs.
                     self._gathering = self._last_batch
-                    self._gather.wait(self._sync_seconds)
-                    self._gathering = 0
+                    try:
+                        self._gather.wait(self._sync_seconds)
+                    except BaseException as exc:  # Ctrl-C: the queue still needs its leader
+                        interrupted = exc
+                    finally:
+                        self._gathering = 0
                 batch, self._queue = self._queue, []
                 self._last_batch = len(batch)
                 self._mutex.release()
+                last = None
                 try:
                     last = self._write_and_apply(batch)
+                except BaseException as exc:
+                    # Not an OSError (those return None): a projection's snapshot, a
+                    # thread that would not start, Ctrl-C during the sync. Whether the
+                    # batch is durable is unknown: fail the store, as for a write error.
+                    if self._failed is None:
+                        self._failed = exc
+                        log.error("group commit in %s failed: %r; the store refuses writes until "
+                                  "reopened", self.root, exc)
+                    raise
                 finally:
                     self._mutex.acquire()
-                if last is not None:
-                    self._published = last
-                # Published, or failed: either way their committers are done waiting. Wake
-                # the first; each woken committer wakes the next (see _park).
-                # (A leader that was handed the lead by _hand_off parked too: skip its own lock.)
-                if len(batch) > 1 or batch[0][2] is not None:
-                    self._wake_chain.extend([entry[2] for entry in batch
-                                             if entry[2] is not None and entry[3] != me])
-                    self._wake_next()
+                    if last is not None:
+                        self._published = last
+                    # Published, or failed: either way their committers are done waiting.
+                    # Wake the first; each woken committer wakes the next (see _park).
+                    # (A leader handed the lead by _hand_off parked too: skip its own lock.)
+                    if len(batch) > 1 or batch[0][2] is not None:
+                        self._wake_chain.extend([entry[2] for entry in batch
+                                                 if entry[2] is not None and entry[3] != me])
+                        self._wake_next()
                 if last is not None and self._subscribers:
                     self._cond.release()
                     try:
@@ -599,6 +636,8 @@ class Store:
         finally:
             if not nested:
                 self._hand_off()
+        if interrupted is not None:
+            raise interrupted
 
     def _hand_off(self) -> None:
         """Leave leadership (holding `_cond`) to the oldest queued commit, if any."""
@@ -607,8 +646,10 @@ class Store:
             if self._draining:
                 self._cond.notify_all()
             return
+        _, _, waiter, owner = self._queue[0]
+        if waiter is None and self._failed is None:  # pragma: no cover - a leader left its own commit
+            self._failed = RuntimeError("group commit lost its leader")
         if self._failed is None and not self._closed:
-            _, _, waiter, owner = self._queue[0]
             self._leader = owner
             waiter.release()
             return
@@ -695,6 +736,8 @@ class Store:
                         self._cond.wait()
                 finally:
                     self._draining -= 1
+                    if not self._draining:
+                        self._cond.notify_all()  # commits held at the gate in _commit
                 self._leader = me
         try:
             yield
@@ -758,7 +801,13 @@ class Store:
     def _start_background_snapshot(self, seq: int, ts: int) -> None:
         if self._snap_thread is not None and self._snap_thread.is_alive():
             return  # one at a time; the next trigger catches up
-        captured = self._capture(seq, ts)
+        try:
+            captured = self._capture(seq, ts)
+        except Exception:  # a projection whose state cannot be snapshotted: replay still works
+            log.exception("automatic snapshot of %s at seq %d failed; trying again after %d events",
+                          self.root, seq, self.snapshot_every)
+            self._since_snapshot = 0
+            return
         if self.durability != "fsync":
             try:
                 with self._log_io("sync before a snapshot") as log_:

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import eventstore
 from eventstore import CorruptionError, Event, ValidationError
 from eventstore.codec import decode_commit, encode_commit, encode_event, join_payload
 from eventstore.frame import Damage, Frame, FrameScanner, chain_digest, encode_frame
@@ -99,17 +100,37 @@ def test_fast_encoder_writes_the_reference_bytes(items):
     """SPEC §7.7: the msgspec fast path writes exactly msgpack's bytes (str8/16/32, bin, float64,
     uint64, nested tuples) — else a store written by one would not be the store written by the other."""
     items = [tuple(i) for i in items]
-    assert encode_commit(items, 1 << 30) == msgpack.packb(items, use_bin_type=True)
+    assert encode_commit(items, 1 << 30, plain=True) == msgpack.packb(items, use_bin_type=True)
 
 
-def test_what_the_fast_encoder_refuses_the_reference_encodes_or_refuses():
-    """Subclasses msgspec does not take go through msgpack and come out as msgpack writes them."""
-    items = [("t", _Str("key"), _Dict(a=_Level.LOW), {"s": _Str("x")})]
-    assert encode_commit(items, 1 << 20) == msgpack.packb(items, use_bin_type=True)
-    with pytest.raises(ValidationError):
-        encode_commit([("t", "k", {"a": object()}, {})], 1 << 20)
+class _ItemsDict(dict):
+    """A dict subclass that shows msgpack other items than its entries."""
+
+    def items(self):
+        return [("shown", 1)]
+
+
+def test_commits_that_are_not_plain_are_encoded_by_msgpack(store_dir):
+    """Only commits of exact built-in types reach msgspec: a subclass (which msgspec would
+    encode from its raw entries) is encoded by msgpack, the reference, through the store too."""
+    odd = [("t", _Str("key"), _Dict(a=_Level.LOW), {"s": _Str("x")}),
+           ("t", "k", _ItemsDict(hidden=2), {})]
+    for items in ([odd[0]], [odd[1]]):
+        assert encode_commit(items, 1 << 20) == msgpack.packb(items, use_bin_type=True)
+    with eventstore.open(store_dir) as store:
+        store.append_many([("t", "k", {"x": 1})] * 2)  # "t" is a known type from now on
+        store.append_many([("t", "k", _ItemsDict(hidden=2))] * 2)
+        store.append("t", "k", _ItemsDict(hidden=2))
+        stored = [e.data for e in store.read()][2:]
+    assert stored == [{"shown": 1}] * 3  # what msgpack wrote, as msgpack sees the subclass
+
+
+def test_fast_encoder_refusals_fall_back_to_precise_errors():
+    for items in ([("t", "k", {"a": 2**70}, {})], [("t", "\ud800", {}, {})], [("t", "k", {"a": "\udc00"}, {})]):
+        with pytest.raises(ValidationError):
+            encode_commit(items, 1 << 20, plain=True)
     with pytest.raises(ValidationError, match="key is not valid Unicode"):
-        encode_commit([("t", "\ud800", {}, {})], 1 << 20)
+        encode_commit([("t", "\ud800", {}, {})], 1 << 20, plain=True)
 
 
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 65535, 65536, 70000])

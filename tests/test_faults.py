@@ -279,6 +279,81 @@ def test_concurrent_appenders_when_fsync_fails(fast_tmp) -> None:
         assert all(by_seq.get(e.seq) == e for e in acked)
 
 
+class _InterruptedSync(FileSystem):
+    """fdatasync raises a BaseException that is not an OSError (as Ctrl-C would) once."""
+
+    def __init__(self, at: int) -> None:
+        self.calls, self.at = 0, at
+
+    def fdatasync(self, fd: int) -> None:
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        super().fdatasync(fd)
+
+
+def test_group_commit_interrupted_mid_sync_fails_the_store_and_strands_nobody(fast_tmp) -> None:
+    """Found by review: an exception other than OSError in the leader's write path once left
+    the batch's committers parked forever and the store writing on. Now it fails the store:
+    the leader gets the exception, everyone else an answer, and nothing acknowledged is lost."""
+    root = str(fast_tmp / "s")
+    s = eventstore.open(root, fs=_InterruptedSync(at=30), durability="fsync", snapshot_every=0)
+    acked: list = []
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def worker(t: int) -> None:
+        for i in range(10_000):
+            try:
+                e = s.append("set", f"t{t}", {"i": i})
+            except (StoreFailedError, KeyboardInterrupt) as exc:
+                with lock:
+                    outcomes.append(type(exc).__name__)
+                return
+            with lock:
+                acked.append(e)
+
+    threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not [t for t in threads if t.is_alive()], "a committer was left parked"
+    assert sorted(outcomes) == ["KeyboardInterrupt"] + ["StoreFailedError"] * 5
+    with pytest.raises(StoreFailedError):
+        s.append("set", "after", {})
+    s.close()
+    with eventstore.open(root) as s2:
+        by_seq = {e.seq: e for e in s2.read()}
+    assert acked and all(by_seq.get(e.seq) == e for e in acked)
+
+
+class _Unsnapshottable(KV):
+    """Snapshots fine while empty (open takes one), not once it holds events."""
+
+    name = "unsnapshottable"
+
+    def snapshot(self):
+        if self.count:
+            raise RuntimeError("this state cannot be saved")
+        return super().snapshot()
+
+
+def test_a_projection_that_cannot_snapshot_does_not_fail_commits(fast_tmp, caplog) -> None:
+    """An automatic snapshot that fails to capture is logged and retried later; the commit
+    that triggered it and every later one succeed (found by review: it used to raise out of
+    the leader and strand the batch)."""
+    root = str(fast_tmp / "s")
+    with caplog.at_level(logging.ERROR, logger="eventstore"):
+        with eventstore.open(root, [_Unsnapshottable()], durability="none", snapshot_every=50) as s:
+            for i in range(300):
+                s.append("set", f"k{i % 7}", {"v": i})
+            assert s.last_seq == 300
+    assert "automatic snapshot" in caplog.text
+    with eventstore.open(root, [_Unsnapshottable()]) as s2:
+        assert s2.last_seq == 300
+
+
 def _damaged_store(root: str) -> list:
     """A store with a damaged .zseg, a damaged sealed commit and a torn tail; the events."""
     from _verbs import flip, frames_of

@@ -3,6 +3,7 @@ length fields on disk cost neither gigabytes nor hangs ([F-09], [F-13], [F-14]).
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import struct
@@ -329,7 +330,31 @@ def _batches(draw):
         items[at] = tuple(item) if draw(st.booleans()) else item
     if draw(st.integers(0, 9)) == 0:  # a ragged batch
         items.append(("t", "k", {}, {})[:7 - width])
+    if draw(st.integers(0, 9)) == 0:  # an item that is an iterable but not a tuple or list
+        at = draw(st.integers(0, len(items) - 1))
+        items[at] = draw(st.sampled_from([collections.deque, iter, _Row]))(items[at])
     return items
+
+
+class _Row(tuple):
+    pass
+
+
+class _Liar(str):
+    """Hashes and compares like a known type name, holds NULs (found by review)."""
+
+    def __hash__(self):
+        return hash("t")
+
+    def __eq__(self, other):
+        return other == "t"
+
+
+def test_fast_check_does_not_trust_str_subclasses_or_odd_items():
+    liar = _Liar("\x00" * 300)
+    for items in ([(liar, "k", {})], [("t", liar, {})], [("t", "k", {liar: 1})],
+                  [collections.deque(("t", "k", {}))], [_Row(("t", "k", {}))]):
+        assert plain_columns(items, _KNOWN) is None
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
