@@ -136,9 +136,10 @@ def plain_item(type_: Any, key: Any, data: Any, meta: Any, known_types: Abstract
 def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ...] | None:
     """``(types, keys, datas, metas)`` of a batch every item of which is plainly valid.
 
-    Plainly valid: all items are tuples or lists of one length (3 or 4), of
-    exact built-in types all through (so msgspec encodes them as msgpack
-    does; see `codec.encode_commit`), the type is one of
+    Plainly valid: all items are tuples or lists of one length (3 or 4), their values are of
+    exact built-in types (so msgspec encodes them as msgpack does; see
+    `codec.encode_commit`; map keys may be str subclasses, which both encode
+    alike), the type is one of
     ``known_types`` (names validated before), the key is a str of at most
     1024 characters without NUL, and ``data`` (and ``meta``) are dicts with str
     keys and scalar values. The checks run column by column in C, which is what
@@ -147,7 +148,7 @@ def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ..
     raises precisely.
     """
     try:
-        if not _ITEM_ONLY.issuperset(map(type, items)):
+        if not _ITEM_ONLY.issuperset(map(type, items)):  # other iterables: the full path (once)
             return None
         columns = tuple(zip(*items, strict=True))  # ValueError when lengths differ
         if len(columns) == 3:
@@ -157,8 +158,9 @@ def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ..
             types, keys, datas, metas = columns
         else:
             return None
-        if (not _STR_ONLY.issuperset(map(type, types)) or not known_types.issuperset(types)
-                or not _STR_ONLY.issuperset(map(type, keys)) or "" in keys
+        # exact str: a subclass could pass for a known type through its __hash__/__eq__
+        if (not _STR_ONLY.issuperset(map(type, _chain((types, keys))))
+                or not known_types.issuperset(types) or "" in keys
                 or "\x00" in "".join(keys) or max(map(len, keys)) > _FAST_KEY_CHARS):
             return None
         for maps in (datas, metas):
@@ -166,8 +168,7 @@ def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ..
                 continue
             if not _DICT_ONLY.issuperset(map(type, maps)):
                 return None
-            if not _STR_ONLY.issuperset(map(type, _chain(maps))):
-                return None
+            "".join(_chain(maps))  # TypeError unless every map key is a str (as msgpack packs it)
             if not _SCALARS.issuperset(map(type, _chain(map(_values, maps)))):
                 return None
     except (TypeError, ValueError):  # an item without len(), a key that is not a str, ...

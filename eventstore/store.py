@@ -69,12 +69,20 @@ except ImportError:  # pragma: no cover - other Pythons
 
 
 def _split_item(item: Any) -> tuple[Any, Any, Any, Any]:
-    """``(type, key, data, meta)`` of an `append_many` item (meta None when absent)."""
-    if isinstance(item, (tuple, list)):
-        if len(item) == 3:
-            return (*item, None)
-        if len(item) == 4:
-            return tuple(item)
+    """``(type, key, data, meta)`` of an `append_many` item (meta None when absent).
+
+    An item is any iterable of 3 or 4 values (a tuple or list, usually), as the
+    column-wise check in `plain_columns` reads it.
+    """
+    if not isinstance(item, (str, bytes, dict)):
+        try:
+            values = tuple(item)
+        except TypeError:
+            values = ()
+        if len(values) == 3:
+            return (*values, None)
+        if len(values) == 4:
+            return values
     raise ValidationError("append_many items are (type, key, data) or (type, key, data, meta)")
 
 

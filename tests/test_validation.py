@@ -336,6 +336,13 @@ def _batches(draw):
     return items
 
 
+def _full_check_item(item):
+    """What the item-by-item path makes of an `append_many` item."""
+    from eventstore.store import _split_item
+    type_, key, data, meta = _split_item(item)
+    return validate_type(type_), validate_key(key), validate_mapping("data", data), meta
+
+
 class _Row(tuple):
     pass
 
@@ -352,9 +359,23 @@ class _Liar(str):
 
 def test_fast_check_does_not_trust_str_subclasses_or_odd_items():
     liar = _Liar("\x00" * 300)
-    for items in ([(liar, "k", {})], [("t", liar, {})], [("t", "k", {liar: 1})],
-                  [collections.deque(("t", "k", {}))], [_Row(("t", "k", {}))]):
+    for items in ([(liar, "k", {})], [("t", liar, {})]):
         assert plain_columns(items, _KNOWN) is None
+    # map keys may be str subclasses (the full check takes them, both encoders write their text)
+    assert plain_columns([("t", "k", {liar: 1})], _KNOWN) is not None
+    # an item is any iterable of 3 or 4 values, on both paths
+    for item in (collections.deque(("t", "k", {})), _Row(("t", "k", {})), iter(("t", "k", {}, {}))):
+        assert _full_check_item(item)[:3] == ("t", "k", {})
+    assert plain_columns([collections.deque(("t", "k", {})), ("t", "k", {})], _KNOWN) is None
+    assert plain_columns([_Row(("t", "k", {}))], _KNOWN) is None
+
+
+def test_append_many_takes_any_iterable_items_on_both_paths(store_dir):
+    with eventstore.open(store_dir) as s:
+        for _ in range(2):  # the first batch makes "t" a known type; the second meets the fast check
+            got = s.append_many([iter(("t", "k", {"a": 1})), collections.deque(("t", "k", {"b": 2}, {"m": 1}))])
+            assert [(e.type, e.key, e.data, e.meta) for e in got] == [("t", "k", {"a": 1}, {}),
+                                                                     ("t", "k", {"b": 2}, {"m": 1})]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -363,11 +384,14 @@ def test_fast_check_accepts_only_what_the_full_check_accepts(items):
     """SPEC §5: `plain_columns` may send a valid batch to the full check, but whatever it
     accepts the full, item-by-item check (the one that raises precisely) accepts too, with
     the same values column by column."""
+    items = [i if isinstance(i, (tuple, list)) or not hasattr(i, "__next__") else tuple(i) for i in items]
     columns = plain_columns(items, _KNOWN)
     if columns is None:
         return
     types, keys, datas, metas = columns
     for i, item in enumerate(items):
+        item = tuple(item)
+        _full_check_item(item)
         type_, key, data = item[:3]
         meta = item[3] if len(item) == 4 else None
         assert validate_type(type_) == type_ and validate_key(key) == key
