@@ -38,7 +38,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     type: str
     key: str
     data: dict[str, Any]
-    meta: dict[str, Any]
+    meta: dict[str, Any] = {}  # msgspec gives each event a new empty dict (built in C)
 
 
 def _check_name(what: str, value: object, limit: int) -> str:

@@ -507,9 +507,11 @@ class Store:
             # projections and subscribers see.
             if n == 1:
                 events = [Event(seq, ts, row[0], row[1], _copy(row[2]), _copy(row[3]))]
+            elif metas is None:  # Event's default meta: a new empty dict each
+                events = list(map(Event, count(seq), repeat(ts, n), types, keys, map(_copy, datas)))
             else:
                 events = list(map(Event, count(seq), repeat(ts, n), types, keys, map(_copy, datas),
-                                  map(_copy, repeat(_EMPTY, n) if metas is None else metas)))
+                                  map(_copy, metas)))
             me = threading.get_ident()
             leader = self._leader
             if leader and leader != me:  # park on our own lock until the leader wakes us
