@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager
-from itertools import count, repeat
+from itertools import chain, count, repeat
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import snapshot as snap_mod
@@ -57,6 +57,8 @@ _EMPTY: dict = {}  # never handed out: events get copies
 _copy = dict.copy
 _event_key = attrgetter("key")  # of an Event
 _allocate_lock = threading.Lock
+_chain_keys = chain.from_iterable
+_COUNT_AT = 1 << 20  # uncounted keys held at most (8 MiB of references)
 # A queued commit: its frame, its events, the lock its committer parks on (None for
 # the leader's own) and the committer's thread id (to hand leadership to).
 _Queued = tuple[PendingFrame, list[Event], Any, int]
@@ -166,7 +168,9 @@ class Store:
         self._to_deliver: collections.deque[Event] = collections.deque()  # leader thread only
         self._delivering = False
         self._draining = 0  # threads in _exclusive waiting for in-flight commits to finish
-        self._versions: dict[str, int] = {}
+        self._versions: dict[str, int] = {}  # per key: events ever appended (see _counted)
+        self._uncounted: list[Sequence[str]] = []  # keys of commits not yet in _versions
+        self._uncounted_n = 0
         self._next_seq = 1  # seq the next commit gets
         self._published = 0  # last seq applied to projections and acknowledged
         self._digest = ZERO_DIGEST
@@ -481,8 +485,8 @@ class Store:
             while self._draining and self._leader != threading.get_ident():
                 self._cond.wait()
             self._writable()
-            versions = self._versions
             if expected is not None:
+                versions = self._counted()
                 pending: dict[str, int] = {}
                 for key, want in zip(keys, expected):
                     current = pending.get(key, versions.get(key, 0))
@@ -496,10 +500,11 @@ class Store:
             frame, digest = encode_frame(seq, n, ts, payload, self._digest)
             if expected is not None:
                 versions.update(pending)
-            elif n == 1:
-                versions[row[1]] = versions.get(row[1], 0) + 1
-            else:
-                _count_elements(versions, keys)  # versions[key] += 1, in C
+            else:  # counted when first needed (_counted)
+                self._uncounted.append(keys)
+                self._uncounted_n += n
+                if self._uncounted_n >= _COUNT_AT:
+                    self._counted()
             self._next_seq = seq + n
             self._digest = digest
             self._last_ts = ts
@@ -798,9 +803,23 @@ class Store:
             versions = self._versions_published()
         return seq, ts, self._log.position, self._log.last_digest, versions, states
 
+    def _counted(self) -> dict[str, int]:
+        """The key versions, with every commit counted (holding `_mutex`, or while opening).
+
+        Commits only note their keys; they are counted here, in one C call, when
+        something needs a version (`version`, ``expected_version``, `stats`, a
+        snapshot) or every `_COUNT_AT` events. A bulk load that asks for none pays
+        nothing per event, as a table without an index on the key would not.
+        """
+        if self._uncounted:
+            _count_elements(self._versions, _chain_keys(self._uncounted))
+            self._uncounted.clear()
+            self._uncounted_n = 0
+        return self._versions
+
     def _versions_published(self) -> dict[str, int]:
         """A copy of the key versions without the commits still queued."""
-        versions = dict(self._versions)
+        versions = dict(self._counted())
         for _, events, _, _ in self._queue:
             for e in events:
                 versions[e.key] -= 1
@@ -1054,7 +1073,12 @@ class Store:
 
     def version(self, key: str) -> int:
         validate_key(key)
-        return self._versions.get(key, 0)
+        with self._mutex:
+            return self._counted().get(key, 0)
+
+    def _key_count(self) -> int:
+        with self._mutex:
+            return len(self._counted())
 
     @property
     def last_seq(self) -> int:
@@ -1076,7 +1100,7 @@ class Store:
         snaps = self._snapshot_candidates()
         return {
             "events": self._published - self._lost,
-            "keys": len(self._versions),
+            "keys": self._key_count(),
             "segments": len(refs),
             "compressed_segments": sum(1 for r in refs if r.compressed),
             "bytes_on_disk": total,

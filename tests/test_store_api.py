@@ -356,6 +356,39 @@ def test_group_commit_hand_offs_never_strand_a_committer(store_dir, durability):
     assert sum(e.type == "echo" for e in events) == n_threads * len(range(0, per, 50))
 
 
+@pytest.mark.parametrize("count_at", [3, 1 << 20])
+def test_versions_counted_lazily_are_exact_everywhere(store_dir, monkeypatch, count_at):
+    """Commits note their keys and versions are counted when needed (or every _COUNT_AT keys):
+    version(), expected_version, stats()['keys'], snapshots and a reopen all see every commit."""
+    monkeypatch.setattr("eventstore.store._COUNT_AT", count_at)
+    want: dict[str, int] = {}
+
+    def note(keys):
+        for k in keys:
+            want[k] = want.get(k, 0) + 1
+
+    with eventstore.open(store_dir, snapshot_every=7) as store:
+        for i in range(40):
+            keys = [f"k{(i * 3 + j) % 11}" for j in range(i % 4 + 1)]
+            store.append_many([("t", k, {"i": i}) for k in keys])
+            note(keys)
+            if i % 5 == 0:
+                k = keys[0]
+                store.append("t", k, {}, expected_version=want[k])
+                note([k])
+                with pytest.raises(ConcurrencyError):
+                    store.append("t", k, {}, expected_version=want[k] - 1)
+            if i % 9 == 0:
+                assert {k: store.version(k) for k in want} == want
+        assert store.stats()["keys"] == len(want)
+        store.snapshot()
+        store.append_many([("t", "late", {}), ("t", "k1", {})])
+        note(["late", "k1"])
+    with eventstore.open(store_dir) as store:
+        assert store.stats()["snapshot_seq"] > 0
+        assert {k: store.version(k) for k in want} == want and store.version("never") == 0
+
+
 # -- lifecycle errors -------------------------------------------------------------------------
 def test_closed_store_raises(store_dir):
     store = eventstore.open(store_dir)
