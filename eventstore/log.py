@@ -76,6 +76,11 @@ class SegmentLog:
             self.fs.fdatasync(self.fd)
             self._dirty = False
 
+    def sync_everything(self) -> None:
+        """Make the whole active segment durable, whoever wrote it."""
+        self._dirty = True
+        self.sync()
+
     def _roll(self, first_seq: int, prev_digest: bytes) -> None:
         """Seal the active segment (durably) and start a new one."""
         self.sync()

@@ -394,6 +394,10 @@ class Store:
             last = refs[-1]
         self._log = SegmentLog(fs, self.seg_dir, last.first_seq, last.path, fs.size(last.path),
                                self._digest, self.segment_bytes)
+        # A writer killed before its sync may have left accepted frames only in the page
+        # cache. Make them durable before anyone reads or builds on them, so a power cut
+        # after this open cannot take back what it showed ([F-13]).
+        self._log.sync_everything()
 
     def _snapshot_candidates(self) -> list[tuple[int, str]]:
         try:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -352,6 +354,33 @@ def test_a_projection_that_cannot_snapshot_does_not_fail_commits(fast_tmp, caplo
     assert "automatic snapshot" in caplog.text
     with eventstore.open(root, [_Unsnapshottable()]) as s2:
         assert s2.last_seq == 300
+
+
+def test_a_writer_open_makes_what_it_shows_durable(fast_tmp) -> None:
+    """[F-13]: a killed writer's unsynced commits that the next open accepts are fsynced by
+    that open, so a power cut afterwards cannot take back events a reader was shown (found by
+    the 8-thread crash harness with power loss)."""
+    root = str(fast_tmp / "s")
+    eventstore.open(root).close()
+    fs = FaultyFS()
+    fs.track(root)  # durable now: the empty store
+    writer = ("import os, sys, eventstore\n"
+              "s = eventstore.open(sys.argv[1], durability='flush')\n"
+              "s.append_many([('t', f'k{i}', {'i': i}) for i in range(30)])\n"
+              "os._exit(0)  # dies without a sync: the commit is in the page cache only\n")
+    subprocess.run([sys.executable, "-c", writer, root], check=True,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    s = eventstore.open(root, fs=fs)
+    shown = [e.data["i"] for e in s.read()]
+    assert shown == list(range(30))
+    fs.crash()  # power cut right after the open
+    try:
+        s.close()
+    except StoreFailedError:
+        pass
+    fs.close_held()
+    with eventstore.open(root) as s2:
+        assert [e.data["i"] for e in s2.read()] == shown
 
 
 def _damaged_store(root: str) -> list:

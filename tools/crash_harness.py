@@ -182,7 +182,7 @@ def _frames(data: bytes) -> list[tuple[int, int, int, int]]:
 
 
 def _power_cut(path: str, last_acked_seq: int, rng: random.Random) -> bool:
-    """Lose a random part of what follows the last acknowledged (fsynced) commit."""
+    """Lose a random part of what follows the last durable (fsynced) commit."""
     seg_dir = os.path.join(path, "segments")
     if not os.path.isdir(seg_dir):  # killed before the store was created
         return False
@@ -286,8 +286,10 @@ def run(rounds: int, durability: str, directory: str | None = None, *, seed: int
                     new += 1
             stats.killed_before_ready += not ready
             if power_loss:
-                last_acked = max((f + n - 1 for f, n in acked.values()), default=0)
-                stats.power_cuts += _power_cut(path, last_acked, rng)
+                # Durable: every acknowledged commit, and everything an open showed (a
+                # writer's open syncs the frames it accepts: the checker's open last round).
+                durable = max(max((f + n - 1 for f, n in acked.values()), default=0), len(seen))
+                stats.power_cuts += _power_cut(path, durable, rng)
             try:
                 seen = check_store(path, acked, seen, stats, require_acked=durability != "none")
             except Violation as exc:
