@@ -8,6 +8,7 @@ segment's frames by hopping headers (it trusts the file: use it before damage).
 from __future__ import annotations
 
 import os
+import threading
 import struct
 import zlib
 from typing import Any, NamedTuple
@@ -195,6 +196,15 @@ class Counter:
 
     def restore(self, state: Any) -> None:
         self.by_type = dict(state)
+
+
+def run_threads(target, n: int) -> None:
+    """Run ``target(i)`` for i in range(n) on n threads at once; return when all are done."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def events_tuple(events) -> list[tuple]:

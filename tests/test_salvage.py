@@ -180,17 +180,21 @@ def test_salvage_then_strict_reopen_and_append(fast_tmp) -> None:
     assert kv.state() == replay(got)
 
 
+def _sets_around_a_snapshot(s, snapshot_after: int, total: int) -> None:
+    """``total`` sets of keys k0..k2, with a snapshot after the first ``snapshot_after``."""
+    for i in range(total):
+        s.append("set", f"k{i % 3}", {"i": i})
+        if i == snapshot_after - 1:
+            s.snapshot()
+
+
 def test_salvage_keeps_frame_offsets_so_later_snapshots_stay_usable(fast_tmp) -> None:
     """The gap frame is padded to the damaged bytes' length: a snapshot taken after the
     damage still matches its position, and it restores the state the lost commit held."""
     root = str(fast_tmp / "s")
     kv = KV()
     with eventstore.open(root, [kv], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
-        for i in range(20):
-            s.append("set", f"k{i % 3}", {"i": i})
-        s.snapshot()
-        for i in range(20, 25):
-            s.append("set", f"k{i % 3}", {"i": i})
+        _sets_around_a_snapshot(s, 20, 25)
         full = kv.state()
         events = list(s.read())
     path = seg_files(root, ".seg")[0]
@@ -386,11 +390,7 @@ def test_losing_the_snapshots_own_commit_keeps_the_snapshot_usable(fast_tmp) -> 
     root = str(fast_tmp / "s")
     kv = KV()
     with eventstore.open(root, [kv], snapshot_every=0, fs=FAST) as s:
-        for i in range(8):
-            s.append("set", f"k{i % 3}", {"i": i})
-        s.snapshot()
-        for i in range(8, 12):
-            s.append("set", f"k{i % 3}", {"i": i})
+        _sets_around_a_snapshot(s, 8, 12)
         full = kv.state()
     path = seg_files(root, ".seg")[0]
     victim = next(f for f in frames_of(path) if f.first_seq == 8)

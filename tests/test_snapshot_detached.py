@@ -3,11 +3,12 @@ thread while appends go on; each must still hold exactly the state at its seq ([
 from __future__ import annotations
 
 import os
-import threading
 
 import eventstore
 from eventstore.snapshot import list_snapshots, read_snapshot
 from projections import MediaProjection
+
+from _verbs import run_threads
 
 
 def test_background_snapshots_of_media_projection_match_a_replay_to_their_seq(tmp_path):
@@ -20,11 +21,7 @@ def test_background_snapshots_of_media_projection_match_a_replay_to_their_seq(tm
             store.append("title.set", f"/media/{t}/{i % 17}.jpg", {"value": f"title {t} {i}"},
                          meta={"actor": f"w{t}"})
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_threads(writer, 4)
     store.close()
 
     snaps = list_snapshots(eventstore.store.DEFAULT_FS, os.path.join(root, "snapshots"))

@@ -15,8 +15,8 @@ from eventstore.errors import CorruptionError, FormatVersionError
 from eventstore.layout import SNAPSHOT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    FAST, FastFS, KV, Counter, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, seg_files,
-    set_u16, snap_files, truncate, write_at, resign_header, zero,
+    FAST, FastFS, KV, Counter, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, run_threads,
+    seg_files, set_u16, snap_files, truncate, write_at, resign_header, zero,
 )
 
 
@@ -109,11 +109,7 @@ def test_every_snapshot_holds_the_state_at_its_seq(fast_tmp) -> None:
         def writer(t: int) -> None:
             for i in range(60):
                 s.append("set", f"t{t}-{i % 4}", {"i": i})
-        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(writer, 4)
         s.snapshot()
         events = list(s.read())
         assert len(events) == 240
