@@ -84,7 +84,7 @@ def plain(value: Any) -> Any:
     if hasattr(value, "_asdict"):
         return {k: plain(v) for k, v in value._asdict().items()}
     if isinstance(value, msgspec.Struct):  # an Event
-        return {k: plain(getattr(value, k)) for k in value.__struct_fields__}
+        return plain(msgspec.structs.asdict(value))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple, set, frozenset)):

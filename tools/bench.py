@@ -352,7 +352,7 @@ def bench_append(b: Bench) -> None:
         db.close()
         return span.wall, span.cpu
 
-    ours, theirs = interleaved(b.repeats + 2, metalog, sqlite)  # type: ignore[arg-type]
+    ours, theirs = interleaved(b.repeats + 2, metalog, sqlite)
     cpu_row(b, "append", "3a", f"bulk append ({n:,} events, append_many of 100, durability=none)", n,
             ours, theirs, "SQLite", 3,
             f"metalog includes the final flush() (write + fdatasync, median {ms(med(flushes))} wall); "
@@ -416,13 +416,13 @@ def bench_replay(b: Bench) -> None:
         assert count == n
         return span.wall, span.cpu
 
-    ours, theirs = interleaved(b.repeats + 2, metalog, sqlite)  # type: ignore[arg-type]
+    ours, theirs = interleaved(b.repeats + 2, metalog, sqlite)
     assert len(set(states)) == 1, f"projections differ: {set(states)}"
     cpu_row(b, "replay", "3b", f"replay {n:,} events into MediaProjection on open", n, ours, theirs,
             "SQLite", 1.3,
             "both sides feed the same MediaProjection.apply with the same Event tuples; metalog also "
             "checks CRC-32 and the BLAKE2b chain of every frame; snapshot_every=0, no snapshot on disk")
-    ours, theirs = interleaved(b.repeats + 2, metalog_read, sqlite_read)  # type: ignore[arg-type]
+    ours, theirs = interleaved(b.repeats + 2, metalog_read, sqlite_read)
     cpu_row(b, "replay", "3b", f"read {n:,} events, no projection (Store.read())", n, ours, theirs,
             "SQLite", None, "the decoding cost alone: Store.read() vs SELECT + msgpack.unpackb per row")
 

@@ -105,10 +105,8 @@ def writer_main(path: str, durability: str, round_no: int, seed: int, segment_by
                 out.write(f"ACK {cid} {events[0].seq} {len(events)}\n")
                 out.flush()
 
-    if threads == 1:
-        commit_forever(random.Random(seed), f"r{round_no}")
-    # Several writer threads: their commits share group commits (one write + fsync),
-    # so a kill lands between the sync of a batch and the wake-up of its committers.
+    # With several writer threads, commits share group commits (one write + fsync), so
+    # a kill also lands between the sync of a batch and the wake-up of its committers.
     workers = [threading.Thread(target=commit_forever, args=(random.Random(seed + j), f"r{round_no}t{j}"),
                                 daemon=True) for j in range(threads)]
     for w in workers:
