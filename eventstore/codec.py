@@ -72,7 +72,7 @@ def _reference_encode(items: list[tuple[str, str, dict, dict]]) -> bytes:
 
 
 def _check_sizes(items: list[tuple[str, str, dict, dict]], payload: bytes, max_event_bytes: int) -> bytes:
-    if len(payload) > max_event_bytes:  # only then can one event be over the limit
+    if len(payload) > min(max_event_bytes, MAX_FRAME_PAYLOAD):  # only then can a limit be passed
         for item in items:
             size = len(encode_event(*item))
             if size > max_event_bytes:

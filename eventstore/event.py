@@ -102,11 +102,7 @@ def validate_mapping(what: str, value: object) -> dict[str, Any]:
         return {}
     if value.__class__ is not dict and not isinstance(value, dict):
         raise ValidationError(f"{what} must be a dict, not {type(value).__name__}")
-    for k, v in value.items():
-        if k.__class__ is not str and not isinstance(k, str):
-            raise ValidationError(f"{what} has a non-str map key {k!r}")
-        if v.__class__ not in _SCALARS:
-            _check_value(what, v, 2)
+    _check_value(what, value, 1)
     return value
 
 

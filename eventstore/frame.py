@@ -26,7 +26,6 @@ _crc32 = zlib.crc32
 _unpack_header = FRAME_HEADER.unpack_from
 _pack_prefix = FRAME_PREFIX.pack
 _pack_crc = struct.Struct("<I").pack
-_blake2b = blake2b
 _CHAINED = FRAME_DIGEST_FIELDS  # header bytes the chain hashes besides the payload
 
 
@@ -74,7 +73,7 @@ def encode_frame(first_seq: int, count: int, ts: int, payload: bytes,
                  prev_digest: bytes) -> tuple[bytes, bytes]:
     """Return ``(frame bytes, digest after it)`` for one commit."""
     prefix = _pack_prefix(len(payload), count, first_seq, ts)
-    h = _blake2b(prev_digest, digest_size=DIGEST_SIZE)  # chain_digest, inlined: the commit path
+    h = blake2b(prev_digest, digest_size=DIGEST_SIZE)  # chain_digest, inlined: the commit path
     h.update(prefix)
     h.update(payload)
     digest = h.digest()

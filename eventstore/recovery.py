@@ -253,8 +253,9 @@ class Walker:
                         raise CorruptionError(ref.path, item.offset, item.reason)
                     damage = item
                     continue
-                confirming = False
-                scanner.verify_chain = self.policy != "strict"
+                if confirming:  # the first frame after a snapshot was chain-checked ([F-18])
+                    confirming = False
+                    scanner.verify_chain = self.policy != "strict"
                 if damage is not None:  # valid data after damage: corruption ([F-14])
                     lost = (expected, item.first_seq - 1) if item.first_seq > expected else None
                     self._problem(ref.path, damage.offset, damage.reason, lost=lost)
@@ -265,7 +266,8 @@ class Walker:
                 expected = item.first_seq + item.count
                 digest = item.digest
                 last_ts = max(last_ts, item.ts)
-                if not is_gap(item.payload) and (decode or on_commit is not None):
+                gap = is_gap(item.payload)
+                if not gap and (decode or on_commit is not None):
                     events: list[Event] = []
                     if decode:
                         try:
@@ -278,7 +280,7 @@ class Walker:
                             continue
                     if on_commit is not None:
                         on_commit(item, events)
-                restart = is_gap(item.payload)
+                restart = gap
                 if restart:
                     self.gaps.append((item.first_seq, item.last_seq))
             if confirming and last and first_in_walk and offset > SEGMENT_HEADER_SIZE:

@@ -39,9 +39,9 @@ from .layout import (
 from .log import PendingFrame, SegmentLog
 from .projection import Projection
 from .recovery import (
-    RecoveryEntry, RecoveryReport, SnapshotMismatch, Walker, quarantine_copy, salvage_log,
+    RecoveryEntry, RecoveryReport, SnapshotMismatch, Walker, salvage_log,
 )
-from .segment import SegmentRef, SegmentStream, create_segment, list_segments, scan
+from .segment import SegmentStream, create_segment, list_segments, scan
 from .verify import VerifyReport, verify_store
 
 __all__ = ["Store", "open"]

@@ -417,3 +417,14 @@ def test_fast_and_full_checks_store_the_same_events(store_dir):
     assert [body(e) for e in first] == [body(e) for e in second] != []
     assert stored[0].data["value"] == "v0" and first[0].data["value"] == "v0"
     assert [body(e) for e in stored] == [body(e) for e in first + second]
+
+
+def test_a_commit_over_the_frame_limit_is_refused_whatever_max_event_bytes(store_dir, monkeypatch):
+    """[F-12]: a commit whose payload passes MAX_FRAME_PAYLOAD is refused even when
+    max_event_bytes is larger (found by review: the frame limit was only checked when a
+    commit was over max_event_bytes, so it reached the disk and read back as damage)."""
+    monkeypatch.setattr("eventstore.codec.MAX_FRAME_PAYLOAD", 200)
+    with eventstore.open(store_dir, max_event_bytes=10_000) as s:
+        with pytest.raises(ValidationError, match="the limit is 200"):
+            s.append_many([("t", f"k{i}", {"v": "x" * 20}) for i in range(10)])
+        assert s.last_seq == 0
