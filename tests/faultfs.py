@@ -144,7 +144,7 @@ class FaultyFS(FileSystem):
         self._synced(fd)
 
     def truncate(self, fd: int, size: int) -> None:
-        self._check("truncate", self._fd_path(fd))
+        self._check("truncate", f"{self._fd_path(fd)} @{size}")  # on_call sees the new size
         super().truncate(fd, size)
 
     def fsync_dir(self, path: str) -> None:
