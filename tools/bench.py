@@ -54,6 +54,7 @@ sys.path.insert(0, REPO)
 import eventstore  # noqa: E402
 from eventstore import Event  # noqa: E402
 from eventstore._fs import FileSystem  # noqa: E402  (the documented fault-injection hook)
+from eventstore.codec import encode_commit  # noqa: E402
 from projections import MediaCatalog  # noqa: E402
 from projections.legacy import MediaPersistenceService  # noqa: E402
 from projections.media import MediaProjection  # noqa: E402
@@ -357,6 +358,27 @@ def bench_append(b: Bench) -> None:
             ours, theirs, "SQLite", 3,
             f"metalog includes the final flush() (write + fdatasync, median {ms(med(flushes))} wall); "
             f"SQLite: executemany in one transaction, WAL, synchronous=NORMAL, commit without fsync")
+
+    # Why msgspec encodes plain commits (DESIGN.md, Dependencies): the same commits, both encoders.
+    commits = [[(*item, {}) for item in items[i:i + 100]] for i in range(0, n, 100)]
+    fast, ref = interleaved(b.repeats + 2, lambda: _encode_cpu(commits, True), lambda: _encode_cpu(commits, False))
+    assert all(encode_commit(c, 1 << 20, plain=True) == msgpack.packb(c, use_bin_type=True) for c in commits[:50])
+    b.add(Row("append", "3a", "encode the same commits: msgspec (plain commits) vs msgpack",
+              f"{med(fast) / n * 1e6:.3f} us/event", f"msgpack {med(ref) / n * 1e6:.3f} us/event",
+              med(ref) / med(fast), "", None, {"msgspec_cpu_s": fast, "msgpack_cpu_s": ref},
+              note="eventstore.codec.encode_commit(plain=True) vs msgpack.packb(use_bin_type=True), "
+                   "CPU time; the bytes are checked equal"))
+
+
+def _encode_cpu(commits: list, plain: bool) -> float:
+    with Span() as span:
+        if plain:
+            for c in commits:
+                encode_commit(c, 1 << 20, plain=True)
+        else:
+            for c in commits:
+                msgpack.packb(c, use_bin_type=True)
+    return span.cpu
 
 
 def _replay_fixture(b: Bench, n: int) -> tuple[str, str]:
