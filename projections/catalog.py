@@ -464,7 +464,7 @@ class MediaCatalog:
         view = MediaProjection(track_undo=False)
         start = 1
         if seq >= self._proj.last_seq:
-            view.restore(self._proj.snapshot())
+            view.restore(self._proj.snapshot(stacks=False))  # the view keeps no stacks
             start = self._proj.last_seq + 1
         nearest = getattr(self._store, "nearest_snapshot", None)
         if nearest is not None and start == 1 and seq > 0:

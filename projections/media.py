@@ -376,8 +376,11 @@ class MediaProjection:
             if moved is not None:
                 stacks[new] = moved
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, stacks: bool = True) -> dict[str, Any]:
         """The whole state as msgpack-able lists and dicts of str and int.
+
+        ``stacks=False`` leaves the undo/redo stacks out (empty), for a copy
+        that a ``track_undo=False`` view restores (time travel to the head).
 
         Nothing in it is shared with a container that a later `apply`
         mutates, so it may be serialised later, on another thread. Items
@@ -389,7 +392,7 @@ class MediaProjection:
         other).
         """
         undo, redo = self._undo, self._redo
-        keys = list(undo)
+        keys = list(undo) if stacks else []
         sizes: list[int] = []
         slots: list[Any] = []           # one list for all stacks: no object per stack
         empty: Stack = []

@@ -276,3 +276,18 @@ def test_versions_count_every_event_of_a_key() -> None:
     assert p.key_version("/m/a") == 5
     p.apply(ev(6, DESCRIPTION_SET, "/m/a", {"value": "d"}))
     assert p.get("/m/a").version == 6
+
+
+def test_snapshot_without_stacks_restores_the_same_items_into_a_view() -> None:
+    """state_at(now) copies the live projection without its undo stacks: same items,
+    versions and time index as the full snapshot, nothing of the stacks."""
+    p = MediaProjection()
+    for seq in range(1, 40):
+        p.apply(ev(seq, TITLE_SET, f"/m/{seq % 7}.jpg", {"value": f"t{seq}"}))
+    full, lean = p.snapshot(), p.snapshot(stacks=False)
+    assert full["stack_keys"] and not lean["stack_keys"] and not lean["stack_slots"]
+    a, b = MediaProjection(track_undo=False), MediaProjection(track_undo=False)
+    a.restore(full)
+    b.restore(lean)
+    assert a.as_dict() == b.as_dict() == p.as_dict() and b.last_seq == p.last_seq
+    assert [b.get(k).version for k in p.as_dict()] == [p.get(k).version for k in p.as_dict()]
