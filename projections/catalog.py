@@ -310,10 +310,10 @@ class MediaCatalog:
                 return []
             self._check_open()
             items = []
-            proj = self._proj
+            committed = self._committed
             cont_meta: dict[str | None, dict[str, Any]] = {}   # shared by the cont events
             for (key, field), (value, reason) in batch.changes.items():
-                if value == (proj.title(key) if field == "title" else proj.description(key)):
+                if value == committed(key, field):
                     continue
                 if items:
                     meta = cont_meta.get(reason)
