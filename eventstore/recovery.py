@@ -120,11 +120,10 @@ class Walker:
     """One pass over the log with one policy (see the module docstring)."""
 
     def __init__(self, fs: FileSystem, root: str, *, policy: str, writer: bool,
-                 report: RecoveryReport, decode: bool = True) -> None:
+                 report: RecoveryReport) -> None:
         assert policy in ("strict", "salvage", "collect")
         self.fs, self.root, self.policy, self.writer = fs, root, policy, writer
         self.report = report
-        self.decode = decode
         self.check_payloads = False  # decode payloads even without an on_commit
         self._rewrite: dict[str, tuple[SegmentRef, bytes]] = {}  # path -> (ref, digest before it)
         self._lead_gap: tuple[str, int, int, bytes] | None = None  # seqs missing before the first segment
@@ -189,7 +188,7 @@ class Walker:
         restart = False
         confirming = check_snapshot
         end = WalkEnd(expected, digest, last_ts, refs[start] if start < len(refs) else None, offset)
-        decode = self.decode and (on_commit is not None or self.check_payloads)
+        decode = on_commit is not None or self.check_payloads
         prev_entry: tuple[SegmentRef, bytes] | None = None
         for i in range(start, len(refs)):
             ref = refs[i]
@@ -267,17 +266,15 @@ class Walker:
                 digest = item.digest
                 last_ts = max(last_ts, item.ts)
                 gap = is_gap(item.payload)
-                if not gap and (decode or on_commit is not None):
-                    events: list[Event] = []
-                    if decode:
-                        try:
-                            events = decode_commit(item.payload, item.first_seq, item.count, item.ts,
-                                                   ref.path, item.offset)
-                        except CorruptionError as exc:
-                            self._problem(ref.path, item.offset, exc.reason,
-                                          lost=(item.first_seq, item.last_seq))  # strict raises
-                            damaged_segment = True
-                            continue
+                if not gap and decode:
+                    try:
+                        events = decode_commit(item.payload, item.first_seq, item.count, item.ts,
+                                               ref.path, item.offset)
+                    except CorruptionError as exc:
+                        self._problem(ref.path, item.offset, exc.reason,
+                                      lost=(item.first_seq, item.last_seq))  # strict raises
+                        damaged_segment = True
+                        continue
                     if on_commit is not None:
                         on_commit(item, events)
                 restart = gap
