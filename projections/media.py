@@ -431,10 +431,15 @@ class MediaProjection:
             keys, sizes, slots = state["stack_keys"], state["stack_sizes"], state["stack_slots"]
             undo, redo = self._undo, self._redo
             it = iter(slots)
+            longest = self._max_slots
             for key, nu, nr in zip(keys, sizes[0::2], sizes[1::2]):
-                undo[key] = list(islice(it, nu))
+                undo[key] = stack = list(islice(it, nu))
+                if nu > longest:                # taken with a larger undo_depth
+                    self._trim(stack)
                 if nr:
-                    redo[key] = list(islice(it, nr))
+                    redo[key] = stack = list(islice(it, nr))
+                    if nr > longest:
+                        self._trim(stack)
             if len(undo) > self._evict_at:      # taken with a larger horizon
                 self._evict()
         self._imports = state["imports"]

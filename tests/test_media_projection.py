@@ -291,3 +291,31 @@ def test_snapshot_without_stacks_restores_the_same_items_into_a_view() -> None:
     b.restore(lean)
     assert a.as_dict() == b.as_dict() == p.as_dict() and b.last_seq == p.last_seq
     assert [b.get(k).version for k in p.as_dict()] == [p.get(k).version for k in p.as_dict()]
+
+
+def test_restore_trims_stacks_taken_with_a_larger_undo_depth() -> None:
+    deep = MediaProjection(undo_depth=10)
+    seq = 0
+    for i in range(19):             # 19 undo entries: under deep's trim point of 20
+        seq += 1
+        deep.apply(ev(seq, TITLE_SET, "/m/a", {"value": f"t{i}"}))
+    for step in range(19, 2, -1):   # undo 17 of them: /m/a's redo stack holds 17
+        seq += 1
+        deep.apply(ev(seq, TITLE_SET, "/m/a", {"value": f"t{step - 2}"}, **{UNDO_OF: step}))
+    assert deep.undo_depths() == (2, 17)
+    for i in range(19):             # a second item with a full undo stack
+        seq += 1
+        deep.apply(ev(seq, DESCRIPTION_SET, "/m/b", {"value": f"d{i}"}))
+    assert deep.undo_depths() == (21, 17)
+    shallow = MediaProjection(undo_depth=3)
+    shallow.restore(_through_msgpack(deep.snapshot()))
+    # each stack is cut to at most undo_depth entries, keeping the newest
+    assert shallow.undo_depths() == (2 + 3, 3)
+    assert shallow.undo_top("/m/b") == deep.undo_top("/m/b")
+    assert shallow.redo_top("/m/a") == deep.redo_top("/m/a")
+    assert shallow.undo_top("/m/a") == deep.undo_top("/m/a")
+    assert shallow.items() == deep.items()
+    # within bounds, a restore keeps the stacks as they were
+    same = MediaProjection(undo_depth=10)
+    same.restore(_through_msgpack(deep.snapshot()))
+    assert same.undo_depths() == deep.undo_depths()
