@@ -1,12 +1,14 @@
 """The frame codec and the one scanner that classifies frames (sans-I/O).
 
 `encode_frame` builds one commit's bytes and its chain digest ([F-08],
-[F-17]). `FrameScanner` is fed bytes (all at once or chunk by chunk, from a
-plain file or a zstd stream) and hands back `Frame`s and `Damage`s; it never
-opens a file and never decides what damage means. Recovery (truncate or
-raise), salvage (resynchronise), `verify` (collect) and the dump tool (print)
-apply their own policy to what it reports. A `Damage` moves the scanner into
-a sticky error state until the caller asks it to `resync`.
+[F-17]); `frame_bytes` rebuilds the bytes of a frame that was scanned.
+`FrameScanner` is fed bytes (all at once or chunk by chunk, from a plain file
+or a zstd stream) and hands back `Frame`s and `Damage`s; `check_frame` asks
+it about one frame alone. It never opens a file and never decides what
+damage means. Recovery (truncate or raise), salvage (resynchronise),
+`verify` (collect) and the dump tool (print) apply their own policy to what
+it reports. A `Damage` moves the scanner into a sticky error state until the
+caller asks it to `resync`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from .layout import (
     FRAME_DIGEST_FIELDS, FRAME_PREFIX, MAX_FRAME_PAYLOAD,
 )
 
-__all__ = ["Frame", "Damage", "FrameScanner", "encode_frame", "chain_digest", "is_gap", "payload_length"]
+__all__ = ["Frame", "Damage", "FrameScanner", "encode_frame", "frame_bytes", "check_frame", "chain_digest",
+           "is_gap", "payload_length"]
 
 _crc32 = zlib.crc32
 _unpack_header = FRAME_HEADER.unpack_from
@@ -77,8 +80,18 @@ def encode_frame(first_seq: int, count: int, ts: int, payload: bytes,
     h.update(prefix)
     h.update(payload)
     digest = h.digest()
+    return _frame(prefix, digest, payload), digest
+
+
+def frame_bytes(frame: Frame) -> bytes:
+    """The bytes of a scanned frame, as they were on disk (with its stored digest)."""
+    return _frame(_pack_prefix(len(frame.payload), frame.count, frame.first_seq, frame.ts),
+                  frame.digest, frame.payload)
+
+
+def _frame(prefix: bytes, digest: bytes, payload: bytes) -> bytes:
     covered = prefix + digest  # CRC-32 covers bytes 8..48 and the payload
-    return b"".join((FRAME_MAGIC, _pack_crc(_crc32(payload, _crc32(covered))), covered, payload)), digest
+    return b"".join((FRAME_MAGIC, _pack_crc(_crc32(payload, _crc32(covered))), covered, payload))
 
 
 class FrameScanner:
@@ -220,3 +233,17 @@ class FrameScanner:
                                      payload) != digest):
                 return Damage(pos, "digest chain broken (commit removed, reordered or edited)", "chain")
         return Frame(pos, first_seq, count, ts, bytes(digest), payload, size)
+
+
+def check_frame(data: bytes, offset: int) -> Frame | Damage:
+    """``data`` read as the one frame at segment ``offset``: magic, length, CRC and count checked.
+
+    Its seq and chain are the caller's to judge; a frame shorter than ``data``
+    is returned as it is (its ``size`` says so).
+    """
+    scanner = FrameScanner(offset, 0, bytes(DIGEST_SIZE), end=offset + len(data))
+    scanner.feed(data)
+    scanner.close()
+    result = scanner._parse(offset, check_chain=False)
+    assert result is not None  # a closed scanner never waits for bytes
+    return result

@@ -25,7 +25,7 @@ from ._fs import FileSystem
 from .codec import decode_commit
 from .errors import CorruptionError, FormatVersionError
 from .event import Event
-from .frame import Damage, Frame, FrameScanner, is_gap, payload_length
+from .frame import Damage, Frame, FrameScanner, check_frame, is_gap, payload_length
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .salvage import LenientStream, gap_segment, rewrite_segment
@@ -108,12 +108,8 @@ _BACKWARD_WINDOW = 1 << 20
 
 def _probe(data: bytes, pos: int) -> Frame | None:
     """``data`` as one frame at segment offset ``pos`` if its magic, length and CRC check."""
-    scanner = FrameScanner(pos, 0, ZERO_DIGEST, end=pos + len(data))
-    scanner.feed(data)
-    scanner.close()
-    scanner.damage = Damage(pos - 1, "probe")
-    frame, _ = scanner.resync()
-    return frame if frame is not None and frame.offset == pos and frame.size == len(data) else None
+    frame = check_frame(data, pos)
+    return frame if isinstance(frame, Frame) and frame.size == len(data) else None
 
 
 class Walker:

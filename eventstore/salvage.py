@@ -11,7 +11,6 @@ Deciding *what* is damaged is the `recovery.Walker`'s job.
 from __future__ import annotations
 
 import os
-import zlib
 from typing import Iterator
 
 import zstandard
@@ -20,9 +19,9 @@ from ._fs import FileSystem
 from .codec import decode_commit, pack
 from .compression import ZstdFrameError, frame_extent
 from .errors import CorruptionError, FormatVersionError
-from .frame import Damage, Frame, FrameScanner, encode_frame, is_gap
+from .frame import Damage, Frame, FrameScanner, encode_frame, frame_bytes, is_gap
 from .layout import (
-    FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_PREFIX, MAX_SEGMENT_BYTES, READ_CHUNK, SEGMENT_HEADER_SIZE,
+    FRAME_HEADER_SIZE, MAX_SEGMENT_BYTES, READ_CHUNK, SEGMENT_HEADER_SIZE,
     ZSEGMENT_HEADER_SIZE,
 )
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
@@ -171,11 +170,6 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, ref: Segm
         fs.fsync_dir(os.path.dirname(ref.path))
     report.add(RecoveryEntry("rewrote", ref.path, None,
                                   f"kept {len(frames)} intact commits; original copied to {qpath}"))
-
-def frame_bytes(frame: Frame) -> bytes:
-    prefix = FRAME_PREFIX.pack(len(frame.payload), frame.count, frame.first_seq, frame.ts)
-    crc = zlib.crc32(frame.payload, zlib.crc32(frame.digest, zlib.crc32(prefix)))
-    return FRAME_MAGIC + crc.to_bytes(4, "little") + prefix + frame.digest + frame.payload
 
 
 GAP_REASON = "lost in salvage"
