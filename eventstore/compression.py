@@ -1,18 +1,21 @@
-"""Bounded, strict zstd decompression for `.zseg` and `.snap` files ([F-19], [F-21]).
+"""Bounded zstd decompression for `.zseg` and `.snap` files ([F-19], [F-21], [F-27]).
 
 Both compressed formats hold exactly one zstd frame with its content checksum
 on, and nothing after it. This module checks that from the frame's own block
 headers (without decompressing), and decompresses by streaming with the
 caller's output limit: a frame's declared content size is never a limit, and
-output past the limit is corruption, not an allocation. No knowledge of what
-the bytes mean; callers turn `ZstdFrameError` into a `CorruptionError` with
-their file and offset.
+output past the limit is corruption, not an allocation. Strict by default;
+a lenient caller (salvage, verify) gets the damage through a callback and
+every byte decoded before it. No knowledge of what the bytes mean; callers
+turn `ZstdFrameError` into a `CorruptionError` with their file and offset.
 """
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import zstandard
+
+from .layout import READ_CHUNK
 
 __all__ = ["ZstdFrameError", "frame_extent", "stream_decompress", "compress"]
 
@@ -26,9 +29,10 @@ _MAX_BLOCK = 128 << 10  # zstd's Block_Maximum_Size
 class ZstdFrameError(Exception):
     """The compressed bytes are not exactly one checksummed zstd frame."""
 
-    def __init__(self, offset: int, reason: str) -> None:
+    def __init__(self, offset: int, reason: str, limit: int | None = None) -> None:
         self.offset = offset  # relative to the start of the frame
         self.reason = reason
+        self.limit = limit  # set when the output ran past the caller's limit
         super().__init__(reason)
 
 
@@ -77,26 +81,42 @@ def frame_extent(f: BinaryIO, start: int, available: int) -> int:
     return pos
 
 
-def stream_decompress(f: BinaryIO, start: int, available: int, limit: int,
-                      chunk: int = 1 << 20) -> Iterator[bytes]:
-    """Yield the content of the single zstd frame at ``start`` in bounded chunks.
+def stream_decompress(f: BinaryIO, start: int, available: int, limit: int, chunk: int = READ_CHUNK,
+                      on_damage: Callable[[ZstdFrameError], None] | None = None) -> Iterator[bytes]:
+    """Yield the content of the single zstd frame at ``start``, ``chunk`` bytes per read.
 
     Checks the frame's extent first (no trailing bytes, checksum flag on), then
-    streams; more than ``limit`` bytes of output, or a damaged stream, raises
-    `ZstdFrameError`. The caller checks the total against what it expects.
+    streams. A bad extent, a damaged stream or more than ``limit`` bytes of
+    output is a `ZstdFrameError`, raised before any byte past ``limit`` is
+    yielded. With ``on_damage`` (salvage and verify, [F-27]) it is passed there
+    instead and the stream goes on as far as it can: past a bad extent, up to a
+    damaged block, and up to ``limit``, so every byte decoded before the damage
+    is yielded (small ``chunk`` reads lose less: the read that meets the damage
+    yields nothing). The caller checks the total against what it expects.
     """
-    frame_extent(f, start, available)
+    try:
+        frame_extent(f, start, available)
+    except ZstdFrameError as exc:
+        if on_damage is None:
+            raise
+        on_damage(exc)
     f.seek(start)
-    reader = zstandard.ZstdDecompressor().stream_reader(f, read_size=chunk, read_across_frames=False)
+    reader = zstandard.ZstdDecompressor().stream_reader(f, read_size=READ_CHUNK, read_across_frames=False)
+    # Strict asks for one byte past the limit with the last read, to fail before yielding it;
+    # lenient reads up to the limit exactly (every byte before it is kept), then asks for one more.
+    slack = 1 if on_damage is None else 0
     total = 0
     try:
-        while True:
-            out = reader.read(min(chunk, limit - total + 1))
-            if not out:
-                return
+        while out := reader.read(min(chunk, limit - total + slack) or 1):
             total += len(out)
             if total > limit:
-                raise ZstdFrameError(0, f"decompresses past its limit of {limit} bytes")
+                damage = ZstdFrameError(0, f"decompresses past its limit of {limit} bytes", limit)
+                break
             yield out
+        else:
+            return
     except zstandard.ZstdError as exc:
-        raise ZstdFrameError(0, f"zstd stream is damaged: {exc}") from None
+        damage = ZstdFrameError(0, f"zstd stream is damaged: {exc}")
+    if on_damage is None:
+        raise damage
+    on_damage(damage)
