@@ -11,12 +11,12 @@ what the scanner classifies ([F-13]–[F-16]):
 
 A torn tail of the last segment is truncated (after a copy to quarantine) only
 when ``writer`` is true; readers stop there. Decoded commits are handed to an
-``on_commit`` callback. Reading and rewriting damaged segments is
-`salvage`'s; the report types are `report`'s (re-exported here).
+``on_commit`` callback. Salvage and collect read segments leniently
+(`segment.SegmentStream`); rewriting damaged segments is `salvage`'s; the
+report types are `report`'s (re-exported here).
 """
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -28,8 +28,8 @@ from .event import Event
 from .frame import Damage, Frame, FrameScanner, check_frame, is_gap, payload_length
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
-from .salvage import LenientStream, gap_segment, rewrite_segment
-from .segment import SegmentRef, SegmentStream, read_header, scan
+from .salvage import gap_segment, rewrite_segment
+from .segment import SegmentRef, SegmentStream, scan
 
 __all__ = ["RecoveryReport", "RecoveryEntry", "Walker", "WalkEnd", "quarantine_copy",
            "SnapshotMismatch", "salvage_log"]
@@ -133,43 +133,6 @@ class Walker:
         action = "problem" if self.policy == "collect" else ("lost" if lost else "damaged")
         self.report.add(RecoveryEntry(action, path, offset, reason, lost=lost))
 
-    def _open(self, ref: SegmentRef, digest: bytes) -> tuple[SegmentStream | LenientStream, Damage | None]:
-        """The segment's byte stream, and a damage to start from when its header is bad.
-
-        Strict reads through `SegmentStream` (any damage raises). Salvage and
-        collect read compressed segments through a `LenientStream`, so frames
-        before a damaged zstd block are still seen and the zstd problem is
-        reported with its own offset once the stream ends.
-        """
-        if self.policy == "strict":
-            return SegmentStream(self.fs, ref), None
-        if not ref.compressed:
-            try:
-                return SegmentStream(self.fs, ref), None
-            except FormatVersionError:
-                raise
-            except CorruptionError as exc:
-                return LenientStream(self.fs, ref, exc, digest), Damage(0, f"segment header: {exc.reason}", "header")
-        try:
-            lenient = LenientStream(self.fs, ref, None, digest)
-        except FormatVersionError:
-            raise
-        except CorruptionError as exc:
-            lenient = LenientStream(self.fs, ref, exc, digest)
-            return lenient, Damage(0, f"compressed segment header: {exc.reason}", "header")
-        head = b"".join(itertools.islice(lenient.chunks(0), 1))[:SEGMENT_HEADER_SIZE]
-        zerr, lenient.error = lenient.error, None  # reported when the frames are streamed
-        if len(head) < SEGMENT_HEADER_SIZE and zerr is not None:  # nothing decompresses at all
-            lenient.known = zerr.reason
-            return lenient, Damage(zerr.offset or 0, zerr.reason, "header")
-        try:
-            lenient.prev_digest = read_header(head, ref.path, ref.first_seq)
-        except FormatVersionError:
-            raise
-        except CorruptionError as exc:
-            return lenient, Damage(0, f"segment header (inside the zstd frame): {exc.reason}", "header")
-        return lenient, None
-
     def walk(self, refs: list[SegmentRef], start: int, offset: int, expected: int,
              digest: bytes, last_ts: int, on_commit: OnCommit | None,
              check_snapshot: bool = False, stop_seq: int | None = None) -> WalkEnd:
@@ -191,13 +154,14 @@ class Walker:
             last = i == len(refs) - 1
             first_in_walk = i == start
             try:
-                stream, damage = self._open(ref, digest)
-            except FormatVersionError:
-                raise
+                # salvage and collect read leniently ([F-27]): frames before a damaged header or
+                # zstd block are still seen, and the damage is reported with its own offset
+                stream = SegmentStream(self.fs, ref, lenient=self.policy != "strict", prev_digest=digest)
             except CorruptionError as exc:
-                if confirming:
+                if confirming and not isinstance(exc, FormatVersionError):  # [F-06]: never a mismatch
                     raise SnapshotMismatch(f"{ref.path}: {exc.reason}") from None
                 raise
+            damage = stream.header_damage
             if damage is not None:  # header unreadable: look for its frames anyway
                 if confirming:
                     raise SnapshotMismatch(f"{ref.path}: {damage.reason}")
@@ -280,9 +244,7 @@ class Walker:
                 self._confirm_at_end(ref, offset, expected, digest)  # nothing follows the position
                 confirming = False
             end = WalkEnd(expected, digest, last_ts, ref, scanner.position)
-            lenient_error = stream.error if isinstance(stream, LenientStream) else None
-            if lenient_error is not None and lenient_error.reason == stream.known:
-                lenient_error = None  # already reported as the damage the scan started from
+            lenient_error = stream.error
             if damage is not None:
                 if last and not ref.compressed and lenient_error is None and damage.kind != "header":
                     self._torn_tail(ref, stream, damage)
@@ -319,7 +281,7 @@ class Walker:
             raise SnapshotMismatch(f"the frame ending at the snapshot's position in {ref.path} "
                                    f"does not match it (seq {frame.last_seq}, digest)")
 
-    def _torn_tail(self, ref: SegmentRef, stream: SegmentStream | LenientStream, damage: Damage) -> None:
+    def _torn_tail(self, ref: SegmentRef, stream: SegmentStream, damage: Damage) -> None:
         """[F-13]: nothing valid follows the damage in the last segment."""
         if self.policy == "collect":
             self.report.add(RecoveryEntry("problem", ref.path, damage.offset,

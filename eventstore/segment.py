@@ -2,15 +2,17 @@
 
 This module knows how a segment is named and laid out, how to create an empty
 one atomically, and how to hand its frame bytes (plain or zstd-compressed) to
-a `FrameScanner` in bounded chunks. It does not decide what damage means and
-does not append frames: that is `log`'s job.
+a `FrameScanner` in bounded chunks: strictly, or leniently for salvage and
+`verify` (a damaged header or zstd stream is recorded, not raised, so the
+frames before the damage are still scanned). It does not decide what damage
+means and does not append frames: that is `log`'s job.
 """
 from __future__ import annotations
 
 import itertools
 import os
 import zlib
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 from ._fs import FileSystem
 from .compression import ZstdFrameError, stream_decompress
@@ -18,7 +20,7 @@ from .errors import CorruptionError, FormatVersionError
 from .frame import Damage, Frame, FrameScanner
 from .layout import (
     FORMAT_VERSION, MAX_SEGMENT_BYTES, NAME_DIGITS, READ_CHUNK, SEGMENT_HEADER,
-    SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SEGMENT_SUFFIX, ZSEGMENT_HEADER,
+    SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SEGMENT_SUFFIX, ZERO_DIGEST, ZSEGMENT_HEADER,
     ZSEGMENT_HEADER_SIZE, ZSEGMENT_MAGIC, ZSEGMENT_SUFFIX,
 )
 
@@ -125,29 +127,65 @@ def create_segment(fs: FileSystem, directory: str, first_seq: int, prev_digest: 
 
 
 # -- streaming ----------------------------------------------------------------------------
-def _zstd_chunks(fs: FileSystem, path: str, zh: ZHeader) -> Iterator[bytes]:
-    """Decompress by streaming with our own output limit ([F-19]): the header's plain
-    length bounds the output, and the file must end where the zstd frame ends."""
+_LENIENT_READ = 64 << 10  # lenient output reads: only the read that meets a damaged zstd block is lost
+
+
+def _zstd_chunks(fs: FileSystem, path: str, limit: int, plain_size: int | None, read: int,
+                 on_damage: Callable[[CorruptionError], None] | None) -> Iterator[bytes]:
+    """The plain bytes of the `.zseg` at ``path``, decompressed by streaming ([F-19]).
+
+    At most ``limit`` bytes, exactly ``plain_size`` when it is known, and the
+    file must end where the zstd frame ends: anything else raises
+    `CorruptionError`, or (lenient, [F-27]) goes to ``on_damage`` while the
+    bytes decoded before the damage are still yielded.
+    """
+    def corruption(exc: ZstdFrameError) -> CorruptionError:
+        reason = exc.reason
+        if exc.limit is not None and on_damage is not None:
+            reason = f"decompresses past its declared {limit} bytes"  # as salvage and verify report it
+        return CorruptionError(path, ZSEGMENT_HEADER_SIZE + exc.offset, reason)
+
+    report = None if on_damage is None else lambda exc: on_damage(corruption(exc))
     total = 0
     with fs.open_read(path) as f:
         available = fs.size(path) - ZSEGMENT_HEADER_SIZE
         try:
-            for chunk in stream_decompress(f, ZSEGMENT_HEADER_SIZE, available, zh.plain_size, READ_CHUNK):
+            for chunk in stream_decompress(f, ZSEGMENT_HEADER_SIZE, available, limit, read, report):
                 total += len(chunk)
                 yield chunk
         except ZstdFrameError as exc:
-            raise CorruptionError(path, ZSEGMENT_HEADER_SIZE + exc.offset, exc.reason) from None
-    if total != zh.plain_size:
-        raise CorruptionError(path, ZSEGMENT_HEADER_SIZE,
-                              f"decompresses to {total} bytes, header says {zh.plain_size}")
+            raise corruption(exc) from None
+    if plain_size is not None and total != plain_size:
+        error = CorruptionError(path, ZSEGMENT_HEADER_SIZE,
+                                f"decompresses to {total} bytes, header says {plain_size}")
+        if on_damage is None:
+            raise error
+        on_damage(error)
 
 
 class SegmentStream:
-    """A segment opened for scanning: its header facts and a scanner to feed."""
+    """A segment opened for scanning: its header facts and its bytes, in bounded chunks.
 
-    def __init__(self, fs: FileSystem, ref: SegmentRef) -> None:
+    Strict by default: a bad header or damaged zstd data raises `CorruptionError`.
+    ``lenient`` (salvage and verify, [F-26], [F-27]) raises only a
+    `FormatVersionError`: a refused header is kept in ``header_damage`` (the
+    scan then starts at byte 0, chaining from ``prev_digest``), a compressed
+    segment is decompressed in small reads up to its declared plain size
+    (`MAX_SEGMENT_BYTES` when its header is unreadable), and the first zstd
+    problem ends the bytes and is kept in ``error``, so every frame before it
+    is still seen.
+    """
+
+    def __init__(self, fs: FileSystem, ref: SegmentRef, *, lenient: bool = False,
+                 prev_digest: bytes = ZERO_DIGEST) -> None:
+        self.lenient = lenient
         self.zheader: ZHeader | None = None
-        self._pending = b""
+        self.prev_digest = prev_digest  # the header's, once it is read
+        self.header_damage: Damage | None = None
+        self._problem: CorruptionError | None = None  # lenient: the first zstd problem
+        self._problem_is_header = False
+        self._pending = b""  # decompressed bytes from offset 0 not handed out yet
+        self._chunks: Iterator[bytes] | None = None  # None: read self._file at the requested offset
         if not ref.compressed:
             try:
                 # held open: compaction may remove the path while a reader is in the middle of it
@@ -160,44 +198,81 @@ class SegmentStream:
                     raise
                 ref = SegmentRef(ref.first_seq, zpath, True)
         self.fs, self.ref = fs, ref
+        if not ref.compressed:
+            self.end: int = os.fstat(self._file.fileno()).st_size
+            self._read_header(self._file.read(SEGMENT_HEADER_SIZE), "segment header")
+            return
         path = ref.path
-        if ref.compressed:
+        try:
             with fs.open_read(path) as f:
                 self.zheader = read_zheader(f.read(ZSEGMENT_HEADER_SIZE), path, ref.first_seq)
-            self.end: int = self.zheader.plain_size
-            self._chunks = _zstd_chunks(fs, path, self.zheader)
-            head = self._take(SEGMENT_HEADER_SIZE)
+        except CorruptionError as exc:
+            self._refuse(exc, "compressed segment header")
+            self.end = MAX_SEGMENT_BYTES
+            self._chunks = _zstd_chunks(fs, path, self.end, None, _LENIENT_READ, self._damaged)
+            return
+        self.end = self.zheader.plain_size
+        if lenient:
+            self._chunks = _zstd_chunks(fs, path, self.end, self.end, _LENIENT_READ, self._damaged)
+            self._pending = head = next(self._chunks, b"")  # one read: it holds the header unless damage cut it
+            if len(head) < SEGMENT_HEADER_SIZE and self._problem is not None:
+                self.header_damage = Damage(self._problem.offset or 0, self._problem.reason, "header")
+                self._problem_is_header = True  # nothing decompresses: that is the header's damage
+                return
         else:
-            self.end = os.fstat(self._file.fileno()).st_size
-            head = self._file.read(SEGMENT_HEADER_SIZE)
-            self._chunks = None  # read from self._file at the requested offset
-        self.prev_digest = read_header(head, path, ref.first_seq)
+            self._chunks = _zstd_chunks(fs, path, self.end, self.end, READ_CHUNK, None)
+            head = self._take(SEGMENT_HEADER_SIZE)
+        self._read_header(head[:SEGMENT_HEADER_SIZE], "segment header (inside the zstd frame)")
 
     def __del__(self) -> None:
         f = getattr(self, "_file", None)
         if f is not None:
             f.close()
 
+    @property
+    def error(self) -> CorruptionError | None:
+        """Lenient: the zstd problem that ended the bytes, unless ``header_damage`` already says it."""
+        return None if self._problem_is_header else self._problem
+
+    def _damaged(self, error: CorruptionError) -> None:
+        if self._problem is None:  # the first problem is the one to report
+            self._problem = error
+
+    def _refuse(self, exc: CorruptionError, what: str) -> None:
+        """Raise ``exc``, or (lenient) keep it as the header's damage; a newer version always raises ([F-06])."""
+        if not self.lenient or isinstance(exc, FormatVersionError):
+            raise exc
+        self.header_damage = Damage(0, f"{what}: {exc.reason}", "header")
+
+    def _read_header(self, head: bytes, what: str) -> None:
+        try:
+            self.prev_digest = read_header(head, self.ref.path, self.ref.first_seq)
+        except CorruptionError as exc:
+            self._refuse(exc, what)
+
     def _take(self, n: int) -> bytes:
-        buf = b""
+        """Decompress at least ``n`` bytes (unless the stream ends first); keep them pending."""
         assert self._chunks is not None
         for chunk in self._chunks:
-            buf += chunk
-            if len(buf) >= n:
+            self._pending += chunk
+            if len(self._pending) >= n:
                 break
-        self._pending = buf[n:]
-        return buf[:n]
+        return self._pending[:n]
 
     def chunks(self, start: int = SEGMENT_HEADER_SIZE) -> Iterator[bytes]:
-        """Bytes of the segment from ``start`` to its end, in bounded chunks."""
+        """Bytes of the segment from ``start`` to its end, in bounded chunks.
+
+        A compressed segment is decompressed once: its chunks can be taken once.
+        """
         if self._chunks is None:
             f = self._file
             f.seek(start)
             while chunk := f.read(READ_CHUNK):
                 yield chunk
             return
-        skip = start - SEGMENT_HEADER_SIZE
-        for chunk in itertools.chain((self._pending,), self._chunks):
+        skip = start
+        pending, self._pending = self._pending, b""
+        for chunk in itertools.chain((pending,), self._chunks):
             if skip >= len(chunk):
                 skip -= len(chunk)
                 continue

@@ -15,10 +15,11 @@ import pytest
 
 import eventstore
 from eventstore.errors import CorruptionError
-from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    FAST, KV, fast_tmp, events_tuple, flip, frames_of, seg_files, snap_files, truncate, zero,
+    FAST, KV, fast_tmp, events_tuple, flip, frames_of, read_zseg_header, resign_header, seg_files,
+    snap_files, truncate, write_at, zero,
 )
 
 
@@ -289,6 +290,67 @@ def test_damaged_zseg_salvages_every_frame_it_can_decompress(fast_tmp) -> None:
     with eventstore.open(root, [KV()], fs=FAST) as s:
         assert s.verify().ok
         assert [x.seq for x in s.read(lo - 1, hi + 3)] == [lo - 1, 2501]
+
+
+def _compacted_store(root: str, n: int, segment_bytes: int) -> list:
+    """``n`` commits with 100 random bytes each, compacted into .zseg files; no snapshot."""
+    rng = random.Random(4)
+    with eventstore.open(root, [KV()], segment_bytes=segment_bytes, snapshot_every=0, fs=FAST) as s:
+        for i in range(n):
+            s.append("set", f"k{i % 5}", {"i": i, "text": rng.randbytes(100).hex()})
+        s.compact()
+        events = list(s.read())
+    for p in snap_files(root):
+        os.unlink(p)
+    return events
+
+
+def test_truncated_zseg_keeps_the_frames_decompressed_before_the_cut(fast_tmp) -> None:
+    """[F-19], [F-27]: a cut .zseg is corruption at the cut for strict; verify reports it at
+    its file offset and salvage keeps every commit decompressed before it."""
+    root = str(fast_tmp / "s")
+    events = _compacted_store(root, 2500, 1 << 20)
+    (path,) = seg_files(root, ".zseg")
+    size = os.path.getsize(path)
+    truncate(path, size * 6 // 10)
+    with pytest.raises(CorruptionError) as info:
+        with eventstore.open(root, [KV()], fs=FAST) as s:
+            list(s.read())
+    assert info.value.file == path and "truncated" in info.value.reason
+    with eventstore.open(root, [KV()], readonly=True, recovery="salvage", fs=FAST) as r:
+        report = r.verify()
+    cut = [(p.file, p.offset) for p in report.problems if "truncated" in p.reason]
+    assert cut == [(path, info.value.offset)]
+    assert 1000 < report.events < 2500
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        (lost,) = s.recovery_report.lost_ranges
+        assert lost == (report.events + 1, 2500)
+        assert events_tuple(s.read()) == events_tuple(events[:report.events])
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert s.verify().ok
+
+
+def test_zseg_inflating_past_its_declared_size_loses_exactly_what_salvage_reports(fast_tmp) -> None:
+    """[F-19], [F-26]: output past a .zseg's declared plain length is corruption, for the rewrite as
+    for the walk that reported the loss. (The rewrite used to read on to MAX_SEGMENT_BYTES and
+    keep the commits past the declared length that the report called lost.)"""
+    root = str(fast_tmp / "s")
+    events = make_store(root, n=120, segment_bytes=4096, pad=40)
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        s.compact()
+    for p in snap_files(root):
+        os.unlink(p)
+    path = seg_files(root, ".zseg")[1]
+    head = read_zseg_header(path)
+    declared = head[5] - 500  # the header's plain length, 500 bytes short of the stream's
+    write_at(path, 24, declared.to_bytes(8, "little"))
+    resign_header(path, ZSEGMENT_HEADER_SIZE)
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        lost = s.recovery_report.lost_ranges
+        kept = {e.seq for e in s.read()}
+    assert lost and lost[0][1] == head[4]  # the commits past the declared length, to the segment's end
+    reported = {seq for lo, hi in lost for seq in range(lo, hi + 1)}
+    assert {e.seq for e in events} - kept == reported
 
 
 def test_torn_tail_is_cut_after_a_copy_to_quarantine(fast_tmp) -> None:
