@@ -431,10 +431,13 @@ class MediaProjection:
             keys, sizes, slots = state["stack_keys"], state["stack_sizes"], state["stack_slots"]
             undo, redo = self._undo, self._redo
             it = iter(slots)
-            longest = self._max_slots
+            # Taken with a larger undo_depth: cut to ours. With the same depth a stack may
+            # hold a little more than the trim point (one commit changing both fields),
+            # and a replay would keep it as it is.
+            longest = self._max_slots if state["depth"] > self.undo_depth else len(slots)
             for key, nu, nr in zip(keys, sizes[0::2], sizes[1::2]):
                 undo[key] = stack = list(islice(it, nu))
-                if nu > longest:                # taken with a larger undo_depth
+                if nu > longest:
                     self._trim(stack)
                 if nr:
                     redo[key] = stack = list(islice(it, nr))

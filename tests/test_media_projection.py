@@ -319,3 +319,19 @@ def test_restore_trims_stacks_taken_with_a_larger_undo_depth() -> None:
     same = MediaProjection(undo_depth=10)
     same.restore(_through_msgpack(deep.snapshot()))
     assert same.undo_depths() == deep.undo_depths()
+
+
+def test_restore_with_the_same_depth_keeps_a_stack_past_the_trim_point() -> None:
+    """A commit changing both fields extends the top unit without a trim, so a live stack
+    may hold one entry past 2 * undo_depth; a restore must keep it, as a replay does."""
+    p = MediaProjection(undo_depth=3)
+    seq = 0
+    for i in range(5):
+        seq += 1
+        p.apply(ev(seq, TITLE_SET, "/m/a", {"value": f"t{i}"}))
+    p.apply(ev(seq + 1, TITLE_SET, "/m/a", {"value": "T"}))
+    p.apply(ev(seq + 2, DESCRIPTION_SET, "/m/a", {"value": "D"}, **{CONT: True}))
+    assert p.undo_depths() == (7, 0)   # past the trim point of 6
+    q = MediaProjection(undo_depth=3)
+    q.restore(_through_msgpack(p.snapshot()))
+    assert _through_msgpack(q.snapshot()) == _through_msgpack(p.snapshot())
