@@ -15,21 +15,24 @@ from ._fs import FileSystem
 from .codec import decode_commit, pack
 from .errors import CorruptionError
 from .frame import Frame, FrameScanner, encode_frame, frame_bytes, is_gap
-from .layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from .layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOTS_DIR
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
+from .snapshot import list_snapshots, read_snapshot
 
-__all__ = ["rewrite_segment", "gap_segment", "gap_frame", "GAP_REASON"]
+__all__ = ["rewrite_segment", "set_aside_moved_snapshots", "gap_segment", "gap_frame", "GAP_REASON"]
 
 
 def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, ref: SegmentRef,
-                    prev: bytes, next_first: int | None) -> None:
+                    prev: bytes, next_first: int | None) -> int | None:
     """Rewrite one damaged segment as a plain segment holding every intact frame.
 
     The original is copied to quarantine first ([F-05]). Each run of lost seqs
     becomes one gap frame ([F-25]); when the damaged bytes it replaces are long
     enough, the gap frame is padded to exactly their length so every intact
-    frame keeps its offset and snapshot positions stay valid.
+    frame keeps its offset and snapshot positions stay valid. Returns the
+    offset past which the new layout differs from the old (a gap frame that
+    did not fit its room), or None when every kept frame kept its offset.
     """
     stream = SegmentStream(fs, ref, lenient=True, prev_digest=prev)
     prev = stream.prev_digest
@@ -57,12 +60,15 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, ref: Segm
         next_first = seen_end  # lost commits at the very end keep their seqs ([F-25])
     out = [encode_header(ref.first_seq, prev)]
     pos = SEGMENT_HEADER_SIZE
+    moved: int | None = None
     expected, digest = ref.first_seq, prev
     for frame in frames + [None]:  # type: ignore[list-item]
         upto = frame.first_seq if frame is not None else next_first
         if upto is not None and upto > expected:
             room = frame.offset - pos if frame is not None else 0
             gap, digest = gap_frame(expected, upto - expected, digest, room)
+            if frame is not None and len(gap) != room and moved is None:
+                moved = pos  # the frames after this gap frame move
             out.append(gap)
             pos += len(gap)
             expected = upto
@@ -80,6 +86,39 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, ref: Segm
         fs.fsync_dir(os.path.dirname(ref.path))
     report.add(RecoveryEntry("rewrote", ref.path, None,
                                   f"kept {len(frames)} intact commits; original copied to {qpath}"))
+    return moved
+
+
+def set_aside_moved_snapshots(fs: FileSystem, root: str, moved: dict[int, int],
+                              report: RecoveryReport) -> None:
+    """Quarantine the snapshots whose position a rewrite moved ([F-25]).
+
+    ``moved`` maps a rewritten segment's first seq to the offset past which its
+    frames moved (a lost commit shorter than the smallest gap frame). A
+    snapshot positioned past that offset no longer points at a frame boundary;
+    it is copied to quarantine/ and removed, so the open falls back to an
+    older snapshot or a full replay instead of reading the new bytes there as
+    damage.
+    """
+    directory = os.path.join(root, SNAPSHOTS_DIR)
+    try:
+        candidates = list_snapshots(fs, directory)
+    except FileNotFoundError:
+        return
+    for _, path in candidates:
+        try:
+            snap = read_snapshot(fs, path)
+        except CorruptionError:
+            continue  # the open skips it (or raises for a newer format version)
+        start = moved.get(snap.seg_first)
+        if start is None or snap.offset <= start:
+            continue
+        qpath = quarantine_copy(fs, root, os.path.basename(path), fs.read_file(path, fs.size(path)))
+        fs.remove(path)
+        fs.fsync_dir(directory)
+        report.add(RecoveryEntry("skipped-snapshot", path, 24,
+                                 f"salvage moved the frames of segment {snap.seg_first} past offset {start}, "
+                                 f"where this snapshot points; copied to {qpath}"))
 
 
 GAP_REASON = "lost in salvage"
@@ -87,22 +126,27 @@ GAP_REASON = "lost in salvage"
 
 def gap_frame(first_seq: int, count: int, prev: bytes, room: int) -> tuple[bytes, bytes]:
     """A gap frame for ``count`` lost seqs, padded to ``room`` bytes when that is possible."""
-    base = {"gap": GAP_REASON}
-    payload = pack(base)
+    payload = pack({"gap": GAP_REASON})
     want = room - FRAME_HEADER_SIZE
     if want > len(payload):
-        for extra in range(8):
-            reason = GAP_REASON + "." * extra
-            fixed = len(pack({"gap": reason, "pad": b""}))
-            for pad in range(max(0, want - fixed - 4), want - fixed + 1):
-                candidate = pack({"gap": reason, "pad": bytes(pad)})
-                if len(candidate) == want:
-                    payload = candidate
-                    break
-            else:
-                continue
-            break
+        payload = _gap_payload(want) or payload
     return encode_frame(first_seq, count, 0, payload, prev)
+
+
+def _gap_payload(size: int) -> bytes | None:
+    """A gap payload of exactly ``size`` bytes: a longer reason (dots), then a ``pad`` bin."""
+    for extra in range(32 - len(GAP_REASON)):  # a msgpack fixstr holds up to 31 bytes
+        candidate = pack({"gap": GAP_REASON + "." * extra})
+        if len(candidate) == size:
+            return candidate
+    for extra in range(8):  # bin8 / bin16 / bin32 headers differ in length: a dot or two evens them out
+        reason = GAP_REASON + "." * extra
+        fixed = len(pack({"gap": reason, "pad": b""}))
+        for pad in range(max(0, size - fixed - 4), size - fixed + 1):
+            candidate = pack({"gap": reason, "pad": bytes(pad)})
+            if len(candidate) == size:
+                return candidate
+    return None
 
 
 def gap_segment(fs: FileSystem, report: RecoveryReport, directory: str, first: int, upto: int,

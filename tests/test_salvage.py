@@ -184,9 +184,13 @@ def test_salvage_then_strict_reopen_and_append(fast_tmp) -> None:
 
 
 def _sets_around_a_snapshot(s, snapshot_after: int, total: int) -> None:
-    """``total`` sets of keys k0..k2, with a snapshot after the first ``snapshot_after``."""
+    """``total`` sets of keys k0..k2, with a snapshot after the first ``snapshot_after``.
+
+    Each commit's frame is longer than the smallest gap frame, so a gap frame
+    can take its exact place ([F-25]).
+    """
     for i in range(total):
-        s.append("set", f"k{i % 3}", {"i": i})
+        s.append("set", f"k{i % 3}", {"i": i, "note": "x" * 8})
         if i == snapshot_after - 1:
             s.snapshot()
 
@@ -201,7 +205,9 @@ def test_salvage_keeps_frame_offsets_so_later_snapshots_stay_usable(fast_tmp) ->
         full = kv.state()
         events = list(s.read())
     path = seg_files(root, ".seg")[0]
+    before = [(f.first_seq, f.offset) for f in frames_of(path)]
     victim = frames_of(path)[2]
+    assert victim.size >= FRAME_HEADER_SIZE + 21
     flip(path, victim.offset + victim.size - 1)
     kv2 = KV()
     with eventstore.open(root, [kv2], recovery="salvage", fs=FAST) as s:
@@ -212,7 +218,8 @@ def test_salvage_keeps_frame_offsets_so_later_snapshots_stay_usable(fast_tmp) ->
         # the state holds the lost commit's effect: it came from the snapshot
         assert kv2.state() == full
         assert [e.seq for e in s.read()] == [e.seq for e in events if e.seq != victim.first_seq]
-    assert frames_of(path)[3].offset == frames_of(seg_files(root, ".seg")[0])[3].offset
+    after = [(f.first_seq, f.offset) for f in frames_of(seg_files(root, ".seg")[0])]
+    assert after == before  # the gap frame stands where the lost commit stood, with its seq
 
 
 def test_salvage_after_the_snapshot_loses_only_that_commit(fast_tmp) -> None:
@@ -467,3 +474,47 @@ def test_losing_the_snapshots_own_commit_keeps_the_snapshot_usable(fast_tmp) -> 
         assert not [e for e in s.recovery_report if e.action == "skipped-snapshot"]
         assert fresh.state() == full
         assert [e.seq for e in s.read()] == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12]
+
+
+def test_gap_frame_fills_every_room_from_the_smallest_gap_frame_up() -> None:
+    """[F-25]: damaged bytes at least as long as the smallest gap frame are replaced by a
+    gap frame of exactly their length (rooms of 70-74 bytes once got a longer one)."""
+    from eventstore.salvage import gap_frame
+    smallest = len(gap_frame(5, 1, bytes(16), 0)[0])
+    rooms = [*range(smallest, 1200), *range(65_400, 65_700), 300_000]
+    wrong = [room for room in rooms if len(gap_frame(5, 1, bytes(16), room)[0]) != room]
+    assert smallest == FRAME_HEADER_SIZE + 21 and wrong == []
+
+
+def test_lost_commit_shorter_than_a_gap_frame_sets_aside_snapshots_past_it(fast_tmp) -> None:
+    """A lost commit shorter than the smallest gap frame moves the frames after it: the
+    snapshots positioned past it are quarantined (not read as damage at their old
+    position), the one before it is kept, and a strict open works afterwards."""
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], snapshot_every=0, fs=FAST) as s:
+        for _ in range(49):
+            s.append("x", "k", {})
+        s.snapshot()                       # seq 49: before the lost commit
+        s.append("x", "k", {})
+        s.snapshot()                       # seq 50: the lost commit's own
+        for _ in range(20):
+            s.append("x", "k", {})
+        s.snapshot()                       # seq 70: past it
+        events = list(s.read())
+    (path,) = seg_files(root, ".seg")
+    victim = frames_of(path)[49]
+    assert victim.first_seq == 50 and victim.size < FRAME_HEADER_SIZE + 21
+    flip(path, victim.offset + victim.size - 1)
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        report = s.recovery_report
+        assert report.lost_ranges == [(50, 50)]
+        set_aside = sorted(os.path.basename(e.file) for e in report if e.action == "skipped-snapshot")
+        assert set_aside == ["00000000000000000050.snap", "00000000000000000070.snap"]
+        assert s.stats()["snapshot_seq"] == 49
+        assert events_tuple(s.read()) == events_tuple([e for e in events if e.seq != 50])
+        assert s.version("k") == 69
+    assert [os.path.basename(p) for p in snap_files(root)] == ["00000000000000000049.snap"]
+    quarantined = sorted(os.listdir(os.path.join(root, "quarantine")))
+    assert sum(name.endswith(".snap") for name in quarantined) == 2
+    with eventstore.open(root, [KV()], fs=FAST) as s:   # strict, and clean
+        assert s.last_seq == 70 and s.verify().ok
