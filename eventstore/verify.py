@@ -36,6 +36,12 @@ class VerifyReport:
     segments: int = 0
     snapshots: int = 0
     last_seq: int = 0
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    """Seq ranges of the gap frames ([F-25]): events an earlier salvage recorded as lost.
+
+    Not a problem (the log is consistent), but listed: a gap frame restarts the
+    digest chain, so the chain cannot tell it from a commit replaced on purpose.
+    """
 
     @property
     def ok(self) -> bool:
@@ -44,12 +50,21 @@ class VerifyReport:
     def as_dict(self) -> dict:
         return {"ok": self.ok, "events": self.events, "commits": self.commits,
                 "segments": self.segments, "snapshots": self.snapshots, "last_seq": self.last_seq,
-                "problems": [p.as_dict() for p in self.problems]}
+                "lost": [list(r) for r in self.lost], "problems": [p.as_dict() for p in self.problems]}
+
+    def lost_line(self) -> str | None:
+        """One line naming the events earlier salvages lost, or None."""
+        if not self.lost:
+            return None
+        n = sum(b - a + 1 for a, b in self.lost)
+        ranges = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in self.lost)
+        return f"{n} event{'s' if n != 1 else ''} lost to an earlier salvage (seqs {ranges})"
 
     def __str__(self) -> str:
         head = (f"{'ok' if self.ok else 'PROBLEMS'}: {self.events} events in {self.commits} commits, "
                 f"{self.segments} segments, {self.snapshots} snapshots checked")
-        return "\n".join([head] + [f"  {p}" for p in self.problems])
+        lost = self.lost_line()
+        return "\n".join([head] + ([f"  {lost}"] if lost else []) + [f"  {p}" for p in self.problems])
 
 
 def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], bound: int | None,
@@ -75,11 +90,15 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
     versions: dict[str, int] = {}
     last_known = bound if bound is not None else max((s.seq for s in snaps), default=0)
 
-    snapshot_problems = len(collected.entries)
+    not_log = [len(collected.entries)]  # problems that are not the log's: unreadable snapshots, then mismatches
 
     def log_damaged() -> bool:
         """A replay past damage cannot judge a snapshot's key versions (the lost commits' are gone)."""
-        return len(collected.entries) > snapshot_problems
+        return len(collected.entries) > not_log[0]
+
+    def snapshot_problem(entry: RecoveryEntry) -> None:
+        collected.add(entry)
+        not_log[0] += 1
 
     walker = Walker(fs, root, policy="collect", writer=False, report=collected)
 
@@ -91,18 +110,19 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
         snap = wanted.pop(frame.last_seq, None)
         if snap is not None:
             if snap.digest != frame.digest:
-                collected.add(RecoveryEntry("problem", snap.path, 40,
-                                            f"snapshot digest does not match the log at seq {snap.seq}"))
+                snapshot_problem(RecoveryEntry("problem", snap.path, 40,
+                                               f"snapshot digest does not match the log at seq {snap.seq}"))
             elif not log_damaged():
                 reason = _versions_problem(snap.versions, versions, sum(b - a + 1 for a, b in walker.gaps))
                 if reason is not None:
-                    collected.add(RecoveryEntry("problem", snap.path, SNAPSHOT_HEADER_SIZE,
-                                                f"snapshot key versions {reason} a replay to seq {snap.seq}"))
+                    snapshot_problem(RecoveryEntry("problem", snap.path, SNAPSHOT_HEADER_SIZE,
+                                                   f"snapshot key versions {reason} a replay to seq {snap.seq}"))
         if progress is not None and report.commits % 256 == 0:
             progress(frame.last_seq, max(last_known, frame.last_seq))
 
     end = walker.walk(refs, 0, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST, 0, on_commit, stop_seq=bound)
     report.last_seq = end.next_seq - 1
+    report.lost = list(walker.gaps)
     for snap in wanted.values():
         if snap.seq == 0 and snap.digest == ZERO_DIGEST:
             continue  # a snapshot of the empty store
