@@ -90,15 +90,16 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
     versions: dict[str, int] = {}
     last_known = bound if bound is not None else max((s.seq for s in snaps), default=0)
 
-    not_log = [len(collected.entries)]  # problems that are not the log's: unreadable snapshots, then mismatches
+    not_log = len(collected.entries)  # problems that are not the log's: unreadable snapshots, then mismatches
 
     def log_damaged() -> bool:
         """A replay past damage cannot judge a snapshot's key versions (the lost commits' are gone)."""
-        return len(collected.entries) > not_log[0]
+        return len(collected.entries) > not_log
 
     def snapshot_problem(entry: RecoveryEntry) -> None:
+        nonlocal not_log
         collected.add(entry)
-        not_log[0] += 1
+        not_log += 1
 
     walker = Walker(fs, root, policy="collect", writer=False, report=collected)
 
