@@ -18,7 +18,7 @@ from .frame import Frame, FrameScanner, encode_frame, frame_bytes, is_gap
 from .layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOTS_DIR
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
-from .snapshot import list_snapshots, read_snapshot
+from .snapshot import list_snapshots, snapshot_position
 
 __all__ = ["rewrite_segment", "set_aside_moved_snapshots", "gap_segment", "gap_frame", "GAP_REASON"]
 
@@ -107,17 +107,17 @@ def set_aside_moved_snapshots(fs: FileSystem, root: str, moved: dict[int, int],
         return
     for _, path in candidates:
         try:
-            snap = read_snapshot(fs, path)
+            seg_first, offset = snapshot_position(fs, path)
         except CorruptionError:
             continue  # the open skips it (or raises for a newer format version)
-        start = moved.get(snap.seg_first)
-        if start is None or snap.offset <= start:
+        start = moved.get(seg_first)
+        if start is None or offset <= start:
             continue
         qpath = quarantine_copy(fs, root, os.path.basename(path), fs.read_file(path, fs.size(path)))
         fs.remove(path)
         fs.fsync_dir(directory)
         report.add(RecoveryEntry("skipped-snapshot", path, 24,
-                                 f"salvage moved the frames of segment {snap.seg_first} past offset {start}, "
+                                 f"salvage moved the frames of segment {seg_first} past offset {start}, "
                                  f"where this snapshot points; copied to {qpath}"))
 
 

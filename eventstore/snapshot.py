@@ -20,7 +20,7 @@ from .layout import (
     SNAPSHOT_HEADER, SNAPSHOT_HEADER_SIZE, SNAPSHOT_MAGIC, SNAPSHOT_SUFFIX,
 )
 
-__all__ = ["Snapshot", "encode_snapshot", "read_snapshot", "list_snapshots", "write_snapshot"]
+__all__ = ["Snapshot", "encode_snapshot", "read_snapshot", "snapshot_position", "list_snapshots", "write_snapshot"]
 
 ZSTD_LEVEL = 3
 TRUSTED_BODY_BYTES = 16 << 20
@@ -76,6 +76,28 @@ def _max_body(compressed_len: int) -> int:
     return min(MAX_SNAPSHOT_BYTES, max(TRUSTED_BODY_BYTES, compressed_len * MAX_RATIO))
 
 
+def _read_head(head: bytes, path: str) -> tuple[int, int, int, int, bytes, int, int]:
+    """A checked snapshot header: (seq, ts, seg_first, offset, digest, body length, body CRC)."""
+    if len(head) < SNAPSHOT_HEADER_SIZE:
+        raise CorruptionError(path, 0, "snapshot header is short")
+    (magic, version, _, seq, ts, seg_first, offset, digest, body_len, body_crc,
+     crc) = SNAPSHOT_HEADER.unpack(head)
+    if magic != SNAPSHOT_MAGIC:
+        raise CorruptionError(path, 0, "bad snapshot magic")
+    if zlib.crc32(head[:-4]) != crc:
+        raise CorruptionError(path, 0, "snapshot header checksum mismatch")
+    if version != FORMAT_VERSION:
+        raise FormatVersionError(path, version, FORMAT_VERSION)
+    return seq, ts, seg_first, offset, digest, body_len, body_crc
+
+
+def snapshot_position(fs: FileSystem, path: str) -> tuple[int, int]:
+    """(segment first seq, offset) from a snapshot's checked header, without reading its body."""
+    with fs.open_read(path) as f:
+        _, _, seg_first, offset, _, _, _ = _read_head(f.read(SNAPSHOT_HEADER_SIZE), path)
+    return seg_first, offset
+
+
 def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     """Decode and check a snapshot file ([F-21]); CorruptionError when unusable.
 
@@ -86,17 +108,7 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     """
     file_size = fs.size(path)
     with fs.open_read(path) as f:
-        head = f.read(SNAPSHOT_HEADER_SIZE)
-        if len(head) < SNAPSHOT_HEADER_SIZE:
-            raise CorruptionError(path, 0, "snapshot header is short")
-        (magic, version, _, seq, ts, seg_first, offset, digest, body_len, body_crc,
-         crc) = SNAPSHOT_HEADER.unpack(head)
-        if magic != SNAPSHOT_MAGIC:
-            raise CorruptionError(path, 0, "bad snapshot magic")
-        if zlib.crc32(head[:-4]) != crc:
-            raise CorruptionError(path, 0, "snapshot header checksum mismatch")
-        if version != FORMAT_VERSION:
-            raise FormatVersionError(path, version, FORMAT_VERSION)
+        seq, ts, seg_first, offset, digest, body_len, body_crc = _read_head(f.read(SNAPSHOT_HEADER_SIZE), path)
         compressed_len = file_size - SNAPSHOT_HEADER_SIZE
         if body_len > _max_body(compressed_len):
             raise CorruptionError(path, 56, f"snapshot body of {body_len} bytes exceeds the limit "
