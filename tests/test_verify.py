@@ -198,15 +198,16 @@ def test_verify_reports_a_torn_tail_seen_by_a_reader(fast_tmp) -> None:
     assert report.events == 5
 
 
-def forge_versions(path: str, **changes: int) -> None:
-    """Rewrite the snapshot at ``path`` with some key versions changed, correctly signed."""
+def forge_snapshot(path: str, versions: dict[str, int] | None = None, digest: bytes | None = None) -> None:
+    """Rewrite the snapshot at ``path``, correctly signed, with some key versions or its
+    chain digest changed."""
     from eventstore import snapshot as snap_mod
     from eventstore.codec import pack
     snap = snap_mod.read_snapshot(FAST, path)
-    forged = dict(snap.versions, **changes)
+    forged = dict(snap.versions, **(versions or {}))
     states = [(name, ver, pack(state)) for name, (ver, state) in snap.states.items()]
-    data = snap_mod.encode_snapshot(snap.seq, snap.ts, (snap.seg_first, snap.offset), snap.digest,
-                                    pack(forged), states)
+    data = snap_mod.encode_snapshot(snap.seq, snap.ts, (snap.seg_first, snap.offset),
+                                    snap.digest if digest is None else digest, pack(forged), states)
     open(path, "wb").write(data)
 
 
@@ -218,7 +219,7 @@ def test_snapshot_whose_key_versions_disagree_with_the_log(fast_tmp) -> None:
     with eventstore.open(root, [KV()], fs=FAST) as s:
         s.snapshot()
     (path,) = snap_files(root)
-    forge_versions(path, k0=99)
+    forge_snapshot(path, {"k0": 99})
     with eventstore.open(root, [KV()], fs=FAST) as s:
         assert s.version("k0") == 99  # trusted on open: only verify can tell
         report = s.verify()
@@ -247,7 +248,7 @@ def test_snapshot_after_events_lost_to_salvage_verifies(fast_tmp) -> None:
     their events; verify cannot tell which keys they changed, so it accepts up to that
     many extra events, and nothing else."""
     root = str(fast_tmp / "s")
-    path = lose_a_commit_before_a_snapshot(root)
+    lose_a_commit_before_a_snapshot(root)
     with eventstore.open(root, [KV()], fs=FAST) as s:
         assert [s.version(k) for k in ("k0", "k1", "k2")] == [40, 40, 40]  # the snapshot's count
         report = s.verify()
@@ -279,7 +280,7 @@ def test_snapshot_after_events_lost_to_salvage_verifies(fast_tmp) -> None:
 def test_snapshot_versions_after_a_salvage_are_still_checked(fast_tmp, changes, reason) -> None:
     root = str(fast_tmp / "s")
     path = lose_a_commit_before_a_snapshot(root)
-    forge_versions(path, **changes)
+    forge_snapshot(path, changes)
     with eventstore.open(root, [KV()], fs=FAST) as s:
         report = s.verify()
     if reason is None:
@@ -292,8 +293,6 @@ def test_snapshot_versions_after_a_salvage_are_still_checked(fast_tmp, changes, 
 def test_a_bad_snapshot_does_not_hide_the_next_ones_versions(fast_tmp) -> None:
     """A snapshot problem found during the walk is not damage of the log: the key versions
     of the snapshots after it are still compared."""
-    from eventstore import snapshot as snap_mod
-    from eventstore.codec import pack
     root = str(fast_tmp / "s")
     make(root, n=9)
     with eventstore.open(root, [KV()], fs=FAST) as s:
@@ -302,11 +301,8 @@ def test_a_bad_snapshot_does_not_hide_the_next_ones_versions(fast_tmp) -> None:
             s.append("set", f"k{i}", {"title": "more"})
         s.snapshot()
     first, second = sorted(snap_files(root))
-    snap = snap_mod.read_snapshot(FAST, first)
-    states = [(name, ver, pack(state)) for name, (ver, state) in snap.states.items()]
-    open(first, "wb").write(snap_mod.encode_snapshot(snap.seq, snap.ts, (snap.seg_first, snap.offset),
-                                                     bytes(16), pack(snap.versions), states))
-    forge_versions(second, k0=99)
+    forge_snapshot(first, digest=bytes(16))
+    forge_snapshot(second, {"k0": 99})
     with eventstore.open(root, [KV()], readonly=True, fs=FAST) as s:
         report = s.verify()
     assert [(p.file, p.offset) for p in report.problems] == [(first, 40), (second, 72)]
