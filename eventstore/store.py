@@ -632,10 +632,7 @@ class Store:
                     # Not an OSError (those return None): a projection's snapshot, a
                     # thread that would not start, Ctrl-C during the sync. Whether the
                     # batch is durable is unknown: fail the store, as for a write error.
-                    if self._failed is None:
-                        self._failed = exc
-                        log.error("group commit in %s failed: %r; the store refuses writes until "
-                                  "reopened", self.root, exc)
+                    self._fail(exc, "group commit in %s failed: %r", self.root, exc)
                     raise
                 finally:
                     self._mutex.acquire()
@@ -682,6 +679,12 @@ class Store:
         if self._draining:
             self._cond.notify_all()
 
+    def _fail(self, exc: BaseException, message: str, *args: Any) -> None:
+        """Refuse writes until reopened; the first failure is the one `StoreFailedError` names."""
+        if self._failed is None:
+            self._failed = exc
+        log.error(message + "; the store refuses writes until reopened", *args)
+
     def _write_and_apply(self, batch: list[_Queued]) -> int | None:
         """Leader work, outside `_cond`: write (+ sync) and apply a batch.
 
@@ -698,8 +701,7 @@ class Store:
             else:
                 self._log.append(frames, buffered=self.durability == "none")
         except OSError as exc:
-            self._failed = exc
-            log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
+            self._fail(exc, "write to %s failed: %s", self.root, exc)
             return None
         for entry in batch if self._projections else ():
             events = entry[1]
@@ -711,10 +713,8 @@ class Store:
                     # The commit is durable, so it is published; but the projection now
                     # disagrees with the log. Refuse further writes and snapshots (which
                     # would persist the wrong state) until the store is reopened.
-                    log.error("projection %s failed to apply a commit at seq %d: %r; the store "
-                              "refuses writes until reopened", getattr(p, "name", p), events[0].seq, exc)
-                    if self._failed is None:
-                        self._failed = exc
+                    self._fail(exc, "projection %s failed to apply a commit at seq %d: %r",
+                               getattr(p, "name", p), events[0].seq, exc)
         last_frame = batch[-1][0]
         self._since_snapshot += last_frame.last_seq - batch[0][0].first_seq + 1
         if self.snapshot_every and self._since_snapshot >= self.snapshot_every and self._failed is None:
