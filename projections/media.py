@@ -434,14 +434,14 @@ class MediaProjection:
             # Taken with a larger undo_depth: cut to ours. With the same depth a stack may
             # hold a little more than the trim point (one commit changing both fields),
             # and a replay would keep it as it is.
-            longest = self._max_slots if state["depth"] > self.undo_depth else len(slots)
+            deeper, longest = state["depth"] > self.undo_depth, self._max_slots
             for key, nu, nr in zip(keys, sizes[0::2], sizes[1::2]):
                 undo[key] = stack = list(islice(it, nu))
-                if nu > longest:
+                if deeper and nu > longest:
                     self._trim(stack)
                 if nr:
                     redo[key] = stack = list(islice(it, nr))
-                    if nr > longest:
+                    if deeper and nr > longest:
                         self._trim(stack)
             if len(undo) > self._evict_at:      # taken with a larger horizon
                 self._evict()
