@@ -178,14 +178,14 @@ def _show_verify(ctx: Context, report: VerifyReport, extra: dict[str, Any] | Non
         counts = ", ".join(plural(body[n], n[:-1])
                            for n in ("events", "commits", "segments", "snapshots"))
         ctx.out.text(f"ok: {ctx.store} verified ({counts})")
-        if report.lost:
-            ctx.out.text(f"note: {report.lost_line()}")
-        return 0
-    ctx.out.text(f"verify found {plural(len(report.problems), 'problem')} in {ctx.store}:")
-    for problem in body["problems"]:
-        ctx.out.text(f"  {problem['message']}")
+    else:
+        ctx.out.text(f"verify found {plural(len(report.problems), 'problem')} in {ctx.store}:")
+        for problem in body["problems"]:
+            ctx.out.text(f"  {problem['message']}")
     if report.lost:
         ctx.out.text(f"note: {report.lost_line()}")
+    if report.ok:
+        return 0
     sys.stderr.write("hint: `metalog recover` repairs a torn tail; `metalog recover --salvage` "
                      "keeps every intact event after damage (nothing is deleted)\n")
     return 1
