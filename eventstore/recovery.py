@@ -184,10 +184,13 @@ class Walker:
                 elif ref.first_seq < expected:
                     self._problem(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
                     restart = True
-                if not restart and stream.prev_digest != digest:
+                if restart:  # nothing to continue: the header's digest starts the chain again
+                    digest = stream.prev_digest
+                elif stream.prev_digest != digest:
+                    # the first frame is judged against the chain, not the header ([F-26])
                     self._problem(ref.path, 0, "segment header does not continue the digest chain")
-                    restart = True
-                expected, digest, offset = ref.first_seq, stream.prev_digest, SEGMENT_HEADER_SIZE
+                    damaged_segment = True
+                expected, offset = ref.first_seq, SEGMENT_HEADER_SIZE
             elif confirming and offset > stream.end:
                 raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
                                        f"({stream.end} bytes)")

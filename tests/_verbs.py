@@ -2,9 +2,10 @@
 
 In the manner of LevelDB's log_test: tests damage files with small named verbs
 and then assert what was lost. `resign` recomputes a frame's CRC after an edit,
-so only the digest chain can notice ([F-18]); `redigest` also recomputes the
-digest, as someone who knows the chain would. `frames_of` lists a plain
-segment's frames by hopping headers (it trusts the file: use it before damage).
+so only the digest chain can notice ([F-18]); `redigest` and `rechain` also
+recompute digests, as someone who knows the chain would. `frames_of` lists a
+plain segment's frames by hopping headers (it trusts the file: use it before
+damage).
 """
 from __future__ import annotations
 
@@ -115,6 +116,16 @@ def redigest(path: str, offset: int, prev: bytes) -> bytes:
     write_at(path, offset + 32, h.digest())
     resign(path, offset)
     return h.digest()
+
+
+def rechain(path: str, prev: bytes) -> bytes:
+    """Re-sign a whole plain segment as if the chain entered it with ``prev``: its header's
+    digest, then every frame's digest and CRC. Returns the digest after its last frame."""
+    write_at(path, 16, prev)
+    resign_header(path, SEGMENT_HEADER_SIZE)
+    for f_ in frames_of(path):
+        prev = redigest(path, f_.offset, prev)
+    return prev
 
 
 def resign_header(path: str, size: int) -> None:

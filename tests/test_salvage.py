@@ -18,7 +18,7 @@ from eventstore.errors import CorruptionError
 from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    FAST, KV, fast_tmp, events_tuple, flip, frames_of, read_zseg_header, redigest, resign,
+    FAST, KV, fast_tmp, events_tuple, flip, frames_of, read_zseg_header, rechain, redigest, resign,
     resign_header, seg_files, snap_files, truncate, write_at, zero,
 )
 
@@ -553,6 +553,43 @@ def _four_segments(root: str) -> list:
     events = make_store(root, n=40, segment_bytes=4096, pad=300)
     assert len(seg_files(root, ".seg")) >= 4
     return events
+
+
+def test_resigned_segment_header_is_rewritten_with_the_chains_digest(fast_tmp) -> None:
+    """[F-26]: the digest in segment 2's header edited and its CRC recomputed, so the header
+    reads but does not continue the chain. Salvage rewrites it with the chain's digest (the
+    original goes to quarantine/) and loses nothing, as its first frame chains from that
+    digest; a strict open and verify are clean afterwards. (Salvage used to report the header
+    and rewrite nothing, so every later strict open still raised.)"""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    second = seg_files(root, ".seg")[1]
+    flip(second, 20)  # inside the header's digest
+    resign_header(second, SEGMENT_HEADER_SIZE)
+    frames = open(second, "rb").read()[SEGMENT_HEADER_SIZE:]
+    with pytest.raises(CorruptionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert (info.value.file, info.value.offset) == (second, 0)
+    report = _salvage_agrees(root, events)
+    assert [(e.action, e.file, e.offset, e.lost) for e in report] == [
+        ("damaged", second, 0, None), ("rewrote", second, None, None)], str(report)
+    assert open(second, "rb").read()[SEGMENT_HEADER_SIZE:] == frames  # only the header changed
+
+
+def test_segment_resigned_from_another_chain_loses_only_its_first_commit(fast_tmp) -> None:
+    """[F-26]: the last segment re-signed whole as if the chain entered it with another digest
+    (its header and every frame's digest and CRC). Its header is rewritten with the chain's
+    digest; its first commit does not chain from that digest and is lost, like any re-signed
+    commit, and the frames after it resynchronise ([F-15]): the report and the rewrite agree.
+    (Salvage used to keep every commit and rewrite nothing.)"""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    last = seg_files(root, ".seg")[-1]
+    first, *rest = frames_of(last)
+    assert rest
+    rechain(last, bytes(range(16)))
+    report = _salvage_agrees(root, events)
+    assert report.lost_ranges == [(first.first_seq, first.last_seq)], str(report)
 
 
 @pytest.mark.parametrize("digest", ["left as is", "from another prev"])
