@@ -28,7 +28,7 @@ from .event import Event
 from .frame import Damage, Frame, FrameScanner, check_frame, is_gap, payload_length
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
-from .salvage import gap_segment, rewrite_segment, set_aside_moved_snapshots
+from .salvage import ChainEntry, gap_segment, rewrite_segment, set_aside_moved_snapshots
 from .segment import SegmentRef, SegmentStream, scan
 
 __all__ = ["RecoveryReport", "RecoveryEntry", "Walker", "WalkEnd", "quarantine_copy",
@@ -121,7 +121,7 @@ class Walker:
         self.fs, self.root, self.policy, self.writer = fs, root, policy, writer
         self.report = report
         self.check_payloads = False  # decode payloads even without an on_commit
-        self._rewrite: dict[str, tuple[SegmentRef, bytes]] = {}  # path -> (ref, digest before it)
+        self._rewrite: dict[str, ChainEntry] = {}  # path -> how the walk entered the segment
         self._lead_gap: tuple[str, int, int, bytes] | None = None  # seqs missing before the first segment
         self.gaps: list[tuple[int, int]] = []  # seq ranges of the gap frames walked over ([F-25])
 
@@ -148,7 +148,7 @@ class Walker:
         confirming = check_snapshot
         end = WalkEnd(expected, digest, last_ts, refs[start] if start < len(refs) else None, offset)
         decode = on_commit is not None or self.check_payloads
-        prev_entry: tuple[SegmentRef, bytes] | None = None
+        prev_entry: ChainEntry | None = None
         for i in range(start, len(refs)):
             ref = refs[i]
             last = i == len(refs) - 1
@@ -162,11 +162,11 @@ class Walker:
                     raise SnapshotMismatch(f"{ref.path}: {exc.reason}") from None
                 raise
             damage = stream.header_damage
+            damaged_segment = damage is not None
             if damage is not None:  # header unreadable: look for its frames anyway
                 if confirming:
                     raise SnapshotMismatch(f"{ref.path}: {damage.reason}")
                 offset = 0
-                self._rewrite.setdefault(ref.path, (ref, digest))
             elif not (first_in_walk and offset > SEGMENT_HEADER_SIZE):
                 if confirming and (ref.first_seq != expected or stream.prev_digest != digest):
                     raise SnapshotMismatch(self._mismatch(ref, expected))
@@ -178,16 +178,19 @@ class Walker:
                     restart = True
                     # the gap frame goes at the end of the segment before, or in a new one
                     if prev_entry is not None:
-                        self._rewrite.setdefault(prev_entry[0].path, prev_entry)
+                        self._rewrite.setdefault(prev_entry.ref.path, prev_entry)
                     else:
                         self._lead_gap = (os.path.dirname(ref.path), expected, ref.first_seq, digest)
                 elif ref.first_seq < expected:
                     self._problem(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
                     restart = True
-                if not restart and stream.prev_digest != digest:
+                if restart:  # nothing to continue: the header's digest starts the chain again
+                    digest = stream.prev_digest
+                elif stream.prev_digest != digest:
+                    # the first frame is judged against the chain, not the header ([F-26])
                     self._problem(ref.path, 0, "segment header does not continue the digest chain")
-                    restart = True
-                expected, digest, offset = ref.first_seq, stream.prev_digest, SEGMENT_HEADER_SIZE
+                    damaged_segment = True
+                expected, offset = ref.first_seq, SEGMENT_HEADER_SIZE
             elif confirming and offset > stream.end:
                 raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
                                        f"({stream.end} bytes)")
@@ -199,8 +202,11 @@ class Walker:
                 scanner.restart_chain()
             if damage is not None:
                 scanner.damage = damage
+            if offset > SEGMENT_HEADER_SIZE:  # from a snapshot's position: the frames before it
+                entry = ChainEntry(ref, stream.prev_digest, True)  # were not judged; take the header's word
+            else:
+                entry = ChainEntry(ref, digest, restart)
             restart = False
-            damaged_segment = damage is not None
             # strict: damage in a sealed or compressed segment is corruption at once;
             # only the last plain segment needs the search for a torn tail ([F-13])
             resync = self.policy != "strict" or (last and not ref.compressed)
@@ -257,8 +263,8 @@ class Walker:
                 damaged_segment = True
                 restart = True
             if damaged_segment:
-                self._rewrite.setdefault(ref.path, (ref, stream.prev_digest))
-            prev_entry = (ref, stream.prev_digest)
+                self._rewrite.setdefault(ref.path, entry)
+            prev_entry = entry
             if stop_seq is not None and expected > stop_seq:
                 break
         return end
@@ -309,7 +315,7 @@ class Walker:
     # -- salvage: rewrite damaged segments with gap frames ([F-25]) -----------------------
     @property
     def damaged(self) -> list[SegmentRef]:
-        return [ref for ref, _ in self._rewrite.values()] + (
+        return [entry.ref for entry in self._rewrite.values()] + (
             [SegmentRef(self._lead_gap[1], "", False)] if self._lead_gap else [])
 
     def rewrite_damaged(self, refs: list[SegmentRef]) -> None:
@@ -318,12 +324,12 @@ class Walker:
             gap_segment(self.fs, self.report, *self._lead_gap)
             self._lead_gap = None
         moved: dict[int, int] = {}
-        for ref, prev in self._rewrite.values():
-            idx = refs.index(ref)
+        for entry in self._rewrite.values():
+            idx = refs.index(entry.ref)
             next_first = refs[idx + 1].first_seq if idx + 1 < len(refs) else None
-            start = rewrite_segment(self.fs, self.root, self.report, ref, prev, next_first)
+            start = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
             if start is not None:
-                moved[ref.first_seq] = start
+                moved[entry.ref.first_seq] = start
         if moved:
             set_aside_moved_snapshots(self.fs, self.root, moved, self.report)
 

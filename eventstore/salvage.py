@@ -10,6 +10,7 @@ damaged is the `recovery.Walker`'s job.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from ._fs import FileSystem
 from .codec import decode_commit, pack
@@ -20,13 +21,26 @@ from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
 from .snapshot import list_snapshots, snapshot_position
 
-__all__ = ["rewrite_segment", "set_aside_moved_snapshots", "gap_segment", "gap_frame", "GAP_REASON"]
+__all__ = ["ChainEntry", "rewrite_segment", "set_aside_moved_snapshots", "gap_segment", "gap_frame",
+           "GAP_REASON"]
 
 
-def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, ref: SegmentRef,
-                    prev: bytes, next_first: int | None) -> int | None:
+class ChainEntry(NamedTuple):
+    """How the walk entered a segment: what its rewrite needs to keep what the walk kept."""
+
+    ref: SegmentRef
+    prev: bytes  # the chain digest before its first frame: what its rewritten header holds
+    restart: bool  # the chain restarts at its first frame (after a gap frame or lost seqs, [F-25])
+
+
+def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: ChainEntry,
+                    next_first: int | None) -> int | None:
     """Rewrite one damaged segment as a plain segment holding every intact frame.
 
+    The frames are judged as the walk judged them ([F-26]): chained from
+    ``entry.prev`` unless the chain restarts there, so a first frame that was
+    edited and re-signed is lost here too, and the new header holds
+    ``entry.prev`` even where the old one held another digest.
     The original is copied to quarantine first ([F-05]). Each run of lost seqs
     becomes one gap frame ([F-25]); when the damaged bytes it replaces are long
     enough, the gap frame is padded to exactly their length so every intact
@@ -34,11 +48,12 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, ref: Segm
     offset past which the new layout differs from the old (a gap frame that
     did not fit its room), or None when every kept frame kept its offset.
     """
-    stream = SegmentStream(fs, ref, lenient=True, prev_digest=prev)
-    prev = stream.prev_digest
+    ref, prev = entry.ref, entry.prev
+    stream = SegmentStream(fs, ref, lenient=True)
     start = SEGMENT_HEADER_SIZE if stream.header_damage is None else 0  # no header: search from byte 0
     scanner = FrameScanner(start, ref.first_seq, prev, end=stream.end)
-    scanner.restart_chain()
+    if entry.restart:
+        scanner.restart_chain()
     scanner.damage = stream.header_damage
     frames: list[Frame] = []
     expected = ref.first_seq

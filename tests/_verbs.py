@@ -2,11 +2,14 @@
 
 In the manner of LevelDB's log_test: tests damage files with small named verbs
 and then assert what was lost. `resign` recomputes a frame's CRC after an edit,
-so only the digest chain can notice ([F-18]). `frames_of` lists a plain
-segment's frames by hopping headers (it trusts the file: use it before damage).
+so only the digest chain can notice ([F-18]); `redigest` and `rechain` also
+recompute digests, as someone who knows the chain would. `frames_of` lists a
+plain segment's frames by hopping headers (it trusts the file: use it before
+damage).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import struct
@@ -98,6 +101,31 @@ def resign(path: str, offset: int) -> None:
         crc = zlib.crc32(head[8:] + payload)
         f.seek(offset + 4)
         f.write(crc.to_bytes(4, "little"))
+
+
+def redigest(path: str, offset: int, prev: bytes) -> bytes:
+    """Store in the frame at ``offset`` the digest it has when chained from ``prev`` ([F-17]),
+    re-sign it, and return that digest: a frame edited by someone who knows the chain."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(FRAME_HEADER_SIZE)
+        payload = f.read(struct.unpack_from("<I", head, 8)[0])
+    h = hashlib.blake2b(prev, digest_size=16)
+    h.update(head[8:32])
+    h.update(payload)
+    write_at(path, offset + 32, h.digest())
+    resign(path, offset)
+    return h.digest()
+
+
+def rechain(path: str, prev: bytes) -> bytes:
+    """Re-sign a whole plain segment as if the chain entered it with ``prev``: its header's
+    digest, then every frame's digest and CRC. Returns the digest after its last frame."""
+    write_at(path, 16, prev)
+    resign_header(path, SEGMENT_HEADER_SIZE)
+    for f_ in frames_of(path):
+        prev = redigest(path, f_.offset, prev)
+    return prev
 
 
 def resign_header(path: str, size: int) -> None:

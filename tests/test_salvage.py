@@ -18,8 +18,8 @@ from eventstore.errors import CorruptionError
 from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    FAST, KV, fast_tmp, events_tuple, flip, frames_of, read_zseg_header, resign_header, seg_files,
-    snap_files, truncate, write_at, zero,
+    FAST, KV, fast_tmp, events_tuple, flip, frames_of, read_zseg_header, rechain, redigest, resign,
+    resign_header, seg_files, snap_files, truncate, write_at, zero,
 )
 
 
@@ -518,3 +518,96 @@ def test_lost_commit_shorter_than_a_gap_frame_sets_aside_snapshots_past_it(fast_
     assert sum(name.endswith(".snap") for name in quarantined) == 2
     with eventstore.open(root, [KV()], fs=FAST) as s:   # strict, and clean
         assert s.last_seq == 70 and s.verify().ok
+
+
+def _salvage_agrees(root: str, events: list):
+    """Salvage, then check the promise of [F-26] and return the salvage's report.
+
+    The seqs the report calls lost are exactly the seqs missing from ``read()``,
+    every event kept is unchanged, every segment the salvage changed is in
+    quarantine/ as it was ([F-05]), and afterwards a strict open succeeds and
+    ``verify`` is clean, listing the lost seqs as gaps ([F-25]).
+    """
+    before = {p: open(p, "rb").read() for p in seg_files(root)}
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        report = s.recovery_report
+        got = list(s.read())
+    lost = {seq for lo, hi in report.lost_ranges for seq in range(lo, hi + 1)}
+    assert events_tuple(got) == events_tuple([e for e in events if e.seq not in lost]), str(report)
+    qdir = os.path.join(root, "quarantine")
+    kept = [open(os.path.join(qdir, n), "rb").read() for n in os.listdir(qdir)] if os.path.isdir(qdir) else []
+    changed = [p for p, data in before.items() if not os.path.exists(p) or open(p, "rb").read() != data]
+    assert all(before[p] in kept for p in changed), changed
+    kv = KV()
+    with eventstore.open(root, [kv], fs=FAST) as s:
+        assert not s.recovery_report, str(s.recovery_report)
+        assert events_tuple(s.read()) == events_tuple(got)
+        check = s.verify()
+    assert check.ok, str(check)
+    assert {seq for lo, hi in check.lost for seq in range(lo, hi + 1)} == lost
+    assert kv.state() == replay(got)
+    return report
+
+
+def _four_segments(root: str) -> list:
+    events = make_store(root, n=40, segment_bytes=4096, pad=300)
+    assert len(seg_files(root, ".seg")) >= 4
+    return events
+
+
+def test_resigned_segment_header_is_rewritten_with_the_chains_digest(fast_tmp) -> None:
+    """[F-26]: the digest in segment 2's header edited and its CRC recomputed, so the header
+    reads but does not continue the chain. Salvage rewrites it with the chain's digest (the
+    original goes to quarantine/) and loses nothing, as its first frame chains from that
+    digest; a strict open and verify are clean afterwards. (Salvage used to report the header
+    and rewrite nothing, so every later strict open still raised.)"""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    second = seg_files(root, ".seg")[1]
+    flip(second, 20)  # inside the header's digest
+    resign_header(second, SEGMENT_HEADER_SIZE)
+    frames = open(second, "rb").read()[SEGMENT_HEADER_SIZE:]
+    with pytest.raises(CorruptionError) as info:
+        eventstore.open(root, [KV()], fs=FAST)
+    assert (info.value.file, info.value.offset) == (second, 0)
+    report = _salvage_agrees(root, events)
+    assert [(e.action, e.file, e.offset, e.lost) for e in report] == [
+        ("damaged", second, 0, None), ("rewrote", second, None, None)], str(report)
+    assert open(second, "rb").read()[SEGMENT_HEADER_SIZE:] == frames  # only the header changed
+
+
+def test_segment_resigned_from_another_chain_loses_only_its_first_commit(fast_tmp) -> None:
+    """[F-26]: the last segment re-signed whole as if the chain entered it with another digest
+    (its header and every frame's digest and CRC). Its header is rewritten with the chain's
+    digest; its first commit does not chain from that digest and is lost, like any re-signed
+    commit, and the frames after it resynchronise ([F-15]): the report and the rewrite agree.
+    (Salvage used to keep every commit and rewrite nothing.)"""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    last = seg_files(root, ".seg")[-1]
+    first, *rest = frames_of(last)
+    assert rest
+    rechain(last, bytes(range(16)))
+    report = _salvage_agrees(root, events)
+    assert report.lost_ranges == [(first.first_seq, first.last_seq)], str(report)
+
+
+@pytest.mark.parametrize("digest", ["left as is", "from another prev"])
+@pytest.mark.parametrize("segment", [0, 2])
+def test_resigned_first_commit_of_a_segment_is_lost_as_reported(fast_tmp, segment, digest) -> None:
+    """[F-26]: a segment's first commit edited and its CRC recomputed (its stored digest left
+    as is, or recomputed from a wrong prev) fails only the chain check. The report calls it
+    lost and the rewrite leaves it out. (The rewrite used to restart the chain at every
+    segment and keep it: a modified event survived the salvage that called it lost.)"""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    path = seg_files(root, ".seg")[segment]
+    victim = frames_of(path)[0]
+    data = open(path, "rb").read()
+    write_at(path, data.index(b"xxx", victim.offset, victim.offset + victim.size), b"y")
+    if digest == "left as is":
+        resign(path, victim.offset)
+    else:
+        redigest(path, victim.offset, bytes(range(16)))
+    report = _salvage_agrees(root, events)
+    assert report.lost_ranges == [(victim.first_seq, victim.last_seq)], str(report)
