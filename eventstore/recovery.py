@@ -28,7 +28,7 @@ from .event import Event
 from .frame import Damage, Frame, FrameScanner, check_frame, is_gap, payload_length
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
-from .salvage import ChainEntry, gap_segment, rewrite_segment, set_aside_moved_snapshots
+from .salvage import ChainEntry, gap_segment, rewrite_segment, set_aside_stale_snapshots
 from .segment import SegmentRef, SegmentStream, scan
 
 __all__ = ["RecoveryReport", "RecoveryEntry", "Walker", "WalkEnd", "quarantine_copy",
@@ -323,15 +323,13 @@ class Walker:
         if self._lead_gap is not None:  # the first segments are gone: a new one holds the gap
             gap_segment(self.fs, self.report, *self._lead_gap)
             self._lead_gap = None
-        moved: dict[int, int] = {}
+        layouts: dict[int, dict[int, int]] = {}
         for entry in self._rewrite.values():
             idx = refs.index(entry.ref)
             next_first = refs[idx + 1].first_seq if idx + 1 < len(refs) else None
-            start = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
-            if start is not None:
-                moved[entry.ref.first_seq] = start
-        if moved:
-            set_aside_moved_snapshots(self.fs, self.root, moved, self.report)
+            layouts[entry.ref.first_seq] = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
+        if layouts:
+            set_aside_stale_snapshots(self.fs, self.root, layouts, self.report)
 
 def salvage_log(fs: FileSystem, root: str, refs: list[SegmentRef], report: RecoveryReport) -> bool:
     """Salvage pass of a writer's open ([F-15], [F-25]): scan the whole log, decode every

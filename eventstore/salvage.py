@@ -21,7 +21,7 @@ from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
 from .snapshot import list_snapshots, snapshot_position
 
-__all__ = ["ChainEntry", "rewrite_segment", "set_aside_moved_snapshots", "gap_segment", "gap_frame",
+__all__ = ["ChainEntry", "rewrite_segment", "set_aside_stale_snapshots", "gap_segment", "gap_frame",
            "GAP_REASON"]
 
 
@@ -44,9 +44,9 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     The original is copied to quarantine first ([F-05]). Each run of lost seqs
     becomes one gap frame ([F-25]); when the damaged bytes it replaces are long
     enough, the gap frame is padded to exactly their length so every intact
-    frame keeps its offset and snapshot positions stay valid. Returns the
-    offset past which the new layout differs from the old (a gap frame that
-    did not fit its room), or None when every kept frame kept its offset.
+    frame keeps its offset and snapshot positions stay valid. Returns the new
+    layout: the offset of every frame written (gap frames too) mapped to its
+    first seq, and the segment's end mapped to the seq after its last frame.
     """
     ref, prev = entry.ref, entry.prev
     stream = SegmentStream(fs, ref, lenient=True)
@@ -75,23 +75,24 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
         next_first = seen_end  # lost commits at the very end keep their seqs ([F-25])
     out = [encode_header(ref.first_seq, prev)]
     pos = SEGMENT_HEADER_SIZE
-    moved: int | None = None
+    layout: dict[int, int] = {}
     expected, digest = ref.first_seq, prev
     for frame in frames + [None]:  # type: ignore[list-item]
         upto = frame.first_seq if frame is not None else next_first
         if upto is not None and upto > expected:
             room = frame.offset - pos if frame is not None else 0
             gap, digest = gap_frame(expected, upto - expected, digest, room)
-            if frame is not None and len(gap) != room and moved is None:
-                moved = pos  # the frames after this gap frame move
+            layout[pos] = expected
             out.append(gap)
             pos += len(gap)
             expected = upto
         if frame is None:
             break
+        layout[pos] = frame.first_seq
         out.append(frame_bytes(frame))
         pos += frame.size
         expected, digest = frame.first_seq + frame.count, frame.digest
+    layout[pos] = expected
     original = fs.read_file(ref.path, fs.size(ref.path))
     qpath = quarantine_copy(fs, root, os.path.basename(ref.path), original)
     new_path = segment_path(os.path.dirname(ref.path), ref.first_seq)
@@ -101,19 +102,21 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
         fs.fsync_dir(os.path.dirname(ref.path))
     report.add(RecoveryEntry("rewrote", ref.path, None,
                                   f"kept {len(frames)} intact commits; original copied to {qpath}"))
-    return moved
+    return layout
 
 
-def set_aside_moved_snapshots(fs: FileSystem, root: str, moved: dict[int, int],
+def set_aside_stale_snapshots(fs: FileSystem, root: str, layouts: dict[int, dict[int, int]],
                               report: RecoveryReport) -> None:
-    """Quarantine the snapshots whose position a rewrite moved ([F-25]).
+    """Quarantine the snapshots whose position a rewrite took away ([F-25]).
 
-    ``moved`` maps a rewritten segment's first seq to the offset past which its
-    frames moved (a lost commit shorter than the smallest gap frame). A
-    snapshot positioned past that offset no longer points at a frame boundary;
-    it is copied to quarantine/ and removed, so the open falls back to an
-    older snapshot or a full replay instead of reading the new bytes there as
-    damage.
+    ``layouts`` maps a rewritten segment's first seq to its new layout (see
+    `rewrite_segment`). A snapshot at seq ``s`` positioned in such a segment
+    stays only if a frame with seq ``s + 1`` starts at its offset (or the
+    segment ends there with seq ``s``). Otherwise the frames moved (a lost
+    commit shorter than the smallest gap frame) or the offset is inside a gap
+    frame (the commits on both sides of it were lost): it is copied to
+    quarantine/ and removed, so the open falls back to an older snapshot or a
+    full replay instead of reading the bytes there as damage.
     """
     directory = os.path.join(root, SNAPSHOTS_DIR)
     try:
@@ -122,18 +125,18 @@ def set_aside_moved_snapshots(fs: FileSystem, root: str, moved: dict[int, int],
         return
     for _, path in candidates:
         try:
-            seg_first, offset = snapshot_position(fs, path)
+            seq, seg_first, offset = snapshot_position(fs, path)
         except CorruptionError:
             continue  # the open skips it (or raises for a newer format version)
-        start = moved.get(seg_first)
-        if start is None or offset <= start:
+        layout = layouts.get(seg_first)
+        if layout is None or layout.get(offset) == seq + 1:
             continue
         qpath = quarantine_copy(fs, root, os.path.basename(path), fs.read_file(path, fs.size(path)))
         fs.remove(path)
         fs.fsync_dir(directory)
         report.add(RecoveryEntry("skipped-snapshot", path, 24,
-                                 f"salvage moved the frames of segment {seg_first} past offset {start}, "
-                                 f"where this snapshot points; copied to {qpath}"))
+                                 f"salvage rewrote segment {seg_first} and no frame with seq {seq + 1} "
+                                 f"starts at offset {offset}, where this snapshot points; copied to {qpath}"))
 
 
 GAP_REASON = "lost in salvage"

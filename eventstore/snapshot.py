@@ -91,11 +91,11 @@ def _read_head(head: bytes, path: str) -> tuple[int, int, int, int, bytes, int, 
     return seq, ts, seg_first, offset, digest, body_len, body_crc
 
 
-def snapshot_position(fs: FileSystem, path: str) -> tuple[int, int]:
-    """(segment first seq, offset) from a snapshot's checked header, without reading its body."""
+def snapshot_position(fs: FileSystem, path: str) -> tuple[int, int, int]:
+    """(seq, segment first seq, offset) from a snapshot's checked header, without reading its body."""
     with fs.open_read(path) as f:
-        _, _, seg_first, offset, _, _, _ = _read_head(f.read(SNAPSHOT_HEADER_SIZE), path)
-    return seg_first, offset
+        seq, _, seg_first, offset, _, _, _ = _read_head(f.read(SNAPSHOT_HEADER_SIZE), path)
+    return seq, seg_first, offset
 
 
 def read_snapshot(fs: FileSystem, path: str) -> Snapshot:

@@ -520,13 +520,46 @@ def test_lost_commit_shorter_than_a_gap_frame_sets_aside_snapshots_past_it(fast_
         assert s.last_seq == 70 and s.verify().ok
 
 
-def _salvage_agrees(root: str, events: list):
+@pytest.mark.parametrize("snap_at, lost", [
+    (8, (8, 9)),     # the snapshot's own commit and the next: its position is inside the gap frame
+    (8, (8, 10)),
+    (9, (8, 9)),     # the last lost seq's: its position is the frame after the gap, still valid
+    (7, (8, 9)),     # before the loss: its position is the gap frame's start, still valid
+])
+def test_snapshot_positioned_inside_a_gap_frame_is_set_aside(fast_tmp, snap_at, lost) -> None:
+    """[F-25]: when the commits on both sides of a snapshot's position are lost, the padded
+    gap frame covers the position, so no frame starts there any more. Salvage sets that
+    snapshot aside, like one whose frames moved, and reports every lost seq once; snapshots
+    whose position still starts a frame with the next seq are kept. (The open after the
+    salvage pass used to walk from the stale position, report the second lost seq a second
+    time, and every later strict open raised CorruptionError there.)"""
+    root = str(fast_tmp / "s")
+    events = make_store(root, n=snap_at)
+    with eventstore.open(root, [KV()], snapshot_every=0, fs=FAST) as s:
+        s.snapshot()
+        for i in range(snap_at, 20):
+            s.append("set", f"k{i % 3}", {"i": i, "pad": "x" * (i % 5)})
+        events = list(s.read())
+    (seg,) = seg_files(root, ".seg")
+    for f in frames_of(seg)[lost[0] - 1:lost[1]]:
+        flip(seg, f.offset + f.size - 1)
+    report = _salvage_agrees(root, events, snapshot_holds_lost=snap_at >= lost[1])
+    assert report.lost_ranges == [lost]
+    set_aside = [os.path.basename(e.file) for e in report if e.action == "skipped-snapshot"]
+    inside = lost[0] <= snap_at < lost[1]
+    assert set_aside == ([f"{snap_at:020d}.snap"] if inside else [])
+    assert len(snap_files(root)) == (0 if inside else 1)
+
+
+def _salvage_agrees(root: str, events: list, *, snapshot_holds_lost: bool = False):
     """Salvage, then check the promise of [F-26] and return the salvage's report.
 
     The seqs the report calls lost are exactly the seqs missing from ``read()``,
     every event kept is unchanged, every segment the salvage changed is in
     quarantine/ as it was ([F-05]), and afterwards a strict open succeeds and
-    ``verify`` is clean, listing the lost seqs as gaps ([F-25]).
+    ``verify`` is clean, listing the lost seqs as gaps ([F-25]). The projection
+    equals a replay of what was read, unless ``snapshot_holds_lost``: a snapshot
+    taken after the lost seqs restores their state too ([F-26]).
     """
     before = {p: open(p, "rb").read() for p in seg_files(root)}
     with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
@@ -545,7 +578,7 @@ def _salvage_agrees(root: str, events: list):
         check = s.verify()
     assert check.ok, str(check)
     assert {seq for lo, hi in check.lost for seq in range(lo, hi + 1)} == lost
-    assert kv.state() == replay(got)
+    assert (kv.state() != replay(got)) if snapshot_holds_lost else (kv.state() == replay(got))
     return report
 
 
