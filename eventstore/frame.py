@@ -50,6 +50,7 @@ class Damage(NamedTuple):
     offset: int
     reason: str
     kind: str = "bad"  # short, magic, length, crc, empty, seq, chain
+    seqs: tuple[int, int] | None = None  # "chain": the whole, signed commit's first and last seq
 
 
 def is_gap(payload: bytes) -> bool:
@@ -231,7 +232,8 @@ class FrameScanner:
             if (self.verify_chain and not self._restart
                     and chain_digest(self.digest, bytes(buf[i + _CHAINED.start:i + _CHAINED.stop]),
                                      payload) != digest):
-                return Damage(pos, "digest chain broken (commit removed, reordered or edited)", "chain")
+                return Damage(pos, "digest chain broken (commit removed, reordered or edited)", "chain",
+                              (first_seq, first_seq + count - 1))
         return Frame(pos, first_seq, count, ts, bytes(digest), payload, size)
 
 

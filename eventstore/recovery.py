@@ -252,10 +252,12 @@ class Walker:
             end = WalkEnd(expected, digest, last_ts, ref, scanner.position)
             lenient_error = stream.error
             if damage is not None:
-                if last and not ref.compressed and lenient_error is None and damage.kind != "header":
+                # a whole, signed commit that breaks only the chain was edited, not torn ([F-14])
+                if (last and not ref.compressed and lenient_error is None
+                        and damage.kind not in ("header", "chain")):
                     self._torn_tail(ref, stream, damage)
                 else:
-                    self._problem(ref.path, damage.offset, damage.reason)
+                    self._problem(ref.path, damage.offset, damage.reason, lost=damage.seqs if last else None)
                     damaged_segment = True
                     restart = True
             if lenient_error is not None:

@@ -59,7 +59,11 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     expected = ref.first_seq
     seen_end = expected  # one past the last seq of any signed frame seen, kept or not
     for item in scan(stream, scanner, start, resync=True):
-        if not isinstance(item, Frame) or item.first_seq < expected:
+        if not isinstance(item, Frame):
+            if item.seqs is not None and item.seqs[0] >= expected:  # a signed commit the chain refused
+                seen_end = max(seen_end, item.seqs[1] + 1)
+            continue
+        if item.first_seq < expected:
             continue
         if next_first is not None and item.last_seq >= next_first:
             break

@@ -644,3 +644,31 @@ def test_resigned_first_commit_of_a_segment_is_lost_as_reported(fast_tmp, segmen
         redigest(path, victim.offset, bytes(range(16)))
     report = _salvage_agrees(root, events)
     assert report.lost_ranges == [(victim.first_seq, victim.last_seq)], str(report)
+
+
+@pytest.mark.parametrize("after", ["nothing", "a torn frame"])
+@pytest.mark.parametrize("digest", ["left as is", "from another prev"])
+def test_resigned_last_commit_is_lost_not_cut_as_a_torn_tail(fast_tmp, digest, after) -> None:
+    """[F-13], [F-14]: the last commit of the log edited and its CRC recomputed is whole and
+    signed, so it is not a torn write: only the chain says it was changed. Salvage reports it
+    lost and keeps its seq behind a gap frame, so the next append does not reuse that seq
+    (a follower that saw the original would skip the new event). Torn bytes after it are
+    dropped with it. (Salvage used to truncate it as a torn tail.)"""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    path = seg_files(root, ".seg")[-1]
+    victim = frames_of(path)[-1]
+    data = open(path, "rb").read()
+    write_at(path, data.index(b"xxx", victim.offset, victim.offset + victim.size), b"y")
+    if digest == "left as is":
+        resign(path, victim.offset)
+    else:
+        redigest(path, victim.offset, bytes(range(16)))
+    if after == "a torn frame":
+        with open(path, "ab") as f:
+            f.write(data[victim.offset:victim.offset + FRAME_HEADER_SIZE + 3])
+    report = _salvage_agrees(root, events)
+    assert report.lost_ranges == [(victim.first_seq, victim.last_seq)], str(report)
+    assert not [e for e in report if e.action == "truncated"], str(report)
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert s.append("set", "k0", {"i": -1}).seq == victim.last_seq + 1
