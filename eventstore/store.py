@@ -41,7 +41,7 @@ from .projection import Projection
 from .recovery import (
     RecoveryEntry, RecoveryReport, SnapshotMismatch, Walker, salvage_log,
 )
-from .segment import SegmentStream, create_segment, list_segments, scan
+from .segment import SegmentStream, create_segment, list_segments, scan, segment_path
 from .verify import VerifyReport, verify_store
 
 __all__ = ["Store", "open"]
@@ -1042,10 +1042,33 @@ class Store:
                 time.sleep(poll)
 
     def refresh(self) -> int:
-        """Readonly stores: apply events another process committed since; returns how many."""
+        """Readonly stores: apply events another process committed since; returns how many.
+
+        `last_seq`, `version`, `stats`, `projections` and `follow` call it, so a
+        readonly store shows what the writer has committed up to now (SPEC §2).
+        When the log has not moved it costs a few `stat` calls.
+        """
         self._open_check()
         if not self.readonly:
             return 0
+        with self._mutex:
+            if self._log_unmoved():
+                return 0
+            return self._apply_new_commits()
+
+    def _log_unmoved(self) -> bool:
+        """Readonly: the last segment still ends where we stopped and no segment follows it."""
+        seg_first, offset = self._tail
+        fs, following = self._fs, self._published + 1
+        try:
+            if fs.size(segment_path(self.seg_dir, seg_first)) != offset:
+                return False
+        except FileNotFoundError:  # compressed meanwhile, or no segment yet
+            return False
+        return not (fs.exists(segment_path(self.seg_dir, following))
+                    or fs.exists(segment_path(self.seg_dir, following, compressed=True)))
+
+    def _apply_new_commits(self) -> int:
         cursor = [self._tail[0], self._tail[1], self._published + 1, self._digest]
         n = 0
         versions = self._versions
@@ -1077,8 +1100,13 @@ class Store:
                 pass
         return unsubscribe
 
+    def _catch_up(self) -> None:
+        if self.readonly and not self._closed:
+            self.refresh()
+
     def version(self, key: str) -> int:
         validate_key(key)
+        self._catch_up()
         with self._mutex:
             return self._counted().get(key, 0)
 
@@ -1088,13 +1116,16 @@ class Store:
 
     @property
     def last_seq(self) -> int:
+        self._catch_up()
         return self._published
 
     @property
     def projections(self) -> tuple[Projection, ...]:
+        self._catch_up()
         return self._projections
 
     def stats(self) -> dict[str, Any]:
+        self._catch_up()
         refs = list_segments(self._fs, self.seg_dir) if os.path.isdir(self.seg_dir) else []
         total = 0
         for dirpath, _, names in os.walk(self.root):

@@ -132,7 +132,13 @@ class MediaCatalog:
     @property
     def projection(self) -> MediaProjection:
         """The live projection (committed state, without a pending batch)."""
+        self._fresh()
         return self._proj
+
+    def _fresh(self) -> None:
+        """A readonly catalog shows what the writer has committed up to now (SPEC §2)."""
+        if self._store.readonly and not self._closed:
+            self._store.refresh()
 
     def key(self, media: Media) -> str:
         """The normalised key ``media`` is stored under."""
@@ -336,6 +342,7 @@ class MediaCatalog:
 
     def get(self, media: Media) -> MediaRecord | None:
         key = media_key(media)
+        self._fresh()
         with self._lock:
             record = self._proj.get(key)
             batch = self._batch
@@ -370,6 +377,7 @@ class MediaCatalog:
 
     def keys(self) -> list[str]:
         """Keys of the live items (batch included), sorted."""
+        self._fresh()
         with self._lock:
             keys = set(self._proj.keys())
             if self._batch is not None:
@@ -384,6 +392,7 @@ class MediaCatalog:
         return iter(self.keys())
 
     def __len__(self) -> int:
+        self._fresh()
         with self._lock:
             if self._batch is None:
                 return len(self._proj)
@@ -391,6 +400,7 @@ class MediaCatalog:
 
     def items(self) -> list[tuple[str, MediaRecord]]:
         """(key, record) of every live item, sorted by key."""
+        self._fresh()
         with self._lock:
             if self._batch is None:
                 return self._proj.items()

@@ -265,3 +265,44 @@ def test_second_writer_through_a_symlink_is_refused(tmp_path):
         store.append("t", "k")
     with eventstore.open(str(tmp_path / "link")) as again:
         assert again.last_seq == 1
+
+
+def test_readonly_store_shows_what_the_writer_committed_without_refresh(store_dir):
+    """SPEC §2: a readonly store sees the writer's committed events. `last_seq`, `version`,
+    `stats` and the projections catch up on their own, across segment rolls and a
+    compaction; `follow()` starts after what is committed when it is called. (They used
+    to stay at open time while `read()` was live, so `follow()` replayed older events.)"""
+    counter = Counter()
+    with eventstore.open(store_dir, durability="flush", segment_bytes=4096, snapshot_every=0) as w:
+        w.append("w", "k0", {"i": 0})
+        with eventstore.open(store_dir, [counter], readonly=True) as ro:
+            for i in range(1, 120):         # ~30 segment rolls
+                w.append("w", f"k{i % 3}", {"i": i, "pad": "x" * 400})
+                assert ro.last_seq == w.last_seq == i + 1
+                assert counter.n == i + 1
+            assert len(os.listdir(os.path.join(store_dir, "segments"))) > 10
+            assert [ro.version(f"k{j}") for j in range(3)] == [w.version(f"k{j}") for j in range(3)]
+            w.compact()                     # the reader's segment is compressed away
+            w.append("w", "k0", {"i": 120})
+            assert ro.stats()["last_seq"] == 121 and ro.projections[0] is counter and counter.n == 121
+            w.append("w", "k1", {"i": 121})  # committed before follow() is called: not followed
+            tail = ro.follow(timeout=0.3)
+            w.append("w", "k2", {"i": 122})
+            assert [e.data["i"] for e in tail] == [122]
+
+
+def test_readonly_catalog_shows_the_writers_changes(store_dir):
+    """SPEC §2 through the catalog: a readonly MediaCatalog's reads show what a writer
+    committed since it was opened."""
+    from projections import MediaCatalog
+
+    with MediaCatalog.open(store_dir, actor="w", durability="flush") as w:
+        w.set_title("a.mp4", "one")
+        with MediaCatalog.open(store_dir, readonly=True) as r:
+            w.set_title("a.mp4", "two")
+            w.set_description("b.mp4", "bee")
+            assert r.title("a.mp4") == "two" and "b.mp4" in r and len(r) == 2
+            assert [k for k, _ in r.items()] == r.keys() == [w.key("a.mp4"), w.key("b.mp4")]
+            assert r.get("b.mp4").description == "bee"
+            assert [c.new for c in r.history("a.mp4")] == ["one", "two"]
+            assert r.stats()["items"] == 2 and r.projection.get(w.key("a.mp4")).title == "two"
