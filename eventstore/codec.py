@@ -18,7 +18,7 @@ from .errors import CorruptionError, ValidationError
 from .event import Event, check_unicode
 from .layout import MAX_FRAME_PAYLOAD
 
-__all__ = ["encode_commit", "encode_event", "join_payload", "decode_commit", "pack", "unpack"]
+__all__ = ["encode_commit", "encode_event", "join_payload", "decode_commit", "decode_rows", "pack", "unpack"]
 
 # msgspec writes the same bytes as msgpack for the exact built-in types (SPEC §7.7;
 # tests/test_codec.py checks it on generated values) in about two thirds of the time.
@@ -105,6 +105,11 @@ def unpack(data: bytes, file: str, offset: int, what: str) -> Any:
         )
     except Exception as exc:  # msgpack raises many types, incl. StackError
         raise CorruptionError(file, offset, f"{what} does not decode: {type(exc).__name__}: {exc}") from None
+
+
+def decode_rows(payload: bytes) -> list[list[Any]]:
+    """``[type, key, data, meta]`` per event of a payload this process just encoded (trusted)."""
+    return msgpack.unpackb(payload, raw=False, strict_map_key=False)
 
 
 def decode_commit(payload: bytes, first_seq: int, count: int, ts: int,

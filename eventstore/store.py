@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import snapshot as snap_mod
 from ._fs import DEFAULT_FS, FileSystem
-from .codec import decode_commit, encode_commit, pack, unpack
+from .codec import decode_commit, decode_rows, encode_commit, pack, unpack
 from .errors import (
     ConcurrencyError, CorruptionError, FormatVersionError, LockedError, NotAStoreError,
     ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError,
@@ -482,6 +482,10 @@ class Store:
         else:
             payload = encode_commit(list(zip(types, keys, datas, repeat(_EMPTY, n) if metas is None else metas)),
                                     self.max_event_bytes, plain=plain)
+        # Nested values (or subclasses): the events get the values as read() will return
+        # them, decoded from the payload, so they share no list or dict with the caller.
+        # Plain values are scalars in exact dicts, where a shallow copy does the same.
+        rows = None if plain else decode_rows(payload)
         with self._mutex:
             # While close/flush/snapshot wait for the log to go quiet, hold new commits back
             # so a steady stream of appenders cannot starve them (a subscriber appending on
@@ -514,7 +518,9 @@ class Store:
             self._last_ts = ts
             # Copies: a caller changing its dicts later must not change the event that
             # projections and subscribers see.
-            if n == 1:
+            if rows is not None:
+                events = [Event(s, ts, *r) for s, r in zip(count(seq), rows)]
+            elif n == 1:
                 events = [Event(seq, ts, row[0], row[1], _copy(row[2]), _copy(row[3]))]
             elif metas is None:  # Event's default meta: a new empty dict each
                 events = list(map(Event, count(seq), repeat(ts, n), types, keys, map(_copy, datas)))

@@ -155,6 +155,35 @@ def test_append_returns_copies_the_caller_cannot_change_afterwards(store_dir):
         assert list(store.read())[0].data == {"a": 1}
 
 
+@pytest.mark.parametrize("how", ["append", "append_many", "transaction"])
+def test_nested_values_are_not_shared_with_the_caller(store_dir, how):
+    """Nested lists and dicts too: the events append returns (and subscribers get) hold the
+    values as read() returns them (tuples as lists), sharing nothing the caller can change
+    afterwards. (They used to share the caller's nested lists and keep tuples.)"""
+    data = {"tags": ["a", "b"], "size": {"w": 1}, "pair": (1, 2)}
+    meta = {"by": ["me"]}
+    seen = []
+    with eventstore.open(store_dir) as store:
+        store.subscribe(seen.append)
+        if how == "append":
+            (ev,) = [store.append("t", "k", data, meta=meta)]
+        elif how == "append_many":
+            (ev,) = store.append_many([("t", "k", data, meta)])
+        else:
+            with store.transaction() as tx:
+                tx.append("t", "k", data, meta=meta)
+            (ev,) = tx.events
+        data["tags"].append("c")
+        data["size"]["w"] = 2
+        meta["by"].append("you")
+        (stored,) = store.read()
+    want = {"tags": ["a", "b"], "size": {"w": 1}, "pair": [1, 2]}
+    assert ev.data == stored.data == seen[0].data == want
+    assert type(ev.data["pair"]) is list
+    assert ev.meta == stored.meta == {"by": ["me"]}
+    assert ev == stored
+
+
 def test_empty_append_many_and_transaction_write_nothing(store_dir, segment_files):
     with eventstore.open(store_dir) as store:
         store.append("t", "k")
