@@ -379,7 +379,8 @@ class Store:
         self._last_ts = end.last_ts if end else 0
         self._lost = sum(b - a + 1 for a, b in self.recovery_report.lost_ranges)
         if self._lost and self.recovery == "salvage":
-            log.warning("salvage recovery of %s lost %d events", self.root, self._lost)
+            log.warning("salvage recovery of %s lost %d event%s", self.root, self._lost,
+                        "" if self._lost == 1 else "s")
         if not writer:
             if end and end.last_ref:
                 self._tail = (end.last_ref.first_seq, end.end_offset)

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from eventstore import RecoveryReport, VerifyReport
 
 from ._cli_media import event_summary
-from ._cli_output import Progress, display_key, event_dict, format_time, plain, plural
+from ._cli_output import Progress, display_key, event_dict, format_time, plain, plural, visible
 from ._cli_store import Context, log_key, parse_time
 
 __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
@@ -88,8 +88,8 @@ class _EventLines:
         for row in rows:
             seq, when, typ, key, change = row
             w = self.widths
-            self.out.write(f"{seq:>{w[0]}}  {when:{w[1]}}  {typ:{w[2]}}  {key:{w[3]}}  "
-                           f"{change}".rstrip() + "\n")
+            self.out.write(visible(f"{seq:>{w[0]}}  {when:{w[1]}}  {typ:{w[2]}}  {key:{w[3]}}  "
+                                   f"{change}".rstrip()) + "\n")
         self.pending.clear()
         self.out.flush()
 
@@ -139,7 +139,7 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
             with Progress("exporting", total=total) as progress:
                 for event in _filtered(store, args, progress):
                     sink.write(json.dumps(event_dict(event), ensure_ascii=False,
-                                          separators=(",", ":")) + "\n")
+                                          separators=(",", ":"), allow_nan=False) + "\n")
                     count += 1
             if tmp is not None:
                 sink.flush()

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from ._cli_output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table
+from ._cli_output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table, visible
 from ._cli_store import Context, UsageError, parse_time
 from .events import FIELD_OF_TYPE, FIELDS, VALUE, Change, MediaRecord
 from .keys import media_key as normalise_key
@@ -134,7 +134,7 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
     if record is None:
         ctx.out.json({"key": key, "found": False})
         if not ctx.json:
-            sys.stderr.write(f"metalog: no media item {key}\n")
+            sys.stderr.write(visible(f"metalog: no media item {key}") + "\n")
         return 1
     ctx.out.json({"key": key, "found": True, **record_dict(record)})
     ctx.out.kv([("key", key), ("title", record.title), ("description", record.description),

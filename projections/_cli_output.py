@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import datetime as _dt
 import json
+import math
 import os
 import sys
 import threading
@@ -26,6 +27,7 @@ __all__ = [
     "plural",
     "event_dict",
     "format_time",
+    "visible",
     "iso_time",
     "plain",
     "table",
@@ -74,9 +76,16 @@ def format_time(value: Any) -> str:
 
 
 def plain(value: Any) -> Any:
-    """Turn records, named tuples, dataclasses and bytes into JSON-able values."""
-    if value is None or isinstance(value, (str, int, float, bool)):
+    """Turn records, named tuples, dataclasses and bytes into JSON-able values.
+
+    JSON has no NaN or infinity: those floats become the strings ``"NaN"``,
+    ``"Infinity"`` and ``"-Infinity"``, so every line we print parses as JSON.
+    """
+    if value is None or isinstance(value, (str, int, bool)):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else ("NaN" if value != value else
+                                                   "Infinity" if value > 0 else "-Infinity")
     if isinstance(value, bytes):
         return {"$base64": base64.b64encode(value).decode("ascii")}
     if isinstance(value, dict):
@@ -162,6 +171,16 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
 # printing
 
 
+# Control characters other than tab and newline, shown escaped in human output:
+# a title holding ESC [ ... must not recolour or rewrite the reader's terminal.
+_VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (0x09, 0x0A)}
+
+
+def visible(text: str) -> str:
+    """``text`` with terminal control characters written as ``\\xNN``."""
+    return text.translate(_VISIBLE)
+
+
 class Printer:
     """Writes either human text or JSON to stdout, never both."""
 
@@ -172,15 +191,16 @@ class Printer:
     def text(self, *lines: str) -> None:
         if not self.json_mode:
             for line in lines:
-                self.out.write(line + "\n")
+                self.out.write(visible(line) + "\n")
 
     def json(self, value: Any) -> None:
         if self.json_mode:
-            self.out.write(json.dumps(plain(value), ensure_ascii=False, indent=2) + "\n")
+            self.out.write(json.dumps(plain(value), ensure_ascii=False, indent=2, allow_nan=False) + "\n")
 
     def json_line(self, value: Any) -> None:
         """One compact JSON object on one line (JSON Lines)."""
-        self.out.write(json.dumps(plain(value), ensure_ascii=False, separators=(",", ":")) + "\n")
+        self.out.write(json.dumps(plain(value), ensure_ascii=False, separators=(",", ":"),
+                                  allow_nan=False) + "\n")
 
     def kv(self, pairs: Sequence[tuple[str, Any]], indent: str = "") -> None:
         """``key: value`` lines with the values aligned."""
@@ -188,7 +208,7 @@ class Printer:
             return
         width = max(len(k) for k, _ in pairs) + 1
         for key, value in pairs:
-            self.out.write(f"{indent}{(key + ':').ljust(width)} {value}\n")
+            self.out.write(visible(f"{indent}{(key + ':').ljust(width)} {value}") + "\n")
 
 
 # --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import eventstore
 
 from . import _cli_demo, _cli_log, _cli_media
-from ._cli_output import Printer
+from ._cli_output import Printer, visible
 from ._cli_store import DEFAULT_STORE, Context, UsageError, default_actor
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
@@ -74,7 +74,7 @@ def _log_filters(p: argparse.ArgumentParser) -> None:
                    help="first seq to show (inclusive)")
     p.add_argument("--to", dest="to_seq", type=_seq, metavar="SEQ",
                    help="last seq to show (inclusive)")
-    p.add_argument("--key", metavar="MEDIA", help="only events of this media key")
+    p.add_argument("--key", type=_media_key, metavar="MEDIA", help="only events of this media key")
     p.add_argument("--type", dest="types", action="append", metavar="TYPE",
                    help="only events of this type (repeatable)")
     p.add_argument("--since", metavar="TIME",
@@ -82,14 +82,27 @@ def _log_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", metavar="TIME", help="only events at or before TIME")
 
 
-def _seq(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a seq number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seq is >= 0, not {value}")
-    return value
+def _count(what: str) -> Callable[[str], int]:
+    """An argparse type for a whole number >= 0 that says what it is."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{what} must be >= 0, not {value}")
+        return value
+    return parse
+
+
+_seq = _count("a seq number")
+_lines = _count("a number of events")
+
+
+def _media_key(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("a media key must not be empty")
+    return text
 
 
 def _positive_float(text: str) -> float:
@@ -130,10 +143,10 @@ def _commands() -> list[_Command]:
 
     def log_args(p: argparse.ArgumentParser) -> None:
         _log_filters(p)
-        p.add_argument("--limit", "-n", type=_seq, metavar="N", help="show at most N events")
+        p.add_argument("--limit", "-n", type=_lines, metavar="N", help="show at most N events")
 
     def tail_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-n", "--lines", type=_seq, default=10, metavar="N",
+        p.add_argument("-n", "--lines", type=_lines, default=10, metavar="N",
                        help="show the last N events first (default 10)")
         p.add_argument("-f", "--follow", action="store_true",
                        help="keep running and print new events as they are committed")
@@ -283,7 +296,7 @@ def _version() -> str:
 def _fail(ctx_json: bool, code: int, kind: str, message: str, *, prog: str = "metalog",
           **fields: Any) -> int:
     """Report an error on stderr (and as JSON on stdout with --json)."""
-    sys.stderr.write(f"{prog}: {message}\n")
+    sys.stderr.write(visible(f"{prog}: {message}") + "\n")
     if ctx_json:
         body = {"error": {"kind": kind, "message": message, "exit_code": code, **fields}}
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")

@@ -273,3 +273,37 @@ def test_demo_keeps_dir(tmp_path: Path) -> None:
     ok("demo", "--dir", str(target))
     assert (target / "store" / "quarantine").is_dir()
     assert run_json("verify", store=target / "store")["ok"] is True
+
+
+def test_control_characters_never_reach_the_terminal_raw(store: Path, tmp_path: Path) -> None:
+    """A title, key or actor holding ESC sequences is shown escaped (\\x1b) in human output,
+    so it cannot recolour or rewrite the reader's terminal; JSON keeps the value whole.
+    (They used to be printed raw.)"""
+    evil = "red\x1b[31m!\x07\x9b"
+    env = cli_env(METALOG_ACTOR="mal\x1b[2Jlory")
+    ok("set-title", "a\x01.mp4", evil, store=store, cwd=tmp_path, env=env)
+    for args in (["get", "a\x01.mp4"], ["ls"], ["log"], ["history", "a\x01.mp4"], ["tail"]):
+        proc = run(*args, store=store, cwd=tmp_path)
+        assert proc.returncode == 0, (args, proc.stderr)
+        shown = proc.stdout + proc.stderr
+        assert not any(c in shown for c in "\x1b\x07\x9b\x01"), (args, shown)
+        assert "\\x1b" in shown, (args, shown)
+    proc = run("get", "b\x1b[1m.mp4", store=store, cwd=tmp_path)   # an error message naming the key
+    assert proc.returncode == 1 and "\x1b" not in proc.stderr and "\\x1b[1m" in proc.stderr
+    assert run_json("get", "a\x01.mp4", store=store, cwd=tmp_path)["title"] == evil
+
+
+def test_export_and_json_output_are_strict_json_with_nan_and_infinity(store: Path) -> None:
+    """JSON has no NaN: non-finite floats an application stored print as the strings
+    "NaN", "Infinity", "-Infinity", so every exported line parses as strict JSON.
+    (export used to print a bare NaN.)"""
+    import eventstore
+    with eventstore.open(store) as s:
+        s.append("measure", "/m", {"a": float("nan"), "b": float("inf"), "c": -float("inf"), "d": 1.5})
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in {text!r}"))
+
+    lines = ok("export", store=store).splitlines()
+    assert [strict(line)["data"] for line in lines] == [{"a": "NaN", "b": "Infinity", "c": "-Infinity", "d": 1.5}]
+    assert strict(run("--json", "log", store=store).stdout)["data"]["a"] == "NaN"

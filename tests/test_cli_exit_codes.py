@@ -40,6 +40,10 @@ def assert_clean(proc: subprocess.CompletedProcess[str]) -> None:
     ["state-at", "3", "--time", "now"],  # not both
     ["log", "--since", "yesterday-ish"], # unparseable time
     ["set-title", "a.mp4"],              # missing TITLE
+    ["log", "--key", ""],                # an empty key (was taken as no filter)
+    ["export", "--key", ""],
+    ["log", "--limit", "-1"],            # a negative count
+    ["tail", "-n", "-3"],
 ])
 def test_usage_errors_exit_2(store: Path, argv: list[str]) -> None:
     proc = run(*argv, store=store)
@@ -49,6 +53,8 @@ def test_usage_errors_exit_2(store: Path, argv: list[str]) -> None:
     if argv:
         err = run_json(*argv, store=store, code=2)["error"]
         assert err["exit_code"] == 2 and err["message"]
+    if argv[-2:-1] in (["--limit"], ["-n"]):   # says what the number is, not "a seq"
+        assert "a number of events must be >= 0" in proc.stderr, proc.stderr
 
 
 def test_missing_store_is_a_usage_error(tmp_path: Path) -> None:
