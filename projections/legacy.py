@@ -3,7 +3,8 @@
 This module owns the bridge from the legacy system. `import_legacy_json`
 reads the old ``{media_key: {"title": ..., "description": ...}}`` file
 (never writing to it), tolerates a truncated or damaged file by importing
-every entry it can still read and reporting the rest, and records the
+every entry it can still read and reporting the rest, skips and reports
+each entry the store would refuse (bad key or value, too large), and records the
 file's SHA-256 in the log so a second import of the same bytes writes
 nothing. `MediaPersistenceService` keeps the old application API working
 on a `MediaCatalog`; given the path of an old JSON file it migrates it on
@@ -20,10 +21,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from eventstore.codec import encode_event
 from eventstore.errors import ValidationError
 
 from .catalog import MediaCatalog
-from .events import ACTOR, LEGACY_IMPORTED, REASON, TYPE_OF_FIELD, VALUE
+from .events import ACTOR, CONT, LEGACY_IMPORTED, REASON, TYPE_OF_FIELD, VALUE
 from .keys import media_key
 
 __all__ = ["ImportReport", "parse_legacy_json", "import_legacy_json",
@@ -32,7 +34,10 @@ __all__ = ["ImportReport", "parse_legacy_json", "import_legacy_json",
 LEGACY_ACTOR = "legacy-import"
 STORE_SUFFIX = ".metalog"
 CHUNK_ITEMS = 1000          # items per commit while importing
-MAX_REPORTED_ERRORS = 50
+MAX_REPORTED_ERRORS = 50    # the report lists this many problems, then counts the rest
+DEFAULT_MAX_EVENT_BYTES = 1 << 20   # for a store that does not say its limit
+# msgpack framing of one event (array, map headers, meta keys, bool) is far below this
+_EVENT_OVERHEAD = 256
 _WS = re.compile(r"\s*")
 # Resynchronise on the next top-level entry: `, "key": {`
 _NEXT_ENTRY = re.compile(r',\s*(?="(?:[^"\\]|\\.)*"\s*:\s*\{)')
@@ -47,11 +52,12 @@ class ImportReport:
     entries: int = 0            # entries read from the file
     imported: int = 0           # items whose metadata changed
     unchanged: int = 0          # items already holding the same values
-    invalid: int = 0            # entries that were not {"title": str, "description": str}
+    invalid: int = 0            # entries skipped as bad input (SPEC §5), each listed in errors
     damaged: bool = False       # the file was not valid JSON (truncated or corrupted)
     already_imported: bool = False
     events: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)   # why: damage, then each invalid entry;
+                                                      # capped, then "... and N more"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,10 +123,15 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
                        chunk_items: int = CHUNK_ITEMS) -> ImportReport:
     """Import an old JSON file into ``catalog`` once; the file is only read.
 
-    Items are written ``chunk_items`` per atomic commit; the last commit
-    also records the file's SHA-256, so importing the same bytes again
-    reports ``already_imported`` and writes nothing. An import cut short by
-    a crash is simply run again (values already there are not rewritten).
+    Every entry is validated before the first commit, as `MediaCatalog`
+    validates a set: a key or value it would refuse, or an event over the
+    store's ``max_event_bytes``, makes the entry invalid; it is skipped,
+    counted and listed in ``errors`` with its key and the reason, and the
+    rest is imported. Items are then written ``chunk_items`` per atomic
+    commit; the last commit also records the file's SHA-256, so importing
+    the same bytes again reports ``already_imported`` and writes nothing.
+    An import cut short by a crash is simply run again (values already
+    there are not rewritten).
     """
     source = os.path.abspath(os.fspath(path))
     with open(source, "rb") as fh:
@@ -137,19 +148,24 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
         text = raw.decode("utf-8", errors="replace")
         entries, errors, report.damaged = parse_legacy_json(text)
         report.entries = len(entries)
+        meta = {ACTOR: LEGACY_ACTOR, REASON: why}
+        # Every entry is checked here, before the first commit: an entry that
+        # cannot be written (including one over max_event_bytes) is skipped and
+        # reported, so it can neither abort the import nor leave it half done.
+        limit = getattr(catalog.store, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
+        widest_meta = {**meta, CONT: True}     # an event's meta as written, at its largest
         changes: dict[str, dict[str, str]] = {}
         for name, value in entries:
-            fields = _legacy_fields(value)
             try:
                 key = media_key(name)
+                fields = _legacy_fields(value)
+                for f, v in fields.items():
+                    _check_event_size(TYPE_OF_FIELD[f], key, v, widest_meta, limit)
             except ValidationError as exc:
-                fields = None
-                errors.append(f"entry {name[:80]!r}: {exc}")
-            if fields is None:
                 report.invalid += 1
+                errors.append(f"entry {name[:80]!r}: {exc}")
                 continue
             changes.setdefault(key, {}).update(fields)
-        meta = {ACTOR: LEGACY_ACTOR, REASON: why}
         pending: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
         in_chunk = 0
         for key, fields in changes.items():
@@ -174,23 +190,38 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
     return report
 
 
-def _legacy_fields(value: Any) -> dict[str, str] | None:
-    """The title/description of one legacy entry, or None if it is unusable."""
+def _legacy_fields(value: Any) -> dict[str, str]:
+    """The title/description of one legacy entry; ValidationError says why it is unusable."""
     if not isinstance(value, dict):
-        return None
+        raise ValidationError(f"entry is a {type(value).__name__}, not an object")
     out = {}
     for name in ("title", "description"):
         text = value.get(name)
         if text is None:
             continue
         if not isinstance(text, str):
-            return None
+            raise ValidationError(f"{name} must be str, not {type(text).__name__}")
         try:
             text.encode("utf-8")
-        except UnicodeEncodeError:
-            return None
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"{name} is not valid Unicode (lone surrogate?)") from exc
         out[name] = text
     return out
+
+
+def _check_event_size(type_: str, key: str, value: str, meta: dict[str, Any], limit: int) -> None:
+    """Raise ValidationError if the ``{value}`` event for ``key`` would pass ``limit`` bytes.
+
+    UTF-8 takes at most 4 bytes per character, so short values are passed
+    without encoding; a value that may be near the limit is encoded exactly
+    as the store will (`eventstore.codec.encode_event`).
+    """
+    chars = len(type_) + len(key) + len(value) + sum(len(str(v)) for v in meta.values())
+    if 4 * chars + _EVENT_OVERHEAD <= limit:
+        return
+    size = len(encode_event(type_, key, {VALUE: value}, meta))
+    if size > limit:
+        raise ValidationError(f"event is {size} bytes encoded; max_event_bytes is {limit}")
 
 
 class MediaPersistenceService:

@@ -10,7 +10,9 @@ import threading
 import pytest
 
 from projections import MediaCatalog, MediaPersistenceService
-from projections.legacy import STORE_SUFFIX, parse_legacy_json
+from projections.legacy import MAX_REPORTED_ERRORS, STORE_SUFFIX, parse_legacy_json
+
+from _cat import open_cat
 
 OLD = {
     "/media/a.mp4": {"title": "A", "description": "first"},
@@ -104,6 +106,65 @@ def test_hopeless_files_import_nothing_without_crashing(cat, tmp_path, raw) -> N
     assert report.imported == 0 and report.errors and len(cat) == 0
 
 
+def test_oversized_entry_is_skipped_and_reported_like_any_invalid_entry(tmp_path) -> None:
+    # SPEC §5: an event over max_event_bytes is bad input; in an import it is one
+    # invalid entry, not a reason to import nothing.
+    src = tmp_path / "media.json"
+    write_json(src, {"/media/ok.jpg": {"title": "fine"},
+                     "/media/big.jpg": {"title": "x" * 5000},
+                     "/media/bigdesc.jpg": {"title": "t", "description": "y" * 5000},
+                     "/media/fits.jpg": {"title": "z" * 3000}}, indent=None)
+    with open_cat(tmp_path, max_event_bytes=4096) as cat:
+        report = cat.import_legacy_json(src)
+        assert (report.entries, report.imported, report.invalid) == (4, 2, 2)
+        assert cat.title("/media/ok.jpg") == "fine" and cat.title("/media/fits.jpg") == "z" * 3000
+        assert "/media/big.jpg" not in cat and "/media/bigdesc.jpg" not in cat
+        assert len(report.errors) == 2
+        for key in ("/media/big.jpg", "/media/bigdesc.jpg"):
+            assert any(key in e and "max_event_bytes" in e for e in report.errors), report.errors
+        last = cat.store.last_seq
+        assert cat.import_legacy_json(src).already_imported     # still imported once
+        assert cat.store.last_seq == last
+
+
+def test_an_entry_over_the_default_limit_is_skipped(cat, tmp_path) -> None:
+    src = tmp_path / "media.json"
+    write_json(src, {"/media/ok.jpg": {"title": "fine"},
+                     "/media/big.jpg": {"title": "x" * 1_100_000}}, indent=None)
+    report = cat.import_legacy_json(src)
+    assert (report.imported, report.invalid) == (1, 1)
+    assert cat.title("/media/ok.jpg") == "fine" and "/media/big.jpg" not in cat
+    assert "/media/big.jpg" in report.errors[0] and "1048576" in report.errors[0]
+
+
+def test_every_invalid_entry_is_listed_with_its_reason(cat, tmp_path) -> None:
+    src = tmp_path / "media.json"
+    # NUL and the lone surrogate as the JSON escapes a file holds them in
+    src.write_text('{"/media/ok2.jpg": {"title": "ok"}, "/media/nul\\u0000.jpg": {"title": "n"},'
+                   ' "/media/lone.jpg": {"title": "\\udc80"}, "/media/int.jpg": {"title": 5},'
+                   ' "/media/list.jpg": ["not", "an", "object"],'
+                   ' "/media/desc.jpg": {"title": "t", "description": null, "x": 1}}')
+    report = cat.import_legacy_json(src)
+    assert (report.entries, report.imported, report.invalid) == (6, 2, 4)
+    assert len(report.errors) == 4, report.errors
+    for key, why in (("nul", "NUL"), ("lone.jpg", "surrogate"), ("int.jpg", "int"),
+                     ("list.jpg", "list")):
+        assert any(key in e and why in e for e in report.errors), (key, report.errors)
+    assert cat.title("/media/ok2.jpg") == "ok" and cat.title("/media/desc.jpg") == "t"
+
+
+def test_a_long_list_of_invalid_entries_is_capped_and_says_how_many_more(cat, tmp_path) -> None:
+    data = {f"/media/bad{i:03}.jpg": {"title": i} for i in range(60)}
+    data["/media/ok.jpg"] = {"title": "ok"}
+    src = tmp_path / "media.json"
+    write_json(src, data)
+    report = cat.import_legacy_json(src)
+    assert (report.imported, report.invalid) == (1, 60)
+    assert len(report.errors) == MAX_REPORTED_ERRORS + 1
+    assert all("/media/bad" in e for e in report.errors[:MAX_REPORTED_ERRORS])
+    assert report.errors[-1] == "... and 10 more"
+
+
 def test_parser_on_valid_compact_json() -> None:
     entries, errors, damaged = parse_legacy_json(json.dumps(OLD, indent=None))
     assert dict(entries) == OLD and errors == [] and not damaged
@@ -151,6 +212,20 @@ def test_service_migrates_an_old_json_file_automatically(tmp_path) -> None:
     assert svc.migration.already_imported
     assert svc.get_title("/media/a.mp4") == "new"
     svc.shutdown()
+
+
+def test_service_starts_on_an_old_file_with_an_oversized_entry(tmp_path) -> None:
+    # The old JSON store had no size limit: one huge entry must not stop the app starting.
+    src = tmp_path / "media2.json"
+    write_json(src, {"/media/ok.jpg": {"title": "fine"},
+                     "/media/big.jpg": {"title": "x" * 1_100_000}}, indent=None)
+    with svc_at(src) as svc:
+        assert (svc.migration.imported, svc.migration.invalid) == (1, 1)
+        assert "/media/big.jpg" in svc.migration.errors[0]
+        assert svc.get_title("/media/ok.jpg") == "fine" and svc.get_title("/media/big.jpg") == ""
+    with svc_at(src) as svc:                               # and every later start
+        assert svc.migration.already_imported
+        assert svc.get_title("/media/ok.jpg") == "fine"
 
 
 def test_service_batch_operations(tmp_path) -> None:
