@@ -23,6 +23,7 @@ from typing import Any
 
 from eventstore.codec import encode_event
 from eventstore.errors import ValidationError
+from eventstore.layout import MAX_FRAME_PAYLOAD
 
 from .catalog import MediaCatalog
 from .events import ACTOR, CONT, LEGACY_IMPORTED, REASON, TYPE_OF_FIELD, VALUE
@@ -34,6 +35,9 @@ __all__ = ["ImportReport", "parse_legacy_json", "import_legacy_json",
 LEGACY_ACTOR = "legacy-import"
 STORE_SUFFIX = ".metalog"
 CHUNK_ITEMS = 1000          # items per commit while importing
+# Upper bound of a commit's encoded bytes while importing: 1000 items of
+# values near max_event_bytes would pass the store's frame limit.
+CHUNK_BYTES = MAX_FRAME_PAYLOAD // 2
 MAX_REPORTED_ERRORS = 50    # the report lists this many problems, then counts the rest
 DEFAULT_MAX_EVENT_BYTES = 1 << 20   # for a store that does not say its limit
 # msgpack framing of one event (array, map headers, meta keys, bool) is far below this
@@ -120,7 +124,8 @@ def parse_legacy_json(text: str) -> tuple[list[tuple[str, Any]], list[str], bool
 
 def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
                        reason: str | None = None,
-                       chunk_items: int = CHUNK_ITEMS) -> ImportReport:
+                       chunk_items: int = CHUNK_ITEMS,
+                       chunk_bytes: int = CHUNK_BYTES) -> ImportReport:
     """Import an old JSON file into ``catalog`` once; the file is only read.
 
     Every entry is validated before the first commit, as `MediaCatalog`
@@ -128,7 +133,8 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
     store's ``max_event_bytes``, makes the entry invalid; it is skipped,
     counted and listed in ``errors`` with its key and the reason, and the
     rest is imported. Items are then written ``chunk_items`` per atomic
-    commit; the last commit also records the file's SHA-256, so importing
+    commit, fewer when their values are large (a commit stays within
+    ``chunk_bytes``, so within the store's frame limit); the last commit also records the file's SHA-256, so importing
     the same bytes again reports ``already_imported`` and writes nothing.
     An import cut short by a crash is simply run again (values already
     there are not rewritten).
@@ -167,18 +173,25 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
                 continue
             changes.setdefault(key, {}).update(fields)
         pending: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
-        in_chunk = 0
+        in_chunk = chunk_bound = 0
+        per_event = 4 * sum(len(v) for v in meta.values()) + _EVENT_OVERHEAD
         for key, fields in changes.items():
             wanted = [(f, v) for f, v in fields.items() if v != catalog._committed(key, f)]
             if not wanted:
                 report.unchanged += 1
                 continue
+            # an upper bound of the item's encoded bytes (UTF-8: <= 4 per character)
+            bound = sum(4 * (len(key) + len(v)) + per_event for _, v in wanted)
+            if in_chunk and chunk_bound + bound > chunk_bytes:
+                report.events += len(catalog._append(pending))
+                pending, in_chunk, chunk_bound = [], 0, 0
             report.imported += 1
             pending.extend((TYPE_OF_FIELD[f], key, {VALUE: v}, dict(meta)) for f, v in wanted)
             in_chunk += 1
+            chunk_bound += bound
             if in_chunk >= chunk_items:
                 report.events += len(catalog._append(pending))
-                pending, in_chunk = [], 0
+                pending, in_chunk, chunk_bound = [], 0, 0
         report.errors = errors[:MAX_REPORTED_ERRORS]
         if len(errors) > MAX_REPORTED_ERRORS:
             report.errors.append(f"... and {len(errors) - MAX_REPORTED_ERRORS} more")

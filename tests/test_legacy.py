@@ -178,6 +178,21 @@ def test_import_in_chunks_is_atomic_per_chunk(cat, tmp_path) -> None:
     assert report.imported == 25 and report.events == 25 and len(cat) == 25
 
 
+def test_import_of_large_values_splits_commits_by_bytes(cat, tmp_path) -> None:
+    # 1000 items of values near max_event_bytes would make one commit over the
+    # store's frame limit (256 MiB) and abort the import half done; chunk_bytes
+    # keeps each commit bounded. Shown here at a small scale.
+    data = {f"/media/{i}": {"title": "x" * 1000} for i in range(10)}
+    src = tmp_path / "media.json"
+    write_json(src, data)
+    report = cat.import_legacy_json(src, chunk_bytes=10_000)
+    assert report.imported == 10 and len(cat) == 10
+    commits = sum(1 for e in cat.store.read() if not e.meta.get("cont"))
+    assert 4 <= commits <= 10                 # several commits, each of at most 2 items
+    cat.undo()                                # the last commit only
+    assert 0 < len(cat) < 10
+
+
 # ------------------------------------------------ MediaPersistenceService
 
 def svc_at(path: pathlib.Path, **kw) -> MediaPersistenceService:
