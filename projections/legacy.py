@@ -267,7 +267,11 @@ class MediaPersistenceService:
     # The old API --------------------------------------------------------
 
     def save_title(self, media_key: Any, title: str) -> bool:
-        """Store a title; True if it changed (in batch mode: was queued)."""
+        """Store a title; True if it changed (in batch mode: was queued).
+
+        Bad input raises ValidationError (a ValueError) and, in batch mode,
+        aborts the batch (see `commit_batch`).
+        """
         return self._save("title", media_key, title)
 
     def save_description(self, media_key: Any, description: str) -> bool:
@@ -300,7 +304,13 @@ class MediaPersistenceService:
         self.catalog.start_batch_mode()
 
     def commit_batch(self) -> int:
-        """Write the pending changes as one atomic commit; returns the event count."""
+        """Write the pending changes as one atomic commit; returns the event count.
+
+        If a save was refused (ValueError) since `start_batch_mode`, the
+        batch is aborted: nothing of it is written, batch mode ends, and this
+        raises ValidationError (a ValueError) naming the refused item. An
+        app that never passes bad input sees no difference.
+        """
         return len(self.catalog.commit_batch())
 
     def cancel_batch(self) -> int:
@@ -329,11 +339,15 @@ class MediaPersistenceService:
         }
 
     def shutdown(self) -> None:
-        """Commit any pending batch and close the store; idempotent."""
+        """Commit any pending batch and close the store; idempotent.
+
+        A batch aborted by a refused save is not written: the store is
+        closed, then ValidationError says so (as `commit_batch` does).
+        """
         self.catalog.close()
 
     def __enter__(self) -> "MediaPersistenceService":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
+    def __exit__(self, *exc: Any) -> None:
+        self.catalog.__exit__(*exc)

@@ -267,6 +267,48 @@ def test_service_batch_cancel(tmp_path) -> None:
         assert svc.get_statistics()["total_entries"] == 1
 
 
+def test_service_batch_with_a_refused_save_is_aborted(tmp_path) -> None:
+    with svc_at(tmp_path / "store") as svc:
+        svc.save_title("/media/a", "kept")
+        svc.start_batch_mode()
+        svc.save_title("/media/a", "batched")
+        svc.save_title("/media/b", "batched")
+        with pytest.raises(ValueError):
+            svc.save_title("/media/c", 7)                  # refused at once, as before
+        assert svc.get_title("/media/a") == "kept" and svc.get_title("/media/b") == ""
+        assert svc.get_statistics()["total_entries"] == 1
+        with pytest.raises(ValueError, match="aborted.*'/media/c'"):
+            svc.commit_batch()
+        assert not svc.batch_mode and svc.catalog.store.last_seq == 1
+        assert svc.get_title("/media/b") == "" and svc.get_statistics()["total_entries"] == 1
+        svc.start_batch_mode()                             # starts again
+        svc.save_title("/media/b", "B")
+        assert svc.commit_batch() == 1 and svc.get_title("/media/b") == "B"
+
+
+def test_service_cancel_after_a_refused_save(tmp_path) -> None:
+    with svc_at(tmp_path / "store") as svc:
+        svc.start_batch_mode()
+        svc.save_title("/media/a", "dropped")
+        with pytest.raises(ValueError):
+            svc.save_description("/media/a", b"bytes")
+        assert svc.cancel_batch() == 1 and not svc.batch_mode
+        assert svc.get_title("/media/a") == "" and svc.catalog.store.last_seq == 0
+
+
+def test_service_shutdown_with_an_aborted_batch_writes_nothing_and_says_so(tmp_path) -> None:
+    svc = svc_at(tmp_path / "store")
+    svc.start_batch_mode()
+    svc.save_title("/media/a", "pending")
+    with pytest.raises(ValueError):
+        svc.save_title("/media/b", 7)
+    with pytest.raises(ValueError, match="aborted"):
+        svc.shutdown()
+    svc.shutdown()                                         # closed, idempotent
+    with svc_at(tmp_path / "store") as svc:
+        assert svc.get_title("/media/a") == "" and svc.catalog.store.last_seq == 0
+
+
 def test_service_statistics(tmp_path) -> None:
     with svc_at(tmp_path / "store") as svc:
         stats = svc.get_statistics()
