@@ -11,8 +11,10 @@ One re-entrant lock serialises every call, so a catalog can be shared by
 many threads; ``batch()`` holds it for its whole block. The old API's
 ``start_batch_mode()`` batch belongs to the catalog, not to a thread: while
 it is open every set goes into it. Inside a batch ``set_title`` and
-``set_description`` return None because nothing is written until commit. Renames, forgets, undo and redo refuse to run
-inside a batch. The format of the events lives in `projections.events`.
+``set_description`` return None because nothing is written until commit;
+a set refused as bad input aborts the open batch, which then writes
+nothing (SPEC §5). Renames, forgets, undo and redo refuse to run inside a
+batch. The format of the events lives in `projections.events`.
 """
 from __future__ import annotations
 
@@ -58,11 +60,17 @@ def _check_text(what: str, value: object) -> str:
 
 
 class Batch:
-    """The pending changes of an open batch; ``events`` is set on commit."""
+    """The pending changes of an open batch; ``events`` is set on commit.
+
+    ``refused`` is set when a set was refused as bad input while the batch
+    was open (SPEC §5: a bad item aborts the whole batch): it says which
+    and why, and the batch then writes nothing and shows nothing.
+    """
 
     def __init__(self) -> None:
         self.changes: dict[tuple[str, str], tuple[str, str | None]] = {}
         self.events: list[Event] = []
+        self.refused: str | None = None
         self._keys: set[str] = set()
 
     def put(self, key: str, field: str, value: str, reason: str | None) -> None:
@@ -176,14 +184,20 @@ class MediaCatalog:
         return self._set("description", media, text, reason)
 
     def _set(self, field: str, media: Media, value: str, reason: str | None) -> Event | None:
-        _check_text(field, value)
-        key = media_key(media)
-        if reason is not None:
-            _check_text("reason", reason)
+        try:
+            _check_text(field, value)
+            key = media_key(media)
+            if reason is not None:
+                _check_text("reason", reason)
+        except ValidationError as exc:
+            self._refuse(media, exc)
+            raise
         with self._lock:
             self._check_open()
             batch = self._batch
             if batch is not None:       # the bulk-import path: keep it lean
+                if batch.refused is not None:
+                    raise ValidationError(batch.refused)
                 pending = batch.changes.get((key, field))
                 current = pending[0] if pending is not None else self._committed(key, field)
                 if value != current:
@@ -204,6 +218,23 @@ class MediaCatalog:
             else:
                 self._last_edit = (key, field, event.seq, event.seq, now)
             return event
+
+    def _refuse(self, media: Media, exc: ValidationError) -> None:
+        """A set was refused: abort the batch it would have joined, if any.
+
+        Taken under the lock, so a ``batch()`` block of another thread (which
+        this set waits for, and is not part of) is never aborted by it.
+        """
+        with self._lock:
+            batch = self._batch
+            if batch is None or batch.refused is not None:
+                return
+            try:
+                name = repr(media_key(media))
+            except Exception:  # noqa: BLE001 - the key itself was refused: show it as given
+                name = repr(media)[:200]
+            batch.refused = (f"batch aborted: an item was invalid (key {name}: {exc}); "
+                             "nothing of the batch was written")
 
     def _committed(self, key: str, field: str) -> str:
         return self._proj.title(key) if field == "title" else self._proj.description(key)
@@ -305,15 +336,28 @@ class MediaCatalog:
         return self._batch is not None
 
     def pending_changes(self) -> int:
-        batch = self._batch
+        """Changes the open batch will write (0 once it was aborted)."""
+        batch = self._shown_batch()
         return 0 if batch is None else len(batch)
 
+    def _shown_batch(self) -> Batch | None:
+        """The open batch whose pending values reads overlay; not an aborted one."""
+        batch = self._batch
+        return None if batch is None or batch.refused is not None else batch
+
     def commit_batch(self) -> list[Event]:
-        """Write the open batch as one atomic commit; returns its events."""
+        """Write the open batch as one atomic commit; returns its events.
+
+        If a set was refused while it was open, the batch is aborted: this
+        writes nothing, ends batch mode and raises ValidationError naming the
+        first refused item.
+        """
         with self._lock:
             batch, self._batch = self._batch, None
             if batch is None:
                 return []
+            if batch.refused is not None:
+                raise ValidationError(batch.refused)
             self._check_open()
             items = []
             committed = self._committed
@@ -333,7 +377,7 @@ class MediaCatalog:
             return batch.events
 
     def cancel_batch(self) -> int:
-        """Discard the open batch; returns how many pending changes were dropped."""
+        """Discard the open batch (aborted or not); returns how many pending changes were dropped."""
         with self._lock:
             batch, self._batch = self._batch, None
             return 0 if batch is None else len(batch)
@@ -345,7 +389,7 @@ class MediaCatalog:
         self._fresh()
         with self._lock:
             record = self._proj.get(key)
-            batch = self._batch
+            batch = self._shown_batch()
             if batch is None or key not in batch.keys():
                 return record
             title = batch.value(key, "title")
@@ -380,8 +424,9 @@ class MediaCatalog:
         self._fresh()
         with self._lock:
             keys = set(self._proj.keys())
-            if self._batch is not None:
-                for key in self._batch.keys():
+            batch = self._shown_batch()
+            if batch is not None:
+                for key in batch.keys():
                     if self.get(key) is None:
                         keys.discard(key)
                     else:
@@ -394,7 +439,7 @@ class MediaCatalog:
     def __len__(self) -> int:
         self._fresh()
         with self._lock:
-            if self._batch is None:
+            if self._shown_batch() is None:
                 return len(self._proj)
             return len(self.keys())
 
@@ -402,7 +447,7 @@ class MediaCatalog:
         """(key, record) of every live item, sorted by key."""
         self._fresh()
         with self._lock:
-            if self._batch is None:
+            if self._shown_batch() is None:
                 return self._proj.items()
             return [(k, self.get(k)) for k in self.keys()]  # type: ignore[misc]
 
@@ -592,12 +637,22 @@ class MediaCatalog:
             return self._store.verify()
 
     def close(self) -> None:
-        """Commit a pending batch (as the old API's shutdown did), then close."""
+        """Commit a pending batch (as the old API's shutdown did), then close.
+
+        A batch aborted by a refused item is not written; the store is
+        closed all the same and then the abort is raised (ValidationError).
+        """
+        self._close(quiet_abort=False)
+
+    def _close(self, *, quiet_abort: bool) -> None:
         with self._lock:
             if self._closed:
                 return
             try:
-                if self._batch is not None:
+                batch = self._batch
+                if batch is not None and batch.refused is not None and quiet_abort:
+                    self._batch = None
+                elif batch is not None:
                     self.commit_batch()
             finally:
                 self._closed = True
@@ -610,8 +665,10 @@ class MediaCatalog:
     def __enter__(self) -> "MediaCatalog":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # With an exception already on its way out, an aborted batch is dropped
+        # quietly rather than raised over it (the refusal was raised earlier).
+        self._close(quiet_abort=exc_type is not None)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._proj)} items"

@@ -3,7 +3,8 @@
 This module owns the bridge from the legacy system. `import_legacy_json`
 reads the old ``{media_key: {"title": ..., "description": ...}}`` file
 (never writing to it), tolerates a truncated or damaged file by importing
-every entry it can still read and reporting the rest, and records the
+every entry it can still read and reporting the rest, skips and reports
+each entry the store would refuse (bad key or value, too large), and records the
 file's SHA-256 in the log so a second import of the same bytes writes
 nothing. `MediaPersistenceService` keeps the old application API working
 on a `MediaCatalog`; given the path of an old JSON file it migrates it on
@@ -20,10 +21,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from eventstore.codec import encode_event
 from eventstore.errors import ValidationError
+from eventstore.layout import MAX_FRAME_PAYLOAD
 
 from .catalog import MediaCatalog
-from .events import ACTOR, LEGACY_IMPORTED, REASON, TYPE_OF_FIELD, VALUE
+from .events import ACTOR, CONT, LEGACY_IMPORTED, REASON, TYPE_OF_FIELD, VALUE
 from .keys import media_key
 
 __all__ = ["ImportReport", "parse_legacy_json", "import_legacy_json",
@@ -32,7 +35,13 @@ __all__ = ["ImportReport", "parse_legacy_json", "import_legacy_json",
 LEGACY_ACTOR = "legacy-import"
 STORE_SUFFIX = ".metalog"
 CHUNK_ITEMS = 1000          # items per commit while importing
-MAX_REPORTED_ERRORS = 50
+# Upper bound of a commit's encoded bytes while importing: 1000 items of
+# values near max_event_bytes would pass the store's frame limit.
+CHUNK_BYTES = MAX_FRAME_PAYLOAD // 2
+MAX_REPORTED_ERRORS = 50    # the report lists this many problems, then counts the rest
+DEFAULT_MAX_EVENT_BYTES = 1 << 20   # for a store that does not say its limit
+# msgpack framing of one event (array, map headers, meta keys, bool) is far below this
+_EVENT_OVERHEAD = 256
 _WS = re.compile(r"\s*")
 # Resynchronise on the next top-level entry: `, "key": {`
 _NEXT_ENTRY = re.compile(r',\s*(?="(?:[^"\\]|\\.)*"\s*:\s*\{)')
@@ -47,11 +56,12 @@ class ImportReport:
     entries: int = 0            # entries read from the file
     imported: int = 0           # items whose metadata changed
     unchanged: int = 0          # items already holding the same values
-    invalid: int = 0            # entries that were not {"title": str, "description": str}
+    invalid: int = 0            # entries skipped as bad input (SPEC §5), each listed in errors
     damaged: bool = False       # the file was not valid JSON (truncated or corrupted)
     already_imported: bool = False
     events: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)   # why: damage, then each invalid entry;
+                                                      # capped, then "... and N more"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,13 +124,20 @@ def parse_legacy_json(text: str) -> tuple[list[tuple[str, Any]], list[str], bool
 
 def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
                        reason: str | None = None,
-                       chunk_items: int = CHUNK_ITEMS) -> ImportReport:
+                       chunk_items: int = CHUNK_ITEMS,
+                       chunk_bytes: int = CHUNK_BYTES) -> ImportReport:
     """Import an old JSON file into ``catalog`` once; the file is only read.
 
-    Items are written ``chunk_items`` per atomic commit; the last commit
-    also records the file's SHA-256, so importing the same bytes again
-    reports ``already_imported`` and writes nothing. An import cut short by
-    a crash is simply run again (values already there are not rewritten).
+    Every entry is validated before the first commit, as `MediaCatalog`
+    validates a set: a key or value it would refuse, or an event over the
+    store's ``max_event_bytes``, makes the entry invalid; it is skipped,
+    counted and listed in ``errors`` with its key and the reason, and the
+    rest is imported. Items are then written ``chunk_items`` per atomic
+    commit, fewer when their values are large (a commit stays within
+    ``chunk_bytes``, so within the store's frame limit); the last commit also records the file's SHA-256, so importing
+    the same bytes again reports ``already_imported`` and writes nothing.
+    An import cut short by a crash is simply run again (values already
+    there are not rewritten).
     """
     source = os.path.abspath(os.fspath(path))
     with open(source, "rb") as fh:
@@ -137,32 +154,44 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
         text = raw.decode("utf-8", errors="replace")
         entries, errors, report.damaged = parse_legacy_json(text)
         report.entries = len(entries)
+        meta = {ACTOR: LEGACY_ACTOR, REASON: why}
+        # Every entry is checked here, before the first commit: an entry that
+        # cannot be written (including one over max_event_bytes) is skipped and
+        # reported, so it can neither abort the import nor leave it half done.
+        limit = getattr(catalog.store, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
+        widest_meta = {**meta, CONT: True}     # an event's meta as written, at its largest
         changes: dict[str, dict[str, str]] = {}
         for name, value in entries:
-            fields = _legacy_fields(value)
             try:
                 key = media_key(name)
+                fields = _legacy_fields(value)
+                for f, v in fields.items():
+                    _check_event_size(TYPE_OF_FIELD[f], key, v, widest_meta, limit)
             except ValidationError as exc:
-                fields = None
-                errors.append(f"entry {name[:80]!r}: {exc}")
-            if fields is None:
                 report.invalid += 1
+                errors.append(f"entry {name[:80]!r}: {exc}")
                 continue
             changes.setdefault(key, {}).update(fields)
-        meta = {ACTOR: LEGACY_ACTOR, REASON: why}
         pending: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
-        in_chunk = 0
+        in_chunk = chunk_bound = 0
+        per_event = 4 * sum(len(v) for v in meta.values()) + _EVENT_OVERHEAD
         for key, fields in changes.items():
             wanted = [(f, v) for f, v in fields.items() if v != catalog._committed(key, f)]
             if not wanted:
                 report.unchanged += 1
                 continue
+            # an upper bound of the item's encoded bytes (UTF-8: <= 4 per character)
+            bound = sum(4 * (len(key) + len(v)) + per_event for _, v in wanted)
+            if in_chunk and chunk_bound + bound > chunk_bytes:
+                report.events += len(catalog._append(pending))
+                pending, in_chunk, chunk_bound = [], 0, 0
             report.imported += 1
             pending.extend((TYPE_OF_FIELD[f], key, {VALUE: v}, dict(meta)) for f, v in wanted)
             in_chunk += 1
+            chunk_bound += bound
             if in_chunk >= chunk_items:
                 report.events += len(catalog._append(pending))
-                pending, in_chunk = [], 0
+                pending, in_chunk, chunk_bound = [], 0, 0
         report.errors = errors[:MAX_REPORTED_ERRORS]
         if len(errors) > MAX_REPORTED_ERRORS:
             report.errors.append(f"... and {len(errors) - MAX_REPORTED_ERRORS} more")
@@ -174,23 +203,38 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
     return report
 
 
-def _legacy_fields(value: Any) -> dict[str, str] | None:
-    """The title/description of one legacy entry, or None if it is unusable."""
+def _legacy_fields(value: Any) -> dict[str, str]:
+    """The title/description of one legacy entry; ValidationError says why it is unusable."""
     if not isinstance(value, dict):
-        return None
+        raise ValidationError(f"entry is a {type(value).__name__}, not an object")
     out = {}
     for name in ("title", "description"):
         text = value.get(name)
         if text is None:
             continue
         if not isinstance(text, str):
-            return None
+            raise ValidationError(f"{name} must be str, not {type(text).__name__}")
         try:
             text.encode("utf-8")
-        except UnicodeEncodeError:
-            return None
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"{name} is not valid Unicode (lone surrogate?)") from exc
         out[name] = text
     return out
+
+
+def _check_event_size(type_: str, key: str, value: str, meta: dict[str, Any], limit: int) -> None:
+    """Raise ValidationError if the ``{value}`` event for ``key`` would pass ``limit`` bytes.
+
+    UTF-8 takes at most 4 bytes per character, so short values are passed
+    without encoding; a value that may be near the limit is encoded exactly
+    as the store will (`eventstore.codec.encode_event`).
+    """
+    chars = len(type_) + len(key) + len(value) + sum(len(str(v)) for v in meta.values())
+    if 4 * chars + _EVENT_OVERHEAD <= limit:
+        return
+    size = len(encode_event(type_, key, {VALUE: value}, meta))
+    if size > limit:
+        raise ValidationError(f"event is {size} bytes encoded; max_event_bytes is {limit}")
 
 
 class MediaPersistenceService:
@@ -223,7 +267,11 @@ class MediaPersistenceService:
     # The old API --------------------------------------------------------
 
     def save_title(self, media_key: Any, title: str) -> bool:
-        """Store a title; True if it changed (in batch mode: was queued)."""
+        """Store a title; True if it changed (in batch mode: was queued).
+
+        Bad input raises ValidationError (a ValueError) and, in batch mode,
+        aborts the batch (see `commit_batch`).
+        """
         return self._save("title", media_key, title)
 
     def save_description(self, media_key: Any, description: str) -> bool:
@@ -256,7 +304,13 @@ class MediaPersistenceService:
         self.catalog.start_batch_mode()
 
     def commit_batch(self) -> int:
-        """Write the pending changes as one atomic commit; returns the event count."""
+        """Write the pending changes as one atomic commit; returns the event count.
+
+        If a save was refused (ValueError) since `start_batch_mode`, the
+        batch is aborted: nothing of it is written, batch mode ends, and this
+        raises ValidationError (a ValueError) naming the refused item. An
+        app that never passes bad input sees no difference.
+        """
         return len(self.catalog.commit_batch())
 
     def cancel_batch(self) -> int:
@@ -285,11 +339,15 @@ class MediaPersistenceService:
         }
 
     def shutdown(self) -> None:
-        """Commit any pending batch and close the store; idempotent."""
+        """Commit any pending batch and close the store; idempotent.
+
+        A batch aborted by a refused save is not written: the store is
+        closed, then ValidationError says so (as `commit_batch` does).
+        """
         self.catalog.close()
 
     def __enter__(self) -> "MediaPersistenceService":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
+    def __exit__(self, *exc: Any) -> None:
+        self.catalog.__exit__(*exc)

@@ -161,6 +161,125 @@ def test_old_batch_api(cat: MediaCatalog) -> None:
     assert cat.title("/m/a") == "A" and cat.commit_batch() == []
 
 
+BAD_SETS = {
+    "non-str title": lambda c: c.set_title("/m/b", 5),
+    "lone surrogate": lambda c: c.set_description("/m/b", "\udc80"),
+    "NUL in key": lambda c: c.set_title("/m/b\x00", "B"),
+    "empty key": lambda c: c.set_title("", "B"),
+    "non-str reason": lambda c: c.set_title("/m/b", "B", reason=3),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_SETS, ids=list(BAD_SETS))
+def test_refused_item_aborts_an_old_api_batch(cat: MediaCatalog, bad: str) -> None:
+    # SPEC §5: a bad item in a batch aborts the whole batch.
+    cat.set_title("/m/a", "committed")
+    cat.start_batch_mode()
+    cat.set_title("/m/a", "A")
+    cat.set_title("/m/c", "C")
+    with pytest.raises(eventstore.ValidationError):
+        BAD_SETS[bad](cat)                           # refused at once
+    # the aborted batch is not shown
+    assert cat.title("/m/a") == "committed" and cat.get("/m/c") is None
+    assert len(cat) == 1 and "/m/c" not in cat and cat.items()[0][1].title == "committed"
+    with pytest.raises(eventstore.ValidationError, match="aborted") as info:
+        cat.commit_batch()
+    assert "/m/b" in str(info.value) or "key" in str(info.value)
+    assert cat.store.last_seq == 1 and not cat.in_batch
+    assert cat.title("/m/a") == "committed" and len(cat) == 1
+    cat.start_batch_mode()                           # the caller can start again
+    cat.set_title("/m/c", "C")
+    assert len(cat.commit_batch()) == 1 and cat.title("/m/c") == "C"
+
+
+def test_refused_item_caught_inside_a_batch_block_still_aborts_it(cat: MediaCatalog) -> None:
+    with pytest.raises(eventstore.ValidationError, match="aborted.*'/m/b'.*int"):
+        with cat.batch():
+            cat.set_title("/m/a", "A")
+            try:
+                cat.set_title("/m/b", 5)
+            except eventstore.ValidationError:
+                pass                                 # caught: the block exits cleanly
+            assert "/m/a" not in cat
+    assert cat.store.last_seq == 0 and len(cat) == 0 and not cat.in_batch
+    with cat.batch():
+        cat.set_title("/m/a", "A")
+    assert cat.title("/m/a") == "A"
+
+
+def test_sets_after_a_refused_item_are_refused_too(cat: MediaCatalog) -> None:
+    cat.start_batch_mode()
+    with pytest.raises(eventstore.ValidationError):
+        cat.set_title("/m/b", None)
+    with pytest.raises(eventstore.ValidationError, match="aborted"):
+        cat.set_title("/m/a", "A")
+    assert cat.title("/m/a") == "" and cat.pending_changes() == 0
+    with pytest.raises(eventstore.ValidationError, match="aborted"):
+        cat.commit_batch()
+    assert cat.store.last_seq == 0
+
+
+def test_cancel_after_a_refused_item_is_silent(cat: MediaCatalog) -> None:
+    cat.start_batch_mode()
+    cat.set_title("/m/a", "A")
+    with pytest.raises(eventstore.ValidationError):
+        cat.set_title("/m/b", 5)
+    assert cat.cancel_batch() == 1                   # the pending change it dropped
+    assert not cat.in_batch and cat.commit_batch() == []
+    cat.set_title("/m/a", "A")
+    assert cat.store.last_seq == 1
+
+
+def test_close_with_an_aborted_batch_writes_nothing_and_says_so(tmp_path) -> None:
+    c = open_cat(tmp_path)
+    c.start_batch_mode()
+    c.set_title("/m/a", "A")
+    with pytest.raises(eventstore.ValidationError):
+        c.set_title("/m/b", 5)
+    with pytest.raises(eventstore.ValidationError, match="aborted"):
+        c.close()
+    assert c.closed
+    c.close()                                        # idempotent
+    with open_cat(tmp_path) as c:
+        assert c.store.last_seq == 0
+
+
+def test_leaving_a_with_block_by_exception_drops_an_aborted_batch_quietly(tmp_path) -> None:
+    with pytest.raises(RuntimeError, match="the caller's own error"):
+        with open_cat(tmp_path) as c:
+            c.start_batch_mode()
+            c.set_title("/m/a", "A")
+            with pytest.raises(eventstore.ValidationError):
+                c.set_title("/m/b", 5)
+            raise RuntimeError("the caller's own error")     # not replaced by the abort
+    assert c.closed
+    with open_cat(tmp_path) as c:
+        assert c.store.last_seq == 0
+
+
+def test_a_refused_set_of_another_thread_does_not_abort_a_batch_block(cat: MediaCatalog) -> None:
+    # batch() belongs to the thread holding it: another thread's set waits for it
+    # and is not part of it, so its refusal cannot abort it.
+    started, errors = threading.Event(), []
+
+    def other() -> None:
+        started.wait(5)
+        try:
+            cat.set_title("/m/x", 5)
+        except eventstore.ValidationError as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=other)
+    th.start()
+    with cat.batch():
+        cat.set_title("/m/a", "A")
+        started.set()
+        time.sleep(0.1)
+    th.join(5)
+    assert len(errors) == 1 and cat.title("/m/a") == "A" and cat.store.last_seq == 1
+    assert not cat.in_batch
+
+
 def test_batch_setting_back_the_committed_value_writes_nothing(cat: MediaCatalog) -> None:
     cat.set_title("/m/a", "A")
     with cat.batch() as b:

@@ -257,6 +257,31 @@ def test_import_of_a_damaged_file_imports_what_it_can_and_exits_1(store: Path,
     assert run_json("get", "x.jpg", store=store, cwd=tmp_path)["title"] == "X"
 
 
+def test_import_skips_an_oversized_entry_lists_every_invalid_one_and_exits_1(
+        store: Path, tmp_path: Path) -> None:
+    legacy = tmp_path / "media2.json"
+    legacy.write_text('{"ok.jpg": {"title": "fine"}, "big.jpg": {"title": "' + "x" * 1_100_000
+                      + '"}, "nul\\u0000.jpg": {"title": "n"}, "lone.jpg": {"title": "\\udc80"}}')
+    proc = run("import-json", str(legacy), store=store, cwd=tmp_path)
+    assert proc.returncode == 1, proc
+    assert "1 item changed" in proc.stdout and "3 invalid" in proc.stdout
+    for name in ("big.jpg", "nul", "lone.jpg"):
+        assert any(name in line for line in proc.stdout.splitlines()[1:]), (name, proc.stdout)
+    assert run_json("get", "ok.jpg", store=store, cwd=tmp_path)["title"] == "fine"
+    again = run_json("import-json", str(legacy), store=store, cwd=tmp_path)
+    assert again["already_imported"] is True
+
+
+def test_import_json_output_lists_every_invalid_entry(store: Path, tmp_path: Path) -> None:
+    legacy = tmp_path / "media.json"
+    legacy.write_text('{"ok.jpg": {"title": "fine"}, "nul\\u0000.jpg": {"title": "n"},'
+                      ' "lone.jpg": {"title": "\\udc80"}}')
+    out = run_json("import-json", str(legacy), store=store, cwd=tmp_path, code=1)
+    assert (out["imported"], out["invalid"]) == (1, 2)
+    assert len(out["errors"]) == 2
+    assert any("nul" in e for e in out["errors"]) and any("lone.jpg" in e for e in out["errors"])
+
+
 def test_demo_runs_and_reports_json() -> None:
     start = time.monotonic()
     out = ok("demo")

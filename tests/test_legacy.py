@@ -10,7 +10,9 @@ import threading
 import pytest
 
 from projections import MediaCatalog, MediaPersistenceService
-from projections.legacy import STORE_SUFFIX, parse_legacy_json
+from projections.legacy import MAX_REPORTED_ERRORS, STORE_SUFFIX, parse_legacy_json
+
+from _cat import open_cat
 
 OLD = {
     "/media/a.mp4": {"title": "A", "description": "first"},
@@ -104,6 +106,65 @@ def test_hopeless_files_import_nothing_without_crashing(cat, tmp_path, raw) -> N
     assert report.imported == 0 and report.errors and len(cat) == 0
 
 
+def test_oversized_entry_is_skipped_and_reported_like_any_invalid_entry(tmp_path) -> None:
+    # SPEC §5: an event over max_event_bytes is bad input; in an import it is one
+    # invalid entry, not a reason to import nothing.
+    src = tmp_path / "media.json"
+    write_json(src, {"/media/ok.jpg": {"title": "fine"},
+                     "/media/big.jpg": {"title": "x" * 5000},
+                     "/media/bigdesc.jpg": {"title": "t", "description": "y" * 5000},
+                     "/media/fits.jpg": {"title": "z" * 3000}}, indent=None)
+    with open_cat(tmp_path, max_event_bytes=4096) as cat:
+        report = cat.import_legacy_json(src)
+        assert (report.entries, report.imported, report.invalid) == (4, 2, 2)
+        assert cat.title("/media/ok.jpg") == "fine" and cat.title("/media/fits.jpg") == "z" * 3000
+        assert "/media/big.jpg" not in cat and "/media/bigdesc.jpg" not in cat
+        assert len(report.errors) == 2
+        for key in ("/media/big.jpg", "/media/bigdesc.jpg"):
+            assert any(key in e and "max_event_bytes" in e for e in report.errors), report.errors
+        last = cat.store.last_seq
+        assert cat.import_legacy_json(src).already_imported     # still imported once
+        assert cat.store.last_seq == last
+
+
+def test_an_entry_over_the_default_limit_is_skipped(cat, tmp_path) -> None:
+    src = tmp_path / "media.json"
+    write_json(src, {"/media/ok.jpg": {"title": "fine"},
+                     "/media/big.jpg": {"title": "x" * 1_100_000}}, indent=None)
+    report = cat.import_legacy_json(src)
+    assert (report.imported, report.invalid) == (1, 1)
+    assert cat.title("/media/ok.jpg") == "fine" and "/media/big.jpg" not in cat
+    assert "/media/big.jpg" in report.errors[0] and "1048576" in report.errors[0]
+
+
+def test_every_invalid_entry_is_listed_with_its_reason(cat, tmp_path) -> None:
+    src = tmp_path / "media.json"
+    # NUL and the lone surrogate as the JSON escapes a file holds them in
+    src.write_text('{"/media/ok2.jpg": {"title": "ok"}, "/media/nul\\u0000.jpg": {"title": "n"},'
+                   ' "/media/lone.jpg": {"title": "\\udc80"}, "/media/int.jpg": {"title": 5},'
+                   ' "/media/list.jpg": ["not", "an", "object"],'
+                   ' "/media/desc.jpg": {"title": "t", "description": null, "x": 1}}')
+    report = cat.import_legacy_json(src)
+    assert (report.entries, report.imported, report.invalid) == (6, 2, 4)
+    assert len(report.errors) == 4, report.errors
+    for key, why in (("nul", "NUL"), ("lone.jpg", "surrogate"), ("int.jpg", "int"),
+                     ("list.jpg", "list")):
+        assert any(key in e and why in e for e in report.errors), (key, report.errors)
+    assert cat.title("/media/ok2.jpg") == "ok" and cat.title("/media/desc.jpg") == "t"
+
+
+def test_a_long_list_of_invalid_entries_is_capped_and_says_how_many_more(cat, tmp_path) -> None:
+    data = {f"/media/bad{i:03}.jpg": {"title": i} for i in range(60)}
+    data["/media/ok.jpg"] = {"title": "ok"}
+    src = tmp_path / "media.json"
+    write_json(src, data)
+    report = cat.import_legacy_json(src)
+    assert (report.imported, report.invalid) == (1, 60)
+    assert len(report.errors) == MAX_REPORTED_ERRORS + 1
+    assert all("/media/bad" in e for e in report.errors[:MAX_REPORTED_ERRORS])
+    assert report.errors[-1] == "... and 10 more"
+
+
 def test_parser_on_valid_compact_json() -> None:
     entries, errors, damaged = parse_legacy_json(json.dumps(OLD, indent=None))
     assert dict(entries) == OLD and errors == [] and not damaged
@@ -115,6 +176,21 @@ def test_import_in_chunks_is_atomic_per_chunk(cat, tmp_path) -> None:
     write_json(src, data)
     report = cat.import_legacy_json(src, chunk_items=10)
     assert report.imported == 25 and report.events == 25 and len(cat) == 25
+
+
+def test_import_of_large_values_splits_commits_by_bytes(cat, tmp_path) -> None:
+    # 1000 items of values near max_event_bytes would make one commit over the
+    # store's frame limit (256 MiB) and abort the import half done; chunk_bytes
+    # keeps each commit bounded. Shown here at a small scale.
+    data = {f"/media/{i}": {"title": "x" * 1000} for i in range(10)}
+    src = tmp_path / "media.json"
+    write_json(src, data)
+    report = cat.import_legacy_json(src, chunk_bytes=10_000)
+    assert report.imported == 10 and len(cat) == 10
+    commits = sum(1 for e in cat.store.read() if not e.meta.get("cont"))
+    assert 4 <= commits <= 10                 # several commits, each of at most 2 items
+    cat.undo()                                # the last commit only
+    assert 0 < len(cat) < 10
 
 
 # ------------------------------------------------ MediaPersistenceService
@@ -153,6 +229,20 @@ def test_service_migrates_an_old_json_file_automatically(tmp_path) -> None:
     svc.shutdown()
 
 
+def test_service_starts_on_an_old_file_with_an_oversized_entry(tmp_path) -> None:
+    # The old JSON store had no size limit: one huge entry must not stop the app starting.
+    src = tmp_path / "media2.json"
+    write_json(src, {"/media/ok.jpg": {"title": "fine"},
+                     "/media/big.jpg": {"title": "x" * 1_100_000}}, indent=None)
+    with svc_at(src) as svc:
+        assert (svc.migration.imported, svc.migration.invalid) == (1, 1)
+        assert "/media/big.jpg" in svc.migration.errors[0]
+        assert svc.get_title("/media/ok.jpg") == "fine" and svc.get_title("/media/big.jpg") == ""
+    with svc_at(src) as svc:                               # and every later start
+        assert svc.migration.already_imported
+        assert svc.get_title("/media/ok.jpg") == "fine"
+
+
 def test_service_batch_operations(tmp_path) -> None:
     with svc_at(tmp_path / "store") as svc:
         svc.start_batch_mode()
@@ -175,6 +265,48 @@ def test_service_batch_cancel(tmp_path) -> None:
         assert svc.cancel_batch() == 2
         assert svc.get_title("/media/a") == "kept" and svc.get_title("/media/b") == ""
         assert svc.get_statistics()["total_entries"] == 1
+
+
+def test_service_batch_with_a_refused_save_is_aborted(tmp_path) -> None:
+    with svc_at(tmp_path / "store") as svc:
+        svc.save_title("/media/a", "kept")
+        svc.start_batch_mode()
+        svc.save_title("/media/a", "batched")
+        svc.save_title("/media/b", "batched")
+        with pytest.raises(ValueError):
+            svc.save_title("/media/c", 7)                  # refused at once, as before
+        assert svc.get_title("/media/a") == "kept" and svc.get_title("/media/b") == ""
+        assert svc.get_statistics()["total_entries"] == 1
+        with pytest.raises(ValueError, match="aborted.*'/media/c'"):
+            svc.commit_batch()
+        assert not svc.batch_mode and svc.catalog.store.last_seq == 1
+        assert svc.get_title("/media/b") == "" and svc.get_statistics()["total_entries"] == 1
+        svc.start_batch_mode()                             # starts again
+        svc.save_title("/media/b", "B")
+        assert svc.commit_batch() == 1 and svc.get_title("/media/b") == "B"
+
+
+def test_service_cancel_after_a_refused_save(tmp_path) -> None:
+    with svc_at(tmp_path / "store") as svc:
+        svc.start_batch_mode()
+        svc.save_title("/media/a", "dropped")
+        with pytest.raises(ValueError):
+            svc.save_description("/media/a", b"bytes")
+        assert svc.cancel_batch() == 1 and not svc.batch_mode
+        assert svc.get_title("/media/a") == "" and svc.catalog.store.last_seq == 0
+
+
+def test_service_shutdown_with_an_aborted_batch_writes_nothing_and_says_so(tmp_path) -> None:
+    svc = svc_at(tmp_path / "store")
+    svc.start_batch_mode()
+    svc.save_title("/media/a", "pending")
+    with pytest.raises(ValueError):
+        svc.save_title("/media/b", 7)
+    with pytest.raises(ValueError, match="aborted"):
+        svc.shutdown()
+    svc.shutdown()                                         # closed, idempotent
+    with svc_at(tmp_path / "store") as svc:
+        assert svc.get_title("/media/a") == "" and svc.catalog.store.last_seq == 0
 
 
 def test_service_statistics(tmp_path) -> None:
