@@ -244,12 +244,17 @@ def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_stats(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog(readonly=True) as cat:
         stats = dict(cat.stats())
+    for name in _HANDLE_STATS:  # this command's own read-only handle, not the store's
+        stats.pop(name, None)
     ctx.out.json(stats)
     first = ("items", "events", "keys", "last_seq", "snapshot_seq", "segments", "bytes_on_disk")
     pairs = dict(_flatten({k: v for k, v in stats.items() if not isinstance(v, dict)}))
     ordered = [(k, pairs.pop(k)) for k in first if k in pairs] + sorted(pairs.items())
     ctx.out.kv(ordered)
     return 0
+
+
+_HANDLE_STATS = ("readonly", "durability", "pending", "key_cache", "path_cache")
 
 
 def _flatten(stats: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

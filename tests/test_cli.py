@@ -204,6 +204,8 @@ def test_stats_verify_compact_snapshot(store: Path, tmp_path: Path) -> None:
         assert name in stats
     assert stats["events"] == 5 and stats["last_seq"] == 5
     assert "bytes_on_disk" in ok("stats", store=store)
+    # not the options of the command's own read-only handle (they said readonly: True)
+    assert not {"readonly", "durability", "pending", "key_cache", "path_cache"} & set(stats)
 
     assert run_json("verify", store=store)["ok"] is True
     assert ok("verify", store=store).startswith("ok:")
