@@ -59,6 +59,22 @@ def _check_text(what: str, value: object) -> str:
     return value
 
 
+def _check_window(value: object) -> float:
+    """``undo_merge_window``: seconds, a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"undo_merge_window must be a number of seconds, not {type(value).__name__}")
+    if not 0 <= value < float("inf"):
+        raise ValidationError(f"undo_merge_window must be a finite number >= 0, not {value}")
+    return float(value)
+
+
+def _check_actor(actor: object) -> str:
+    actor = _check_text("actor", actor)
+    if not actor:
+        raise ValidationError("actor must not be empty (it names who made each change)")
+    return actor
+
+
 class Batch:
     """The pending changes of an open batch; ``events`` is set on commit.
 
@@ -94,12 +110,10 @@ class MediaCatalog:
     def __init__(self, store: Any, projection: MediaProjection, *,
                  actor: str | None = None, undo_merge_window: float = 0.0,
                  path_checker: PathChecker | None = None) -> None:
-        if undo_merge_window < 0:
-            raise ValueError("undo_merge_window must be >= 0")
+        self.undo_merge_window = _check_window(undo_merge_window)
+        self.actor = _default_actor() if actor is None else _check_actor(actor)
         self._store = store
         self._proj = projection
-        self.actor = _default_actor() if actor is None else _check_text("actor", actor)
-        self.undo_merge_window = float(undo_merge_window)
         self.path_checker = path_checker if path_checker is not None else PathChecker()
         self._lock = threading.RLock()
         self._batch: Batch | None = None
@@ -117,8 +131,9 @@ class MediaCatalog:
         there are fed too, and ``path_checker`` (a `PathChecker`) replaces
         the default existence cache used by `cleanup_missing`.
         """
-        if undo_merge_window < 0:
-            raise ValueError("undo_merge_window must be >= 0")
+        _check_window(undo_merge_window)  # before a store is opened
+        if actor is not None:
+            _check_actor(actor)
         projection = MediaProjection()
         extra = tuple(store_options.pop("projections", ()))
         path_checker = store_options.pop("path_checker", None)

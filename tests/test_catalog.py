@@ -563,3 +563,21 @@ def test_absolute_str_keys_take_the_fast_path_to_the_same_key(path: str) -> None
     from projections.keys import media_key
     assert media_key(path) == os.path.normpath(path)
     assert media_key(pathlib.PurePosixPath(path)) == os.path.normpath(str(pathlib.PurePosixPath(path)))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"actor": ""}, "actor must not be empty"),
+    ({"actor": 5}, "actor must be str"),
+    ({"undo_merge_window": "x"}, "undo_merge_window must be a number of seconds, not str"),
+    ({"undo_merge_window": True}, "undo_merge_window must be a number of seconds, not bool"),
+    ({"undo_merge_window": -1}, "must be a finite number >= 0, not -1"),
+    ({"undo_merge_window": float("nan")}, "must be a finite number >= 0, not nan"),
+    ({"undo_merge_window": float("inf")}, "must be a finite number >= 0, not inf"),
+])
+def test_bad_catalog_options_are_refused_before_a_store_is_created(tmp_path, options, message):
+    """SPEC §5 for the catalog's own options: a clear ValidationError (a ValueError), and no
+    store is created. (An empty actor was accepted, and a str window raised a bare TypeError.)"""
+    path = tmp_path / "cat"
+    with pytest.raises(eventstore.ValidationError, match=message):
+        MediaCatalog.open(path, **options)
+    assert not path.exists()
