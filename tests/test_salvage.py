@@ -625,6 +625,19 @@ def test_segment_resigned_from_another_chain_loses_only_its_first_commit(fast_tm
     assert report.lost_ranges == [(first.first_seq, first.last_seq)], str(report)
 
 
+def _edit_and_resign(path: str, victim, digest: str) -> bytes:
+    """Change one payload byte of ``victim`` and recompute its CRC, leaving its stored digest
+    as is or recomputing it from a wrong prev: only the chain can tell. Returns the bytes
+    of the segment before the edit."""
+    data = open(path, "rb").read()
+    write_at(path, data.index(b"xxx", victim.offset, victim.offset + victim.size), b"y")
+    if digest == "left as is":
+        resign(path, victim.offset)
+    else:
+        redigest(path, victim.offset, bytes(range(16)))
+    return data
+
+
 @pytest.mark.parametrize("digest", ["left as is", "from another prev"])
 @pytest.mark.parametrize("segment", [0, 2])
 def test_resigned_first_commit_of_a_segment_is_lost_as_reported(fast_tmp, segment, digest) -> None:
@@ -636,12 +649,7 @@ def test_resigned_first_commit_of_a_segment_is_lost_as_reported(fast_tmp, segmen
     events = _four_segments(root)
     path = seg_files(root, ".seg")[segment]
     victim = frames_of(path)[0]
-    data = open(path, "rb").read()
-    write_at(path, data.index(b"xxx", victim.offset, victim.offset + victim.size), b"y")
-    if digest == "left as is":
-        resign(path, victim.offset)
-    else:
-        redigest(path, victim.offset, bytes(range(16)))
+    data = _edit_and_resign(path, victim, digest)
     report = _salvage_agrees(root, events)
     assert report.lost_ranges == [(victim.first_seq, victim.last_seq)], str(report)
 
@@ -658,12 +666,7 @@ def test_resigned_last_commit_is_lost_not_cut_as_a_torn_tail(fast_tmp, digest, a
     events = _four_segments(root)
     path = seg_files(root, ".seg")[-1]
     victim = frames_of(path)[-1]
-    data = open(path, "rb").read()
-    write_at(path, data.index(b"xxx", victim.offset, victim.offset + victim.size), b"y")
-    if digest == "left as is":
-        resign(path, victim.offset)
-    else:
-        redigest(path, victim.offset, bytes(range(16)))
+    data = _edit_and_resign(path, victim, digest)
     if after == "a torn frame":
         with open(path, "ab") as f:
             f.write(data[victim.offset:victim.offset + FRAME_HEADER_SIZE + 3])
