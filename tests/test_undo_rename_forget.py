@@ -9,6 +9,7 @@ import pytest
 
 from _cat import open_cat
 from projections import MediaCatalog, UndoError
+from test_cli_helpers import run, run_json
 
 
 def _state(cat: MediaCatalog) -> dict:
@@ -144,3 +145,61 @@ def test_undo_after_cleanup_missing_restores_every_item(cat: MediaCatalog, tmp_p
     assert len(cat.cleanup_missing()) == 2 and len(cat) == 1
     cat.undo()                                     # one commit, one undo step
     assert len(cat) == 3 and cat.title(files[2]) == "c.mp4"
+
+
+# ------------------------------------------------------------------ history
+
+def test_history_after_undoing_a_rename_lists_each_change_once(cat: MediaCatalog) -> None:
+    cat.set_title("/m/x", "X")
+    cat.rename("/m/x", "/m/z")
+    cat.undo()
+    cat.redo()
+    hist = [(c.field, c.old, c.new) for c in cat.history("/m/z")]
+    assert hist == [("title", "", "X"), ("key", "/m/x", "/m/z"), ("key", "/m/z", "/m/x"),
+                    ("key", "/m/x", "/m/z")]
+    seqs = [c.seq for c in cat.history("/m/z")]
+    assert seqs == sorted(set(seqs))
+
+
+def test_rename_onto_a_key_with_history_shows_only_the_renamed_items_lineage(
+        cat: MediaCatalog) -> None:
+    cat.set_title("/m/c", "old c")
+    cat.set_title("/m/a", "a1")
+    cat.set_description("/m/c", "old c desc")
+    cat.forget("/m/c")
+    cat.set_title("/m/a", "a2")
+    cat.rename("/m/a", "/m/c")
+    assert [(c.field, c.old, c.new) for c in cat.history("/m/c")] == [
+        ("title", "", "a1"), ("title", "a1", "a2"), ("key", "/m/a", "/m/c")]
+
+
+def test_a_key_reused_after_its_item_moved_away_has_a_history_of_its_own(
+        cat: MediaCatalog) -> None:
+    cat.set_title("/m/x", "X")
+    cat.rename("/m/x", "/m/z")
+    cat.set_title("/m/x", "new x")
+    assert [(c.field, c.old, c.new) for c in cat.history("/m/x")] == [("title", "", "new x")]
+    assert [(c.field, c.old, c.new) for c in cat.history("/m/z")] == [
+        ("title", "", "X"), ("key", "/m/x", "/m/z")]
+
+
+# ---------------------------------------------------------------------- CLI
+
+def test_cli_undo_redo_of_a_rename_and_a_refusal(tmp_path) -> None:
+    store = tmp_path / "store"
+    with open_cat(tmp_path) as c:
+        c.set_title("/m/x.mp4", "X title")
+        c.rename("/m/x.mp4", "/m/z.mp4")
+    out = run_json("undo", store=store)
+    assert out["changed"] and out["undo"][0]["data"] == {"to": "/m/x.mp4"}
+    human = run("redo", store=store)
+    assert human.returncode == 0 and "/m/z.mp4" in human.stdout, human
+    assert run_json("get", "/m/z.mp4", store=store)["title"] == "X title"
+    hist = run_json("history", "/m/z.mp4", store=store)["changes"]
+    assert [(c["field"], c["new"]) for c in hist] == [
+        ("title", "X title"), ("key", "/m/z.mp4"), ("key", "/m/x.mp4"), ("key", "/m/z.mp4")]
+    with open_cat(tmp_path) as c:
+        c.set_title("/m/x.mp4", "another")
+    refused = run("undo", "/m/z.mp4", store=store)
+    assert refused.returncode == 1 and "/m/x.mp4" in refused.stderr, refused
+    assert "Traceback" not in refused.stderr
