@@ -7,10 +7,10 @@ imported here.
 """
 from __future__ import annotations
 
-from .catalog import Batch, MediaCatalog
+from .catalog import Batch, MediaCatalog, UndoError
 from .events import Change, MediaRecord
 from .legacy import ImportReport, MediaPersistenceService, import_legacy_json
 from .media import MediaProjection
 
 __all__ = ["MediaCatalog", "MediaProjection", "MediaPersistenceService", "MediaRecord",
-           "Change", "Batch", "ImportReport", "import_legacy_json"]
+           "Change", "Batch", "ImportReport", "import_legacy_json", "UndoError"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._cli_output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table, visible
 from ._cli_store import Context, UsageError, parse_time
-from .events import FIELD_OF_TYPE, FIELDS, VALUE, Change, MediaRecord
+from .events import FIELD_OF_TYPE, FIELDS, FORGOTTEN, RENAMED, TO, VALUE, Change, MediaRecord
 from .keys import media_key as normalise_key
 
 __all__ = [
@@ -172,7 +172,7 @@ def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
 
 def _undo_redo(args: argparse.Namespace, ctx: Context, verb: str) -> int:
     with ctx.catalog() as cat:
-        events = (cat.undo if verb == "undo" else cat.redo)(args.media)
+        events = (cat.undo if verb == "undo" else cat.redo)(args.media)   # UndoError: see cli
     past = "undid" if verb == "undo" else "redid"
     ctx.out.json({verb: [plain(_event_brief(e)) for e in events], "changed": bool(events)})
     if not events:
@@ -180,11 +180,18 @@ def _undo_redo(args: argparse.Namespace, ctx: Context, verb: str) -> int:
         ctx.out.text(f"nothing to {verb}{target}")
         return 0
     for event in events:
-        field = FIELD_OF_TYPE.get(event.type, event.type)
         step = (event.meta or {}).get("undo_of" if verb == "undo" else "redo_of")
         what = f" seq {step}" if step is not None else ""
-        ctx.out.text(f"{past}{what}: {display_key(event.key)} {field} is now "
-                     f"{_quote(event.data.get(VALUE))} (event seq {event.seq})")
+        if event.type == RENAMED:
+            if TO not in event.data:
+                continue                # the {"from": ...} half of the same move
+            change = f"renamed to {display_key(event.data[TO])}"
+        elif event.type == FORGOTTEN:
+            change = "forgotten"
+        else:
+            change = (f"{FIELD_OF_TYPE.get(event.type, event.type)} is now "
+                      f"{_quote(event.data.get(VALUE))}")
+        ctx.out.text(f"{past}{what}: {display_key(event.key)} {change} (event seq {event.seq})")
     return 0
 
 

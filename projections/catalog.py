@@ -36,7 +36,7 @@ from .history import item_history
 from .keys import PathChecker, _normalise_absolute, media_key
 from .media import MediaProjection, UndoUnit
 
-__all__ = ["MediaCatalog", "Batch"]
+__all__ = ["MediaCatalog", "Batch", "UndoError"]
 
 Media = Any   # str | os.PathLike | object with .path / .file_path
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -73,6 +73,20 @@ def _check_actor(actor: object) -> str:
     if not actor:
         raise ValidationError("actor must not be empty (it names who made each change)")
     return actor
+
+
+class UndoError(ValueError):
+    """An undo or redo that cannot be done as asked; nothing was written.
+
+    Raised when the step on top is a rename whose target key has a live item
+    again (reverting it would overwrite that item), or a forget whose key is
+    live again. ``key`` is the item whose step was refused, ``step`` its id.
+    """
+
+    def __init__(self, message: str, *, key: str, step: int) -> None:
+        super().__init__(message)
+        self.key = key
+        self.step = step
 
 
 class Batch:
@@ -283,6 +297,7 @@ class MediaCatalog:
                 raise ValueError(f"{k_new} already has metadata; forget it first")
             events = self._append([(RENAMED, k_old, {TO: k_new}, meta),
                                    (RENAMED, k_new, {FROM: k_old}, dict(meta))])
+            self._last_edit = None
             self.path_checker.invalidate(k_old)
             self.path_checker.invalidate(k_new)
             return events
@@ -296,7 +311,9 @@ class MediaCatalog:
             self._no_batch("forget")
             if key not in self._proj:
                 return None
-            return self._store.append(FORGOTTEN, key, {}, meta=meta)
+            event = self._store.append(FORGOTTEN, key, {}, meta=meta)
+            self._last_edit = None
+            return event
 
     def cleanup_missing(self, *, reason: str = "file missing") -> list[str]:
         """Forget every item whose file no longer exists; returns their keys.
@@ -479,7 +496,9 @@ class MediaCatalog:
         """Revert the item's last change, or the last commit overall.
 
         Appends compensating events (meta ``undo_of``); returns them, or
-        ``[]`` when there is nothing to undo.
+        ``[]`` when there is nothing to undo. A rename is undone by renaming
+        the item back and a forget by setting its values back; `UndoError`
+        (nothing written) when that would overwrite a live item.
         """
         return self._undo_redo(media, reason, redo=False)
 
@@ -499,18 +518,56 @@ class MediaCatalog:
             else:
                 top = proj.redo_top(key) if redo else proj.undo_top(key)
                 units = [] if top is None else [top]
-            items = []
-            for unit in units:
-                for field, (old, new) in unit.changes.items():
-                    m = dict(meta)
-                    m[REDO_OF if redo else UNDO_OF] = unit.step
-                    items.append((TYPE_OF_FIELD[field], unit.key,
-                                  {VALUE: new if redo else old}, m))
+            items: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
+            for unit in units:         # every unit is checked before anything is written
+                items += self._compensate(unit, meta, redo)
             if not items:
                 return []
             events = self._append(items)
             self._last_edit = None
+            for unit in units:
+                if "key" in unit.changes:
+                    for k in unit.changes["key"]:
+                        if k:
+                            self.path_checker.invalidate(k)
             return events
+
+    def _compensate(self, unit: UndoUnit, meta: dict[str, Any],
+                    redo: bool) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+        """The events that undo (or redo) one unit; UndoError if it cannot be done.
+
+        A field change sets the old (new) value back. A rename ``(old, new)``
+        is undone by renaming the item back, which needs ``old`` free of a
+        live item (redo: ``new``). A forget ``(key, "")`` is undone by setting
+        its values back and redone by forgetting again.
+        """
+        verb = "redo" if redo else "undo"
+        link = {REDO_OF if redo else UNDO_OF: unit.step}
+        moved = unit.changes.get("key")
+        if moved is not None and moved[1]:                      # a rename
+            src, dst = (moved[0], moved[1]) if redo else (moved[1], moved[0])
+            if dst in self._proj:
+                raise UndoError(
+                    f"cannot {verb} the rename of {moved[0]} to {moved[1]} (seq {unit.step}): "
+                    f"{dst} has metadata again; forget or rename that item first",
+                    key=unit.key, step=unit.step)
+            return [(RENAMED, src, {TO: dst}, {**meta, **link}),
+                    (RENAMED, dst, {FROM: src}, {**meta, **link})]
+        if moved is not None:                                   # a forget
+            live = unit.key in self._proj
+            if live != redo:
+                raise UndoError(
+                    f"cannot {verb} the forget of {unit.key} (seq {unit.step}): the item "
+                    f"{'is gone' if redo else 'has metadata again'}",
+                    key=unit.key, step=unit.step)
+            if redo:
+                return [(FORGOTTEN, unit.key, {}, {**meta, **link})]
+        out = []
+        for field, (old, new) in unit.changes.items():
+            if field != "key":
+                out.append((TYPE_OF_FIELD[field], unit.key,
+                            {VALUE: new if redo else old}, {**meta, **link}))
+        return out
 
     # ------------------------------------------------------------- time travel
 

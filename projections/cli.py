@@ -22,6 +22,7 @@ import eventstore
 from . import _cli_demo, _cli_log, _cli_media
 from ._cli_output import Printer, visible
 from ._cli_store import DEFAULT_STORE, Context, UsageError, default_actor
+from .catalog import UndoError
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
            "EXIT_LOCKED", "EXIT_CORRUPTION"]
@@ -343,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(js, EXIT_USAGE, "not-a-store", f"{exc}{hint}")
     except eventstore.ValidationError as exc:
         return _fail(js, EXIT_USAGE, "invalid", str(exc))
+    except UndoError as exc:
+        # the step on top cannot be reverted (a rename back onto a live item)
+        return _fail(js, EXIT_PROBLEMS, "undo-refused", str(exc), key=exc.key, step=exc.step)
     except eventstore.EventStoreError as exc:
         return _fail(js, EXIT_PROBLEMS, type(exc).__name__, str(exc))
     except FileNotFoundError as exc:

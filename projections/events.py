@@ -22,7 +22,9 @@ projection can tell commit boundaries and undo a commit as one step),
 ``merge`` (this edit joins the previous undo step of the same item and
 field: the catalog decided so from ``undo_merge_window``), ``undo_of`` /
 ``redo_of`` (the step id, i.e. the first seq of the commit being undone or
-redone). Undo and redo state is therefore derivable from the log alone.
+redone; on ``*.set`` events, and on the ``media.renamed`` pair of a rename
+undone or redone and the ``media.forgotten`` of a forget redone). Undo and
+redo state is therefore derivable from the log alone.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "TITLE_SET", "DESCRIPTION_SET", "FORGOTTEN", "RENAMED", "LEGACY_IMPORTED",
-    "SET_TYPES", "FIELD_OF_TYPE", "TYPE_OF_FIELD", "FIELDS", "MEDIA_TYPES",
+    "SET_TYPES", "FIELD_OF_TYPE", "TYPE_OF_FIELD", "FIELDS", "UNIT_FIELDS",
+    "MEDIA_TYPES",
     "VALUE", "TO", "FROM",
     "ACTOR", "REASON", "CONT", "MERGE", "UNDO_OF", "REDO_OF",
     "MediaRecord", "Change", "ns_to_seconds", "seconds_to_ns",
@@ -43,6 +46,7 @@ RENAMED = "media.renamed"
 LEGACY_IMPORTED = "legacy.imported"
 
 FIELDS = ("title", "description")
+UNIT_FIELDS = FIELDS + ("key",)   # what an undo step changes: a field, or the key (rename, forget)
 TYPE_OF_FIELD = {"title": TITLE_SET, "description": DESCRIPTION_SET}
 FIELD_OF_TYPE = {TITLE_SET: "title", DESCRIPTION_SET: "description"}
 SET_TYPES = frozenset(FIELD_OF_TYPE)

@@ -1,15 +1,22 @@
 """Item history: the audit trail of one media item, read back from the log.
 
-This module owns turning the events of one key into `Change` records,
-oldest first. It follows renames backwards (the ``{"from": old}`` half of
-a rename points at the old key, whose events up to the rename are the
-item's earlier life), computes each change's old value by replaying the
-item's values, and takes actor and reason from event meta. It reads the
-store through ``store.read(key=...)`` only and never writes.
+This module owns turning the events of one item into `Change` records,
+oldest first. An item's history is its *lineage*: the events of the key it
+is at, from the point the item came to that key, preceded by the lineage
+it had at the key it was renamed from (the ``{"from": old}`` half of a
+rename), and so on back. At a key, the item's life starts after the last
+rename that moved another item away from the key (those events are that
+item's history, under its new key) or at the rename that brought it there
+(events of the key before that belong to an earlier item that was
+forgotten or cleared, and are left out). A forget stays in the history of
+its key: the next value set there continues it. Each change's old value
+comes from replaying the lineage's values; actor and reason from event
+meta. It reads the store through ``store.read(key=...)`` only, once per
+key, and never writes.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from eventstore.event import Event
 
@@ -18,49 +25,72 @@ from .events import (ACTOR, FIELD_OF_TYPE, FORGOTTEN, FROM, REASON, RENAMED, TO,
 
 __all__ = ["item_history"]
 
-_MAX_RENAME_DEPTH = 1000
+_MAX_RENAMES = 100_000     # renames followed back (undo/redo of a rename adds one each)
 
 
 def item_history(store: Any, key: str) -> list[Change]:
     """Every change of the item now (or last) at ``key``, oldest first."""
-    changes, _ = _history(store, key, None, 0)
-    return changes
-
-
-def _history(store: Any, key: str, stop: int | None,
-             depth: int) -> tuple[list[Change], dict[str, str]]:
-    """Changes of ``key`` before seq ``stop``, and its values at that point."""
-    events: Iterable[Event] = store.read(1, stop, key=key)
+    cache: dict[str, list[Event]] = {}
+    # Walk back from the newest piece: (key, its events in the lineage, arrival rename).
+    pieces: list[tuple[str, list[Event], Event | None]] = []
+    k, stop = key, None
+    while len(pieces) <= _MAX_RENAMES:
+        events = cache.get(k)
+        if events is None:
+            events = cache[k] = list(store.read(key=k))
+        if stop is not None:
+            events = [ev for ev in events if ev.seq < stop]
+        start, arrival = _life_start(k, events)
+        pieces.append((k, events[start:], arrival))
+        if arrival is None:
+            break
+        k, stop = arrival.data[FROM], arrival.seq
     out: list[Change] = []
     values = {"title": "", "description": ""}
-    for ev in events:
-        field = FIELD_OF_TYPE.get(ev.type)
-        meta = ev.meta or {}
-        if field is not None:
-            new = ev.data.get(VALUE)
-            if not isinstance(new, str) or new == values[field]:
-                continue
-            out.append(_change(ev, meta, field, values[field], new))
-            values[field] = new
-        elif ev.type == FORGOTTEN:
-            out.append(_change(ev, meta, "key", key, None))
-            values = {"title": "", "description": ""}
-        elif ev.type == RENAMED:
-            source = ev.data.get(FROM)
-            target = ev.data.get(TO)
-            if isinstance(source, str) and source != key:
-                if depth < _MAX_RENAME_DEPTH:
-                    earlier, values = _history(store, source, ev.seq, depth + 1)
-                    out.extend(earlier)
-                    out.sort(key=lambda c: c.seq)
-                out.append(_change(ev, meta, "key", source, key))
-            elif isinstance(target, str) and target != key and stop is None:
-                # Reading the old key directly: show where the item went.
-                # (While following a rename backwards the new key's own
-                # ``from`` event reports the move instead.)
-                out.append(_change(ev, meta, "key", key, target))
+    last = len(pieces) - 1
+    for n in range(last, -1, -1):
+        k, events, arrival = pieces[n]
+        if arrival is not None:
+            out.append(_change(arrival, arrival.meta or {}, "key", arrival.data[FROM], k))
+        for ev in events:
+            meta = ev.meta or {}
+            field = FIELD_OF_TYPE.get(ev.type)
+            if field is not None:
+                new = ev.data.get(VALUE)
+                if isinstance(new, str) and new != values[field]:
+                    out.append(_change(ev, meta, field, values[field], new))
+                    values[field] = new
+            elif ev.type == FORGOTTEN:
+                out.append(_change(ev, meta, "key", k, None))
                 values = {"title": "", "description": ""}
-    return out, values
+            elif ev.type == RENAMED and n == 0:
+                # Reading the old key directly: show where the item went. (An
+                # earlier piece ends with the move the next piece's arrival shows.)
+                target = ev.data.get(TO)
+                if isinstance(target, str) and target != k:
+                    out.append(_change(ev, meta, "key", k, target))
+                    values = {"title": "", "description": ""}
+    return out
+
+
+def _life_start(key: str, events: list[Event]) -> tuple[int, Event | None]:
+    """Where the last item's life at ``key`` starts in ``events``, and the
+    rename that brought it there (None if it started at this key).
+
+    A ``to`` rename that is the last event is the item itself leaving; one
+    with events after it was an earlier item leaving, so the life starts
+    after it.
+    """
+    for i in range(len(events) - 1, -1, -1):
+        ev = events[i]
+        if ev.type != RENAMED:
+            continue
+        source, target = ev.data.get(FROM), ev.data.get(TO)
+        if isinstance(source, str) and source != key:
+            return i + 1, ev
+        if isinstance(target, str) and target != key and i < len(events) - 1:
+            return i + 1, None
+    return 0, None
 
 
 def _change(ev: Event, meta: dict[str, Any], field: str, old: Any, new: Any) -> Change:

@@ -9,9 +9,12 @@ Items are stored as columns: a ``key -> slot`` index and one list per
 field, a freed slot being reused.
 
 A stack is one flat list of 5-slot entries ``step, order, field, old,
-new`` (``field`` 0 = title, 1 = description): one entry per field a commit
-changed, so a *unit* (one commit's change to one item) is the run of top
-entries sharing a ``step``. ``step`` is the first seq of the commit that
+new`` (``field`` 0 = title, 1 = description, 2 = the item's key): one
+entry per field a commit changed, so a *unit* (one commit's change to one
+item) is the run of top entries sharing a ``step``. A rename is a unit of
+one key entry ``(old key, new key)``; a forget is a key entry ``(key, "")``
+followed by one entry per non-empty field ``(value, "")``, so undoing it
+restores the values and redoing it forgets again. ``step`` is the first seq of the commit that
 made the change, ``order`` the first seq of the commit that last did or
 undid it, so "the last commit overall" is the unit with the largest
 ``order`` on top of its stack. Flat lists keep replay cheap: no object per
@@ -49,8 +52,8 @@ from typing import Any, Iterator, NamedTuple
 
 from eventstore.event import Event
 
-from .events import (CONT, DESCRIPTION_SET, FIELDS, FORGOTTEN, LEGACY_IMPORTED, MERGE,
-                     REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, VALUE, MediaRecord,
+from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, LEGACY_IMPORTED, MERGE, REDO_OF,
+                     RENAMED, TITLE_SET, TO, UNDO_OF, UNIT_FIELDS, VALUE, MediaRecord,
                      ns_to_seconds)
 
 __all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH", "UNDO_HORIZON", "TIME_STRIDE"]
@@ -63,6 +66,7 @@ _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
 # stack entry layout (flat, _E slots per entry), offsets from the entry start
 _E = 5
 _STEP, _ORDER, _FIELD, _OLD, _NEW = 0, 1, 2, 3, 4
+_KEY = 2                 # field of a rename (old key, new key) or forget (key, "") entry
 
 Stack = list[Any]
 
@@ -73,7 +77,7 @@ class UndoUnit(NamedTuple):
     key: str
     step: int       # first seq of the commit that made the change
     order: int      # first seq of the commit that last did/undid it
-    changes: dict[str, tuple[str, str]]   # field -> (old, new)
+    changes: dict[str, tuple[str, str]]   # field -> (old, new); "key": rename or forget
 
 
 def _top_start(stack: Stack) -> int:
@@ -88,7 +92,7 @@ def _top_start(stack: Stack) -> int:
 def _unit_view(key: str, stack: Stack, start: int) -> UndoUnit:
     changes = {}
     for i in range(start, len(stack), _E):
-        changes[FIELDS[stack[i + _FIELD]]] = (stack[i + _OLD], stack[i + _NEW])
+        changes[UNIT_FIELDS[stack[i + _FIELD]]] = (stack[i + _OLD], stack[i + _NEW])
     return UndoUnit(key, stack[start + _STEP], stack[start + _ORDER], changes)
 
 
@@ -105,7 +109,9 @@ class MediaProjection:
     """
 
     name = "media"
-    version = 2
+    # 3: renames and forgets are undo units. A version-2 snapshot has stacks
+    # without them, so it is ignored and the state rebuilt by replay (SPEC §4.8).
+    version = 3
     snapshot_detached = True  # snapshot() shares nothing with later applies: packed off the commit path
 
     def __init__(self, undo_depth: int = UNDO_DEPTH, *, undo_horizon: int = UNDO_HORIZON,
@@ -172,7 +178,7 @@ class MediaProjection:
             else:
                 self._vers[i] += 1
             if fi is None:
-                self._apply_other(seq, ts, typ, key, data)
+                self._apply_other(seq, ts, typ, key, data, meta, step)
             return
         # A title/description set: the hot path, kept inline.
         if i is None:
@@ -302,20 +308,55 @@ class MediaProjection:
                 cut += _E
         del stack[:cut]
 
-    def _apply_other(self, seq: int, ts: int, typ: str, key: str, data: dict[str, Any]) -> None:
+    def _apply_other(self, seq: int, ts: int, typ: str, key: str, data: dict[str, Any],
+                     meta: dict[str, Any], step: int) -> None:
         # the event is already counted in the key's version
         if typ == FORGOTTEN:
-            i = self._index.get(key)
-            if i is not None:
-                self._drop(key, i)
-            self._undo.pop(key, None)
-            self._redo.pop(key, None)
+            self._apply_forget(key, meta, step)
         elif typ == RENAMED:
-            self._apply_rename(ts, key, data)
+            self._apply_rename(ts, key, data, meta, step)
         elif typ == LEGACY_IMPORTED:
             digest = data.get("sha256")
             if isinstance(digest, str):
                 self._imports[digest] = seq
+
+    def _push(self, key: str, entries: Stack) -> None:
+        """A new change that is not a set (rename, forget): push its unit.
+
+        Like a new edit it clears the item's redo stack and makes the item
+        the most recently changed. Off the hot path, so not inlined.
+        """
+        self._redo.pop(key, None)
+        undo = self._undo
+        stack = undo.pop(key, None)
+        if stack is None:
+            spare = self._spare
+            stack = spare.pop() if spare else []
+        undo[key] = stack
+        stack += entries
+        if len(stack) > self._max_slots:
+            self._trim(stack)
+        if len(undo) > self._evict_at:
+            self._evict()
+
+    def _apply_forget(self, key: str, meta: dict[str, Any], step: int) -> None:
+        i = self._index.get(key)
+        if i is None:
+            return                      # nothing live to forget (the catalog never writes this)
+        title, desc = self._titles[i], self._descs[i]
+        self._drop(key, i)
+        if not self.track_undo:
+            return
+        redo_of = meta.get(REDO_OF)
+        if redo_of is not None:         # a redone forget: the unit goes back to the undo stack
+            self._move(key, redo_of, step, self._redo, self._undo)
+            return
+        entries: Stack = [step, step, _KEY, key, ""]
+        if title:
+            entries += (step, step, 0, title, "")
+        if desc:
+            entries += (step, step, 1, desc, "")
+        self._push(key, entries)
 
     def _move(self, key: str, ref: Any, step: int,
               src: dict[str, Stack], dst: dict[str, Stack]) -> None:
@@ -348,7 +389,8 @@ class MediaProjection:
                 self._trim(target)
         undo[key] = undo.pop(key)       # now the most recently changed
 
-    def _apply_rename(self, ts: int, key: str, data: dict[str, Any]) -> None:
+    def _apply_rename(self, ts: int, key: str, data: dict[str, Any],
+                      meta: dict[str, Any], step: int) -> None:
         new = data.get(TO)
         if not isinstance(new, str) or new == key:
             return                      # the {"from": old} half is a marker only
@@ -368,13 +410,25 @@ class MediaProjection:
         index[new] = i
         self._keys[i] = new
         self._updated[i] = ts
+        if not self.track_undo:
+            return
         # the new key gets exactly the old key's stacks (none if it had none),
         # as the most recently changed item
-        for stacks in (self._undo, self._redo):
+        undo, redo = self._undo, self._redo
+        for stacks in (undo, redo):
             moved = stacks.pop(key, None)
             stacks.pop(new, None)
             if moved is not None:
                 stacks[new] = moved
+        undo_of = meta.get(UNDO_OF)
+        if undo_of is not None:         # renamed back: the rename's unit moves to redo
+            self._move(new, undo_of, step, undo, redo)
+            return
+        redo_of = meta.get(REDO_OF)
+        if redo_of is not None:
+            self._move(new, redo_of, step, redo, undo)
+            return
+        self._push(new, [step, step, _KEY, key, new])
 
     def snapshot(self, *, stacks: bool = True) -> dict[str, Any]:
         """The whole state as msgpack-able lists and dicts of str and int.

@@ -1,13 +1,17 @@
 """A hypothesis state machine: MediaCatalog against a plain dict model.
 
 The model keeps, per key, the (title, description) state and two stacks of
-undo units ``[order, before, after]``; ``order`` grows with every commit.
-Undo of one item pops its top unit; undo of "the last commit overall" pops
-every top unit carrying the largest order; redo mirrors it; a new edit
-clears the item's redo stack; forgetting an item drops its stacks; a
-rename carries them along. Sets, batches, undo, redo, rename, forget,
-snapshots and reopen are interleaved, every read is compared after each
-step, and `state_at` of earlier seqs must give the model's state then.
+undo units ``[order, before, after, kind, keys]``; ``order`` grows with
+every commit. Undo of one item pops its top unit; undo of "the last commit
+overall" pops every top unit carrying the largest order; redo mirrors it; a
+new change (edit, rename, forget) clears the item's redo stack. A rename
+carries the stacks along and is itself a unit (undo renames back, refused
+with `UndoError` while the old key is live); a forget is a unit whose undo
+sets the values back. Sets, batches, undo, redo, rename, forget, snapshots
+and reopen are interleaved, every read is compared after each step,
+`state_at` of earlier seqs must give the model's state then, and a full
+replay of the log must give exactly the live projection's state (which
+came from a snapshot plus replay after a reopen).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from projections import MediaCatalog
+from projections import MediaCatalog, MediaProjection, UndoError
 from projections.media import UNDO_DEPTH
 
 KEYS = ["/media/a.mp4", "/media/b.jpg", "/media/c d.png"]
@@ -68,7 +72,11 @@ class CatalogMachine(RuleBasedStateMachine):
         stack = stacks.setdefault(key, [])
         stack.append(unit)
 
-        def changes(u: list) -> int:
+        def changes(u: list) -> int:          # field-change entries of a unit
+            if u[3] == "rename":
+                return 1
+            if u[3] == "forget":
+                return 1 + sum(map(bool, u[1]))
             return sum(a != b for a, b in zip(u[1], u[2]))
         if sum(map(changes, stack)) > 2 * UNDO_DEPTH:
             while sum(map(changes, stack)) > UNDO_DEPTH:
@@ -82,8 +90,27 @@ class CatalogMachine(RuleBasedStateMachine):
         self.clock += 1
         for key, value in changed.items():
             self.undone.pop(key, None)
-            self._push(self.done, key, [self.clock, self._get(key), value])
+            self._push(self.done, key, [self.clock, self._get(key), value, "set", None])
             self._put(key, value)
+
+    def _move_stacks(self, old: str, new: str) -> None:
+        """A rename: ``new`` gets exactly ``old``'s stacks."""
+        for stacks in (self.done, self.undone):
+            if old in stacks:
+                stacks[new] = stacks.pop(old)
+            else:
+                stacks.pop(new, None)
+
+    def _refused(self, src: dict, keys: list[str], undo: bool) -> bool:
+        """Whether reverting (undo) or re-applying the top units would hit a live item."""
+        for key in keys:
+            unit = src[key][-1]
+            if unit[3] == "rename":
+                if (unit[4][0] if undo else unit[4][1]) in self.state:
+                    return True
+            elif unit[3] == "forget" and (key in self.state) == undo:
+                return True
+        return False
 
     def _move(self, src: dict, dst: dict, keys: list[str], restore: int) -> None:
         self.clock += 1
@@ -91,7 +118,14 @@ class CatalogMachine(RuleBasedStateMachine):
             unit = src[key].pop()
             if not src[key]:
                 del src[key]
-            self._put(key, unit[restore])
+            if unit[3] == "rename":
+                old, new = unit[4]
+                frm, to = (new, old) if restore == 1 else (old, new)
+                self.state[to] = self.state.pop(frm)
+                self._move_stacks(frm, to)
+                key = to
+            else:
+                self._put(key, unit[restore])
             unit[0] = self.clock
             self._push(dst, key, unit)
 
@@ -133,19 +167,27 @@ class CatalogMachine(RuleBasedStateMachine):
 
     @rule(key=st.one_of(st.none(), keys))
     def undo(self, key: str | None) -> None:
-        self._undo_redo(self.cat.undo(key), key, self.done, self.undone, restore=1)
+        self._undo_redo(self.cat.undo, key, self.done, self.undone, restore=1)
 
     @rule(key=st.one_of(st.none(), keys))
     def redo(self, key: str | None) -> None:
-        self._undo_redo(self.cat.redo(key), key, self.undone, self.done, restore=2)
+        self._undo_redo(self.cat.redo, key, self.undone, self.done, restore=2)
 
-    def _undo_redo(self, events: list, key: str | None, src: dict, dst: dict,
-                   restore: int) -> None:
+    def _undo_redo(self, call, key: str | None, src: dict, dst: dict, restore: int) -> None:
         """Check what undo (src done) or redo (src undone) wrote against the model."""
         if key is None:
             group = self._last_group(src)
         else:
             group = [key] if src.get(key) else []
+        seq = self.cat.store.last_seq
+        if group and self._refused(src, group, undo=restore == 1):
+            try:
+                call(key)
+            except UndoError:
+                assert self.cat.store.last_seq == seq      # nothing written
+                return
+            raise AssertionError("undo/redo onto a live item must raise UndoError")
+        events = call(key)
         assert bool(events) == bool(group)
         if group:
             self._move(src, dst, group, restore=restore)
@@ -170,11 +212,9 @@ class CatalogMachine(RuleBasedStateMachine):
         assert len(self.cat.rename(old, new)) == 2
         self.clock += 1
         self.state[new] = self.state.pop(old)
-        for stacks in (self.done, self.undone):
-            if old in stacks:
-                stacks[new] = stacks.pop(old)
-            else:
-                stacks.pop(new, None)
+        self._move_stacks(old, new)
+        self.undone.pop(new, None)          # a new change: nothing left to redo
+        self._push(self.done, new, [self.clock, None, None, "rename", (old, new)])
 
     @rule(key=keys)
     def forget(self, key: str) -> None:
@@ -182,9 +222,9 @@ class CatalogMachine(RuleBasedStateMachine):
         assert (event is None) == (key not in self.state)
         if event is not None:
             self.clock += 1
-            del self.state[key]
-            self.done.pop(key, None)
+            before = self.state.pop(key)
             self.undone.pop(key, None)
+            self._push(self.done, key, [self.clock, before, EMPTY, "forget", None])
 
     @rule()
     def reopen(self) -> None:
@@ -195,6 +235,13 @@ class CatalogMachine(RuleBasedStateMachine):
     @rule()
     def snapshot(self) -> None:
         self.cat.snapshot()
+
+    @rule()
+    def full_replay_gives_the_live_state(self) -> None:
+        fresh = MediaProjection()
+        for event in self.cat.store.read():
+            fresh.apply(event)
+        assert fresh.snapshot() == self.cat.projection.snapshot()
 
     @rule(data=st.data())
     def time_travel(self, data: st.DataObject) -> None:
@@ -214,6 +261,6 @@ class CatalogMachine(RuleBasedStateMachine):
 
 
 CatalogMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=30, deadline=None,
+    max_examples=150, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 TestCatalogStateMachine = CatalogMachine.TestCase

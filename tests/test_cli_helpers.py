@@ -31,9 +31,16 @@ def metalog_command() -> list[str]:
 METALOG = metalog_command()
 
 
+CHECKOUT = str(Path(__file__).resolve().parents[1])
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("METALOG_")}
     env.update({"METALOG_PROGRESS": "0", "METALOG_ACTOR": "tester"})
+    # The command must run this checkout's code, not whichever checkout the
+    # `metalog` script was installed from (an editable install of another
+    # worktree would otherwise be tested instead).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (CHECKOUT, env.get("PYTHONPATH"))))
     env.update(extra)
     return env
 

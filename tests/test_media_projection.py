@@ -45,9 +45,18 @@ def test_forget_and_rename() -> None:
     p.apply(ev(3, RENAMED, "/m/b", {"from": "/m/a"}, cont=True))
     assert p.as_dict() == {"/m/b": ("A", "")}
     assert p.get("/m/b").created == 1.0
-    assert p.undo_top("/m/b").step == 1          # the undo stack moved along
-    p.apply(ev(4, FORGOTTEN, "/m/b"))
-    assert len(p) == 0 and p.undo_top("/m/b") is None
+    top = p.undo_top("/m/b")                     # the rename is the item's last undo step
+    assert (top.step, top.changes) == (2, {"key": ("/m/a", "/m/b")})
+    assert p.undo_top("/m/a") is None
+    p.apply(ev(4, FORGOTTEN, "/m/b"))            # a forget is one too: it keeps the values
+    assert len(p) == 0
+    assert p.undo_top("/m/b").changes == {"key": ("/m/b", ""), "title": ("A", "")}
+    p.apply(ev(5, TITLE_SET, "/m/b", {"value": "A"}, **{UNDO_OF: 4}))
+    assert p.as_dict() == {"/m/b": ("A", "")} and p.redo_top("/m/b").step == 4
+    p.apply(ev(6, RENAMED, "/m/b", {"to": "/m/a"}, **{UNDO_OF: 2}))    # renamed back
+    p.apply(ev(7, RENAMED, "/m/a", {"from": "/m/b"}, cont=True, **{UNDO_OF: 2}))
+    assert p.as_dict() == {"/m/a": ("A", "")}
+    assert p.undo_top("/m/a").step == 1 and p.redo_top("/m/a").step == 2
 
 
 def test_commit_is_one_undo_step_and_undo_redo_move_it() -> None:
@@ -210,7 +219,7 @@ def test_protocol_attributes() -> None:
     from eventstore.projection import Projection
     p = MediaProjection()
     assert isinstance(p, Projection)
-    assert (p.name, p.version) == ("media", 2)       # plain values, not methods
+    assert (p.name, p.version) == ("media", 3)       # plain values, not methods
 
 
 # ------------------------------------------------------------------ undo horizon
@@ -242,10 +251,11 @@ def test_undo_horizon_follows_renames_and_forgets() -> None:
     p.apply(ev(3, RENAMED, "/m/a", {"to": "/m/x"}))             # /m/x is now the most recent
     p.apply(ev(4, RENAMED, "/m/x", {"from": "/m/a"}, cont=True))
     p.apply(ev(5, TITLE_SET, "/m/c", {"value": "C"}))           # evicts /m/b
-    assert p.undo_top("/m/b") is None and p.undo_top("/m/x").step == 1
-    p.apply(ev(6, FORGOTTEN, "/m/x"))
-    p.apply(ev(7, TITLE_SET, "/m/d", {"value": "D"}))           # room was made: /m/c stays
-    assert p.undo_top("/m/c").step == 5 and p.undo_top("/m/d").step == 7
+    assert p.undo_top("/m/b") is None and p.undo_top("/m/x").step == 3
+    p.apply(ev(6, FORGOTTEN, "/m/x"))                          # undoable: /m/x keeps its stacks
+    p.apply(ev(7, TITLE_SET, "/m/d", {"value": "D"}))           # evicts /m/c
+    assert p.undo_top("/m/c") is None and p.undo_top("/m/d").step == 7
+    assert p.undo_top("/m/x").step == 6
     assert p.key_version("/m/a") == 2 and p.key_version("/m/x") == 2
 
 

@@ -88,21 +88,23 @@ def test_undo_redo_state_survives_reopen(tmp_path) -> None:
         assert c.title("/m/a") == "two"
 
 
-def test_undo_after_rename_follows_the_item(cat: MediaCatalog) -> None:
+def test_undo_after_rename_reverts_the_rename_first(cat: MediaCatalog) -> None:
     cat.set_title("/m/a", "one")
     cat.set_title("/m/a", "two")
     cat.rename("/m/a", "/m/b")
-    cat.undo("/m/b")
-    assert cat.title("/m/b") == "one" and "/m/a" not in cat
+    cat.undo("/m/b")                                  # the rename is the item's last change
+    assert cat.title("/m/a") == "two" and "/m/b" not in cat
+    cat.undo("/m/a")
+    assert cat.title("/m/a") == "one"
 
 
-def test_forget_is_not_undone_and_drops_the_item_stacks(cat: MediaCatalog) -> None:
+def test_forget_is_undone_as_the_last_commit(cat: MediaCatalog) -> None:
     cat.set_title("/m/a", "A")
     cat.set_title("/m/b", "B")
     cat.forget("/m/b")
-    assert cat.undo("/m/b") == []
-    cat.undo()                                        # the last undoable commit: /m/a
-    assert len(cat) == 0
+    assert cat.undo() != [] and cat.title("/m/b") == "B" and cat.title("/m/a") == "A"
+    cat.forget("/m/b")
+    assert cat.undo("/m/b") != [] and cat.title("/m/b") == "B"
 
 
 def test_merge_window_merges_quick_typing_into_one_step(tmp_path) -> None:
