@@ -83,37 +83,28 @@ def _log_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", metavar="TIME", help="only events at or before TIME")
 
 
-def _count(what: str) -> Callable[[str], int]:
-    """An argparse type for a whole number >= 0 that says what it is."""
-    def parse(text: str) -> int:
+def _at_least_zero(convert: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    """An argparse type for a number >= 0 whose messages say what it is."""
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-        if value < 0:
+        if not value >= 0:  # also refuses nan
             raise argparse.ArgumentTypeError(f"{what} must be >= 0, not {value}")
         return value
     return parse
 
 
-_seq = _count("a seq number")
-_lines = _count("a number of events")
+_seq = _at_least_zero(int, "a seq number")
+_lines = _at_least_zero(int, "a number of events")
+_seconds = _at_least_zero(float, "a number of seconds")
 
 
 def _media_key(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("a media key must not be empty")
     return text
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
-    return value
 
 
 def _commands() -> list[_Command]:
@@ -151,7 +142,7 @@ def _commands() -> list[_Command]:
                        help="show the last N events first (default 10)")
         p.add_argument("-f", "--follow", action="store_true",
                        help="keep running and print new events as they are committed")
-        p.add_argument("--timeout", type=_positive_float, metavar="SEC",
+        p.add_argument("--timeout", type=_seconds, metavar="SEC",
                        help="with -f: stop after SEC seconds without a new event")
 
     def state_at_args(p: argparse.ArgumentParser) -> None:
