@@ -183,6 +183,8 @@ class Store:
         self._lock_fd: int | None = None
         self._log: SegmentLog | None = None
         self._tail: tuple[int, int] = (1, SEGMENT_HEADER_SIZE)  # readonly refresh cursor
+        self._refresh_lock = threading.RLock()
+        self._refreshing = False  # this store is applying new commits (readonly)
 
         self._prepare_directory(create)
         try:
@@ -966,6 +968,8 @@ class Store:
                 if expected is not None and ref.first_seq != expected:
                     raise CorruptionError(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
                 offset, expected, digest = SEGMENT_HEADER_SIZE, ref.first_seq, stream.prev_digest
+                if cursor is not None:  # even if no frame follows yet (a new empty segment)
+                    cursor[:] = [ref.first_seq, offset, expected, digest]
             scanner = FrameScanner(offset, expected, digest, end=stream.end, verify_chain=False)
             last = i == len(refs) - 1
             damage: Damage | None = None
@@ -1048,20 +1052,37 @@ class Store:
             else:
                 time.sleep(poll)
 
-    def refresh(self) -> int:
+    def refresh(self, *, strict: bool = True) -> int:
         """Readonly stores: apply events another process committed since; returns how many.
 
         `last_seq`, `version`, `stats`, `projections` and `follow` call it, so a
         readonly store shows what the writer has committed up to now (SPEC §2).
-        When the log has not moved it costs a few `stat` calls.
+        When the log has not moved it costs a few `stat` calls. Projections are
+        applied one commit at a time outside the store's lock; one that reads
+        the store while being applied sees the state before that commit.
+        ``strict=False`` (what those accessors use) keeps the state we have
+        instead of raising when the store is closed or the new bytes are
+        damaged; `read` and `follow` still raise there.
         """
+        if not strict:
+            try:
+                return self.refresh() if self.readonly and not self._closed else 0
+            except StoreClosedError:
+                return 0  # closed by another thread meanwhile
+            except CorruptionError as exc:
+                log.warning("readonly %s stays at seq %d: %s", self.root, self._published, exc)
+                return 0
         self._open_check()
         if not self.readonly:
             return 0
-        with self._mutex:
-            if self._log_unmoved():
+        with self._refresh_lock:  # re-entrant: a projection of ours may read the store
+            if self._refreshing or self._log_unmoved():
                 return 0
-            return self._apply_new_commits()
+            self._refreshing = True
+            try:
+                return self._apply_new_commits()
+            finally:
+                self._refreshing = False
 
     def _log_unmoved(self) -> bool:
         """Readonly: the last segment still ends where we stopped and no segment follows it."""
@@ -1072,8 +1093,9 @@ class Store:
                 return False
         except FileNotFoundError:  # compressed meanwhile, or no segment yet
             return False
-        return not (fs.exists(segment_path(self.seg_dir, following))
-                    or fs.exists(segment_path(self.seg_dir, following, compressed=True)))
+        return following == seg_first or not (   # an empty segment of our own is not a new one
+            fs.exists(segment_path(self.seg_dir, following))
+            or fs.exists(segment_path(self.seg_dir, following, compressed=True)))
 
     def _apply_new_commits(self) -> int:
         cursor = [self._tail[0], self._tail[1], self._published + 1, self._digest]
@@ -1085,14 +1107,20 @@ class Store:
             for p in self._projections:
                 for e in events:
                     p.apply(e)
-            for e in events:
-                versions[e.key] = versions.get(e.key, 0) + 1
+            with self._mutex:
+                for e in events:
+                    versions[e.key] = versions.get(e.key, 0) + 1
+                self._advance(cursor)
             n += len(events)
+        with self._mutex:  # past trailing gap frames, or into a new empty segment
+            self._advance(cursor)
+        return n
+
+    def _advance(self, cursor: list) -> None:
         if len(cursor) == 4:
             self._tail = (cursor[0], cursor[1])
             self._published = self._next_seq = cursor[2] - 1
             self._digest = cursor[3]
-        return n
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback(event)`` for each event committed by this store from now on."""
@@ -1108,8 +1136,8 @@ class Store:
         return unsubscribe
 
     def _catch_up(self) -> None:
-        if self.readonly and not self._closed:
-            self.refresh()
+        if self.readonly:
+            self.refresh(strict=False)
 
     def version(self, key: str) -> int:
         validate_key(key)

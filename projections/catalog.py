@@ -169,13 +169,18 @@ class MediaCatalog:
     @property
     def projection(self) -> MediaProjection:
         """The live projection (committed state, without a pending batch)."""
-        self._fresh()
-        return self._proj
+        with self._lock:
+            self._fresh()
+            return self._proj
 
     def _fresh(self) -> None:
-        """A readonly catalog shows what the writer has committed up to now (SPEC §2)."""
+        """A readonly catalog shows what the writer has committed up to now (SPEC §2).
+
+        Called holding the catalog's lock: applying new commits changes the projection
+        that every read of another thread is walking.
+        """
         if self._store.readonly and not self._closed:
-            self._store.refresh()
+            self._store.refresh(strict=False)
 
     def key(self, media: Media) -> str:
         """The normalised key ``media`` is stored under."""
@@ -418,8 +423,8 @@ class MediaCatalog:
 
     def get(self, media: Media) -> MediaRecord | None:
         key = media_key(media)
-        self._fresh()
         with self._lock:
+            self._fresh()
             record = self._proj.get(key)
             batch = self._shown_batch()
             if batch is None or key not in batch.keys():
@@ -453,8 +458,8 @@ class MediaCatalog:
 
     def keys(self) -> list[str]:
         """Keys of the live items (batch included), sorted."""
-        self._fresh()
         with self._lock:
+            self._fresh()
             keys = set(self._proj.keys())
             batch = self._shown_batch()
             if batch is not None:
@@ -469,16 +474,16 @@ class MediaCatalog:
         return iter(self.keys())
 
     def __len__(self) -> int:
-        self._fresh()
         with self._lock:
+            self._fresh()
             if self._shown_batch() is None:
                 return len(self._proj)
             return len(self.keys())
 
     def items(self) -> list[tuple[str, MediaRecord]]:
         """(key, record) of every live item, sorted by key."""
-        self._fresh()
         with self._lock:
+            self._fresh()
             if self._shown_batch() is None:
                 return self._proj.items()
             return [(k, self.get(k)) for k in self.keys()]  # type: ignore[misc]

@@ -306,3 +306,67 @@ def test_readonly_catalog_shows_the_writers_changes(store_dir):
             assert r.get("b.mp4").description == "bee"
             assert [c.new for c in r.history("a.mp4")] == ["one", "two"]
             assert r.stats()["items"] == 2 and r.projection.get(w.key("a.mp4")).title == "two"
+
+
+class Reading(Counter):
+    """A projection that reads the store it is applied by (as catalog code may)."""
+
+    name = "reading"
+
+    def __init__(self):
+        super().__init__()
+        self.store = None
+        self.seen: list[tuple[int, int, int]] = []
+
+    def apply(self, e):
+        super().apply(e)
+        if self.store is not None:  # not during the open's own replay
+            self.seen.append((e.seq, self.store.last_seq, self.store.version(e.key)))
+
+
+def test_a_projection_may_read_a_readonly_store_while_it_catches_up(store_dir):
+    """Applying new commits happens outside the store's lock, so a projection that reads
+    `last_seq` or `version` meanwhile gets the state before that commit instead of
+    deadlocking (it used to hang: the catch-up held the lock the reads take)."""
+    with eventstore.open(store_dir, durability="flush") as w:
+        w.append("w", "k", {})
+        reading = Reading()
+        with eventstore.open(store_dir, [reading], readonly=True) as ro:
+            reading.store = ro
+            w.append("w", "k", {})
+            w.append("w", "j", {})
+            done = []
+            t = threading.Thread(target=lambda: done.append(ro.last_seq), daemon=True)
+            t.start()
+            t.join(10)
+            assert done == [3], "the catch-up deadlocked"
+            assert reading.seen == [(2, 1, 1), (3, 2, 0)]
+
+
+def test_an_idle_readonly_store_does_not_rescan_the_log(store_dir):
+    """`last_seq` on a readonly store whose writer is idle costs a few stat calls, also on a
+    new empty store and after the writer's compaction left an empty active segment (each
+    call used to list and rescan the segments, decompressing the compacted one again)."""
+    from eventstore._fs import FileSystem
+
+    class Listing(FileSystem):
+        listings = 0
+
+        def listdir(self, path):
+            self.listings += 1
+            return super().listdir(path)
+
+    fs = Listing()
+    with eventstore.open(store_dir, durability="flush", segment_bytes=4096) as w:
+        with eventstore.open(store_dir, readonly=True, fs=fs) as ro:
+            ro.last_seq
+            before = fs.listings
+            assert [ro.last_seq for _ in range(20)] == [0] * 20 and fs.listings == before
+            for i in range(40):
+                w.append("w", f"k{i % 3}", {"pad": "x" * 300})
+            w.compact()
+            assert ro.last_seq == 40
+            before = fs.listings
+            assert [ro.last_seq for _ in range(20)] == [40] * 20 and fs.listings == before
+            w.append("w", "k0", {})
+            assert ro.last_seq == 41 and ro.version("k0") == w.version("k0")
