@@ -16,6 +16,9 @@ key, and never writes.
 """
 from __future__ import annotations
 
+import logging
+from bisect import bisect_left
+from operator import attrgetter
 from typing import Any
 
 from eventstore.event import Event
@@ -26,6 +29,8 @@ from .events import (ACTOR, FIELD_OF_TYPE, FORGOTTEN, FROM, REASON, RENAMED, TO,
 __all__ = ["item_history"]
 
 _MAX_RENAMES = 100_000     # renames followed back (undo/redo of a rename adds one each)
+_seq = attrgetter("seq")
+log = logging.getLogger(__name__)
 
 
 def item_history(store: Any, key: str) -> list[Change]:
@@ -34,12 +39,15 @@ def item_history(store: Any, key: str) -> list[Change]:
     # Walk back from the newest piece: (key, its events in the lineage, arrival rename).
     pieces: list[tuple[str, list[Event], Event | None]] = []
     k, stop = key, None
-    while len(pieces) <= _MAX_RENAMES:
+    while True:
+        if len(pieces) > _MAX_RENAMES:
+            log.warning("history of %s: stopped after following %d renames back", key, _MAX_RENAMES)
+            break
         events = cache.get(k)
         if events is None:
             events = cache[k] = list(store.read(key=k))
-        if stop is not None:
-            events = [ev for ev in events if ev.seq < stop]
+        if stop is not None:  # events are in seq order: cut, do not filter
+            events = events[:bisect_left(events, stop, key=_seq)]
         start, arrival = _life_start(k, events)
         pieces.append((k, events[start:], arrival))
         if arrival is None:

@@ -104,6 +104,7 @@ def test_rename_undo_survives_reopen_and_snapshots(tmp_path) -> None:
         if drop_snapshots:
             shutil.rmtree(tmp_path / "store" / "snapshots", ignore_errors=True)
         with open_cat(tmp_path) as c:
+            assert (c.stats()["snapshot_seq"] > 0) is not drop_snapshots   # restored, or replayed
             assert (c.projection.snapshot(), _state(c)) == undo_state
     with open_cat(tmp_path) as c:
         c.redo()
