@@ -1117,10 +1117,10 @@ class Store:
         return n
 
     def _advance(self, cursor: list) -> None:
-        if len(cursor) == 4:
-            self._tail = (cursor[0], cursor[1])
-            self._published = self._next_seq = cursor[2] - 1
-            self._digest = cursor[3]
+        """Publish a readonly catch-up up to ``cursor`` (segment, offset, next seq, digest)."""
+        self._tail = (cursor[0], cursor[1])
+        self._published = self._next_seq = cursor[2] - 1
+        self._digest = cursor[3]
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback(event)`` for each event committed by this store from now on."""
