@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ._fs import FileSystem
 from .layout import QUARANTINE_DIR
 
-__all__ = ["RecoveryEntry", "RecoveryReport", "quarantine_copy"]
+__all__ = ["RecoveryEntry", "RecoveryReport", "quarantine_copy", "seqs_in"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,11 @@ class RecoveryReport:
 
     def __str__(self) -> str:
         return "\n".join(map(str, self.entries)) or "nothing to recover"
+
+
+def seqs_in(ranges: Iterable[tuple[int, int]]) -> int:
+    """How many seqs inclusive ``(first, last)`` ranges hold."""
+    return sum(last - first + 1 for first, last in ranges)
 
 
 def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:

@@ -41,6 +41,7 @@ from .projection import Projection
 from .recovery import (
     RecoveryEntry, RecoveryReport, SnapshotMismatch, Walker, salvage_log,
 )
+from .report import seqs_in
 from .segment import SegmentStream, create_segment, list_segments, scan, segment_path
 from .verify import VerifyReport, verify_store
 
@@ -379,7 +380,7 @@ class Store:
         self._published = next_seq - 1
         self._digest = end.digest if end else ZERO_DIGEST
         self._last_ts = end.last_ts if end else 0
-        self._lost = sum(b - a + 1 for a, b in self.recovery_report.lost_ranges)
+        self._lost = seqs_in(self.recovery_report.lost_ranges)
         if self._lost and self.recovery == "salvage":
             log.warning("salvage recovery of %s lost %d event%s", self.root, self._lost,
                         "" if self._lost == 1 else "s")

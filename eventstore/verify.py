@@ -20,6 +20,7 @@ from .frame import Frame
 from .layout import SEGMENT_HEADER_SIZE, SEGMENTS_DIR, SNAPSHOT_HEADER_SIZE, SNAPSHOTS_DIR, ZERO_DIGEST
 from .projection import Projection
 from .recovery import RecoveryEntry, RecoveryReport, Walker
+from .report import seqs_in
 from .segment import list_segments
 from .snapshot import list_snapshots, read_snapshot
 
@@ -56,7 +57,7 @@ class VerifyReport:
         """One line naming the events earlier salvages lost, or None."""
         if not self.lost:
             return None
-        n = sum(b - a + 1 for a, b in self.lost)
+        n = seqs_in(self.lost)
         ranges = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in self.lost)
         return f"{n} event{'s' if n != 1 else ''} lost to an earlier salvage (seqs {ranges})"
 
@@ -114,7 +115,7 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
                 snapshot_problem(RecoveryEntry("problem", snap.path, 40,
                                                f"snapshot digest does not match the log at seq {snap.seq}"))
             elif not log_damaged():
-                reason = _versions_problem(snap.versions, versions, sum(b - a + 1 for a, b in walker.gaps))
+                reason = _versions_problem(snap.versions, versions, seqs_in(walker.gaps))
                 if reason is not None:
                     snapshot_problem(RecoveryEntry("problem", snap.path, SNAPSHOT_HEADER_SIZE,
                                                    f"snapshot key versions {reason} a replay to seq {snap.seq}"))
