@@ -7,7 +7,6 @@ for people, or as JSON Lines (one object per event) with ``--json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from typing import Any, Iterator
 from eventstore import RecoveryReport, VerifyReport
 
 from ._cli_media import event_summary
-from ._cli_output import Progress, display_key, event_dict, format_time, plain, plural, visible
+from ._cli_output import Progress, display_key, event_dict, format_time, json_line, plain, plural, visible
 from ._cli_store import Context, log_key, parse_time
 
 __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
@@ -138,8 +137,7 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
         try:
             with Progress("exporting", total=total) as progress:
                 for event in _filtered(store, args, progress):
-                    sink.write(json.dumps(event_dict(event), ensure_ascii=False,
-                                          separators=(",", ":"), allow_nan=False) + "\n")
+                    sink.write(json_line(event_dict(event)))
                     count += 1
             if tmp is not None:
                 sink.flush()

@@ -28,6 +28,7 @@ __all__ = [
     "event_dict",
     "format_time",
     "visible",
+    "json_line",
     "iso_time",
     "plain",
     "table",
@@ -118,6 +119,11 @@ def event_dict(event: Any) -> dict[str, Any]:
     }
 
 
+def json_line(value: Any) -> str:
+    """One JSON-able value as one compact, strict JSON line (JSON Lines)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+
+
 def plural(n: int, word: str) -> str:
     """``1 item``, ``2 items`` (words ending in y take -ies)."""
     if n == 1:
@@ -199,8 +205,7 @@ class Printer:
 
     def json_line(self, value: Any) -> None:
         """One compact JSON object on one line (JSON Lines)."""
-        self.out.write(json.dumps(plain(value), ensure_ascii=False, separators=(",", ":"),
-                                  allow_nan=False) + "\n")
+        self.out.write(json_line(plain(value)))
 
     def kv(self, pairs: Sequence[tuple[str, Any]], indent: str = "") -> None:
         """``key: value`` lines with the values aligned."""

@@ -89,6 +89,11 @@ class UndoError(ValueError):
         self.step = step
 
 
+def _rename_items(src: str, dst: str, meta: dict[str, Any]) -> list[tuple[str, str, dict, dict]]:
+    """The two events of a rename (the projection and history read this pair), each its own meta."""
+    return [(RENAMED, src, {TO: dst}, meta), (RENAMED, dst, {FROM: src}, dict(meta))]
+
+
 class Batch:
     """The pending changes of an open batch; ``events`` is set on commit.
 
@@ -300,8 +305,7 @@ class MediaCatalog:
                 raise KeyError(f"no media item at {k_old}")
             if k_new in self._proj:
                 raise ValueError(f"{k_new} already has metadata; forget it first")
-            events = self._append([(RENAMED, k_old, {TO: k_new}, meta),
-                                   (RENAMED, k_new, {FROM: k_old}, dict(meta))])
+            events = self._append(_rename_items(k_old, k_new, meta))
             self._last_edit = None
             self.path_checker.invalidate(k_old)
             self.path_checker.invalidate(k_new)
@@ -556,8 +560,7 @@ class MediaCatalog:
                     f"cannot {verb} the rename of {moved[0]} to {moved[1]} (seq {unit.step}): "
                     f"{dst} has metadata again; forget or rename that item first",
                     key=unit.key, step=unit.step)
-            return [(RENAMED, src, {TO: dst}, {**meta, **link}),
-                    (RENAMED, dst, {FROM: src}, {**meta, **link})]
+            return _rename_items(src, dst, {**meta, **link})
         if moved is not None:                                   # a forget
             live = unit.key in self._proj
             if live != redo:

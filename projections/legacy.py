@@ -25,7 +25,7 @@ from eventstore.codec import encode_event
 from eventstore.errors import ValidationError
 from eventstore.layout import MAX_FRAME_PAYLOAD
 
-from .catalog import MediaCatalog
+from .catalog import MediaCatalog, _check_text
 from .events import ACTOR, CONT, LEGACY_IMPORTED, REASON, TYPE_OF_FIELD, VALUE
 from .keys import media_key
 
@@ -212,13 +212,7 @@ def _legacy_fields(value: Any) -> dict[str, str]:
         text = value.get(name)
         if text is None:
             continue
-        if not isinstance(text, str):
-            raise ValidationError(f"{name} must be str, not {type(text).__name__}")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValidationError(f"{name} is not valid Unicode (lone surrogate?)") from exc
-        out[name] = text
+        out[name] = _check_text(name, text)
     return out
 
 
