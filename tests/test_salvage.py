@@ -649,7 +649,7 @@ def test_resigned_first_commit_of_a_segment_is_lost_as_reported(fast_tmp, segmen
     events = _four_segments(root)
     path = seg_files(root, ".seg")[segment]
     victim = frames_of(path)[0]
-    data = _edit_and_resign(path, victim, digest)
+    _edit_and_resign(path, victim, digest)
     report = _salvage_agrees(root, events)
     assert report.lost_ranges == [(victim.first_seq, victim.last_seq)], str(report)
 
