@@ -158,8 +158,11 @@ class Store:
         self._cond = threading.Condition(lock)
         self._gather = threading.Condition(lock)  # a leader waiting for stragglers
         self._gathering = 0  # commits the gathering leader waits for (0: nobody gathers)
-        self._last_batch = 1  # commits in the previous group commit
+        self._expect = 1  # commits the next group commit is expected to take (one per thread)
         self._sync_seconds = 0.0  # duration of the last write+sync
+        self._synced_at = 0.0  # when it ended (perf_counter)
+        self._widest = 1  # the widest batch expected since a burst began narrower
+        self._burst = False  # the batch now gathering started after a pause
         self._queue: list[_Queued] = []  # commits encoded, not yet taken by a leader
         self._leader = 0  # thread id of the group-commit leader, 0 when none
         self._failed: BaseException | None = None
@@ -533,19 +536,36 @@ class Store:
                                   map(_copy, metas)))
             me = threading.get_ident()
             leader = self._leader
-            if leader and leader != me:  # park on our own lock until the leader wakes us
-                waiter: Any = _allocate_lock()
+            queued = len(self._queue)
+            if leader == me:  # a subscriber of ours appending: lead it inline
+                waiter: Any = None
+            elif leader or (self.durability == "fsync" and self._batch_incomplete(queued)):
+                # Park on our own lock until a leader wakes us: one is at work, or the
+                # batch we expect is not complete yet (whoever completes it leads, so
+                # no thread is woken just to start the sync).
+                waiter = _allocate_lock()
                 waiter.acquire()
             else:
                 waiter = None
             self._queue.append((PendingFrame(frame, seq, seq + n - 1, digest), events, waiter, me))
-            if self._gathering and len(self._queue) >= self._gathering:
+            if self._gathering and queued + 1 >= self._gathering:
                 self._gather.notify()
             if waiter is None:
                 self._lead(seq + n - 1, nested=leader == me)
                 return events
-        self._park(waiter, seq + n - 1)
+        # The first commit of a batch that no leader is gathering waits for it to
+        # complete only so long, then leads what is queued.
+        self._park(waiter, seq + n - 1, gathers=not leader and not queued)
         return events
+
+    def _batch_incomplete(self, queued: int) -> bool:
+        """With no leader, in fsync mode: should a new commit wait for more of its batch?"""
+        if not queued and time.perf_counter() - self._synced_at > 4 * self._sync_seconds:
+            # The first commit after a pause: expect the burst to be as wide as the
+            # widest one lately (the last ended with a short batch, or a lone straggler).
+            self._expect = self._widest
+            self._burst = True
+        return queued + 1 < self._expect
 
     # Group commit. Every queued commit either leads or parks on a lock of its own.
     # The leader takes the whole queue, writes it with one write (and one sync)
@@ -555,19 +575,43 @@ class Store:
     # just to learn that it is done, and no committer is woken for a batch it is
     # not in.
 
-    def _park(self, waiter: Any, ticket: int) -> None:
+    def _park(self, waiter: Any, ticket: int, *, gathers: bool = False) -> None:
         """Wait, outside `_cond`, until ``ticket`` is published or we are made leader.
+
+        ``gathers``: ours is the first commit of a batch with no leader. If the
+        batch has not been completed (and led) within two sync times, we lead it.
 
         A Ctrl-C while parked is held until our lock is released: the wake chain
         and the hand-over of leadership both count on each parked committer
         waking up and doing its part, and our commit may be on disk already.
         """
         interrupted: BaseException | None = None
+        woken = False
+        if gathers:
+            try:
+                woken = waiter.acquire(True, 2 * self._sync_seconds)
+            except BaseException as exc:  # Ctrl-C: stop gathering, lead or wait as below
+                interrupted = exc
+            if not woken:
+                with self._cond:
+                    # No leader and our commit unpublished: it is still queued, and
+                    # nobody else will start the sync. Otherwise a leader took it (or
+                    # will, or failed it) and releases our lock: wait for that below.
+                    if not self._leader and self._published < ticket and self._failed is None \
+                            and not self._closed:
+                        self._expect = len(self._queue)  # fewer threads commit now
+                        if self._burst:  # ... even after a pause
+                            self._widest = self._expect
+                        try:
+                            self._lead(ticket, nested=False, gather=False)
+                        finally:
+                            if interrupted is not None:
+                                raise interrupted
+                        return
         try:
-            while True:
+            while not woken:
                 try:
-                    waiter.acquire()
-                    break
+                    woken = waiter.acquire()
                 except BaseException as exc:
                     interrupted = exc
         finally:
@@ -608,11 +652,12 @@ class Store:
             raise StoreClosedError(f"store {self.root} was closed before this commit was written")
         raise AssertionError("a parked commit was woken unpublished")  # pragma: no cover
 
-    def _lead(self, ticket: int, *, nested: bool) -> None:
+    def _lead(self, ticket: int, *, nested: bool, gather: bool = True) -> None:
         """Lead group commits (holding `_cond`) until ``ticket`` is published.
 
         ``nested``: a subscriber of ours appended on our thread while we were
         delivering; it leads its commit inline and leaves the hand-over to us.
+        ``gather``: false when we already waited for the batch to complete.
         """
         self._leader = me = threading.get_ident()
         interrupted: BaseException | None = None
@@ -620,20 +665,22 @@ class Store:
             while self._published < ticket:
                 if self._failed is not None or self._closed:
                     self._raise_unwritten()
-                if not nested and self.durability == "fsync" and len(self._queue) < self._last_batch:
+                if gather and not nested and self.durability == "fsync" and not self._draining \
+                        and len(self._queue) < self._expect:
                     # The threads of the previous batch are about to append again;
                     # waiting for them saves whole syncs. They arrive one by one (the
                     # wake chain), which took longer than one sync here (median 224 vs
                     # 191 us with 8 threads), so wait up to two.
-                    self._gathering = self._last_batch
+                    self._gathering = self._expect
                     try:
-                        self._gather.wait(2 * self._sync_seconds)
+                        if not self._gather.wait(2 * self._sync_seconds):
+                            self._expect = len(self._queue)  # fewer threads commit now
                     except BaseException as exc:  # Ctrl-C: the queue still needs its leader
                         interrupted = exc
                     finally:
                         self._gathering = 0
                 batch, self._queue = self._queue, []
-                self._last_batch = len(batch)
+                self._burst = False
                 self._mutex.release()
                 last = None
                 try:
@@ -648,6 +695,12 @@ class Store:
                     self._mutex.acquire()
                     if last is not None:
                         self._published = last
+                    # The next batch: this one's committers, about to append again, and
+                    # those that queued during the sync (one commit in flight per thread).
+                    # Only a gatherer that waited in vain lowers it: a short batch at the
+                    # end of a burst says nothing about the next burst.
+                    self._expect = max(self._expect, len(batch) + len(self._queue))
+                    self._widest = max(self._widest, self._expect)
                     # Published, or failed: either way their committers are done waiting.
                     # Wake the first; each woken committer wakes the next (see _park).
                     # (A leader handed the lead by _hand_off parked too: skip its own lock.)
@@ -707,7 +760,8 @@ class Store:
                 started = time.perf_counter()
                 self._log.append(frames, buffered=False)
                 self._log.sync()
-                self._sync_seconds = min(time.perf_counter() - started, 0.01)  # for gathering
+                self._synced_at = time.perf_counter()
+                self._sync_seconds = min(self._synced_at - started, 0.01)  # for gathering
             else:
                 self._log.append(frames, buffered=self.durability == "none")
         except OSError as exc:
@@ -764,6 +818,8 @@ class Store:
                 self._draining += 1  # new commits wait at the gate in _commit meanwhile
                 try:
                     while self._leader or self._queue:
+                        if not self._leader:  # a batch still gathering: have it led now
+                            self._hand_off()
                         self._cond.wait()
                 finally:
                     self._draining -= 1

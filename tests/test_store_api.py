@@ -23,6 +23,7 @@ from eventstore import (
     ConcurrencyError, Event, NotAStoreError, ReadOnlyError, StoreClosedError, ValidationError,
 )
 
+from eventstore._fs import FileSystem
 from test_codec import assert_same  # the strict, type-checking comparison
 
 # -- strategies -------------------------------------------------------------------------
@@ -383,6 +384,56 @@ def test_group_commit_hand_offs_never_strand_a_committer(store_dir, durability):
     per_thread = per + sum(1 for i in range(per) if i % 7 == 6)
     assert sum(e.type == "t" for e in events) == n_threads * per_thread
     assert sum(e.type == "echo" for e in events) == n_threads * len(range(0, per, 50))
+
+
+class _SlowSyncFS(FileSystem):
+    """Counts data syncs and makes each take a millisecond longer, as on a slow disk."""
+
+    syncs = 0
+
+    def fdatasync(self, fd: int) -> None:
+        self.syncs += 1
+        time.sleep(0.001)
+        super().fdatasync(fd)
+
+
+def test_group_commit_follows_bursts_of_changing_width(store_dir):
+    """Bursts of durable appenders, of changing width, with pauses between them. A batch is
+    expected to be as wide as the last burst; a narrower burst, or a lone commit, must not be
+    held waiting for it: every append returns, every event is there once and in its thread's
+    order, and the wide bursts still share their syncs."""
+    fs = _SlowSyncFS()
+    widths, per = [8, 1, 3, 8, 8, 2, 1, 5, 1], 12
+    with eventstore.open(store_dir, durability="fsync", snapshot_every=0, fs=fs) as store:
+        for b, width in enumerate(widths):
+            errors: list[BaseException] = []
+
+            def writer(w: int) -> None:
+                try:
+                    for i in range(per):
+                        store.append("t", f"b{b}w{w}", {"i": i})
+                except BaseException as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+
+            before = fs.syncs
+            threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(width)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 30
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            assert not [t for t in threads if t.is_alive()], f"burst {b} (width {width}) never finished"
+            assert not errors
+            if width == 8:
+                assert fs.syncs - before <= width * per // 2, "the wide burst did not share its syncs"
+            time.sleep(0.03)  # a pause, long against a sync
+    with eventstore.open(store_dir) as store:
+        events = list(store.read())
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    got: dict[str, list[int]] = {}
+    for e in events:
+        got.setdefault(e.key, []).append(e.data["i"])
+    assert got == {f"b{b}w{w}": list(range(per)) for b, width in enumerate(widths) for w in range(width)}
 
 
 @pytest.mark.parametrize("count_at", [3, 1 << 20])
