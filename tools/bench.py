@@ -1112,6 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
         return summarize(args.summarize)
     repeats = args.repeats or (2 if args.quick else 3)
     parent = os.path.abspath(args.dir or os.path.dirname(REPO))
+    os.makedirs(parent, exist_ok=True)
     root = tempfile.mkdtemp(prefix="metalog-bench-", dir=parent)
     out = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
     facts = machine(root)
