@@ -421,6 +421,29 @@ class Store:
         validate_key(key)
         return type_, key, validate_mapping("data", data), validate_mapping("meta", meta)
 
+    def _learn_types(self, items: list) -> bool:
+        """Validate a batch's event types not seen before; True if any was learned.
+
+        So the first batch of a new type (an import into a new store, say) can
+        take the column-wise path too. Anything odd is left to the item-by-item
+        check, which raises precisely.
+        """
+        try:
+            new = {item[0] for item in items} - self._known_types
+        except (TypeError, IndexError, KeyError):
+            return False
+        learned = False
+        for type_ in new:
+            if type_.__class__ is not str or len(self._known_types) >= 1024:
+                return False
+            try:
+                validate_type(type_)
+            except ValidationError:
+                return False
+            self._known_types.add(type_)
+            learned = True
+        return learned
+
     @staticmethod
     def _check_expected(expected_version: Any) -> int | None:
         if expected_version is not None and (not isinstance(expected_version, int)
@@ -456,6 +479,8 @@ class Store:
         if not items:
             return []
         columns = plain_columns(items, self._known_types)
+        if columns is None and self._learn_types(items):  # a first batch of new types
+            columns = plain_columns(items, self._known_types)
         if columns is not None:
             return self._commit(*columns, plain=True)
         # check item by item, raising precisely

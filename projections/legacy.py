@@ -160,13 +160,17 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
         # reported, so it can neither abort the import nor leave it half done.
         limit = getattr(catalog.store, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
         widest_meta = {**meta, CONT: True}     # an event's meta as written, at its largest
+        # UTF-8 takes at most 4 bytes per character: an event with no more characters
+        # in its type, key and value than this fits whatever they are, unencoded.
+        room = (limit - _EVENT_OVERHEAD) // 4 - sum(len(str(v)) for v in widest_meta.values())
         changes: dict[str, dict[str, str]] = {}
         for name, value in entries:
             try:
                 key = media_key(name)
                 fields = _legacy_fields(value)
                 for f, v in fields.items():
-                    _check_event_size(TYPE_OF_FIELD[f], key, v, widest_meta, limit)
+                    if len(key) + len(v) + len(TYPE_OF_FIELD[f]) > room:
+                        _check_event_size(TYPE_OF_FIELD[f], key, v, widest_meta, limit)
             except ValidationError as exc:
                 report.invalid += 1
                 errors.append(f"entry {name[:80]!r}: {exc}")
@@ -219,13 +223,9 @@ def _legacy_fields(value: Any) -> dict[str, str]:
 def _check_event_size(type_: str, key: str, value: str, meta: dict[str, Any], limit: int) -> None:
     """Raise ValidationError if the ``{value}`` event for ``key`` would pass ``limit`` bytes.
 
-    UTF-8 takes at most 4 bytes per character, so short values are passed
-    without encoding; a value that may be near the limit is encoded exactly
-    as the store will (`eventstore.codec.encode_event`).
+    Encodes it exactly as the store will (`eventstore.codec.encode_event`);
+    the caller skips values too short to come near the limit.
     """
-    chars = len(type_) + len(key) + len(value) + sum(len(str(v)) for v in meta.values())
-    if 4 * chars + _EVENT_OVERHEAD <= limit:
-        return
     size = len(encode_event(type_, key, {VALUE: value}, meta))
     if size > limit:
         raise ValidationError(f"event is {size} bytes encoded; max_event_bytes is {limit}")

@@ -402,13 +402,32 @@ def test_fast_check_accepts_only_what_the_full_check_accepts(items):
     # on either path, before anything is written; test_bad_input_raises_and_writes_nothing)
 
 
+@pytest.mark.parametrize("bad", BAD_TYPES, ids=repr)
+def test_first_batch_of_new_types_is_checked_like_any_other(store_dir, bad):
+    """SPEC §5: the first batch a store sees of its types (validated once, then checked
+    column by column) still refuses a bad type anywhere in it, writing nothing; the good
+    types it holds work afterwards."""
+    with eventstore.open(store_dir) as s:
+        for batch in ([("fresh.a", "k", {}), (bad, "k", {}), ("fresh.b", "k", {})],
+                      [(bad, "k", {}), ("fresh.a", "k", {})]):
+            with pytest.raises(ValidationError):
+                s.append_many(batch)
+            assert s.last_seq == 0
+        got = s.append_many([("fresh.a", "k", {"v": 1}), ("fresh.b", "k", {"v": 2})])
+        assert [(e.seq, e.type) for e in got] == [(1, "fresh.a"), (2, "fresh.b")]
+
+
 def test_fast_and_full_checks_store_the_same_events(store_dir):
-    """A batch of a known type takes the fast check; the same batch of a new type takes the
-    full one; both store identical events (and copies of the caller's dicts)."""
+    """A batch of tuples takes the fast check, even the first batch of a new type; the same
+    batch as deques takes the full one; both store identical events (and copies of the
+    caller's dicts)."""
     data = [{"value": f"v{i}", "n": i, "f": 0.5, "b": b"x", "none": None} for i in range(20)]
     with eventstore.open(store_dir) as s:
-        first = s.append_many([("new.type", f"/k{i}", d, {"actor": "a"}) for i, d in enumerate(data)])
-        second = s.append_many([("new.type", f"/k{i}", d, {"actor": "a"}) for i, d in enumerate(data)])
+        fast = [("new.type", f"/k{i}", d, {"actor": "a"}) for i, d in enumerate(data)]
+        assert plain_columns(fast, frozenset({"new.type"})) is not None
+        assert plain_columns([collections.deque(item) for item in fast], frozenset({"new.type"})) is None
+        first = s.append_many([collections.deque(item) for item in fast])
+        second = s.append_many(fast)
         data[0]["value"] = "changed by the caller"
         stored = list(s.read())
     def body(e):
