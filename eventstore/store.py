@@ -617,41 +617,73 @@ class Store:
                 woken = waiter.acquire(True, 2 * self._sync_seconds)
             except BaseException as exc:  # Ctrl-C: stop gathering, lead or wait as below
                 interrupted = exc
+                woken = self._lock_due(ticket)
             if not woken:
-                with self._cond:
+                interrupted = self._take_mutex(interrupted)
+                try:
                     # No leader and our commit unpublished: it is still queued, and
                     # nobody else will start the sync. Otherwise a leader took it (or
                     # will, or failed it) and releases our lock: wait for that below.
-                    if not self._leader and self._published < ticket and self._failed is None \
-                            and not self._closed:
-                        self._expect = len(self._queue)  # fewer threads commit now
-                        if self._burst:  # ... even after a pause
-                            self._widest = self._expect
-                        try:
-                            self._lead(ticket, nested=False, gather=False)
-                        finally:
-                            if interrupted is not None:
-                                raise interrupted
-                        return
+                    lead = not self._leader and not self._lock_due(ticket)
+                    if lead:
+                        if interrupted is None:  # we waited in vain: fewer threads commit now
+                            self._expect = len(self._queue)
+                            if self._burst:  # ... even after a pause
+                                self._widest = self._expect
+                        self._lead(ticket, nested=False, gather=False)
+                finally:
+                    self._mutex.release()
+                if lead:
+                    if interrupted is not None:
+                        raise interrupted
+                    return
         try:
             while not woken:
                 try:
                     woken = waiter.acquire()
                 except BaseException as exc:
                     interrupted = exc
+                    # A signal just after the acquire succeeded raises here too, and the
+                    # lock is ours again: waiting on it would be forever. It was released
+                    # only if its release was due; if it is due but not done yet, waking
+                    # now is safe (every committer still pops the wake chain once).
+                    woken = self._lock_due(ticket)
         finally:
             self._wake_next()
         try:
             if self._published >= ticket:  # set before our lock was released
                 return
-            with self._cond:
+            interrupted = self._take_mutex(interrupted)
+            try:
                 if self._leader == threading.get_ident():
                     self._lead(ticket, nested=False)
                     return
                 self._raise_unwritten()
+            finally:
+                self._mutex.release()
         finally:
             if interrupted is not None:
                 raise interrupted
+
+    def _lock_due(self, ticket: int) -> bool:
+        """Whether a parked commit's lock is (or is about to be) released: published,
+        made leader, or dropped by a failed or closed store."""
+        return (self._published >= ticket or self._leader == threading.get_ident()
+                or self._failed is not None or self._closed)
+
+    def _take_mutex(self, interrupted: BaseException | None) -> BaseException | None:
+        """Acquire `_mutex` where leaving early would strand other committers.
+
+        A Ctrl-C that interrupts the wait is held and returned, to be raised once
+        our part is done. (One that lands just after the acquire succeeded
+        cannot be told apart; Python gives no way to close that window.)
+        """
+        while True:
+            try:
+                self._mutex.acquire()
+                return interrupted
+            except BaseException as exc:
+                interrupted = exc
 
     def _wake_next(self) -> None:
         """Release the next committer the leader is done with, if any.
@@ -728,10 +760,11 @@ class Store:
                     self._widest = max(self._widest, self._expect)
                     # Published, or failed: either way their committers are done waiting.
                     # Wake the first; each woken committer wakes the next (see _park).
-                    # (A leader handed the lead by _hand_off parked too: skip its own lock.)
+                    # (A leader handed the lead by _hand_off parked too: skip its own lock,
+                    # the one for `ticket`; any other commit of its thread is woken as usual.)
                     if len(batch) > 1 or batch[0][2] is not None:
                         self._wake_chain.extend([entry[2] for entry in batch
-                                                 if entry[2] is not None and entry[3] != me])
+                                                 if entry[2] is not None and entry[0].last_seq != ticket])
                         self._wake_next()
                 if last is not None and self._subscribers:
                     self._cond.release()
