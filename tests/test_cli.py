@@ -395,3 +395,17 @@ def test_ls_pads_columns_by_display_width(store: Path, tmp_path: Path) -> None:
                                 ("UPDATED", date.start())):
             assert cells(row[:text_at]) == cells(header[:header.index(column)]), (column, lines)
 
+
+def test_json_events_keep_the_cont_meta_the_catalog_writes(store: Path, tmp_path: Path) -> None:
+    """`cont` is not store-internal: the catalog writes it on every event of a commit
+    but the first (projections/events.py, DESIGN "Events"), and it is how a replay of
+    the log tells commit boundaries (a batch is one undo step). So `--json` output and
+    `export` print `meta` as stored, `cont` included; human output leaves it out."""
+    with MediaCatalog.open(store, actor="tester") as cat:
+        with cat.batch():
+            cat.set_title(tmp_path / "a.mp4", "A")
+            cat.set_title(tmp_path / "b.mp4", "B")
+    exported = [json.loads(line) for line in ok("export", store=store).splitlines()]
+    for shown in (exported, run_jsonl("log", store=store), run_jsonl("tail", store=store)):
+        assert [e["meta"].get("cont") for e in shown] == [None, True], shown
+    assert "cont" not in ok("log", store=store, cwd=tmp_path)   # keys shown relative: a.mp4
