@@ -894,7 +894,8 @@ class Store:
 
     def flush(self) -> None:
         """Push buffered commits to the OS and to stable storage."""
-        if self.readonly or self._closed:
+        self._open_check()
+        if self.readonly:
             return
         self._writable()
         with self._exclusive(), self._log_io("flush") as log_:
@@ -1013,6 +1014,7 @@ class Store:
     def nearest_snapshot(self, name: str, version: int, max_seq: int) -> tuple[int, Any] | None:
         """The state of projection ``name``/``version`` from the newest usable snapshot at or
         before ``max_seq``, as ``(seq, state)``; None when there is none."""
+        self._open_check()
         for seq, path in self._snapshot_candidates():
             if seq > max_seq:
                 continue
@@ -1047,6 +1049,10 @@ class Store:
 
     # ------------------------------------------------------------------ reading
     def _open_check(self) -> None:
+        """A closed store refuses every member but `close` (which is idempotent): it no
+        longer follows the log (a writer has released its lock, so another writer may move
+        the log on), and an answer from it (`last_seq`, `version`, `stats`, ...) would be
+        stale while `read` refuses."""
         if self._closed:
             raise StoreClosedError(f"store {self.root} is closed")
 
@@ -1175,9 +1181,10 @@ class Store:
         When the log has not moved it costs a few `stat` calls. Projections are
         applied one commit at a time outside the store's lock; one that reads
         the store while being applied sees the state before that commit.
-        ``strict=False`` (what those accessors use) keeps the state we have
-        instead of raising when the store is closed or the new bytes are
-        damaged; `read` and `follow` still raise there.
+        ``strict=False`` (what those accessors use, after checking that the
+        store is open) keeps the state we have instead of raising when another
+        thread closes the store meanwhile or the new bytes are damaged; `read`
+        and `follow` still raise there.
         """
         if not strict:
             try:
@@ -1239,6 +1246,7 @@ class Store:
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback(event)`` for each event committed by this store from now on."""
+        self._open_check()
         if not callable(callback):
             raise ValidationError("callback must be callable")
         self._subscribers.append(callback)
@@ -1255,6 +1263,7 @@ class Store:
             self.refresh(strict=False)
 
     def version(self, key: str) -> int:
+        self._open_check()
         validate_key(key)
         self._catch_up()
         with self._mutex:
@@ -1266,15 +1275,18 @@ class Store:
 
     @property
     def last_seq(self) -> int:
+        self._open_check()
         self._catch_up()
         return self._published
 
     @property
     def projections(self) -> tuple[Projection, ...]:
+        self._open_check()
         self._catch_up()
         return self._projections
 
     def stats(self) -> dict[str, Any]:
+        self._open_check()
         self._catch_up()
         refs = list_segments(self._fs, self.seg_dir) if os.path.isdir(self.seg_dir) else []
         total = 0

@@ -15,7 +15,8 @@ from typing import Any, Iterator
 from eventstore import RecoveryReport, VerifyReport
 
 from ._cli_media import event_summary
-from ._cli_output import Progress, display_key, event_dict, format_time, json_line, plain, plural, visible
+from ._cli_output import (Progress, display_key, display_width, event_dict, format_time, json_line, pad,
+                          plain, plural, shorten_middle, visible)
 from ._cli_store import Context, log_key, parse_time
 
 __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
@@ -52,9 +53,13 @@ class _EventLines:
 
     Human lines are aligned over chunks of up to ``CHUNK`` events, so a
     long log streams without being held in memory; column widths only grow.
+    Keys longer than ``KEY_WIDTH`` terminal cells lose their middle to an
+    ellipsis (one long key would otherwise push every line's CHANGE column
+    off the screen); ``--json`` prints them whole.
     """
 
     CHUNK = 500
+    KEY_WIDTH = 48
     HEADERS = ("SEQ", "TIME", "TYPE", "KEY", "CHANGE")
 
     def __init__(self, ctx: Context, *, header: bool = True) -> None:
@@ -70,8 +75,8 @@ class _EventLines:
         if self.ctx.json:
             self.ctx.out.json_line(event_dict(event))
             return
-        self.pending.append((str(event.seq), format_time(event.ts), event.type,
-                             display_key(event.key),
+        self.pending.append((str(event.seq), format_time(event.ts), visible(event.type),
+                             shorten_middle(visible(display_key(event.key)), self.KEY_WIDTH),
                              event_summary(event)))
         if len(self.pending) >= self.CHUNK:
             self.flush()
@@ -81,14 +86,14 @@ class _EventLines:
             self.out.flush()
             return
         for row in self.pending:
-            self.widths = [max(w, len(c)) for w, c in zip(self.widths, row)]
+            self.widths = [max(w, display_width(c)) for w, c in zip(self.widths, row)]
         rows = ([self.HEADERS] if self.header else []) + self.pending
         self.header = False
         for row in rows:
             seq, when, typ, key, change = row
             w = self.widths
-            self.out.write(visible(f"{seq:>{w[0]}}  {when:{w[1]}}  {typ:{w[2]}}  {key:{w[3]}}  "
-                                   f"{change}".rstrip()) + "\n")
+            self.out.write(visible(f"{pad(seq, w[0], right=True)}  {pad(when, w[1])}  {pad(typ, w[2])}  "
+                                   f"{pad(key, w[3])}  {change}".rstrip()) + "\n")
         self.pending.clear()
         self.out.flush()
 

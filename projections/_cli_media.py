@@ -292,8 +292,13 @@ def _human_bytes(n: Any) -> str:
 def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
     """Exit 1 when the file was damaged or held invalid entries (what could
     be read is imported all the same)."""
-    if not os.path.isfile(args.file):
+    if os.path.isdir(args.file):
+        raise UsageError(f"{args.file}: is a directory, not a JSON file "
+                         "(give the old persistence file itself, e.g. media_metadata.json)")
+    if not os.path.exists(args.file):
         raise UsageError(f"{args.file}: no such file")
+    if not os.path.isfile(args.file):
+        raise UsageError(f"{args.file}: not a regular file (a JSON file is read once, whole)")
     with ctx.catalog() as cat, Progress(f"importing {args.file}"):
         report = cat.import_legacy_json(args.file)
     info = plain(report)

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+import unicodedata
 from typing import Any, Iterable, Sequence, TextIO
 
 import msgspec
@@ -34,6 +35,9 @@ __all__ = [
     "table",
     "to_ns",
     "shorten",
+    "shorten_middle",
+    "display_width",
+    "pad",
 ]
 
 
@@ -142,32 +146,101 @@ def display_key(key: str) -> str:
     return key[len(prefix):] if key.startswith(prefix) and len(key) > len(prefix) else key
 
 
+def _char_width(char: str) -> int:
+    """Terminal cells of one character: 2 for East Asian wide and fullwidth,
+    0 for combining marks and invisible format characters, else 1."""
+    if unicodedata.east_asian_width(char) in ("W", "F"):
+        return 2
+    category = unicodedata.category(char)
+    if category in ("Mn", "Me") or (category == "Cf" and char != "\u00ad"):
+        return 0                            # the soft hyphen (Cf) is drawn by terminals
+    return 1
+
+
+def display_width(text: str) -> int:
+    """The number of terminal cells ``text`` takes ("映画" takes 4, "e\u0301" 1)."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(c) for c in text)
+
+
+def pad(text: str, width: int, *, right: bool = False) -> str:
+    """``text`` padded with spaces to ``width`` cells (``ljust`` by display width)."""
+    fill = " " * max(width - display_width(text), 0)
+    return fill + text if right else text + fill
+
+
+def _head(text: str, width: int) -> str:
+    """The longest prefix of ``text`` that fits in ``width`` cells; the marks
+    combining with a character that does not fit go with it."""
+    used = 0
+    for i, char in enumerate(text):
+        used += _char_width(char)
+        if used > width:
+            return text[:i]
+    return text
+
+
+def _tail(text: str, width: int) -> str:
+    """The longest suffix of ``text`` that fits in ``width`` cells, never
+    starting with a combining mark whose base character was cut off."""
+    used, start = 0, len(text)
+    for i in range(len(text) - 1, -1, -1):
+        used += _char_width(text[i])
+        if used > width:
+            break
+        start = i
+    while start < len(text) and _char_width(text[start]) == 0:
+        start += 1
+    return text[start:]
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", "\u21b5")
+
+
 def shorten(text: str, width: int) -> str:
-    """Cut ``text`` to ``width`` characters with an ellipsis; one line only."""
-    text = text.replace("\n", "\u21b5")
-    if width <= 0 or len(text) <= width:
+    """Cut ``text`` to ``width`` terminal cells with an ellipsis; one line only."""
+    text = _one_line(text)
+    if width <= 0 or display_width(text) <= width:
         return text
-    return text[: max(width - 1, 0)] + "\u2026"
+    return _head(text, max(width - 1, 0)) + "\u2026"
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """Cut ``text`` to ``width`` cells by replacing its middle with an ellipsis,
+    keeping its end (a path's file name) and its beginning (where it lives)."""
+    text = _one_line(text)
+    if width <= 0 or display_width(text) <= width:
+        return text
+    room = max(width - 1, 0)
+    head = _head(text, room // 3)
+    return head + "\u2026" + _tail(text, room - display_width(head))
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
           right: Sequence[str] = ()) -> list[str]:
-    """Aligned columns; columns named in ``right`` are right-aligned."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
+    """Aligned columns; columns named in ``right`` are right-aligned.
+
+    Cells are measured as the terminal shows them: control characters as
+    their ``\\xNN`` escape (see `visible`), wide characters as two cells,
+    combining marks as none.
+    """
+    cells = [[visible(str(c)) for c in row] for row in rows]
+    widths = [display_width(h) for h in headers]
     for row in cells:
         for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
+            widths[i] = max(widths[i], display_width(cell))
 
     def line(row: Sequence[str]) -> str:
         parts = []
         for i, cell in enumerate(row):
             if headers[i] in right:
-                parts.append(cell.rjust(widths[i]))
+                parts.append(pad(cell, widths[i], right=True))
             elif i == len(row) - 1:
                 parts.append(cell)
             else:
-                parts.append(cell.ljust(widths[i]))
+                parts.append(pad(cell, widths[i]))
         return "  ".join(parts).rstrip()
 
     return [line(list(headers))] + [line(row) for row in cells]

@@ -4,16 +4,18 @@ and ``--json`` output. Exit codes for failures are in test_cli_exit_codes.py.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from projections import MediaCatalog
 from projections.cli import main
-from test_cli_helpers import METALOG, cli_env, ok, run, run_json, run_jsonl
+from test_cli_helpers import METALOG, cli_env, fill, ok, run, run_json, run_jsonl
 
 COMMANDS = ["init", "set-title", "set-description", "get", "ls", "history", "undo",
             "redo", "log", "tail", "state-at", "diff", "stats", "verify", "recover",
@@ -334,3 +336,76 @@ def test_export_and_json_output_are_strict_json_with_nan_and_infinity(store: Pat
     lines = ok("export", store=store).splitlines()
     assert [strict(line)["data"] for line in lines] == [{"a": "NaN", "b": "Infinity", "c": "-Infinity", "d": 1.5}]
     assert strict(run("--json", "log", store=store).stdout)["data"]["a"] == "NaN"
+
+
+def cells(text: str) -> int:
+    """Terminal cells ``text`` takes, counted here rather than by the code under test:
+    East Asian wide and fullwidth characters take two, combining marks none."""
+    return sum(0 if unicodedata.combining(c) else
+               2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def test_log_cuts_long_keys_in_human_output_only(store: Path, tmp_path: Path) -> None:
+    """One long key used to widen the KEY column of every line of `log`/`tail`; it is
+    now cut in the middle (the file name stays), and the columns line up by display
+    width even for wide characters. --json keeps every key whole."""
+    long_key = ("/media/" + "/".join(f"a-rather-long-directory-name-{i}" for i in range(6))
+                + "/final-cut.mp4")
+    keys = ["/media/a.mp4", long_key, "/media/映画/予告編.mp4"]
+    fill(store, [(key, f"title {i}") for i, key in enumerate(keys)])
+
+    for command, header in (("log", True), ("tail", False)):
+        lines = ok(command, store=store, cwd=tmp_path).splitlines()
+        assert long_key not in "\n".join(lines), command
+        rows = lines[1:] if header else lines
+        shown = [row.split()[4] for row in rows]          # SEQ, date, time, TYPE, KEY
+        assert shown[0] == keys[0] and shown[2] == keys[2], shown
+        cut = shown[1]
+        assert "\u2026" in cut and cells(cut) < cells(long_key), cut
+        assert cut.startswith("/media/") and cut.endswith("/final-cut.mp4"), cut
+        change_at = {cells(row[:row.index("title=")]) for row in rows}
+        assert len(change_at) == 1, (command, lines)       # CHANGE starts in one column
+        if header:
+            assert change_at == {cells(lines[0][:lines[0].index("CHANGE")])}, lines
+
+    assert [e["key"] for e in run_jsonl("log", store=store)] == keys
+    assert [e["key"] for e in run_jsonl("tail", store=store)] == keys
+
+
+def test_ls_pads_columns_by_display_width(store: Path, tmp_path: Path) -> None:
+    """Wide (East Asian) characters take two terminal cells and combining marks none;
+    `ls` padded by character count, so a row with "映画タイトル" pushed its later
+    columns six cells to the right of the others."""
+    items = [("plain.mp4", "Plain title", "desc plain"),
+             ("wide.mp4", "映画タイトル", "desc wide"),
+             ("accent.mp4", "Cafe\u0301 noir", "desc accent"),
+             ("予告編.mp4", "x", "desc key")]
+    with MediaCatalog.open(store, actor="tester") as cat:
+        for name, title, description in items:
+            cat.set_title(tmp_path / name, title)
+            cat.set_description(tmp_path / name, description)
+    lines = ok("ls", store=store, cwd=tmp_path).splitlines()
+    header, rows = lines[0], lines[1:]
+    assert len(rows) == len(items)
+    for name, title, description in items:
+        row = next(r for r in rows if r.startswith(name + " "))
+        date = re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row)
+        assert date is not None, row
+        for column, text_at in (("TITLE", row.index(title)), ("DESCRIPTION", row.index(description)),
+                                ("UPDATED", date.start())):
+            assert cells(row[:text_at]) == cells(header[:header.index(column)]), (column, lines)
+
+
+def test_json_events_keep_the_cont_meta_the_catalog_writes(store: Path, tmp_path: Path) -> None:
+    """`cont` is not store-internal: the catalog writes it on every event of a commit
+    but the first (projections/events.py, DESIGN "Events"), and it is how a replay of
+    the log tells commit boundaries (a batch is one undo step). So `--json` output and
+    `export` print `meta` as stored, `cont` included; human output leaves it out."""
+    with MediaCatalog.open(store, actor="tester") as cat:
+        with cat.batch():
+            cat.set_title(tmp_path / "a.mp4", "A")
+            cat.set_title(tmp_path / "b.mp4", "B")
+    exported = [json.loads(line) for line in ok("export", store=store).splitlines()]
+    for shown in (exported, run_jsonl("log", store=store), run_jsonl("tail", store=store)):
+        assert [e["meta"].get("cont") for e in shown] == [None, True], shown
+    assert "cont" not in ok("log", store=store, cwd=tmp_path)   # keys shown relative: a.mp4

@@ -98,6 +98,18 @@ def test_import_of_missing_file_is_a_usage_error(store: Path, tmp_path: Path) ->
     assert proc.returncode == 2 and "no such file" in proc.stderr
 
 
+def test_import_of_a_directory_says_it_is_a_directory(store: Path, tmp_path: Path) -> None:
+    """`import-json .` used to say "no such file" about a directory that plainly exists."""
+    events = run_json("stats", store=store)["events"]
+    proc = run("import-json", ".", store=store, cwd=tmp_path)
+    assert proc.returncode == 2, proc
+    assert "directory" in proc.stderr and "no such file" not in proc.stderr, proc.stderr
+    assert_clean(proc)
+    err = run_json("import-json", ".", store=store, cwd=tmp_path, code=2)["error"]
+    assert err["kind"] == "usage" and "directory" in err["message"]
+    assert run_json("stats", store=store)["events"] == events      # nothing written
+
+
 # ---------------------------------------------------------- 1: problems found
 
 

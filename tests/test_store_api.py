@@ -484,6 +484,29 @@ def test_closed_store_raises(store_dir):
         assert again.last_seq == 1
 
 
+@pytest.mark.parametrize("readonly", [False, True])
+def test_closed_store_refuses_its_accessors_too(store_dir, readonly):
+    """A closed store no longer follows the log (a writer has released its lock, so another
+    may move the log on): `last_seq`, `version`, `stats` and the rest raise StoreClosedError as `read` does,
+    instead of answering from stale state (they used to answer). `close` stays idempotent."""
+    with eventstore.open(store_dir) as writer:
+        writer.append("t", "k")
+    store = eventstore.open(store_dir, readonly=readonly)
+    assert (store.last_seq, store.version("k"), store.stats()["events"]) == (1, 1, 1)
+    store.close()
+    calls = {"last_seq": lambda: store.last_seq, "version": lambda: store.version("k"),
+             "stats": store.stats, "projections": lambda: store.projections,
+             "flush": store.flush, "subscribe": lambda: store.subscribe(lambda e: None),
+             "verify": store.verify, "compact": store.compact,
+             "nearest_snapshot": lambda: store.nearest_snapshot("p", 1, 1)}
+    for name, call in calls.items():
+        with pytest.raises(StoreClosedError):
+            call()
+            pytest.fail(f"{name} answered on a closed store")
+    store.close()                                   # still idempotent
+    assert "eventstore.Store" in repr(store)        # repr never raises
+
+
 def test_readonly_store_refuses_writes(store_dir, segment_files):
     with eventstore.open(store_dir) as store:
         store.append("t", "k")
