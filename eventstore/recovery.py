@@ -122,6 +122,7 @@ class Walker:
         self.report = report
         self.check_payloads = False  # decode payloads even without an on_commit
         self._rewrite: dict[str, ChainEntry] = {}  # path -> how the walk entered the segment
+        self._ends: dict[str, int] = {}  # path -> the seq the walk expected after the segment
         self._lead_gap: tuple[str, int, int, bytes] | None = None  # seqs missing before the first segment
         self.gaps: list[tuple[int, int]] = []  # seq ranges of the gap frames walked over ([F-25])
 
@@ -163,11 +164,11 @@ class Walker:
                 raise
             damage = stream.header_damage
             damaged_segment = damage is not None
-            if damage is not None:  # header unreadable: look for its frames anyway
-                if confirming:
-                    raise SnapshotMismatch(f"{ref.path}: {damage.reason}")
-                offset = 0
-            elif not (first_in_walk and offset > SEGMENT_HEADER_SIZE):
+            if damage is not None and confirming:
+                raise SnapshotMismatch(f"{ref.path}: {damage.reason}")
+            if damage is not None or not (first_in_walk and offset > SEGMENT_HEADER_SIZE):
+                # the segment's first seq (by its name when its header is unreadable) against the
+                # seq the log expects ([F-03], [F-14])
                 if confirming and (ref.first_seq != expected or stream.prev_digest != digest):
                     raise SnapshotMismatch(self._mismatch(ref, expected))
                 if confirming:
@@ -182,15 +183,25 @@ class Walker:
                     else:
                         self._lead_gap = (os.path.dirname(ref.path), expected, ref.first_seq, digest)
                 elif ref.first_seq < expected:
-                    self._problem(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
-                    restart = True
-                if restart:  # nothing to continue: the header's digest starts the chain again
-                    digest = stream.prev_digest
-                elif stream.prev_digest != digest:
-                    # the first frame is judged against the chain, not the header ([F-26])
-                    self._problem(ref.path, 0, "segment header does not continue the digest chain")
+                    # It overlaps seqs already held (a stale or duplicated file): the first copy of a
+                    # seq stays, and only frames from ``expected`` on are searched for ([F-15], [F-26]).
+                    reason = (f"segment starts at seq {ref.first_seq}, expected {expected}: "
+                              f"seqs {ref.first_seq}-{expected - 1} are already held")
+                    if self.policy == "strict":
+                        raise CorruptionError(ref.path, 0, reason)
+                    damage = Damage(0, reason, "overlap") if damage is None else \
+                        damage._replace(reason=f"{damage.reason}; by its name, {reason}")
                     damaged_segment = True
-                expected, offset = ref.first_seq, SEGMENT_HEADER_SIZE
+                if damage is None:  # a readable header
+                    if restart:  # nothing to continue: the header's digest starts the chain again
+                        digest = stream.prev_digest
+                    elif stream.prev_digest != digest:
+                        # the first frame is judged against the chain, not the header ([F-26])
+                        self._problem(ref.path, 0, "segment header does not continue the digest chain")
+                        damaged_segment = True
+                expected = max(expected, ref.first_seq)
+                # an unreadable header is searched for frames from its first byte
+                offset = 0 if stream.header_damage is not None else SEGMENT_HEADER_SIZE
             elif confirming and offset > stream.end:
                 raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
                                        f"({stream.end} bytes)")
@@ -203,9 +214,10 @@ class Walker:
             if damage is not None:
                 scanner.damage = damage
             if offset > SEGMENT_HEADER_SIZE:  # from a snapshot's position: the frames before it
-                entry = ChainEntry(ref, stream.prev_digest, True)  # were not judged; take the header's word
+                # were not judged; take the header's word
+                entry = ChainEntry(ref, stream.prev_digest, True, expected)
             else:
-                entry = ChainEntry(ref, digest, restart)
+                entry = ChainEntry(ref, digest, restart, expected)
             restart = False
             # strict: damage in a sealed or compressed segment is corruption at once;
             # only the last plain segment needs the search for a torn tail ([F-13])
@@ -254,18 +266,20 @@ class Walker:
             if damage is not None:
                 # a whole, signed commit that breaks only the chain was edited, not torn ([F-14])
                 if (last and not ref.compressed and lenient_error is None
-                        and damage.kind not in ("header", "chain")):
+                        and damage.kind not in ("header", "chain", "overlap")):
                     self._torn_tail(ref, stream, damage)
                 else:
                     self._problem(ref.path, damage.offset, damage.reason, lost=damage.seqs if last else None)
                     damaged_segment = True
-                    restart = True
+                    # a segment that only repeats seqs already held leaves the chain where it was
+                    restart = damage.kind != "overlap"
             if lenient_error is not None:
                 self._problem(lenient_error.file, lenient_error.offset, lenient_error.reason)
                 damaged_segment = True
                 restart = True
             if damaged_segment:
                 self._rewrite.setdefault(ref.path, entry)
+            self._ends[ref.path] = expected
             prev_entry = entry
             if stop_seq is not None and expected > stop_seq:
                 break
@@ -326,9 +340,15 @@ class Walker:
             gap_segment(self.fs, self.report, *self._lead_gap)
             self._lead_gap = None
         layouts: dict[int, dict[int, int]] = {}
-        for entry in self._rewrite.values():
+        # Last first: a segment that overlapped seqs held before it is rewritten under the name of
+        # the first seq it adds, and a later overlapping segment may still hold that name.
+        for entry in sorted(self._rewrite.values(), key=lambda e: e.ref.first_seq, reverse=True):
             idx = refs.index(entry.ref)
-            next_first = refs[idx + 1].first_seq if idx + 1 < len(refs) else None
+            next_first = None
+            if idx + 1 < len(refs):
+                # the walk kept its frames up to where it ended, even past the next segment's name
+                # (that segment then overlapped, and is rewritten to start after them)
+                next_first = max(refs[idx + 1].first_seq, self._ends.get(entry.ref.path, 0))
             layouts[entry.ref.first_seq] = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
         if layouts:
             set_aside_stale_snapshots(self.fs, self.root, layouts, self.report)

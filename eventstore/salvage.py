@@ -15,7 +15,7 @@ from typing import NamedTuple
 from ._fs import FileSystem
 from .codec import decode_commit, pack
 from .errors import CorruptionError
-from .frame import Frame, FrameScanner, encode_frame, frame_bytes, is_gap
+from .frame import Damage, Frame, FrameScanner, encode_frame, frame_bytes, is_gap
 from .layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOTS_DIR
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
@@ -31,6 +31,7 @@ class ChainEntry(NamedTuple):
     ref: SegmentRef
     prev: bytes  # the chain digest before its first frame: what its rewritten header holds
     restart: bool  # the chain restarts at its first frame (after a gap frame or lost seqs, [F-25])
+    first: int  # the first seq the walk looked for in it: above its name when it overlaps seqs held
 
 
 def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: ChainEntry,
@@ -47,16 +48,23 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     frame keeps its offset and snapshot positions stay valid. Returns the new
     layout: the offset of every frame written (gap frames too) mapped to its
     first seq, and the segment's end mapped to the seq after its last frame.
+
+    A segment that overlaps seqs held before it (``entry.first`` above its
+    name, [F-26]) keeps only frames from ``entry.first`` on and is written
+    under that name, or removed when it adds nothing; either way the layout
+    returned is empty, as no snapshot position in its old name stays valid.
     """
-    ref, prev = entry.ref, entry.prev
+    ref, prev, first = entry.ref, entry.prev, entry.first
     stream = SegmentStream(fs, ref, lenient=True)
     start = SEGMENT_HEADER_SIZE if stream.header_damage is None else 0  # no header: search from byte 0
-    scanner = FrameScanner(start, ref.first_seq, prev, end=stream.end)
+    scanner = FrameScanner(start, first, prev, end=stream.end)
     if entry.restart:
         scanner.restart_chain()
     scanner.damage = stream.header_damage
+    if scanner.damage is None and first > ref.first_seq:  # it overlaps seqs held before it: as the walk
+        scanner.damage = Damage(0, "segment overlaps seqs already held", "overlap")  # did, search past them
     frames: list[Frame] = []
-    expected = ref.first_seq
+    expected = first
     seen_end = expected  # one past the last seq of any signed frame seen, kept or not
     for item in scan(stream, scanner, start, resync=True):
         if not isinstance(item, Frame):
@@ -77,10 +85,10 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
         expected = item.first_seq + item.count
     if next_first is None:
         next_first = seen_end  # lost commits at the very end keep their seqs ([F-25])
-    out = [encode_header(ref.first_seq, prev)]
+    out = [encode_header(first, prev)]
     pos = SEGMENT_HEADER_SIZE
     layout: dict[int, int] = {}
-    expected, digest = ref.first_seq, prev
+    expected, digest = first, prev
     for frame in frames + [None]:  # type: ignore[list-item]
         upto = frame.first_seq if frame is not None else next_first
         if upto is not None and upto > expected:
@@ -99,14 +107,25 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     layout[pos] = expected
     original = fs.read_file(ref.path, fs.size(ref.path))
     qpath = quarantine_copy(fs, root, os.path.basename(ref.path), original)
-    new_path = segment_path(os.path.dirname(ref.path), ref.first_seq)
-    fs.create_atomic(new_path, b"".join(out))
-    if ref.compressed:
+    directory = os.path.dirname(ref.path)
+    new_path = segment_path(directory, first)
+    if first != ref.first_seq and len(out) == 1:
+        # it only repeats seqs the segments before it hold: nothing of it stays in the log
         fs.remove(ref.path)  # a copy is in quarantine
-        fs.fsync_dir(os.path.dirname(ref.path))
+        fs.fsync_dir(directory)
+        report.add(RecoveryEntry("quarantined", ref.path, None,
+                                 f"holds no seq past {first - 1}, which the segments before it hold; "
+                                 f"copied to {qpath}"))
+        return {}
+    fs.create_atomic(new_path, b"".join(out))
+    if new_path != ref.path:
+        # a .zseg, or a segment renamed after the first seq it adds; a copy is in quarantine
+        fs.remove(ref.path)
+        fs.fsync_dir(directory)
+    moved = f" as {os.path.basename(new_path)}" if first != ref.first_seq else ""
     report.add(RecoveryEntry("rewrote", ref.path, None,
-                                  f"kept {len(frames)} intact commits; original copied to {qpath}"))
-    return layout
+                             f"kept {len(frames)} intact commits{moved}; original copied to {qpath}"))
+    return layout if first == ref.first_seq else {}  # snapshots positioned in the old name are stale
 
 
 def set_aside_stale_snapshots(fs: FileSystem, root: str, layouts: dict[int, dict[int, int]],

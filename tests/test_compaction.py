@@ -331,3 +331,38 @@ def test_a_segment_listed_before_compaction_removed_it_is_read_from_its_zseg(fas
         assert [(f.offset, f.first_seq, f.count) for f in got] == \
             [(f.offset, f.first_seq, f.count) for f in before]
         assert all(f.payload == raw[f.offset + FRAME_HEADER_SIZE:f.offset + f.size] for f in got)
+
+
+def test_compact_stops_at_a_damaged_sealed_segment_with_file_and_offset(fast_tmp) -> None:
+    """[F-14], [F-05], [F-20]: a damaged frame in a sealed plain segment that the open did not
+    read (a snapshot spared it). `compact` raises `CorruptionError` naming the segment and the
+    frame's offset, as strict reading does; what it did before the damage is whole (the
+    segment before it is compressed, checked, and its plain copy removed), the damaged segment
+    and those after it are untouched byte for byte, no `.tmp` is left and no snapshot is taken.
+    The store keeps working, and a salvage open then repairs it so compaction completes."""
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        fill(s, 0, 120)
+        s.snapshot()
+        events = list(s.read())
+    plain = seg_files(root, ".seg")
+    assert len(plain) >= 4
+    damaged = plain[1]
+    victim = frames_of(damaged)[2]
+    flip(damaged, victim.offset + FRAME_HEADER_SIZE + 5)
+    untouched = {p: open(p, "rb").read() for p in plain[1:]}
+    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
+        with pytest.raises(CorruptionError) as info:
+            s.compact()
+        assert (info.value.file, info.value.offset) == (damaged, victim.offset)
+        assert seg_files(root, ".zseg") == [plain[0][:-len(".seg")] + ".zseg"]
+        assert not os.path.exists(plain[0])
+        assert {p: open(p, "rb").read() for p in plain[1:]} == untouched
+        assert not [n for n in os.listdir(os.path.join(root, "segments")) if n.endswith(".tmp")]
+        assert [os.path.basename(p) for p in snap_files(root)] == [f"{120:020d}.snap"]
+        assert s.append("title", "after", {}).seq == 121  # the store still works
+    with eventstore.open(root, [KV()], recovery="salvage", fs=FAST) as s:
+        assert s.recovery_report.lost_ranges == [(victim.first_seq, victim.last_seq)]
+        s.compact()
+        assert not seg_files(root, ".seg")[:-1]
+        assert [e.seq for e in s.read()] == [e.seq for e in events if e.seq != victim.first_seq] + [121]
