@@ -10,7 +10,7 @@ damaged is the `recovery.Walker`'s job.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from ._fs import FileSystem
 from .codec import decode_commit, pack
@@ -31,11 +31,14 @@ class ChainEntry(NamedTuple):
     ref: SegmentRef
     prev: bytes  # the chain digest before its first frame: what its rewritten header holds
     restart: bool  # the chain restarts at its first frame (after a gap frame or lost seqs, [F-25])
-    first: int  # the first seq the walk looked for in it: above its name when it overlaps seqs held
+    # the first seq its rewrite keeps: its name's, or (only when it overlaps seqs the segments
+    # before it hold) the first seq the walk looked for in it
+    first: int
 
 
 def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: ChainEntry,
-                    next_first: int | None) -> int | None:
+                    next_first: int | None, *, fills: Sequence[Frame] = (),
+                    removals: list[str] | None = None) -> dict[int, int]:
     """Rewrite one damaged segment as a plain segment holding every intact frame.
 
     The frames are judged as the walk judged them ([F-26]): chained from
@@ -53,6 +56,9 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     name, [F-26]) keeps only frames from ``entry.first`` on and is written
     under that name, or removed when it adds nothing; either way the layout
     returned is empty, as no snapshot position in its old name stays valid.
+    With ``removals`` such a segment is not removed but appended to it, for the
+    caller to remove once every rewrite is written (frames in ``fills``, taken
+    from such segments for seqs this one lost, must be on disk first).
     """
     ref, prev, first = entry.ref, entry.prev, entry.first
     stream = SegmentStream(fs, ref, lenient=True)
@@ -85,6 +91,10 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
         expected = item.first_seq + item.count
     if next_first is None:
         next_first = seen_end  # lost commits at the very end keep their seqs ([F-25])
+    if fills:  # copies of lost seqs from an overlapping segment, chained on both sides ([F-26])
+        held = {f.first_seq for f in frames}
+        frames = sorted(frames + [f for f in fills if f.first_seq not in held and f.first_seq >= first],
+                        key=lambda f: f.first_seq)
     out = [encode_header(first, prev)]
     pos = SEGMENT_HEADER_SIZE
     layout: dict[int, int] = {}
@@ -92,7 +102,7 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     for frame in frames + [None]:  # type: ignore[list-item]
         upto = frame.first_seq if frame is not None else next_first
         if upto is not None and upto > expected:
-            room = frame.offset - pos if frame is not None else 0
+            room = frame.offset - pos if frame is not None and frame.offset >= 0 else 0
             gap, digest = gap_frame(expected, upto - expected, digest, room)
             layout[pos] = expected
             out.append(gap)
@@ -109,10 +119,14 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     qpath = quarantine_copy(fs, root, os.path.basename(ref.path), original)
     directory = os.path.dirname(ref.path)
     new_path = segment_path(directory, first)
-    if first != ref.first_seq and len(out) == 1:
+    overlap = first != ref.first_seq
+    if overlap and len(out) == 1:
         # it only repeats seqs the segments before it hold: nothing of it stays in the log
-        fs.remove(ref.path)  # a copy is in quarantine
-        fs.fsync_dir(directory)
+        if removals is not None:
+            removals.append(ref.path)
+        else:
+            fs.remove(ref.path)  # a copy is in quarantine
+            fs.fsync_dir(directory)
         report.add(RecoveryEntry("quarantined", ref.path, None,
                                  f"holds no seq past {first - 1}, which the segments before it hold; "
                                  f"copied to {qpath}"))
@@ -120,8 +134,11 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     fs.create_atomic(new_path, b"".join(out))
     if new_path != ref.path:
         # a .zseg, or a segment renamed after the first seq it adds; a copy is in quarantine
-        fs.remove(ref.path)
-        fs.fsync_dir(directory)
+        if overlap and removals is not None:
+            removals.append(ref.path)
+        else:
+            fs.remove(ref.path)
+            fs.fsync_dir(directory)
     moved = f" as {os.path.basename(new_path)}" if first != ref.first_seq else ""
     report.add(RecoveryEntry("rewrote", ref.path, None,
                              f"kept {len(frames)} intact commits{moved}; original copied to {qpath}"))
