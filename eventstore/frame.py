@@ -152,13 +152,9 @@ class FrameScanner:
     def resync(self) -> tuple[Frame | None, bool]:
         """After damage, find the next frame whose magic, CRC and seq verify ([F-15]).
 
-        A frame carrying exactly the seq expected must still continue the chain
-        (unless the chain restarts there): the first frame found after an
-        unreadable header or in a segment that overlaps seqs already held is
-        judged like any other ([F-26]). Returns ``(frame, done)``: a frame (the
-        chain restarts from its stored digest when it skips seqs), or
-        ``(None, False)`` when more bytes are needed, or ``(None, True)`` when
-        no such frame exists before the end.
+        Returns ``(frame, done)``: a frame (the chain restarts from its stored
+        digest), or ``(None, False)`` when more bytes are needed, or
+        ``(None, True)`` when no such frame exists before the end.
         """
         assert self.damage is not None
         buf, start = self._buf, self._start
@@ -178,16 +174,6 @@ class FrameScanner:
                 self._drop_before(i)  # bytes before the candidate are searched
                 return None, False
             if isinstance(result, Frame) and result.first_seq >= self.expected_seq:
-                if (result.first_seq == self.expected_seq and self.verify_chain and not self._restart
-                        and chain_digest(self.digest, bytes(buf[i + _CHAINED.start:i + _CHAINED.stop]),
-                                         result.payload) != result.digest):
-                    # the seq the chain expects next, but it does not continue the chain (edited and
-                    # re-signed, or from another history): judged like any first frame ([F-26])
-                    self.damage = Damage(start + i, "digest chain broken (commit removed, reordered or "
-                                                     "edited)", "chain",
-                                         (result.first_seq, result.first_seq + result.count - 1))
-                    search = i + 1
-                    continue
                 self.damage = None
                 self._accept(result, result.digest)
                 return result, False

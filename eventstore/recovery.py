@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from ._fs import FileSystem
 from .codec import decode_commit
 from .errors import CorruptionError, FormatVersionError
 from .event import Event
-from .frame import Damage, Frame, FrameScanner, chain_digest, check_frame, frame_bytes, is_gap, payload_length
-from .layout import (FRAME_DIGEST_FIELDS, FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD,
-                     SEGMENT_HEADER_SIZE, ZERO_DIGEST)
+from .frame import Damage, Frame, FrameScanner, check_frame, is_gap, payload_length
+from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .salvage import ChainEntry, gap_segment, rewrite_segment, set_aside_stale_snapshots
 from .segment import SegmentRef, SegmentStream, scan
@@ -113,36 +112,6 @@ def _probe(data: bytes, pos: int) -> Frame | None:
     return frame if isinstance(frame, Frame) and frame.size == len(data) else None
 
 
-class _Hole(NamedTuple):
-    """Seqs the walk lost inside one segment, between two frames it kept ([F-15])."""
-
-    path: str
-    first: int
-    last: int
-    prev: bytes  # the chain digest before ``first``
-    after: Frame  # the frame the walk resumed at (seq ``last + 1``)
-    entry: int  # index of the report entry that calls them lost
-
-
-def _chains(prev: bytes, frame: Frame) -> bool:
-    """Whether ``frame`` continues the digest chain from ``prev``."""
-    return chain_digest(prev, frame_bytes(frame)[FRAME_DIGEST_FIELDS], frame.payload) == frame.digest
-
-
-def _all_frames(fs: FileSystem, ref: SegmentRef):
-    """Every frame of ``ref`` whose magic, length and CRC check, whatever its seq or chain."""
-    stream = SegmentStream(fs, ref, lenient=True)
-    start = SEGMENT_HEADER_SIZE if stream.header_damage is None else 0
-    scanner = FrameScanner(start, 0, ZERO_DIGEST, end=stream.end, verify_chain=False)
-    # resynchronising from just before each frame's end accepts the next frame whatever its seq
-    scanner.damage = Damage(start - 1, "searched for every frame", "overlap")
-    for item in scan(stream, scanner, start, resync=True):
-        if isinstance(item, Frame):
-            yield item
-            scanner.expected_seq = 0
-            scanner.damage = Damage(item.offset + item.size - 1, "searched for every frame", "overlap")
-
-
 class Walker:
     """One pass over the log with one policy (see the module docstring)."""
 
@@ -153,14 +122,7 @@ class Walker:
         self.report = report
         self.check_payloads = False  # decode payloads even without an on_commit
         self._rewrite: dict[str, ChainEntry] = {}  # path -> how the walk entered the segment
-        self._ends: dict[str, int] = {}  # path -> the seq the walk expected after the segment
         self._lead_gap: tuple[str, int, int, bytes] | None = None  # seqs missing before the first segment
-        # Overlapping segments (a first seq below the one expected, [F-26]) are spare copies: a hole
-        # lost inside a segment may be filled from them, and none is removed while it holds a seq
-        # the log lacks.
-        self._spares: list[SegmentRef] = []
-        self._holes: list[_Hole] = []
-        self._fills: dict[str, list[Frame]] = {}  # path -> frames from spares for its holes
         self.gaps: list[tuple[int, int]] = []  # seq ranges of the gap frames walked over ([F-25])
 
     # -- policy helpers -------------------------------------------------------------
@@ -184,7 +146,6 @@ class Walker:
         """
         restart = False
         confirming = check_snapshot
-        cap: int | None = None  # an overlapping segment adds no seq from the next segment's name on
         end = WalkEnd(expected, digest, last_ts, refs[start] if start < len(refs) else None, offset)
         decode = on_commit is not None or self.check_payloads
         prev_entry: ChainEntry | None = None
@@ -202,12 +163,11 @@ class Walker:
                 raise
             damage = stream.header_damage
             damaged_segment = damage is not None
-            cap = None
-            if damage is not None and confirming:
-                raise SnapshotMismatch(f"{ref.path}: {damage.reason}")
-            if damage is not None or not (first_in_walk and offset > SEGMENT_HEADER_SIZE):
-                # the segment's first seq (by its name when its header is unreadable) against the
-                # seq the log expects ([F-03], [F-14])
+            if damage is not None:  # header unreadable: look for its frames anyway
+                if confirming:
+                    raise SnapshotMismatch(f"{ref.path}: {damage.reason}")
+                offset = 0
+            elif not (first_in_walk and offset > SEGMENT_HEADER_SIZE):
                 if confirming and (ref.first_seq != expected or stream.prev_digest != digest):
                     raise SnapshotMismatch(self._mismatch(ref, expected))
                 if confirming:
@@ -222,28 +182,15 @@ class Walker:
                     else:
                         self._lead_gap = (os.path.dirname(ref.path), expected, ref.first_seq, digest)
                 elif ref.first_seq < expected:
-                    # It overlaps seqs already held (a stale or duplicated file): the first copy of a
-                    # seq stays, and only frames from ``expected`` up to the next segment's name are
-                    # searched for ([F-15], [F-26]); the next segment holds the seqs from its name on.
-                    reason = (f"segment starts at seq {ref.first_seq}, expected {expected}: "
-                              f"seqs {ref.first_seq}-{expected - 1} are already held")
-                    if self.policy == "strict":
-                        raise CorruptionError(ref.path, 0, reason)
-                    self._spares.append(ref)
-                    cap = refs[i + 1].first_seq if i + 1 < len(refs) else None
-                    damage = Damage(0, reason, "overlap") if damage is None else \
-                        damage._replace(reason=f"{damage.reason}; by its name, {reason}")
+                    self._problem(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
+                    restart = True
+                if restart:  # nothing to continue: the header's digest starts the chain again
+                    digest = stream.prev_digest
+                elif stream.prev_digest != digest:
+                    # the first frame is judged against the chain, not the header ([F-26])
+                    self._problem(ref.path, 0, "segment header does not continue the digest chain")
                     damaged_segment = True
-                if damage is None:  # a readable header
-                    if restart:  # nothing to continue: the header's digest starts the chain again
-                        digest = stream.prev_digest
-                    elif stream.prev_digest != digest:
-                        # the first frame is judged against the chain, not the header ([F-26])
-                        self._problem(ref.path, 0, "segment header does not continue the digest chain")
-                        damaged_segment = True
-                expected = max(expected, ref.first_seq)
-                # an unreadable header is searched for frames from its first byte
-                offset = 0 if stream.header_damage is not None else SEGMENT_HEADER_SIZE
+                expected, offset = ref.first_seq, SEGMENT_HEADER_SIZE
             elif confirming and offset > stream.end:
                 raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
                                        f"({stream.end} bytes)")
@@ -256,10 +203,9 @@ class Walker:
             if damage is not None:
                 scanner.damage = damage
             if offset > SEGMENT_HEADER_SIZE:  # from a snapshot's position: the frames before it
-                # were not judged; take the header's word (and a rewrite keeps them from its name on)
-                entry = ChainEntry(ref, stream.prev_digest, True, ref.first_seq)
+                entry = ChainEntry(ref, stream.prev_digest, True)  # were not judged; take the header's word
             else:
-                entry = ChainEntry(ref, digest, restart, expected)
+                entry = ChainEntry(ref, digest, restart)
             restart = False
             # strict: damage in a sealed or compressed segment is corruption at once;
             # only the last plain segment needs the search for a torn tail ([F-13])
@@ -272,18 +218,12 @@ class Walker:
                         raise CorruptionError(ref.path, item.offset, item.reason)
                     damage = item
                     continue
-                if cap is not None and item.last_seq >= cap:
-                    break  # the next segment holds these seqs
                 if confirming:  # the first frame after a snapshot was chain-checked ([F-18])
                     confirming = False
                     scanner.verify_chain = self.policy != "strict"
                 if damage is not None:  # valid data after damage: corruption ([F-14])
                     lost = (expected, item.first_seq - 1) if item.first_seq > expected else None
                     self._problem(ref.path, damage.offset, damage.reason, lost=lost)
-                    if lost is not None and self.policy == "salvage":
-                        # a spare copy may fill it, if it continues the chain on both sides
-                        self._holes.append(_Hole(ref.path, lost[0], lost[1], digest, item,
-                                                 len(self.report.entries) - 1))
                     damaged_segment = True
                     damage = None
                 if stop_seq is not None and item.first_seq > stop_seq:
@@ -314,20 +254,18 @@ class Walker:
             if damage is not None:
                 # a whole, signed commit that breaks only the chain was edited, not torn ([F-14])
                 if (last and not ref.compressed and lenient_error is None
-                        and damage.kind not in ("header", "chain", "overlap")):
+                        and damage.kind not in ("header", "chain")):
                     self._torn_tail(ref, stream, damage)
                 else:
                     self._problem(ref.path, damage.offset, damage.reason, lost=damage.seqs if last else None)
                     damaged_segment = True
-                    # a segment that only repeats seqs already held leaves the chain where it was
-                    restart = damage.kind != "overlap"
+                    restart = True
             if lenient_error is not None:
                 self._problem(lenient_error.file, lenient_error.offset, lenient_error.reason)
                 damaged_segment = True
                 restart = True
             if damaged_segment:
                 self._rewrite.setdefault(ref.path, entry)
-            self._ends[ref.path] = expected
             prev_entry = entry
             if stop_seq is not None and expected > stop_seq:
                 break
@@ -382,117 +320,16 @@ class Walker:
         return [entry.ref for entry in self._rewrite.values()] + (
             [SegmentRef(self._lead_gap[1], "", False)] if self._lead_gap else [])
 
-    def fill_holes(self) -> None:
-        """Fill seqs lost inside a segment from the spare (overlapping) segments ([F-26]).
-
-        A hole is filled only whole, by intact, decodable commits of one spare
-        that continue the chain from the digest before the hole, with the frame
-        the walk resumed at continuing the chain after them: then the log reads
-        as if the damage had never been, and the report no longer calls those
-        seqs lost. Otherwise the hole stays lost behind a gap frame ([F-25]).
-        """
-        holes = self._holes
-        for spare in self._spares:
-            if not holes:
-                return
-            wanted = {seq for h in holes for seq in range(h.first, h.last + 1)}
-            copies: dict[int, Frame] = {}
-            try:
-                for frame in _all_frames(self.fs, spare):
-                    if frame.first_seq in wanted and frame.first_seq not in copies:
-                        copies[frame.first_seq] = frame
-            except CorruptionError:
-                continue
-            left = []
-            for hole in holes:
-                run, seq, digest = [], hole.first, hole.prev
-                while seq <= hole.last:
-                    frame = copies.get(seq)
-                    if frame is None or frame.last_seq > hole.last or is_gap(frame.payload) \
-                            or not _chains(digest, frame):
-                        break
-                    try:
-                        decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts,
-                                      spare.path, frame.offset)
-                    except CorruptionError:
-                        break
-                    run.append(frame._replace(offset=-1))  # no offset of its own in the rewrite
-                    seq, digest = frame.last_seq + 1, frame.digest
-                if seq <= hole.last or not _chains(digest, hole.after):
-                    left.append(hole)
-                    continue
-                self._fills.setdefault(hole.path, []).extend(run)
-                old = self.report.entries[hole.entry]
-                self.report.entries[hole.entry] = RecoveryEntry(
-                    "damaged", old.file, old.offset,
-                    f"{old.reason}; seqs {hole.first}-{hole.last} restored from {spare.path}, "
-                    f"whose copy continues the digest chain")
-            holes = left
-        self._holes = holes
-
-    def _spares_to_keep(self) -> set[str]:
-        """Spare segments holding a copy of a seq the repaired log lacks: never removed or shortened.
-
-        Seqs the walk lost in the spare itself were judged there (a copy that
-        does not continue the chain is lost like any, [F-26]); any other lost
-        seq (or one behind a gap frame) of which the spare holds an intact
-        commit keeps the whole file where it is, as salvage cannot tell which
-        copy the log should have.
-        """
-        keep = set()
-        for spare in self._spares:
-            lacking = [e.lost for e in self.report if e.lost and e.file != spare.path] + self.gaps
-            if not lacking:
-                continue
-            try:
-                held = [(f.first_seq, f.last_seq) for f in _all_frames(self.fs, spare)
-                        if not is_gap(f.payload)]
-            except CorruptionError:
-                held = [(spare.first_seq, 1 << 62)]  # cannot tell: keep it
-            found = sorted({(max(lo, lo2), min(hi, hi2)) for lo, hi in held for lo2, hi2 in lacking
-                            if lo <= hi2 and lo2 <= hi})
-            if found:
-                keep.add(spare.path)
-                seqs = ", ".join(f"{lo}-{hi}" for lo, hi in found)
-                self.report.add(RecoveryEntry(
-                    "kept", spare.path, None,
-                    f"overlaps seqs already held, but holds a copy of seqs {seqs}, which the log lacks "
-                    f"and which salvage could not restore into the chain; left in place"))
-        return keep
-
     def rewrite_damaged(self, refs: list[SegmentRef]) -> None:
-        """Replace each damaged segment by its intact frames plus gap frames.
-
-        Overlapping (spare) segments are renamed after the first seq they add or
-        removed only after every other rewrite is written, so a power cut never
-        leaves a frame a rewrite took from them only in quarantine/; one that
-        holds a seq the log lacks is left as it is.
-        """
+        """Replace each damaged segment by its intact frames plus gap frames."""
         if self._lead_gap is not None:  # the first segments are gone: a new one holds the gap
             gap_segment(self.fs, self.report, *self._lead_gap)
             self._lead_gap = None
-        self.fill_holes()
-        keep = self._spares_to_keep() if self._spares else set()
-        spares = {ref.path for ref in self._spares}
         layouts: dict[int, dict[int, int]] = {}
-        removals: list[str] = []
-        # Spares last: the frames a rewrite takes from one must be on disk before it goes.
-        entries = sorted(self._rewrite.values(), key=lambda e: (e.ref.path in spares, e.ref.first_seq))
-        for entry in entries:
-            if entry.ref.path in keep:
-                continue
+        for entry in self._rewrite.values():
             idx = refs.index(entry.ref)
-            next_first = None
-            if idx + 1 < len(refs):
-                # the walk kept its frames up to where it ended, even past the next segment's name
-                # (that segment then overlapped, and is rewritten to start after them)
-                next_first = max(refs[idx + 1].first_seq, self._ends.get(entry.ref.path, 0))
-            layouts[entry.ref.first_seq] = rewrite_segment(self.fs, self.root, self.report, entry, next_first,
-                                                           fills=self._fills.get(entry.ref.path, ()),
-                                                           removals=removals)
-        for path in removals:  # spares renamed or adding nothing; their copies are in quarantine/
-            self.fs.remove(path)
-            self.fs.fsync_dir(os.path.dirname(path))
+            next_first = refs[idx + 1].first_seq if idx + 1 < len(refs) else None
+            layouts[entry.ref.first_seq] = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
         if layouts:
             set_aside_stale_snapshots(self.fs, self.root, layouts, self.report)
 

@@ -10,12 +10,12 @@ damaged is the `recovery.Walker`'s job.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 from ._fs import FileSystem
 from .codec import decode_commit, pack
 from .errors import CorruptionError
-from .frame import Damage, Frame, FrameScanner, encode_frame, frame_bytes, is_gap
+from .frame import Frame, FrameScanner, encode_frame, frame_bytes, is_gap
 from .layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOTS_DIR
 from .report import RecoveryEntry, RecoveryReport, quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
@@ -31,14 +31,10 @@ class ChainEntry(NamedTuple):
     ref: SegmentRef
     prev: bytes  # the chain digest before its first frame: what its rewritten header holds
     restart: bool  # the chain restarts at its first frame (after a gap frame or lost seqs, [F-25])
-    # the first seq its rewrite keeps: its name's, or (only when it overlaps seqs the segments
-    # before it hold) the first seq the walk looked for in it
-    first: int
 
 
 def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: ChainEntry,
-                    next_first: int | None, *, fills: Sequence[Frame] = (),
-                    removals: list[str] | None = None) -> dict[int, int]:
+                    next_first: int | None) -> int | None:
     """Rewrite one damaged segment as a plain segment holding every intact frame.
 
     The frames are judged as the walk judged them ([F-26]): chained from
@@ -51,26 +47,16 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     frame keeps its offset and snapshot positions stay valid. Returns the new
     layout: the offset of every frame written (gap frames too) mapped to its
     first seq, and the segment's end mapped to the seq after its last frame.
-
-    A segment that overlaps seqs held before it (``entry.first`` above its
-    name, [F-26]) keeps only frames from ``entry.first`` on and is written
-    under that name, or removed when it adds nothing; either way the layout
-    returned is empty, as no snapshot position in its old name stays valid.
-    With ``removals`` such a segment is not removed but appended to it, for the
-    caller to remove once every rewrite is written (frames in ``fills``, taken
-    from such segments for seqs this one lost, must be on disk first).
     """
-    ref, prev, first = entry.ref, entry.prev, entry.first
+    ref, prev = entry.ref, entry.prev
     stream = SegmentStream(fs, ref, lenient=True)
     start = SEGMENT_HEADER_SIZE if stream.header_damage is None else 0  # no header: search from byte 0
-    scanner = FrameScanner(start, first, prev, end=stream.end)
+    scanner = FrameScanner(start, ref.first_seq, prev, end=stream.end)
     if entry.restart:
         scanner.restart_chain()
     scanner.damage = stream.header_damage
-    if scanner.damage is None and first > ref.first_seq:  # it overlaps seqs held before it: as the walk
-        scanner.damage = Damage(0, "segment overlaps seqs already held", "overlap")  # did, search past them
     frames: list[Frame] = []
-    expected = first
+    expected = ref.first_seq
     seen_end = expected  # one past the last seq of any signed frame seen, kept or not
     for item in scan(stream, scanner, start, resync=True):
         if not isinstance(item, Frame):
@@ -91,18 +77,14 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
         expected = item.first_seq + item.count
     if next_first is None:
         next_first = seen_end  # lost commits at the very end keep their seqs ([F-25])
-    if fills:  # copies of lost seqs from an overlapping segment, chained on both sides ([F-26])
-        held = {f.first_seq for f in frames}
-        frames = sorted(frames + [f for f in fills if f.first_seq not in held and f.first_seq >= first],
-                        key=lambda f: f.first_seq)
-    out = [encode_header(first, prev)]
+    out = [encode_header(ref.first_seq, prev)]
     pos = SEGMENT_HEADER_SIZE
     layout: dict[int, int] = {}
-    expected, digest = first, prev
+    expected, digest = ref.first_seq, prev
     for frame in frames + [None]:  # type: ignore[list-item]
         upto = frame.first_seq if frame is not None else next_first
         if upto is not None and upto > expected:
-            room = frame.offset - pos if frame is not None and frame.offset >= 0 else 0
+            room = frame.offset - pos if frame is not None else 0
             gap, digest = gap_frame(expected, upto - expected, digest, room)
             layout[pos] = expected
             out.append(gap)
@@ -117,32 +99,14 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     layout[pos] = expected
     original = fs.read_file(ref.path, fs.size(ref.path))
     qpath = quarantine_copy(fs, root, os.path.basename(ref.path), original)
-    directory = os.path.dirname(ref.path)
-    new_path = segment_path(directory, first)
-    overlap = first != ref.first_seq
-    if overlap and len(out) == 1:
-        # it only repeats seqs the segments before it hold: nothing of it stays in the log
-        if removals is not None:
-            removals.append(ref.path)
-        else:
-            fs.remove(ref.path)  # a copy is in quarantine
-            fs.fsync_dir(directory)
-        report.add(RecoveryEntry("quarantined", ref.path, None,
-                                 f"holds no seq past {first - 1}, which the segments before it hold; "
-                                 f"copied to {qpath}"))
-        return {}
+    new_path = segment_path(os.path.dirname(ref.path), ref.first_seq)
     fs.create_atomic(new_path, b"".join(out))
-    if new_path != ref.path:
-        # a .zseg, or a segment renamed after the first seq it adds; a copy is in quarantine
-        if overlap and removals is not None:
-            removals.append(ref.path)
-        else:
-            fs.remove(ref.path)
-            fs.fsync_dir(directory)
-    moved = f" as {os.path.basename(new_path)}" if first != ref.first_seq else ""
+    if ref.compressed:
+        fs.remove(ref.path)  # a copy is in quarantine
+        fs.fsync_dir(os.path.dirname(ref.path))
     report.add(RecoveryEntry("rewrote", ref.path, None,
-                             f"kept {len(frames)} intact commits{moved}; original copied to {qpath}"))
-    return layout if first == ref.first_seq else {}  # snapshots positioned in the old name are stale
+                                  f"kept {len(frames)} intact commits; original copied to {qpath}"))
+    return layout
 
 
 def set_aside_stale_snapshots(fs: FileSystem, root: str, layouts: dict[int, dict[int, int]],
