@@ -675,3 +675,105 @@ def test_resigned_last_commit_is_lost_not_cut_as_a_torn_tail(fast_tmp, digest, a
     assert not [e for e in report if e.action == "truncated"], str(report)
     with eventstore.open(root, [KV()], fs=FAST) as s:
         assert s.append("set", "k0", {"i": -1}).seq == victim.last_seq + 1
+
+
+# -- known salvage gaps: segments that overlap seqs already held, gaps before an unreadable header --
+# Salvage does not handle these yet. Two attempts this session were withdrawn after review found
+# that each could lose or misjudge intact commits (see the session note of 2026-11-26 and the
+# branches salvage-gaps and salvage-overlap). These tests say what a fix must do; strict xfail
+# makes them fail loudly once it does, so the marker goes with the fix.
+_KNOWN_GAP = pytest.mark.xfail(strict=True, reason="known salvage gap (session note 2026-11-26)")
+def _digest_before(path: str, frame) -> bytes:
+    """The chain digest before ``frame`` of the plain segment at ``path`` (read before damage)."""
+    data = open(path, "rb").read()
+    before = [f for f in frames_of(path) if f.offset < frame.offset]
+    if not before:
+        return data[16:32]  # the header's
+    return data[before[-1].offset + 32:before[-1].offset + FRAME_HEADER_SIZE]
+
+
+def _segment_of_frames(root: str, first_seq: int, prev: bytes, parts: list) -> str:
+    """Write a plain segment named ``first_seq`` whose header chains from ``prev`` and whose
+    frames are byte-for-byte copies of ``parts`` (``(path, FrameInfo)`` pairs): a stale or
+    duplicated segment file, as another rollover history would have left it."""
+    path = os.path.join(root, "segments", f"{first_seq:020d}.seg")
+    header = bytearray(open(seg_files(root, ".seg")[0], "rb").read(SEGMENT_HEADER_SIZE))
+    header[8:16] = first_seq.to_bytes(8, "little")
+    header[16:32] = prev
+    body = b"".join(open(p, "rb").read()[f.offset:f.offset + f.size] for p, f in parts)
+    with open(path, "wb") as f:
+        f.write(bytes(header) + body)
+    resign_header(path, SEGMENT_HEADER_SIZE)
+    return path
+
+
+@_KNOWN_GAP
+@pytest.mark.parametrize("case", ["stale copy", "stale copy running into the next segment",
+                                  "renamed, header lowered", "renamed, header left as it was",
+                                  "stale copy of the last segment's tail"])
+def test_segment_starting_below_the_expected_seq_is_set_aside_and_nothing_is_lost(fast_tmp, case) -> None:
+    """[F-14], [F-26]: a segment whose first seq (name and header agreeing) is below the seq the
+    log expects overlaps seqs the segment before already holds. Salvage must keep one intact
+    copy of every seq (whichever file holds it), lose nothing intact, read every seq once, and
+    leave a store that strict opens accept. (Today it reports the segment and rewrites nothing:
+    reads and strict opens still refuse the store.)"""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    segs = seg_files(root, ".seg")
+    second, third, last = segs[1], segs[2], segs[-1]
+    f2, f3, f4 = frames_of(second), frames_of(third), frames_of(last)
+    if case == "stale copy":
+        extra = _segment_of_frames(root, f2[2].first_seq, _digest_before(second, f2[2]),
+                                   [(second, f) for f in f2[2:]])
+    elif case == "stale copy running into the next segment":
+        extra = _segment_of_frames(root, f2[2].first_seq, _digest_before(second, f2[2]),
+                                   [(second, f) for f in f2[2:]] + [(third, f) for f in f3[:2]])
+    elif case.startswith("renamed"):
+        extra = os.path.join(root, "segments", f"{f2[2].first_seq:020d}.seg")
+        os.rename(third, extra)
+        if case == "renamed, header lowered":
+            write_at(extra, 8, f2[2].first_seq.to_bytes(8, "little"))
+            resign_header(extra, SEGMENT_HEADER_SIZE)
+        # else its header no longer matches its name ([F-07]): unreadable, searched from byte 0
+    else:
+        extra = _segment_of_frames(root, f4[1].first_seq, _digest_before(last, f4[1]),
+                                   [(last, f) for f in f4[1:]])
+    with pytest.raises(CorruptionError) as info:
+        with eventstore.open(root, [KV()], fs=FAST) as s:
+            list(s.read())
+    assert (info.value.file, info.value.offset) == (extra, 0)
+    report = _salvage_agrees(root, events)
+    assert report.lost_ranges == [], str(report)
+    assert any(e.file == extra and e.offset == 0 for e in report if e.action == "damaged"), str(report)
+    with eventstore.open(root, [KV()], fs=FAST) as s:
+        assert s.append("set", "k0", {"i": -1}).seq == len(events) + 1
+
+
+@_KNOWN_GAP
+@pytest.mark.parametrize("snapshot", [False, True])
+@pytest.mark.parametrize("missing", ["the last commits of the segment before", "the whole segment before"])
+def test_unreadable_header_after_missing_seqs_gets_a_gap_frame(fast_tmp, missing, snapshot) -> None:
+    """[F-25], [F-26]: seqs are missing just before a segment whose header is unreadable (the
+    segment before lost its last commits, or is gone). Salvage reports them lost once and puts
+    them behind a gap frame at the end of the segment before, so strict opens, ``read`` and
+    ``verify`` see contiguous seqs. With a snapshot after the damage the open that follows the
+    salvage pass starts there and never looks back. (Today salvage reports the seqs lost but
+    writes no gap frame for them, or reports them twice.)"""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    if snapshot:
+        with eventstore.open(root, [KV()], snapshot_every=0, fs=FAST) as s:
+            s.snapshot()
+    first, before, damaged = seg_files(root, ".seg")[:3]
+    frames = frames_of(before)
+    if missing == "the whole segment before":
+        gone = (frames[0].first_seq, frames[-1].last_seq)
+        os.rename(before, str(fast_tmp / "elsewhere.seg"))
+    else:
+        gone = (frames[-2].first_seq, frames[-1].last_seq)
+        truncate(before, frames[-2].offset)  # at a frame boundary: the segment itself reads cleanly
+    flip(damaged, 1)  # its magic
+    report = _salvage_agrees(root, events, snapshot_holds_lost=snapshot)
+    assert report.lost_ranges == [gone], str(report)
+    holder = first if missing == "the whole segment before" else before
+    assert frames_of(holder)[-1].last_seq == gone[1]  # the gap frame ends the segment before
