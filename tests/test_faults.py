@@ -482,12 +482,22 @@ def committer(name, delay):
 def later(delay, fn, *args):
     threading.Thread(target=lambda: (time.sleep(delay), fn(*args)), daemon=True).start()
 others = [committer("U", 0.001), committer("C", 0.003)]
-later(0.002, _thread.interrupt_main)  # Ctrl-C while main waits for its batch, as a late SIGINT lands
+fired = threading.Event()
+def interrupt():  # Ctrl-C while main waits for its batch, as a late SIGINT lands
+    _thread.interrupt_main()
+    fired.set()
+later(0.002, interrupt)
 try:
     got["main"] = st.append("t", "main").seq
-    time.sleep(0.2)  # a Ctrl-C that comes late lands here
 except KeyboardInterrupt:
-    got.setdefault("main", "KeyboardInterrupt")
+    got["main"] = "KeyboardInterrupt"
+while True:  # on a slow machine the Ctrl-C may come after the append: it lands here
+    try:
+        fired.wait()
+        time.sleep(0.05)
+        break
+    except KeyboardInterrupt:
+        pass
 for t in others:
     t.join(10)
 got["stuck"] = [t.name for t in others if t.is_alive()]
