@@ -626,10 +626,8 @@ class Store:
                     # will, or failed it) and releases our lock: wait for that below.
                     lead = not self._leader and not self._lock_due(ticket)
                     if lead:
-                        if interrupted is None:  # we waited in vain: fewer threads commit now
-                            self._expect = len(self._queue)
-                            if self._burst:  # ... even after a pause
-                                self._widest = self._expect
+                        if interrupted is None:
+                            self._waited_in_vain()
                         self._lead(ticket, nested=False, gather=False)
                 finally:
                     self._mutex.release()
@@ -664,6 +662,12 @@ class Store:
         finally:
             if interrupted is not None:
                 raise interrupted
+
+    def _waited_in_vain(self) -> None:
+        """A batch did not fill in two sync times: fewer threads commit now (holding `_cond`)."""
+        self._expect = len(self._queue)
+        if self._burst:  # ... even right after a pause
+            self._widest = self._expect
 
     def _lock_due(self, ticket: int) -> bool:
         """Whether a parked commit's lock is (or is about to be) released: published,
@@ -731,7 +735,7 @@ class Store:
                     self._gathering = self._expect
                     try:
                         if not self._gather.wait(2 * self._sync_seconds):
-                            self._expect = len(self._queue)  # fewer threads commit now
+                            self._waited_in_vain()
                     except BaseException as exc:  # Ctrl-C: the queue still needs its leader
                         interrupted = exc
                     finally:
@@ -1188,7 +1192,7 @@ class Store:
         """
         if not strict:
             try:
-                return self.refresh() if self.readonly and not self._closed else 0
+                return self.refresh()
             except StoreClosedError:
                 return 0  # closed by another thread meanwhile
             except CorruptionError as exc:
@@ -1259,13 +1263,14 @@ class Store:
         return unsubscribe
 
     def _catch_up(self) -> None:
+        """Refuse if closed; a readonly store first takes in what the writer committed."""
+        self._open_check()
         if self.readonly:
             self.refresh(strict=False)
 
     def version(self, key: str) -> int:
-        self._open_check()
-        validate_key(key)
         self._catch_up()
+        validate_key(key)
         with self._mutex:
             return self._counted().get(key, 0)
 
@@ -1275,18 +1280,15 @@ class Store:
 
     @property
     def last_seq(self) -> int:
-        self._open_check()
         self._catch_up()
         return self._published
 
     @property
     def projections(self) -> tuple[Projection, ...]:
-        self._open_check()
         self._catch_up()
         return self._projections
 
     def stats(self) -> dict[str, Any]:
-        self._open_check()
         self._catch_up()
         refs = list_segments(self._fs, self.seg_dir) if os.path.isdir(self.seg_dir) else []
         total = 0
