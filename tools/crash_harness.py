@@ -55,6 +55,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
 import eventstore  # noqa: E402
+from eventstore._fs import DEFAULT_FS  # noqa: E402
+from eventstore.snapshot import list_snapshots  # noqa: E402
 
 SEGMENT_HEADER, FRAME_HEADER = 40, 48  # docs/FORMAT.md §4.1, §4.2
 
@@ -185,10 +187,10 @@ def _frames(data: bytes) -> list[tuple[int, int, int, int]]:
 def _newest_snapshot_seq(path: str) -> int:
     """The seq of the newest snapshot file (named after its seq), 0 if none."""
     try:
-        names = os.listdir(os.path.join(path, "snapshots"))
+        snapshots = list_snapshots(DEFAULT_FS, os.path.join(path, "snapshots"))
     except FileNotFoundError:
         return 0
-    return max((int(n[:-5]) for n in names if n.endswith(".snap") and n[:-5].isdigit()), default=0)
+    return snapshots[0][0] if snapshots else 0
 
 
 def _power_cut(path: str, last_acked_seq: int, rng: random.Random) -> bool:
