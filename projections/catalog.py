@@ -534,11 +534,8 @@ class MediaCatalog:
                 return []
             events = self._append(items)
             self._last_edit = None
-            for unit in units:
-                if "key" in unit.changes:
-                    for k in unit.changes["key"]:
-                        if k:
-                            self.path_checker.invalidate(k)
+            for moved in {k for unit in units for k in unit.changes.get("key", ()) if k}:
+                self.path_checker.invalidate(moved)
             return events
 
     def _compensate(self, unit: UndoUnit, meta: dict[str, Any],

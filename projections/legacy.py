@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from eventstore.codec import encode_event
+from eventstore.codec import encode_commit
 from eventstore.errors import ValidationError
 from eventstore.layout import MAX_FRAME_PAYLOAD
 
@@ -39,7 +39,6 @@ CHUNK_ITEMS = 1000          # items per commit while importing
 # values near max_event_bytes would pass the store's frame limit.
 CHUNK_BYTES = MAX_FRAME_PAYLOAD // 2
 MAX_REPORTED_ERRORS = 50    # the report lists this many problems, then counts the rest
-DEFAULT_MAX_EVENT_BYTES = 1 << 20   # for a store that does not say its limit
 # msgpack framing of one event (array, map headers, meta keys, bool) is far below this
 _EVENT_OVERHEAD = 256
 _WS = re.compile(r"\s*")
@@ -158,7 +157,7 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
         # Every entry is checked here, before the first commit: an entry that
         # cannot be written (including one over max_event_bytes) is skipped and
         # reported, so it can neither abort the import nor leave it half done.
-        limit = getattr(catalog.store, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
+        limit = catalog.store.max_event_bytes
         widest_meta = {**meta, CONT: True}     # an event's meta as written, at its largest
         # UTF-8 takes at most 4 bytes per character: an event with no more characters
         # in its type, key and value than this fits whatever they are, unencoded.
@@ -169,8 +168,8 @@ def import_legacy_json(catalog: MediaCatalog, path: str | os.PathLike[str], *,
                 key = media_key(name)
                 fields = _legacy_fields(value)
                 for f, v in fields.items():
-                    if len(key) + len(v) + len(TYPE_OF_FIELD[f]) > room:
-                        _check_event_size(TYPE_OF_FIELD[f], key, v, widest_meta, limit)
+                    if len(key) + len(v) + len(TYPE_OF_FIELD[f]) > room:  # encode it as the store will
+                        encode_commit([(TYPE_OF_FIELD[f], key, {VALUE: v}, widest_meta)], limit)
             except ValidationError as exc:
                 report.invalid += 1
                 errors.append(f"entry {name[:80]!r}: {exc}")
@@ -218,17 +217,6 @@ def _legacy_fields(value: Any) -> dict[str, str]:
             continue
         out[name] = _check_text(name, text)
     return out
-
-
-def _check_event_size(type_: str, key: str, value: str, meta: dict[str, Any], limit: int) -> None:
-    """Raise ValidationError if the ``{value}`` event for ``key`` would pass ``limit`` bytes.
-
-    Encodes it exactly as the store will (`eventstore.codec.encode_event`);
-    the caller skips values too short to come near the limit.
-    """
-    size = len(encode_event(type_, key, {VALUE: value}, meta))
-    if size > limit:
-        raise ValidationError(f"event is {size} bytes encoded; max_event_bytes is {limit}")
 
 
 class MediaPersistenceService:
