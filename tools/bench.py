@@ -552,7 +552,7 @@ def bench_group(b: Bench) -> None:
     # let go at once, arriving one by one) and its end (8 exits) cost a fixed ~0.5 ms that is
     # not group commit: 4% of an 8-thread round at 25 appends per thread, 1% at 100.
     per = 15 if b.quick else 100
-    rounds = b.repeats * 4            # alternating rounds (~50 ms a pair): fsync latency here drifts
+    rounds = b.repeats * 4            # alternating rounds (~60 ms a pair): fsync latency here drifts
     stores: dict[int, tuple[Any, CountingFS]] = {}
     for threads in (1, 8):
         fs = CountingFS()
