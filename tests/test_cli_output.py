@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from projections import _cli_output as out
-from projections._cli_store import UsageError, parse_time
+from projections.cli import output as out
+from projections.cli.context import UsageError, parse_time
 from projections.cli import build_parser, main
 
 NOW = 1_800_000_000.0

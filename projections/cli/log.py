@@ -14,10 +14,10 @@ from typing import Any, Iterator
 
 from eventstore import RecoveryReport, VerifyReport
 
-from ._cli_media import event_summary
-from ._cli_output import (Progress, display_key, display_width, event_dict, format_time, json_line, pad,
+from .media import event_summary
+from .output import (Progress, display_key, display_width, event_dict, format_time, json_line, pad,
                           plain, plural, shorten_middle, visible)
-from ._cli_store import Context, log_key, parse_time
+from .context import Context, log_key, parse_time
 
 __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
            "cmd_compact", "cmd_snapshot", "problem_dict", "report_lines"]

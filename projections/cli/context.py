@@ -4,7 +4,7 @@ This module owns the CLI's view of the store: resolving `--store`, opening
 a raw `eventstore` store or a `MediaCatalog` (read-only for commands that
 only look, so they run beside a writer), normalising media keys, parsing
 the times users type, and the `Context` every command receives. It never
-formats output (that is `_cli_output`) and never parses arguments.
+formats output (that is `output`) and never parses arguments.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import eventstore
 
-from ._cli_output import Printer, Progress
+from .output import Printer, Progress
 
 __all__ = [
     "Context",
@@ -126,7 +126,7 @@ class Context:
                 **options: Any) -> Iterator[Any]:
         """A `MediaCatalog` on the store, replayed (progress shown if slow).
         Only ``create=True`` (`init`) may create a store."""
-        from .catalog import MediaCatalog
+        from ..catalog import MediaCatalog
 
         if not create:
             self.require_store()
@@ -142,7 +142,7 @@ class Context:
 def log_key(store: Any, media: str) -> str:
     """A key filter for `log`: the key exactly as typed if the log has it,
     else the normalised path (as the catalog stores it)."""
-    from .keys import media_key as normalise
+    from ..keys import media_key as normalise
 
     if store.version(media) > 0:
         return media

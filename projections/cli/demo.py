@@ -20,13 +20,13 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import eventstore
 from eventstore import layout
 from eventstore.frame import payload_length
 
-from ._cli_store import Context, UsageError
+from .context import Context, UsageError
 
 __all__ = ["cmd_demo", "LEGACY_SAMPLE", "tear_active_segment"]
 
@@ -61,8 +61,9 @@ def tear_active_segment(store: Path) -> tuple[Path, int]:
 class _Tour:
     """Runs the steps, printing them (or collecting JSON), and checks exit codes."""
 
-    def __init__(self, ctx: Context, store: Path, media: Path) -> None:
+    def __init__(self, ctx: Context, store: Path, media: Path, main: Callable[[list[str]], int]) -> None:
         self.ctx = ctx
+        self.main = main
         self.store = store
         self.media = media
         self.steps: list[dict[str, Any]] = []
@@ -86,8 +87,6 @@ class _Tour:
 
     def run(self, *argv: str, actor: str = "demo", expect: int = 0) -> Any:
         """Run ``metalog ARGV`` against the demo store in this process."""
-        from .cli import main
-
         shown = ["metalog"] + (["--actor", actor] if actor != "demo" else []) + list(argv)
         full = ["--store", str(self.store), "--actor", actor]
         if self.ctx.json:
@@ -96,10 +95,10 @@ class _Tour:
         if not self.ctx.json:
             print("$ " + shlex.join(shown))
             sys.stdout.flush()
-            code = main(full + list(argv))
+            code = self.main(full + list(argv))
         else:
             with contextlib.redirect_stdout(buffer):
-                code = main(full + list(argv))
+                code = self.main(full + list(argv))
         output = _parse_json(buffer.getvalue()) if self.ctx.json else None
         self.steps[-1]["commands"].append({"command": shown, "exit_code": code, "output": output})
         if code != expect:
@@ -175,7 +174,8 @@ def _script(t: _Tour, legacy: Path) -> None:
     t.run("stats")
 
 
-def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_demo(args: argparse.Namespace, ctx: Context, main: Callable[[list[str]], int]) -> int:
+    """``main`` runs one `metalog` command line (the tour's steps), passed in to keep the import graph acyclic."""
     keep = args.dir is not None
     if keep:
         root = Path(args.dir).expanduser().absolute()
@@ -191,7 +191,7 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     legacy = root / "media_metadata.json"
     legacy.write_text(json.dumps({str(media / k): v for k, v in LEGACY_SAMPLE.items()},
                                  indent=1), encoding="utf-8")
-    tour = _Tour(ctx, store, media)
+    tour = _Tour(ctx, store, media, main)
     if not ctx.json:
         print(f"metalog demo: a store in {store}")
         print(f"(every command below runs with --store {store}, from {media})")

@@ -5,8 +5,8 @@ example-bearing ``--help`` for every command), the global options
 (``--store``, ``--json``, ``--actor``), and the mapping of errors to exit
 codes: 0 ok, 1 problems found, 2 usage, 3 locked, 4 corruption. Users never
 see a traceback for their own mistakes. The commands themselves live in
-``_cli_media`` (the catalog), ``_cli_log`` (the raw log and its upkeep) and
-``_cli_demo``. `eventstore` never imports this module.
+`media` (the catalog), `log` (the raw log and its upkeep) and
+`demo`. `eventstore` never imports this module.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from typing import Any, Callable, Sequence
 
 import eventstore
 
-from . import _cli_demo, _cli_log, _cli_media
-from ._cli_output import Printer, visible
-from ._cli_store import DEFAULT_STORE, Context, UsageError, default_actor
-from .catalog import UndoError
+from . import demo as demo_commands, log as log_commands, media as media_commands
+from .output import Printer, visible
+from .context import DEFAULT_STORE, Context, UsageError, default_actor
+from ..catalog import UndoError
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
            "EXIT_LOCKED", "EXIT_CORRUPTION"]
@@ -108,7 +108,7 @@ def _media_key(text: str) -> str:
 
 
 def _commands() -> list[_Command]:
-    m, lg, demo = _cli_media, _cli_log, _cli_demo
+    m, lg, demo = media_commands, log_commands, demo_commands
 
     def init_args(p: argparse.ArgumentParser) -> None:
         pass
@@ -223,7 +223,7 @@ def _commands() -> list[_Command]:
         ("import-json", "import the old JSON persistence file (once; idempotent)",
          "metalog import-json media_metadata.json", import_args, m.cmd_import_json),
         ("demo", "a guided tour in a temporary store (history, undo, time travel, repair)",
-         "metalog demo\n  metalog demo --dir /tmp/metalog-demo", demo_args, demo.cmd_demo),
+         "metalog demo\n  metalog demo --dir /tmp/metalog-demo", demo_args, lambda args, ctx: demo.cmd_demo(args, ctx, main)),
     ]
 
 

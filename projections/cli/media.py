@@ -12,10 +12,10 @@ import os
 import sys
 from typing import Any
 
-from ._cli_output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table, visible
-from ._cli_store import Context, UsageError, parse_time
-from .events import FIELD_OF_TYPE, FIELDS, FORGOTTEN, RENAMED, TO, VALUE, Change, MediaRecord
-from .keys import media_key as normalise_key
+from .output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table, visible
+from .context import Context, UsageError, parse_time
+from ..events import FIELD_OF_TYPE, FIELDS, FORGOTTEN, RENAMED, TO, VALUE, Change, MediaRecord
+from ..keys import media_key as normalise_key
 
 __all__ = [
     "cmd_init", "cmd_set_title", "cmd_set_description", "cmd_get", "cmd_ls",
