@@ -1,22 +1,51 @@
 """eventstore: a durable, append-only, checksummed event log with projections.
 
-Generic and media-agnostic; see docs/FORMAT.md for the bytes and
-docs/DESIGN.md for the why. `open()` is the entry point.
+Generic and media-agnostic. `open(target)` opens a `Store`: a directory holds
+the embedded segment log (`eventstore.local`, the default); a
+``postgresql://`` URL the PostgreSQL backend (`eventstore.postgres`, with the
+``postgres`` extra). Every backend implements the `Store` protocol of
+`eventstore.api`. docs/FORMAT.md has the bytes, docs/ARCHITECTURE.md the map.
 """
 from __future__ import annotations
 
+import os
+from typing import Iterable
+
+from .api import SnapshotState, Store, StoreOptions, Transaction
 from .errors import (
     ConcurrencyError, CorruptionError, EventStoreError, FormatVersionError, LockedError,
     NotAStoreError, ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError,
 )
-from .event import Event
+from .event import Event, Value
+from .fs import FileSystem
 from .projection import Projection
-from .recovery import RecoveryEntry, RecoveryReport
-from .store import Store, open
-from .verify import VerifyReport
+from .report import RecoveryEntry, RecoveryReport, VerifyReport
 
 __all__ = [
-    "open", "Store", "Event", "Projection", "RecoveryReport", "RecoveryEntry", "VerifyReport",
+    "open", "Store", "Transaction", "Event", "Value", "Projection", "SnapshotState", "FileSystem",
+    "RecoveryReport", "RecoveryEntry", "VerifyReport",
     "EventStoreError", "CorruptionError", "FormatVersionError", "LockedError", "ConcurrencyError",
     "ValidationError", "ReadOnlyError", "StoreClosedError", "StoreFailedError", "NotAStoreError",
 ]
+
+_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open(target: str | os.PathLike[str], projections: Iterable[Projection] = (), *,
+         durability: str = "fsync", recovery: str = "strict", readonly: bool = False,
+         segment_bytes: int = 64 << 20, snapshot_every: int = 100_000,
+         max_event_bytes: int = 1 << 20, create: bool = True,
+         fs: FileSystem | None = None) -> Store:
+    """Open (creating if needed) the store at ``target``: a directory, or a ``postgresql://`` URL.
+
+    See SPEC §2 for the options. ``fs`` replaces the embedded store's
+    file-system layer (tests inject faults through it).
+    """
+    options = StoreOptions(durability=durability, recovery=recovery, readonly=readonly,
+                           segment_bytes=segment_bytes, snapshot_every=snapshot_every,
+                           max_event_bytes=max_event_bytes, create=create)
+    if isinstance(target, str) and target.startswith(_URL_SCHEMES):
+        from .postgres import open_postgres  # the driver is an optional extra
+        return open_postgres(target, projections, options)
+    from .local.store import LocalStore
+    return LocalStore(target, projections, options, fs)

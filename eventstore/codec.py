@@ -16,9 +16,11 @@ from msgspec.msgpack import Encoder as _MsgspecEncoder
 
 from .errors import CorruptionError, ValidationError
 from .event import Event, check_unicode
-from .layout import MAX_FRAME_PAYLOAD
 
-__all__ = ["encode_commit", "encode_event", "join_payload", "decode_commit", "decode_rows", "pack", "unpack"]
+MAX_COMMIT_BYTES = 256 << 20
+"""The largest encoded commit (its payload), whatever the backend ([F-09])."""
+
+__all__ = ["MAX_COMMIT_BYTES", "encode_commit", "encode_event", "join_payload", "decode_commit", "decode_rows", "pack", "unpack"]
 
 # msgspec writes the same bytes as msgpack for the exact built-in types (SPEC §7.7;
 # tests/test_codec.py checks it on generated values) in about two thirds of the time.
@@ -48,7 +50,7 @@ def encode_commit(items: list[tuple[str, str, dict, dict]], max_event_bytes: int
     ``plain``: every value is of an exact built-in type (`event.plain_columns`),
     so the fast encoder may write it. Raises ValidationError for anything msgpack
     refuses, naming a key or type that is not valid Unicode, and for an event over
-    ``max_event_bytes`` or a payload over `MAX_FRAME_PAYLOAD`.
+    ``max_event_bytes`` or a payload over `MAX_COMMIT_BYTES`.
     """
     payload = None
     if plain:
@@ -72,14 +74,14 @@ def _reference_encode(items: list[tuple[str, str, dict, dict]]) -> bytes:
 
 
 def _check_sizes(items: list[tuple[str, str, dict, dict]], payload: bytes, max_event_bytes: int) -> bytes:
-    if len(payload) > min(max_event_bytes, MAX_FRAME_PAYLOAD):  # only then can a limit be passed
+    if len(payload) > min(max_event_bytes, MAX_COMMIT_BYTES):  # only then can a limit be passed
         for item in items:
             size = len(encode_event(*item))
             if size > max_event_bytes:
                 raise ValidationError(f"event for key {item[1]!r} is {size} bytes encoded; "
                                       f"max_event_bytes is {max_event_bytes}")
-        if len(payload) > MAX_FRAME_PAYLOAD:
-            raise ValidationError(f"commit is {len(payload)} bytes; the limit is {MAX_FRAME_PAYLOAD}")
+        if len(payload) > MAX_COMMIT_BYTES:
+            raise ValidationError(f"commit is {len(payload)} bytes; the limit is {MAX_COMMIT_BYTES}")
     return payload
 
 

@@ -9,13 +9,16 @@ before a single byte is encoded or written. This module does no I/O.
 from __future__ import annotations
 
 from itertools import chain
-from typing import AbstractSet, Any
+from typing import AbstractSet, Any, Union
 
 import msgspec
 
 from .errors import ValidationError
 
-__all__ = ["Event", "MAX_KEY_BYTES", "MAX_TYPE_BYTES", "MAX_DEPTH"]
+__all__ = ["Event", "Value", "MAX_KEY_BYTES", "MAX_TYPE_BYTES", "MAX_DEPTH"]
+
+Value = Union[None, bool, int, float, str, bytes, list["Value"], tuple["Value", ...], dict[str, "Value"]]
+"""What an event's ``data`` and ``meta`` may hold: what msgpack stores (SPEC §5)."""
 
 MAX_KEY_BYTES = 4096
 MAX_TYPE_BYTES = 256
@@ -37,8 +40,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     ts: int  # nanoseconds since the epoch, UTC
     type: str
     key: str
-    data: dict[str, Any]
-    meta: dict[str, Any] = {}  # msgspec gives each event a new empty dict (built in C)
+    data: dict[str, Value]
+    meta: dict[str, Value] = {}  # msgspec gives each event a new empty dict (built in C)
 
 
 def _check_name(what: str, value: object, limit: int) -> str:

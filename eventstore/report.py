@@ -1,22 +1,17 @@
-"""What recovery did, and the one way it sets bytes aside ([F-05]).
+"""What an open repaired and what `verify` found, for every backend.
 
 `RecoveryEntry`/`RecoveryReport` are what `Store.recovery_report` and
-`VerifyReport.problems` hold: each entry has an action, a file, an offset, a
-reason, and the seq range it lost. `quarantine_copy` is the only way
-recovery keeps bytes it is about to cut or replace: a durable copy under
-``quarantine/`` first. No format knowledge here.
+`VerifyReport.problems` hold: each entry has an action, a file (a path, or a
+table for a database backend), an offset, a reason, and the seq range it lost.
+Plain data; no I/O and no format knowledge here.
 """
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from ._fs import FileSystem
-from .layout import QUARANTINE_DIR
 
-__all__ = ["RecoveryEntry", "RecoveryReport", "quarantine_copy", "seqs_in"]
+__all__ = ["RecoveryEntry", "RecoveryReport", "VerifyReport", "seqs_in"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +29,7 @@ class RecoveryEntry:
         lost = f"; seqs {self.lost[0]}-{self.lost[1]} lost" if self.lost else ""
         return f"{self.action}: {where}: {self.reason}{extra}{lost}"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"action": self.action, "file": self.file, "offset": self.offset,
                 "reason": self.reason, "bytes": self.nbytes,
                 "lost": list(self.lost) if self.lost else None}
@@ -62,7 +57,7 @@ class RecoveryReport:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"entries": [e.as_dict() for e in self.entries],
                 "lost_ranges": [list(r) for r in self.lost_ranges]}
 
@@ -75,16 +70,42 @@ def seqs_in(ranges: Iterable[tuple[int, int]]) -> int:
     return sum(last - first + 1 for first, last in ranges)
 
 
-def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
-    """Copy bytes into quarantine/ durably before anything is cut ([F-05])."""
-    qdir = os.path.join(root, QUARANTINE_DIR)
-    if not fs.exists(qdir):
-        fs.makedirs(qdir)
-        fs.fsync_dir(root)  # the directory entry itself must survive a power cut
-    path = os.path.join(qdir, f"{time.strftime('%Y%m%dT%H%M%S')}-{name}")
-    n = 1
-    while fs.exists(path):
-        path = f"{path}.{n}"
-        n += 1
-    fs.create_atomic(path, data)
-    return path
+@dataclass
+class VerifyReport:
+    """Result of `Store.verify`: ``ok`` is true when ``problems`` is empty."""
+
+    problems: list[RecoveryEntry] = field(default_factory=list)
+    events: int = 0
+    commits: int = 0
+    segments: int = 0
+    snapshots: int = 0
+    last_seq: int = 0
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    """Seq ranges of the gap frames ([F-25]): events an earlier salvage recorded as lost.
+
+    Not a problem (the log is consistent), but listed: a gap frame restarts the
+    digest chain, so the chain cannot tell it from a commit replaced on purpose.
+    """
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "events": self.events, "commits": self.commits,
+                "segments": self.segments, "snapshots": self.snapshots, "last_seq": self.last_seq,
+                "lost": [list(r) for r in self.lost], "problems": [p.as_dict() for p in self.problems]}
+
+    def lost_line(self) -> str | None:
+        """One line naming the events earlier salvages lost, or None."""
+        if not self.lost:
+            return None
+        n = seqs_in(self.lost)
+        ranges = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in self.lost)
+        return f"{n} event{'s' if n != 1 else ''} lost to an earlier salvage (seqs {ranges})"
+
+    def __str__(self) -> str:
+        head = (f"{'ok' if self.ok else 'PROBLEMS'}: {self.events} events in {self.commits} commits, "
+                f"{self.segments} segments, {self.snapshots} snapshots checked")
+        lost = self.lost_line()
+        return "\n".join([head] + ([f"  {lost}"] if lost else []) + [f"  {p}" for p in self.problems])

@@ -598,12 +598,11 @@ class MediaCatalog:
         if seq >= self._proj.last_seq:
             view.restore(self._proj.snapshot(stacks=False))  # the view keeps no stacks
             start = self._proj.last_seq + 1
-        nearest = getattr(self._store, "nearest_snapshot", None)
-        if nearest is not None and start == 1 and seq > 0:
-            found = nearest(view.name, view.version, seq)
-            if found is not None and found[0] <= seq:
-                view.restore(found[1])
-                start = found[0] + 1
+        if start == 1 and seq > 0:
+            found = self._store.nearest_snapshot(view.name, view.version, seq)
+            if found is not None and found.seq <= seq:
+                view.restore(found.state)
+                start = found.seq + 1
         if seq >= start:
             for event in self._store.read(start, seq + 1):
                 view.apply(event)

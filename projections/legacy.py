@@ -23,7 +23,7 @@ from typing import Any
 
 from eventstore.codec import encode_commit
 from eventstore.errors import ValidationError
-from eventstore.layout import MAX_FRAME_PAYLOAD
+from eventstore.codec import MAX_COMMIT_BYTES
 
 from .catalog import MediaCatalog, _check_text
 from .events import ACTOR, CONT, LEGACY_IMPORTED, REASON, TYPE_OF_FIELD, VALUE
@@ -37,7 +37,7 @@ STORE_SUFFIX = ".metalog"
 CHUNK_ITEMS = 1000          # items per commit while importing
 # Upper bound of a commit's encoded bytes while importing: 1000 items of
 # values near max_event_bytes would pass the store's frame limit.
-CHUNK_BYTES = MAX_FRAME_PAYLOAD // 2
+CHUNK_BYTES = MAX_COMMIT_BYTES // 2
 MAX_REPORTED_ERRORS = 50    # the report lists this many problems, then counts the rest
 # msgpack framing of one event (array, map headers, meta keys, bool) is far below this
 _EVENT_OVERHEAD = 256

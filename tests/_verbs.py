@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 import msgpack
 import zstandard
 
-from eventstore._fs import FileSystem
-from eventstore.layout import (
+from eventstore.fs import FileSystem
+from eventstore.local.layout import (
     FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOT_HEADER, SNAPSHOT_HEADER_SIZE,
     ZSEGMENT_HEADER, ZSEGMENT_HEADER_SIZE,
 )

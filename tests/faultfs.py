@@ -31,7 +31,7 @@ import random
 import threading
 from typing import Callable
 
-from eventstore._fs import FileSystem
+from eventstore.fs import FileSystem
 
 OPS = ("write", "pwrite", "fsync", "fdatasync", "rename", "fsync_dir", "truncate", "remove", "create")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import eventstore
-from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from eventstore.local.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from test_cli_helpers import fill, ok, plain_segments, run, run_json
 
 
@@ -137,7 +137,7 @@ def test_verify_finding_a_damaged_snapshot_exits_1(store: Path) -> None:
     assert run_json("get", "/media/5.mp4", store=store)["title"] == "title 5"
 
 
-# ---------------------------------------------------------------- 3: locked
+# ---------------------------------------------------- 3: locked (never, beside a writer)
 
 
 HOLDER = textwrap.dedent("""
@@ -149,19 +149,18 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_writer_against_a_locked_store_exits_3_naming_the_pid(store: Path) -> None:
+def test_a_write_beside_an_app_that_holds_the_store_open_succeeds(store: Path) -> None:
+    """Exit 3 is for a lock that cannot be shared; the commit lock is held per group
+    commit, so an app holding the store open never refuses the command line."""
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
         proc = run("set-title", "/media/0.mp4", "new", store=store)
-        assert proc.returncode == 3, proc
-        assert str(holder.pid) in proc.stderr and "locked" in proc.stderr
+        assert proc.returncode == 0, proc
         assert_clean(proc)
-        err = run_json("compact", store=store, code=3)["error"]
-        assert err["kind"] == "locked" and err["pid"] == holder.pid
-        # read-only commands still work beside the writer
-        assert run_json("get", "/media/0.mp4", store=store)["title"] == "title 0"
+        assert run_json("compact", store=store)["after"]["last_seq"] >= 1
+        assert run_json("get", "/media/0.mp4", store=store)["title"] == "new"
         assert run_json("verify", store=store)["ok"] is True
     finally:
         holder.communicate("", timeout=10)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import eventstore
 from eventstore import CorruptionError, Event, ValidationError
 from eventstore.codec import decode_commit, encode_commit, encode_event, join_payload
-from eventstore.frame import (
+from eventstore.local.frame import (
     Damage, Frame, FrameScanner, chain_digest, check_frame, encode_frame, frame_bytes,
 )
 

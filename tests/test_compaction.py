@@ -14,9 +14,9 @@ from _verbs import (  # noqa: F401 - fast_tmp is a fixture
     FAST, KV, events_tuple, fast_tmp, flip, frames_of, read_zseg_header, seg_files, snap_files,
     truncate,
 )
-from eventstore.frame import FrameScanner
-from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
-from eventstore.segment import scan
+from eventstore.local.frame import FrameScanner
+from eventstore.local.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from eventstore.local.segment import scan
 
 
 
@@ -312,12 +312,11 @@ def test_appends_snapshots_compaction_and_follow_at_once(fast_tmp) -> None:
 def test_a_segment_listed_before_compaction_removed_it_is_read_from_its_zseg(fast_tmp) -> None:
     """[F-20]: a reader (or a readonly open) that listed N.seg just before compaction
     replaced it by N.zseg reads the same frames from N.zseg, instead of failing."""
-    from eventstore._fs import DEFAULT_FS
-    from eventstore.segment import SegmentStream, list_segments
+    from eventstore.fs import DEFAULT_FS
+    from eventstore.local.segment import SegmentStream, list_segments
     root = str(fast_tmp / "s")
     with eventstore.open(root, [], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
         fill(s, 0, 60)
-        s._seal_active()
         listed = list_segments(DEFAULT_FS, os.path.join(root, "segments"))
         plain = [r for r in listed if not r.compressed][0]
         before = frames_of(plain.path)

@@ -13,7 +13,7 @@ import random
 import pytest
 import zstandard
 
-from eventstore.compression import ZstdFrameError, compress, stream_decompress
+from eventstore.local.compression import ZstdFrameError, compress, stream_decompress
 
 CONTENT = random.Random(1).randbytes(600_000)  # incompressible: raw blocks of 128 KiB
 FRAME = compress(CONTENT)

@@ -22,7 +22,7 @@ import threading
 import pytest
 
 import eventstore
-from eventstore._fs import FileSystem
+from eventstore.fs import FileSystem
 from eventstore.errors import StoreFailedError
 
 from _verbs import KV, events_tuple, fast_tmp, seg_files, snap_files  # noqa: F401
@@ -454,7 +454,7 @@ def test_power_loss_during_salvage_then_salvage_again(fast_tmp) -> None:
 _SIGNAL_SCENARIO = r'''
 import json, sys, threading, time, _thread
 import eventstore
-from eventstore._fs import FileSystem
+from eventstore.fs import FileSystem
 
 class SlowSync(FileSystem):
     def fdatasync(self, fd):

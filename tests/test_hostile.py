@@ -17,15 +17,15 @@ import zlib
 import pytest
 
 import eventstore
-from eventstore import snapshot as snap_mod
-from eventstore._fs import DEFAULT_FS
+from eventstore.local import snapshot as snap_mod
+from eventstore.fs import DEFAULT_FS
 from eventstore.codec import pack
 from eventstore.errors import CorruptionError, FormatVersionError
-from eventstore.frame import encode_frame
-from eventstore.layout import (
+from eventstore.local.frame import encode_frame
+from eventstore.local.layout import (
     MARKER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOT_HEADER_SIZE, ZERO_DIGEST, ZSEGMENT_HEADER_SIZE,
 )
-from eventstore.segment import encode_header
+from eventstore.local.segment import encode_header
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
     KV, build_snapshot, build_zseg, fast_tmp, frames_of, nested_msgpack, read_snapshot_header,
@@ -40,8 +40,8 @@ _RUNNER = textwrap.dedent('''
     import json, resource, sys, time
     sys.path[:0] = {paths!r}
     import eventstore
-    from eventstore import snapshot as snap_mod
-    from eventstore._fs import DEFAULT_FS
+    from eventstore.local import snapshot as snap_mod
+    from eventstore.fs import DEFAULT_FS
     action, target = sys.argv[1], sys.argv[2]
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.monotonic()

@@ -15,7 +15,7 @@ import pytest
 
 import eventstore
 from eventstore.errors import CorruptionError
-from eventstore.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
+from eventstore.local.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
     FAST, KV, fast_tmp, events_tuple, flip, frames_of, read_zseg_header, rechain, redigest, resign,
@@ -479,7 +479,7 @@ def test_losing_the_snapshots_own_commit_keeps_the_snapshot_usable(fast_tmp) -> 
 def test_gap_frame_fills_every_room_from_the_smallest_gap_frame_up() -> None:
     """[F-25]: damaged bytes at least as long as the smallest gap frame are replaced by a
     gap frame of exactly their length (rooms of 70-74 bytes once got a longer one)."""
-    from eventstore.salvage import gap_frame
+    from eventstore.local.salvage import gap_frame
     smallest = len(gap_frame(5, 1, bytes(16), 0)[0])
     rooms = [*range(smallest, 1200), *range(65_400, 65_700), 300_000]
     wrong = [room for room in rooms if len(gap_frame(5, 1, bytes(16), room)[0]) != room]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import eventstore
-from eventstore.snapshot import list_snapshots, read_snapshot
+import eventstore.fs
+from eventstore.local.snapshot import list_snapshots, read_snapshot
 from projections import MediaProjection
 
 from _verbs import run_threads
@@ -24,12 +25,12 @@ def test_background_snapshots_of_media_projection_match_a_replay_to_their_seq(tm
     run_threads(writer, 4)
     store.close()
 
-    snaps = list_snapshots(eventstore.store.DEFAULT_FS, os.path.join(root, "snapshots"))
+    snaps = list_snapshots(eventstore.fs.DEFAULT_FS, os.path.join(root, "snapshots"))
     assert snaps, "snapshot_every=40 over 600 events wrote no snapshot"
     with eventstore.open(root, readonly=True) as reader:
         events = list(reader.read())
     for seq, path in snaps:
-        ok, state = read_snapshot(eventstore.store.DEFAULT_FS, path).state("media", MediaProjection.version)
+        ok, state = read_snapshot(eventstore.fs.DEFAULT_FS, path).state("media", MediaProjection.version)
         assert ok
         replayed = MediaProjection()
         for e in events[:seq]:

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eventstore
-from eventstore import snapshot as snap_mod
+from eventstore.local import snapshot as snap_mod
 from eventstore.errors import CorruptionError, FormatVersionError
-from eventstore.layout import SNAPSHOT_HEADER_SIZE
+from eventstore.local.layout import SNAPSHOT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
     FAST, FastFS, KV, Counter, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, run_threads,

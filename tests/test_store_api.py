@@ -23,7 +23,7 @@ from eventstore import (
     ConcurrencyError, Event, NotAStoreError, ReadOnlyError, StoreClosedError, ValidationError,
 )
 
-from eventstore._fs import FileSystem
+from eventstore.fs import FileSystem
 from test_codec import assert_same  # the strict, type-checking comparison
 
 # -- strategies -------------------------------------------------------------------------
@@ -440,7 +440,7 @@ def test_group_commit_follows_bursts_of_changing_width(store_dir):
 def test_versions_counted_lazily_are_exact_everywhere(store_dir, monkeypatch, count_at):
     """Commits note their keys and versions are counted when needed (or every _COUNT_AT keys):
     version(), expected_version, stats()['keys'], snapshots and a reopen all see every commit."""
-    monkeypatch.setattr("eventstore.store._COUNT_AT", count_at)
+    monkeypatch.setattr("eventstore.publish._COUNT_AT", count_at)
     want: dict[str, int] = {}
 
     def note(keys):

@@ -20,7 +20,7 @@ import eventstore
 from eventstore import ValidationError
 from eventstore.codec import encode_event, join_payload
 from eventstore.event import plain_columns, validate_key, validate_mapping, validate_type
-from eventstore.frame import encode_frame
+from eventstore.local.frame import encode_frame
 
 HEADER, FRAME_HEADER = 40, 48
 
@@ -338,7 +338,7 @@ def _batches(draw):
 
 def _full_check_item(item):
     """What the item-by-item path makes of an `append_many` item."""
-    from eventstore.store import _split_item
+    from eventstore.commit import split_item as _split_item
     type_, key, data, meta = _split_item(item)
     return validate_type(type_), validate_key(key), validate_mapping("data", data), meta
 
@@ -439,10 +439,10 @@ def test_fast_and_full_checks_store_the_same_events(store_dir):
 
 
 def test_a_commit_over_the_frame_limit_is_refused_whatever_max_event_bytes(store_dir, monkeypatch):
-    """[F-12]: a commit whose payload passes MAX_FRAME_PAYLOAD is refused even when
+    """[F-12]: a commit whose payload passes MAX_COMMIT_BYTES is refused even when
     max_event_bytes is larger (found by review: the frame limit was only checked when a
     commit was over max_event_bytes, so it reached the disk and read back as damage)."""
-    monkeypatch.setattr("eventstore.codec.MAX_FRAME_PAYLOAD", 200)
+    monkeypatch.setattr("eventstore.codec.MAX_COMMIT_BYTES", 200)
     with eventstore.open(store_dir, max_event_bytes=10_000) as s:
         with pytest.raises(ValidationError, match="the limit is 200"):
             s.append_many([("t", f"k{i}", {"v": "x" * 20}) for i in range(10)])

@@ -14,7 +14,7 @@ import pytest
 
 import eventstore
 from eventstore.errors import CorruptionError
-from eventstore.layout import SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
+from eventstore.local.layout import SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
     FAST, KV, build_zseg, fast_tmp, flip, frames_of, read_zseg_header, resign, resign_header,
@@ -201,7 +201,7 @@ def test_verify_reports_a_torn_tail_seen_by_a_reader(fast_tmp) -> None:
 def forge_snapshot(path: str, versions: dict[str, int] | None = None, digest: bytes | None = None) -> None:
     """Rewrite the snapshot at ``path``, correctly signed, with some key versions or its
     chain digest changed."""
-    from eventstore import snapshot as snap_mod
+    from eventstore.local import snapshot as snap_mod
     from eventstore.codec import pack
     snap = snap_mod.read_snapshot(FAST, path)
     forged = dict(snap.versions, **(versions or {}))

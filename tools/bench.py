@@ -53,7 +53,7 @@ sys.path.insert(0, REPO)
 
 import eventstore  # noqa: E402
 from eventstore import Event  # noqa: E402
-from eventstore._fs import FileSystem  # noqa: E402  (the documented fault-injection hook)
+from eventstore.fs import FileSystem  # noqa: E402  (the documented fault-injection hook)
 from eventstore.codec import encode_commit  # noqa: E402
 from projections import MediaCatalog  # noqa: E402
 from projections.legacy import MediaPersistenceService  # noqa: E402

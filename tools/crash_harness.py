@@ -55,8 +55,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
 import eventstore  # noqa: E402
-from eventstore._fs import DEFAULT_FS  # noqa: E402
-from eventstore.snapshot import list_snapshots  # noqa: E402
+from eventstore.fs import DEFAULT_FS  # noqa: E402
+from eventstore.local.snapshot import list_snapshots  # noqa: E402
 
 SEGMENT_HEADER, FRAME_HEADER = 40, 48  # docs/FORMAT.md §4.1, §4.2
 

@@ -17,12 +17,12 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from eventstore._fs import DEFAULT_FS  # noqa: E402
+from eventstore.fs import DEFAULT_FS  # noqa: E402
 from eventstore.codec import decode_commit  # noqa: E402
 from eventstore.errors import CorruptionError  # noqa: E402
-from eventstore.frame import Damage, FrameScanner, is_gap  # noqa: E402
-from eventstore.layout import SEGMENT_HEADER_SIZE, SEGMENTS_DIR  # noqa: E402
-from eventstore.segment import SegmentStream, list_segments, parse_name, SegmentRef, scan  # noqa: E402
+from eventstore.local.frame import Damage, FrameScanner, is_gap  # noqa: E402
+from eventstore.local.layout import SEGMENT_HEADER_SIZE, SEGMENTS_DIR  # noqa: E402
+from eventstore.local.segment import SegmentStream, list_segments, parse_name, SegmentRef, scan  # noqa: E402
 
 
 def refs_for(paths: list[str]) -> list[SegmentRef]:

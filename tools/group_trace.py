@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import eventstore  # noqa: E402
-from eventstore._fs import FileSystem  # noqa: E402
+from eventstore.fs import FileSystem  # noqa: E402
 
 
 class TimedSyncFS(FileSystem):

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import eventstore
-from eventstore import layout
-from eventstore.frame import payload_length
+from eventstore.local import layout
+from eventstore.local.frame import payload_length
 
 from .context import Context, UsageError
 

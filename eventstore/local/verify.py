@@ -10,62 +10,20 @@ seq (allowing for events a salvage lost before them). Never writes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ._fs import FileSystem
-from .errors import CorruptionError
-from .event import Event
+from ..fs import FileSystem
+from ..errors import CorruptionError
+from ..event import Event
 from .frame import Frame
 from .layout import SEGMENT_HEADER_SIZE, SEGMENTS_DIR, SNAPSHOT_HEADER_SIZE, SNAPSHOTS_DIR, ZERO_DIGEST
-from .projection import Projection
-from .recovery import RecoveryEntry, RecoveryReport, Walker
-from .report import seqs_in
+from ..projection import Projection
+from .walk import Walker
+from ..report import RecoveryEntry, RecoveryReport, VerifyReport, seqs_in
 from .segment import list_segments
 from .snapshot import list_snapshots, read_snapshot
 
-__all__ = ["VerifyReport", "verify_store"]
-
-
-@dataclass
-class VerifyReport:
-    """Result of `Store.verify`: ``ok`` is true when ``problems`` is empty."""
-
-    problems: list[RecoveryEntry] = field(default_factory=list)
-    events: int = 0
-    commits: int = 0
-    segments: int = 0
-    snapshots: int = 0
-    last_seq: int = 0
-    lost: list[tuple[int, int]] = field(default_factory=list)
-    """Seq ranges of the gap frames ([F-25]): events an earlier salvage recorded as lost.
-
-    Not a problem (the log is consistent), but listed: a gap frame restarts the
-    digest chain, so the chain cannot tell it from a commit replaced on purpose.
-    """
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "events": self.events, "commits": self.commits,
-                "segments": self.segments, "snapshots": self.snapshots, "last_seq": self.last_seq,
-                "lost": [list(r) for r in self.lost], "problems": [p.as_dict() for p in self.problems]}
-
-    def lost_line(self) -> str | None:
-        """One line naming the events earlier salvages lost, or None."""
-        if not self.lost:
-            return None
-        n = seqs_in(self.lost)
-        ranges = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in self.lost)
-        return f"{n} event{'s' if n != 1 else ''} lost to an earlier salvage (seqs {ranges})"
-
-    def __str__(self) -> str:
-        head = (f"{'ok' if self.ok else 'PROBLEMS'}: {self.events} events in {self.commits} commits, "
-                f"{self.segments} segments, {self.snapshots} snapshots checked")
-        lost = self.lost_line()
-        return "\n".join([head] + ([f"  {lost}"] if lost else []) + [f"  {p}" for p in self.problems])
+__all__ = ["verify_store"]
 
 
 def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], bound: int | None,

@@ -14,9 +14,9 @@ import os
 import zlib
 from typing import Callable, Iterator, NamedTuple
 
-from ._fs import FileSystem
+from ..fs import FileSystem
 from .compression import ZstdFrameError, stream_decompress
-from .errors import CorruptionError, FormatVersionError
+from ..errors import CorruptionError, FormatVersionError
 from .frame import Damage, Frame, FrameScanner
 from .layout import (
     FORMAT_VERSION, MAX_SEGMENT_BYTES, NAME_DIGITS, READ_CHUNK, SEGMENT_HEADER,
@@ -199,7 +199,7 @@ class SegmentStream:
                 ref = SegmentRef(ref.first_seq, zpath, True)
         self.fs, self.ref = fs, ref
         if not ref.compressed:
-            self.end: int = os.fstat(self._file.fileno()).st_size
+            self.end: int = fs.file_size(self._file)
             self._read_header(self._file.read(SEGMENT_HEADER_SIZE), "segment header")
             return
         path = ref.path

@@ -11,10 +11,10 @@ import os
 import zlib
 from typing import Any, NamedTuple
 
-from ._fs import FileSystem
-from .codec import pack, unpack
+from ..fs import FileSystem
+from ..codec import pack, unpack
 from .compression import ZstdFrameError, compress, stream_decompress
-from .errors import CorruptionError, FormatVersionError
+from ..errors import CorruptionError, FormatVersionError
 from .layout import (
     FORMAT_VERSION, KEEP_SNAPSHOTS, MAX_SNAPSHOT_BYTES, NAME_DIGITS, READ_CHUNK,
     SNAPSHOT_HEADER, SNAPSHOT_HEADER_SIZE, SNAPSHOT_MAGIC, SNAPSHOT_SUFFIX,

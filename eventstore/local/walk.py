@@ -21,18 +21,18 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ._fs import FileSystem
-from .codec import decode_commit
-from .errors import CorruptionError, FormatVersionError
-from .event import Event
+from ..fs import FileSystem
+from ..codec import decode_commit
+from ..errors import CorruptionError, FormatVersionError
+from ..event import Event
 from .frame import Damage, Frame, FrameScanner, check_frame, is_gap, payload_length
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
-from .report import RecoveryEntry, RecoveryReport, quarantine_copy
+from ..report import RecoveryEntry, RecoveryReport
+from .directory import quarantine_copy
 from .salvage import ChainEntry, gap_segment, rewrite_segment, set_aside_stale_snapshots
 from .segment import SegmentRef, SegmentStream, scan
 
-__all__ = ["RecoveryReport", "RecoveryEntry", "Walker", "WalkEnd", "quarantine_copy",
-           "SnapshotMismatch", "salvage_log"]
+__all__ = ["Walker", "WalkEnd", "SnapshotMismatch", "salvage_log", "cut_torn_tail"]
 
 
 @dataclass
@@ -45,7 +45,15 @@ class WalkEnd:
 
 
 class SnapshotMismatch(Exception):
-    """The log at a snapshot's position does not continue it ([F-21])."""
+    """The log at a snapshot's position does not continue it ([F-21]).
+
+    ``past_end``: the snapshot claims seqs past the end of the log (evidence of
+    lost commits, which a strict open refuses), not merely another log's state.
+    """
+
+    def __init__(self, reason: str, *, past_end: bool = False) -> None:
+        super().__init__(reason)
+        self.past_end = past_end
 
 
 OnCommit = Callable[[Frame, list[Event]], None]
@@ -193,7 +201,7 @@ class Walker:
                 expected, offset = ref.first_seq, SEGMENT_HEADER_SIZE
             elif confirming and offset > stream.end:
                 raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
-                                       f"({stream.end} bytes)")
+                                       f"({stream.end} bytes)", past_end=True)
             # A strict open trusts stored digests ([F-18]) except for the first frame after
             # a snapshot, whose chain confirms that the snapshot belongs to this log ([F-21]).
             scanner = FrameScanner(offset, expected, digest, end=stream.end,
@@ -284,7 +292,7 @@ class Walker:
         if frame is None or frame.last_seq < expected - 1:
             where = "no frame ends there" if frame is None else f"the log ends at seq {frame.last_seq}"
             raise SnapshotMismatch(f"the snapshot claims seq {expected - 1} at offset {offset} of {ref.path}, "
-                                   f"but {where}: it claims seqs past the end of the log")
+                                   f"but {where}: it claims seqs past the end of the log", past_end=True)
         if frame.digest != digest or frame.last_seq != expected - 1:
             raise SnapshotMismatch(f"the frame ending at the snapshot's position in {ref.path} "
                                    f"does not match it (seq {frame.last_seq}, digest)")
@@ -296,23 +304,8 @@ class Walker:
                                           f"torn tail: {damage.reason}",
                                           nbytes=stream.end - damage.offset))
             return
-        if not self.writer:
-            return
-        fd = self.fs.open_rw(ref.path)
-        try:
-            size = self.fs.seek_end(fd)
-            cut = size - damage.offset
-            with self.fs.open_read(ref.path) as f:
-                f.seek(damage.offset)
-                data = f.read(cut)
-            qpath = quarantine_copy(self.fs, self.root, f"{os.path.basename(ref.path)}.{damage.offset}.torn", data)
-            self.fs.truncate(fd, damage.offset)
-            self.fs.fsync(fd)
-        finally:
-            self.fs.close(fd)
-        self.fs.fsync_dir(os.path.dirname(ref.path))
-        self.report.add(RecoveryEntry("truncated", ref.path, damage.offset,
-                                      f"torn tail ({damage.reason}); copied to {qpath}", nbytes=cut))
+        if self.writer:
+            cut_torn_tail(self.fs, self.root, ref.path, damage, self.report)
 
     # -- salvage: rewrite damaged segments with gap frames ([F-25]) -----------------------
     @property
@@ -332,6 +325,29 @@ class Walker:
             layouts[entry.ref.first_seq] = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
         if layouts:
             set_aside_stale_snapshots(self.fs, self.root, layouts, self.report)
+
+def cut_torn_tail(fs: FileSystem, root: str, path: str, damage: Damage, report: RecoveryReport) -> None:
+    """[F-13]: copy the bytes from ``damage.offset`` to the end to quarantine/, then cut them.
+
+    Only a writer holding the commit lock calls this, so no other writer is
+    appending to ``path`` meanwhile.
+    """
+    fd = fs.open_rw(path)
+    try:
+        size = fs.seek_end(fd)
+        cut = size - damage.offset
+        with fs.open_read(path) as f:
+            f.seek(damage.offset)
+            data = f.read(cut)
+        qpath = quarantine_copy(fs, root, f"{os.path.basename(path)}.{damage.offset}.torn", data)
+        fs.truncate(fd, damage.offset)
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)
+    fs.fsync_dir(os.path.dirname(path))
+    report.add(RecoveryEntry("truncated", path, damage.offset,
+                             f"torn tail ({damage.reason}); copied to {qpath}", nbytes=cut))
+
 
 def salvage_log(fs: FileSystem, root: str, refs: list[SegmentRef], report: RecoveryReport) -> bool:
     """Salvage pass of a writer's open ([F-15], [F-25]): scan the whole log, decode every

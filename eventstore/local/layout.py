@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import struct
 
+from ..chain import DIGEST_SIZE, ZERO_DIGEST
+from ..codec import MAX_COMMIT_BYTES
+
 FORMAT_VERSION = 1
-ZERO_DIGEST = bytes(16)
-DIGEST_SIZE = 16
 
 # §3 store marker
 MARKER_NAME = "METALOG"
@@ -18,6 +19,7 @@ MARKER = struct.Struct("<8sHH")  # + CRC-32
 MARKER_SIZE = MARKER.size + 4
 
 LOCK_NAME = "LOCK"
+MAINTENANCE_LOCK_NAME = "LOCK.maintenance"
 SEGMENTS_DIR = "segments"
 SNAPSHOTS_DIR = "snapshots"
 QUARANTINE_DIR = "quarantine"
@@ -38,8 +40,7 @@ FRAME_HEADER = struct.Struct("<4sIIIQQ16s")
 FRAME_HEADER_SIZE = FRAME_HEADER.size  # 48
 FRAME_CRC_START = 8  # the CRC covers header[8:48] + payload
 FRAME_DIGEST_FIELDS = slice(8, 32)  # what the chain hashes besides the payload
-FRAME_PREFIX = struct.Struct("<IIQQ")  # length, count, first_seq, ts (bytes 8..32)
-MAX_FRAME_PAYLOAD = 256 << 20
+MAX_FRAME_PAYLOAD = MAX_COMMIT_BYTES  # a frame holds one commit
 
 # §6 compressed segment header
 ZSEGMENT_MAGIC = b"MLSZ"

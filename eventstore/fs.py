@@ -1,17 +1,18 @@
-"""Every operating-system call eventstore makes, behind one small class.
+"""Every operating-system call the embedded store makes, behind one small class.
 
 The store, the log, recovery, snapshots and compaction receive a `FileSystem`
-and never call `os` for file I/O themselves, so tests can swap in a
-fault-injecting subclass (fail the Nth write/fsync/rename, drop unsynced
-bytes). This module knows nothing of the format; it raises plain `OSError`
-and its callers translate it with the context they have.
+(``eventstore.open(path, fs=...)``) and never call `os` for file I/O
+themselves, so tests can swap in a fault-injecting subclass (fail the Nth
+write/fsync/rename, drop unsynced bytes). This module knows nothing of the
+format; it raises plain `OSError` and its callers translate it with the
+context they have.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 __all__ = ["FileSystem", "DEFAULT_FS"]
 
@@ -63,6 +64,10 @@ class FileSystem:
     def size(self, path: str) -> int:
         return os.stat(path).st_size
 
+    def file_size(self, f: BinaryIO) -> int:
+        """The size of an open file (it may have been renamed or removed since)."""
+        return os.fstat(f.fileno()).st_size
+
     # -- directories and names ----------------------------------------------
     def fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -86,6 +91,19 @@ class FileSystem:
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
 
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def tree_size(self, root: str) -> int:
+        """Bytes in every file under ``root`` (files that vanish meanwhile count 0)."""
+        total = 0
+        for path in _walk_files(root):
+            try:
+                total += os.stat(path).st_size
+            except OSError:
+                pass
+        return total
+
     # -- whole files -----------------------------------------------------------
     def read_file(self, path: str, limit: int) -> bytes:
         """Read a whole small file, refusing one larger than ``limit`` bytes."""
@@ -108,6 +126,10 @@ class FileSystem:
         self.fsync_dir(os.path.dirname(path) or ".")
 
     # -- locking -----------------------------------------------------------------
+    def lock(self, fd: int) -> None:
+        """Take an exclusive `flock` on ``fd``, waiting for its holder (interruptible)."""
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
     def try_lock(self, fd: int) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -117,6 +139,29 @@ class FileSystem:
 
     def unlock(self, fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def lock_holders(self, path: str) -> list[int]:
+        """Pids holding a `flock` on ``path`` (Linux ``/proc/locks``; empty where unknown)."""
+        try:
+            inode = os.stat(path).st_ino
+            with open("/proc/locks", encoding="ascii", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return []
+        pids = []
+        for line in lines:
+            fields = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 1234 08:02:131 0 EOF" (a "->" marks a waiter)
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[2] != "->" \
+                    and fields[5].rsplit(":", 1)[-1] == str(inode) and fields[4].isdigit():
+                pids.append(int(fields[4]))
+        return pids
+
+
+def _walk_files(root: str) -> Iterator[str]:
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            yield os.path.join(dirpath, name)
 
 
 DEFAULT_FS = FileSystem()

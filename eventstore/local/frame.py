@@ -17,17 +17,15 @@ import zlib
 from hashlib import blake2b
 from typing import NamedTuple, Union
 
-from .layout import (
-    DIGEST_SIZE, FRAME_CRC_START, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_MAGIC,
-    FRAME_DIGEST_FIELDS, FRAME_PREFIX, MAX_FRAME_PAYLOAD,
-)
+from ..chain import COMMIT_PREFIX, DIGEST_SIZE, chain_digest
+from .layout import FRAME_CRC_START, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_DIGEST_FIELDS, MAX_FRAME_PAYLOAD
 
 __all__ = ["Frame", "Damage", "FrameScanner", "encode_frame", "frame_bytes", "check_frame", "chain_digest",
            "is_gap", "payload_length"]
 
 _crc32 = zlib.crc32
 _unpack_header = FRAME_HEADER.unpack_from
-_pack_prefix = FRAME_PREFIX.pack
+_pack_prefix = COMMIT_PREFIX.pack
 _pack_crc = struct.Struct("<I").pack
 _CHAINED = FRAME_DIGEST_FIELDS  # header bytes the chain hashes besides the payload
 
@@ -64,13 +62,6 @@ Scanned = Union[Frame, Damage, None]
 def payload_length(buf: bytes | bytearray, pos: int = 0) -> int:
     """The (unchecked) payload length field of the frame header at ``pos``."""
     return _unpack_header(buf, pos)[2]
-
-
-def chain_digest(prev: bytes, prefix: bytes, payload: bytes | memoryview) -> bytes:
-    h = blake2b(prev, digest_size=DIGEST_SIZE)
-    h.update(prefix)
-    h.update(payload)
-    return h.digest()
 
 
 def encode_frame(first_seq: int, count: int, ts: int, payload: bytes,

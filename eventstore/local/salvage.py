@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from ._fs import FileSystem
-from .codec import decode_commit, pack
-from .errors import CorruptionError
+from ..fs import FileSystem
+from ..codec import decode_commit, pack
+from ..errors import CorruptionError
 from .frame import Frame, FrameScanner, encode_frame, frame_bytes, is_gap
 from .layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOTS_DIR
-from .report import RecoveryEntry, RecoveryReport, quarantine_copy
+from ..report import RecoveryEntry, RecoveryReport
+from .directory import quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
 from .snapshot import list_snapshots, snapshot_position
 

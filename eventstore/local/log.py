@@ -1,17 +1,20 @@
 """The writer's side of the segment log: append frames, roll over, sync.
 
-`SegmentLog` owns the active segment's file descriptor. It writes a batch of
-already-encoded frames with one `write` per segment touched, creates the next
-segment when the active one reaches ``segment_bytes`` ([F-04]), and syncs.
-It knows nothing of events, seqs' meaning, or durability policy: the store
-decides when to call `write`, `buffer` and `sync`. Not thread-safe: the store
-serialises calls.
+`SegmentLog` owns this process's file descriptor on the active segment. It
+writes a batch of already-encoded frames with one `write` per segment
+touched, creates the next segment when the active one reaches
+``segment_bytes`` ([F-04]), and syncs. Other processes append to the same
+segment between our commits: `resume` moves it to where the log ends after
+the writer caught up with them. It knows nothing of events, seqs' meaning,
+or durability policy, and never takes the commit lock: its caller holds it
+whenever it writes. Not thread-safe: the store serialises calls.
 """
 from __future__ import annotations
 
+import errno
 from typing import NamedTuple
 
-from ._fs import FileSystem
+from ..fs import FileSystem
 from .layout import SEGMENT_HEADER_SIZE
 from .segment import create_segment
 
@@ -42,6 +45,26 @@ class SegmentLog:
         self._buf_len = 0
         self._dirty = False  # written since the last sync
         self.last_digest = last_digest  # chain digest after the last frame appended
+
+    def resume(self, segment: int, path: str, offset: int, digest: bytes) -> None:
+        """Continue at ``offset`` of ``segment`` (another writer appended or rolled over)."""
+        assert not self._buf, "a writer holding buffered frames holds the commit lock"
+        if segment != self.active_first:
+            fd = self.fs.open_rw(path)
+            old, self.fd = self.fd, fd
+            self.fs.close(old)
+            self.active_first, self.active_path = segment, path
+            self._dirty = True  # what the others wrote is synced with our next commit
+        end = self.fs.seek_end(self.fd)
+        if end != offset:
+            raise OSError(errno.EIO, f"{path} is {end} bytes, but the log ends at {offset}")
+        self.size = offset
+        self.last_digest = digest
+
+    @property
+    def buffered(self) -> bool:
+        """Frames are held in memory, not yet handed to the OS."""
+        return bool(self._buf)
 
     @property
     def position(self) -> tuple[int, int]:

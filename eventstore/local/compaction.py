@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
-
 import zstandard
 
-from ._fs import FileSystem
-from .errors import CorruptionError, FormatVersionError, StoreFailedError
+from ..fs import FileSystem
+from ..errors import CorruptionError, FormatVersionError
 from .frame import Damage, FrameScanner
 from .layout import READ_CHUNK, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
-from .recovery import RecoveryEntry, RecoveryReport, quarantine_copy
+from ..report import RecoveryEntry, RecoveryReport
+from .directory import quarantine_copy
 from .segment import SegmentRef, SegmentStream, encode_zheader, list_segments, parse_name, scan, segment_path
 
-if TYPE_CHECKING:
-    from .store import Store
-
-__all__ = ["compact_store", "compress_segment", "finish_interrupted"]
+__all__ = ["compress_sealed", "compress_segment", "finish_interrupted"]
 
 ZSTD_LEVEL = 3
 
@@ -120,28 +116,22 @@ def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> 
         fs.fsync_dir(seg_dir)
 
 
-def compact_store(store: "Store") -> dict:
-    """`Store.compact`: seal, compress every sealed plain segment, snapshot."""
+def compress_sealed(fs: FileSystem, seg_dir: str) -> dict[str, int | float]:
+    """Compress every sealed plain segment (every segment but the last, [F-04]).
+
+    The caller holds the maintenance lock (so no other compaction or salvage
+    runs); writers go on appending to the active segment meanwhile.
+    """
     start = time.perf_counter()
-    store._seal_active()
-    fs = store._fs
-    refs = list_segments(fs, store.seg_dir)
-    compressed = []
-    before = after = 0
+    refs = list_segments(fs, seg_dir)
+    compressed = before = after = 0
     for ref in refs[:-1]:  # the last one is the active segment
         if ref.compressed:
             continue
         size = fs.size(ref.path)
-        try:
-            zpath = compress_segment(fs, ref)
-        except OSError as exc:
-            raise StoreFailedError(f"compaction of {ref.path} failed: {exc}") from exc
+        zpath = compress_segment(fs, ref)
         before += size
         after += fs.size(zpath)
-        compressed.append(zpath)
-    compress_done = time.perf_counter()
-    seq = store.snapshot()
-    end = time.perf_counter()
-    return {"compressed": len(compressed), "bytes_before": before, "bytes_after": after,
-            "snapshot_seq": seq, "compress_seconds": compress_done - start,
-            "snapshot_seconds": end - compress_done}
+        compressed += 1
+    return {"compressed": compressed, "bytes_before": before, "bytes_after": after,
+            "compress_seconds": time.perf_counter() - start}

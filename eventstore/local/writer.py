@@ -1,0 +1,231 @@
+"""The writer's end of the log, shared with other writer processes.
+
+`LogWriter` is what a group-commit leader does with a batch: take the commit
+lock, catch up with the frames other writers appended since this process
+last looked (cutting a torn tail a dead writer left, [F-13]), check each
+commit's ``expected_version`` against the caught-up key versions, give it
+its seqs, time and chain digest, append the frames, give the lock back and
+sync. The lock is held per group commit, not per open ([F-24]), so writers
+in several processes interleave whole commits. The sync runs after the lock
+is released: a writer that appends meanwhile only adds to what the next sync
+makes durable, and every unsynced frame is still after every synced one.
+
+With durability ``none`` commits are buffered in this process, and their
+seqs are only ours while we hold the lock: the lock is kept until the buffer
+is written (when it fills, on `flush`, or when commits pause: `linger`).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from ..commit import PreparedCommit
+from ..errors import ConcurrencyError
+from ..event import Event
+from ..fs import FileSystem
+from ..publish import KeyVersions, keys_of
+from ..report import RecoveryReport
+from .directory import FileLock
+from .frame import Damage, Frame, encode_frame
+from .groupcommit import Pending
+from .log import PendingFrame, SegmentLog
+from .reader import Cursor, LogReader
+from .segment import SegmentRef, segment_path
+from .walk import cut_torn_tail
+
+__all__ = ["LogWriter", "Caught", "Linger"]
+
+Caught = list[tuple[Frame, list[Event]]]
+"""Commits other writers made, in seq order, with their events."""
+Batch = list[Pending[PreparedCommit, list[Event]]]
+_now = time.time_ns
+
+
+class LogWriter:
+    """Commits of this process, appended after those of every other writer."""
+
+    def __init__(self, fs: FileSystem, root: str, reader: LogReader, lock: FileLock, log: SegmentLog,
+                 cursor: Cursor, durability: str, report: RecoveryReport) -> None:
+        self.fs, self.root = fs, root
+        self.reader = reader
+        self.lock = lock
+        self.log = log
+        self.cursor = cursor  # the end of the log, as far as this process knows
+        self.durability = durability
+        self.report = report
+
+    # -- catching up -----------------------------------------------------------------------
+    def catch_up(self) -> Caught:
+        """Without the lock: read what other writers committed since we last looked.
+
+        Cheap when nothing changed. Damage ending the last segment may be a
+        write still in progress: the walk just stops there. While this process
+        holds the lock (buffering), nobody else can have written.
+        """
+        return [] if self.lock.held else self._read_new(None)
+
+    def _locked_catch_up(self) -> Caught:
+        """Holding the lock: catch up, and cut a torn tail a writer that died left ([F-13])."""
+        tails: list[tuple[SegmentRef, Damage]] = []
+        caught = self._read_new(tails)
+        for ref, damage in tails:
+            cut_torn_tail(self.fs, self.root, ref.path, damage, self.report)
+        cursor = self.cursor
+        if self.log.position != (cursor.segment, cursor.offset) or tails:
+            self.log.resume(cursor.segment, segment_path(self.reader.seg_dir, cursor.segment),
+                            cursor.offset, cursor.digest)
+        return caught
+
+    def _read_new(self, tails: list[tuple[SegmentRef, Damage]] | None) -> Caught:
+        cursor = self.cursor
+        if not self.reader.moved(cursor):
+            return []
+        on_tail = None if tails is None else lambda ref, damage: tails.append((ref, damage))
+        return list(self.reader.decoded(cursor.next_seq, None, cursor, verify_chain=True, on_tail=on_tail))
+
+    # -- committing ------------------------------------------------------------------------
+    def commit(self, batch: Batch, versions: KeyVersions) -> Caught:
+        """Append the batch's commits after everyone else's; returns the others' commits.
+
+        Each `Pending` gets its events, or a `ConcurrencyError` when its
+        ``expected_version`` no longer holds (that commit writes nothing). An
+        `OSError` leaves the batch unacknowledged: the caller fails the store.
+        """
+        caught: Caught = []
+        buffered = self.durability == "none"
+        try:
+            if not self.lock.held:
+                self.lock.acquire()
+                caught = self._locked_catch_up()
+                for _, events in caught:
+                    versions.note(keys_of(events))
+            frames = self._assign(batch, versions)
+            self.log.append(frames, buffered=buffered)
+            self.after_append()
+        except BaseException:
+            self.lock.release()
+            raise
+        if not (buffered and self.log.buffered):
+            self.lock.release()
+        if self.durability == "fsync":
+            self.log.sync()
+        return caught
+
+    def _assign(self, batch: Batch, versions: KeyVersions) -> list[PendingFrame]:
+        cursor = self.cursor
+        frames = []
+        for p in batch:
+            c = p.commit
+            if c.expected is not None:
+                try:
+                    after = versions.check(c.keys, c.expected)
+                except ConcurrencyError as exc:
+                    p.error = exc
+                    continue
+                versions.apply(after)
+            else:
+                versions.note(c.keys)
+            seq = cursor.next_seq
+            ts = _now()
+            if ts < cursor.last_ts:
+                ts = cursor.last_ts
+            data, digest = encode_frame(seq, c.n, ts, c.payload, cursor.digest)
+            frames.append(PendingFrame(data, seq, seq + c.n - 1, digest))
+            p.result = c.events(seq, ts)
+            cursor.next_seq, cursor.digest, cursor.last_ts = seq + c.n, digest, ts
+        return frames
+
+    def after_append(self) -> None:
+        """Where the log ends now that our frames are in it (the segment may have rolled)."""
+        self.cursor.segment, self.cursor.offset = self.log.position
+
+    # -- the lock and the buffer -------------------------------------------------------------
+    def hold(self) -> Caught:
+        """Take the lock (for `flush` or `seal` to give back) and catch up; returns the others' commits."""
+        if self.lock.held:
+            return []
+        self.lock.acquire()
+        try:
+            return self._locked_catch_up()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def seal(self) -> None:
+        """Seal the active segment if it holds a frame, and give the lock back (compaction)."""
+        try:
+            self.log.roll_now(self.cursor.next_seq)
+            self.after_append()
+        finally:
+            self.lock.release()
+
+    def flush(self, *, sync: bool) -> None:
+        """Write what is buffered (and sync it) and give the lock back."""
+        try:
+            if sync:
+                self.log.sync()
+            else:
+                self.log.write_buffer()
+        finally:
+            self.lock.release()
+
+    def close_quietly(self) -> None:
+        """Give the lock back and close our files (after the final sync, or a failure)."""
+        self.lock.close()
+        try:
+            self.fs.close(self.log.fd)
+        except OSError:
+            pass
+
+
+class Linger:
+    """Durability ``none``: write the buffer and give the lock back once commits pause.
+
+    A daemon thread, woken when a commit leaves the lock held; after ``quiet``
+    seconds without a commit it calls ``release`` (which writes the buffer
+    under the store's exclusive role). Other writer processes wait at most
+    about that long for a writer that buffers.
+    """
+
+    def __init__(self, release: Callable[[], None], quiet: float = 0.02) -> None:
+        self._release = release
+        self.quiet = quiet
+        self._cond = threading.Condition()
+        self._last = 0.0  # time of the last commit that left the lock held (0: none pending)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def held(self) -> None:
+        """A commit left the lock held."""
+        with self._cond:
+            self._last = time.monotonic()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="metalog-linger", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._last and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                wait = self._last + self.quiet - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                self._last = 0.0
+            try:
+                self._release()
+            except Exception:  # noqa: BLE001 - the store is failed or closed; nothing to hand back
+                pass
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
