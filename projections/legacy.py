@@ -350,28 +350,32 @@ def _settle(catalog: ImportTarget, proj: MediaProjection,
 def _write(catalog: ImportTarget, proj: MediaProjection, todo: list[Todo], report: ImportReport,
            meta: dict[str, Any], unfinished: ImportOp | None, chunk_items: int,
            chunk_bytes: int, progress: Callable[[int, int], None] | None) -> None:
-    """Commit the plan chunk by chunk, the marker with the last; ImportInterrupted on Ctrl-C."""
+    """Commit the plan chunk by chunk, the marker with the last; ImportInterrupted on Ctrl-C
+    (``progress``, called before each commit, may raise KeyboardInterrupt to stop there)."""
     chunks = _chunks(catalog, todo, report, meta, chunk_items, chunk_bytes)
     op = unfinished.step if unfinished is not None else 0
     remaining, items = len(todo), []
+    in_flight: list[Todo] | None = None
     try:
         for n, chunk in enumerate(chunks):
+            if progress is not None:
+                progress(report.entries - remaining, report.entries)
             first = n == 0 and op == 0
             items = _commit_items(chunk, meta, op)
             if first and len(chunks) > 1:       # several commits: announce the step first
                 items.insert(0, _started(report, meta))
             if n == len(chunks) - 1:
                 items.append(_finished(report, meta, op))
+            in_flight = chunk
             events = catalog.append_events(items)
+            in_flight = None
+            remaining -= len(chunk)
             if first:
                 op = events[0].seq
             report.events += sum(1 for e in events if e.type in FIELD_OF_TYPE)
-            remaining -= len(chunk)
-            if progress is not None:
-                progress(report.entries - remaining, report.entries)
     except KeyboardInterrupt as exc:
-        if _landed(proj, items):        # the commit got through after all
-            remaining -= len(chunks[n])
+        if in_flight is not None and _landed(proj, items):
+            remaining -= len(in_flight)        # that commit got through after all
         if not op:
             begun = proj.imports.unfinished(report.sha256)
             op = begun.step if begun is not None else 0

@@ -206,24 +206,29 @@ def import_changes(store: Any, proj: MediaProjection, op: ImportOp
     """``{(key, field): (value before the import, value the import wrote)}``.
 
     Reads the log from the import's first event to its marker (to the end
-    while it is unfinished), after a replay to just before it; events of
-    other steps in between (another writer's) are replayed, not counted.
+    while it is unfinished), after a replay to just before it. Events of
+    other steps in between (another writer's) are replayed, so each value
+    before is the one just before the import wrote the field; the import's
+    own events need not be (it writes each field once).
     """
     view = replay_to(store, proj, op.step - 1)
     changes: dict[tuple[str, str], list[str]] = {}
     step = 0
     for event in store.read(op.step, op.end + 1 if op.end else None):
         step = step_of(event.seq, event.meta, step)
+        if step != op.step:
+            view.apply(event)
+            continue
         name = FIELD_OF_TYPE.get(event.type)
         value = event.data.get(VALUE)
-        if step == op.step and name is not None and isinstance(value, str):
-            pair = changes.get((event.key, name))
-            if pair is None:
-                before = view.title(event.key) if name == "title" else view.description(event.key)
-                changes[(event.key, name)] = [before, value]
-            else:
-                pair[1] = value
-        view.apply(event)
+        if name is None or not isinstance(value, str):
+            continue
+        pair = changes.get((event.key, name))
+        if pair is None:
+            before = view.title(event.key) if name == "title" else view.description(event.key)
+            changes[(event.key, name)] = [before, value]
+        else:
+            pair[1] = value
     return {k: (v[0], v[1]) for k, v in changes.items()}
 
 

@@ -8,9 +8,12 @@ that only look open the catalog read-only, so they run beside a writer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 from .output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table, visible
 from .context import Context, UsageError, parse_time
@@ -308,9 +311,14 @@ def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"{args.file}: not a regular file (a JSON file is read once, whole)")
     name = os.path.basename(args.file)
     try:
-        with ctx.catalog() as cat, Progress(f"importing {args.file}") as bar:
+        with ctx.catalog() as cat, Progress(f"importing {args.file}") as bar, \
+                _stop_between_commits() as stop:
+            def progress(done: int, total: int) -> None:
+                bar.update(done, total)
+                if stop.is_set():
+                    raise KeyboardInterrupt
             report = cat.import_legacy_json(args.file, overwrite=args.overwrite,
-                                            encoding=args.encoding, progress=bar.update)
+                                            encoding=args.encoding, progress=progress)
     except LegacyDecodeError as exc:
         raise UsageError(f"{args.file}: {exc}: --encoding NAME") from None
     except ImportInterrupted as exc:
@@ -330,6 +338,28 @@ def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     _print_import(ctx, name, report)
     return 1 if report.damaged or report.invalid or report.conflicts else 0
+
+
+@contextlib.contextmanager
+def _stop_between_commits() -> Iterator[threading.Event]:
+    """While importing, a first Ctrl-C sets the event (the import stops after the commit
+    in progress, so the store never sees an interrupt inside a commit); a second one
+    interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+        sys.stderr.write("\nstopping after the commit in progress (Ctrl-C again: at once)\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_import(ctx: Context, name: str, report: Any) -> None:
