@@ -155,7 +155,7 @@ def step_of(seq: int, meta: dict[str, Any], current: int) -> int:
 
     ``current`` (the step of the event before) inside a commit (``cont``);
     else the commit's ``op``, if it names an earlier seq; else ``seq``.
-    `MediaProjection.apply` inlines the same rule.
+    `MediaProjection.apply` inlines its common case.
     """
     if CONT in meta:
         return current

@@ -54,7 +54,7 @@ from eventstore.event import Event
 
 from .events import (AT, CONT, CREATED, DESCRIPTION_SET, FORGOTTEN, LEGACY_TYPES, MERGE, OP,
                      REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, UNIT_FIELDS, VALUE, MediaRecord,
-                     ns_to_seconds)
+                     ns_to_seconds, step_of)
 from .ledger import ImportLedger
 
 __all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH", "UNDO_HORIZON", "TIME_STRIDE"]
@@ -174,9 +174,10 @@ class MediaProjection:
             self._times.append(ts)
         if CONT in meta:
             step = self._step
+        elif OP not in meta:
+            self._step = step = seq
         else:                           # a later commit of an import is still its step
-            op = meta.get(OP)
-            self._step = step = op if op.__class__ is int and 0 < op < seq else seq
+            self._step = step = step_of(seq, meta, seq)
         index = self._index
         i = index.get(key)
         fi = _FIELD_INDEX.get(typ)

@@ -151,6 +151,10 @@ def plan_step(store: Any, proj: MediaProjection, key: str | None, meta: dict[str
         done = op.undone if redo else op.last_done
         if order is None or order <= done:     # the import is the most recent action
             return plan_import(store, proj, op, meta, redo=redo)
+    if units and len(units) >= proj.undo_horizon // 2:    # maybe more than the stacks kept
+        whole = plan_commit(store, proj, units, meta, redo=redo)
+        if whole is not None:
+            return whole
     return _plan_units(proj, units, meta, verb)
 
 
@@ -199,6 +203,49 @@ def compensate(proj: MediaProjection, unit: UndoUnit, meta: dict[str, Any],
     return out
 
 
+# ---------------------------------------------------- from the log: commits, imports
+
+def plan_commit(store: Any, proj: MediaProjection, units: list[UndoUnit], meta: dict[str, Any], *,
+                redo: bool) -> Plan | None:
+    """One commit that reverts the whole commit the group ``units`` came from, when
+    that commit changed more items than the stacks kept (a batch wider than the undo
+    horizon); None when the stacks have all of it, or it is not sets only."""
+    seq, step = units[0].order, units[0].step
+    commit: list[Event] = []
+    for event in store.read(seq):
+        if commit and CONT not in event.meta:
+            break
+        commit.append(event)
+    kept_by_stacks = sum(len(unit.changes) for unit in units)
+    if len(commit) <= kept_by_stacks or any(e.type not in FIELD_OF_TYPE for e in commit):
+        return None
+    view = replay_to(store, proj, seq - 1)
+    pairs: dict[tuple[str, str], list[Any]] = {}
+    for event in commit:
+        name = FIELD_OF_TYPE[event.type]
+        before = view.title(event.key) if name == "title" else view.description(event.key)
+        pairs.setdefault((event.key, name), [before, event.data.get(VALUE)])[1] = event.data.get(VALUE)
+    plan = Plan("redo" if redo else "undo", step=step)
+    link = {**meta, REDO_OF if redo else UNDO_OF: step}
+    for (key, name), (before, after) in pairs.items():
+        _revert_field(proj, plan, key, name, before, after, link)
+    return plan
+
+
+def _revert_field(proj: MediaProjection, plan: Plan, key: str, name: str, want: Any, was: Any,
+                  meta: dict[str, Any]) -> None:
+    """Set ``key``'s field back to ``want`` if it still holds ``was``; else keep it (listed)."""
+    if not isinstance(want, str) or not isinstance(was, str):
+        return
+    now = proj.title(key) if name == "title" else proj.description(key)
+    if now == want:
+        return                              # already so (undone item by item, say)
+    if now != was:
+        plan.kept.append(Kept(key, name, now, want))
+        return
+    plan.items.append((TYPE_OF_FIELD[name], key, {VALUE: want}, meta))
+
+
 # ------------------------------------------------------------------ whole imports
 
 def import_changes(store: Any, proj: MediaProjection, op: ImportOp
@@ -238,18 +285,11 @@ def plan_import(store: Any, proj: MediaProjection, op: ImportOp, meta: dict[str,
     every field that still holds what the import (its undo) left there."""
     plan = Plan("redo" if redo else "undo", step=op.step, source=op.source)
     cont = {**meta, REDO_OF if redo else UNDO_OF: op.step, CONT: True}
-    sets: list[Item] = []
     for (key, name), (before, after) in import_changes(store, proj, op).items():
         want, was = (after, before) if redo else (before, after)
-        now = proj.title(key) if name == "title" else proj.description(key)
-        if now == want:
-            continue                            # already so (undone item by item, say)
-        if now != was:
-            plan.kept.append(Kept(key, name, now, want))
-            continue
-        sets.append((TYPE_OF_FIELD[name], key, {VALUE: want}, cont))
+        _revert_field(proj, plan, key, name, want, was, cont)
     marker = {"sha256": op.sha256, "source": op.source, OP: op.step,
-              "reverted": len(sets), "kept": len(plan.kept)}
+              "reverted": len(plan.items), "kept": len(plan.kept)}
     kind = LEGACY_IMPORT_REDONE if redo else LEGACY_IMPORT_UNDONE
-    plan.items = [(kind, LEGACY_KEY_PREFIX + op.sha256, marker, dict(meta)), *sets]
+    plan.items.insert(0, (kind, LEGACY_KEY_PREFIX + op.sha256, marker, dict(meta)))
     return plan

@@ -300,3 +300,20 @@ def test_legacy_touches_nothing_private_of_a_catalog() -> None:
                    and n.attr.startswith("_") and not n.attr.startswith("__")
                    and isinstance(n.value, ast.Name) and n.value.id in ("cat", "catalog")]
         assert private == [], (name, private)
+
+
+def test_undo_and_redo_of_a_batch_wider_than_the_undo_horizon_take_all_of_it(tmp_path) -> None:
+    n = UNDO_HORIZON + 700
+    with open_cat(tmp_path) as cat:
+        cat.set_title("/m/a.jpg", "before")
+        with cat.batch():
+            for i in range(n):
+                cat.set_title(f"/m/{i:06}.jpg", f"t{i}")
+            cat.set_title("/m/a.jpg", "in the batch")
+        undone = cat.undo()
+        assert len(cat) == 1 and cat.title("/m/a.jpg") == "before" and undone.items == n + 1
+        redone = cat.redo()
+        assert len(cat) == n + 1 and redone.items == n + 1 and cat.title("/m/000000.jpg") == "t0"
+        cat.undo()
+        assert len(cat) == 1
+        assert cat.undo().items == 1 and len(cat) == 0      # then the edit before the batch

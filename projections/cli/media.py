@@ -19,6 +19,7 @@ from .output import Progress, display_key, format_time, iso_time, plain, plural,
 from .context import Context, UsageError, parse_time
 from ..events import FIELD_OF_TYPE, FIELDS, FORGOTTEN, RENAMED, TO, VALUE, Change, MediaRecord
 from ..keys import media_key as normalise_key
+from ..legacy import ImportInterrupted, ImportReport, LegacyDecodeError
 
 __all__ = [
     "cmd_init", "cmd_set_title", "cmd_set_description", "cmd_get", "cmd_ls",
@@ -300,8 +301,6 @@ def _human_bytes(n: Any) -> str:
 def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
     """Exit 1 when the file was damaged, held invalid entries, or conflicts were
     kept (what could be imported is imported all the same); 130 on Ctrl-C."""
-    from ..legacy import ImportInterrupted, LegacyDecodeError
-
     if os.path.isdir(args.file):
         raise UsageError(f"{args.file}: is a directory, not a JSON file "
                          "(give the old persistence file itself, e.g. media_metadata.json)")
@@ -362,7 +361,7 @@ def _stop_between_commits() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _print_import(ctx: Context, name: str, report: Any) -> None:
+def _print_import(ctx: Context, name: str, report: ImportReport) -> None:
     verb = "finished the interrupted import of" if report.resumed else "imported"
     line = (f"{verb} {name}: {plural(report.entries, 'entry')}, "
             f"{plural(report.imported, 'item')} changed ({plural(report.events, 'event')}), "
