@@ -19,7 +19,11 @@ in `projections.events`. What a caller can rely on:
   commit, all of one undo step (meta ``op``), the last commit holding the
   ``legacy.imported`` marker. A Ctrl-C raises `ImportInterrupted` saying how
   far it got; a crash says nothing. Either way running the same import
-  again resumes the same operation and finishes it.
+  again resumes the same operation and finishes it. (A KeyboardInterrupt
+  inside a commit is the store's business: it may refuse writes until
+  reopened, and ``done`` may miss that commit. ``progress`` raising
+  KeyboardInterrupt between commits, as ``metalog import-json`` does on a
+  first Ctrl-C, stops cleanly.)
 - **Bad input is reported, not fatal.** A damaged file imports every entry
   that can be read (``damaged``); an entry the catalog would refuse (bad
   key or value, an event over ``max_event_bytes``) is skipped, counted and
@@ -43,6 +47,8 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ContextManager, Iterator, Protocol
+
+import msgspec
 
 from eventstore.codec import encode_commit
 from eventstore.errors import ValidationError
@@ -185,8 +191,9 @@ def import_legacy_json(catalog: ImportTarget, path: str | os.PathLike[str], *,
     the file's values over fields edited since its last import (and imports
     a file again though it was imported); ``encoding`` names the file's
     encoding (default: UTF-8, or what a BOM says); ``progress(done, total)``
-    is called after each commit. Raises `LegacyDecodeError` (nothing
-    written) and `ImportInterrupted`.
+    (entries) is called before each commit, and may raise KeyboardInterrupt
+    to stop the import there. Raises `LegacyDecodeError` (nothing written)
+    and `ImportInterrupted`.
     """
     source = os.path.abspath(os.fspath(path))
     with open(source, "rb") as fh:
@@ -236,9 +243,9 @@ def _read_entries(pairs: list[tuple[str, Any]], report: ImportReport,
             report.notes.append(f"entry {name[:80]!r}: {entry.note}; the import time is used")
         before = entries.get(entry.key)
         if before is not None:          # "a.jpg" and "./a.jpg": one item
-            entry = entry._replace(title=before.title if entry.title is None else entry.title,
-                                   description=(before.description if entry.description is None
-                                                else entry.description))
+            entry = msgspec.structs.replace(
+                entry, title=before.title if entry.title is None else entry.title,
+                description=before.description if entry.description is None else entry.description)
         entries[entry.key] = entry
     return entries
 
@@ -468,14 +475,14 @@ def _item_events(entry: Entry, wanted: tuple[tuple[str, str], ...], meta: dict[s
     key = entry.key
     if entry.extras is None and entry.updated is None and entry.created is None:
         return [(TYPE_OF_FIELD[name], key, {VALUE: value}, meta) for name, value in wanted]
-    times: dict[str, Any] = {}
-    if entry.updated is not None or entry.created is not None:
-        times[AT] = entry.updated if entry.updated is not None else entry.created
-        if entry.created is not None:
-            times[CREATED] = entry.created
+    at = entry.updated if entry.updated is not None else entry.created
     items: list[Item] = []
     for name, value in wanted:
-        data: dict[str, Any] = {VALUE: value, **times}
+        data: dict[str, Any] = {VALUE: value}
+        if at is not None:
+            data[AT] = at
+            if entry.created is not None:
+                data[CREATED] = entry.created
         if not items and entry.extras is not None:
             data[LEGACY] = entry.extras
         items.append((TYPE_OF_FIELD[name], key, data, meta))
