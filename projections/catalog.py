@@ -2,10 +2,12 @@
 
 This module owns the write side of the media domain: it validates input,
 normalises media keys, decides which events to append (none when a value
-is unchanged), groups a batch into one atomic commit, writes compensating
-events for undo and redo, and answers reads from its `MediaProjection`
-(overlaid with a pending batch). Time travel replays into a fresh frozen
-projection, starting from the nearest snapshot when the store offers one.
+is unchanged), groups a batch into one atomic commit, appends the
+compensating events `projections.undo` plans for undo and redo, and
+answers reads from its `MediaProjection` (overlaid with a pending batch).
+Time travel is `projections.timetravel`'s. Bulk writers (the legacy
+importer, `projections.legacy`) use its public `exclusive` /
+`append_events` / `read_log` members: legacy never imports this module.
 
 One re-entrant lock serialises every call, so a catalog can be shared by
 many threads; ``batch()`` holds it for its whole block. The old API's
@@ -518,8 +520,9 @@ class MediaCatalog:
         when there is nothing to undo. A rename is undone by renaming the
         item back and a forget by setting its values back; `UndoError`
         (nothing written) when that would overwrite a live item. Without
-        ``media``, a legacy import done last is undone as a whole, whatever
-        its size; fields edited since it are kept and listed in the result.
+        ``media``, a legacy import done last, or a commit of more items than
+        the projection keeps undo for, is undone as a whole from the log;
+        fields edited since it are kept and listed in the result.
         """
         return self._undo_redo(media, reason, redo=False)
 

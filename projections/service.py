@@ -31,12 +31,15 @@ class MediaPersistenceService:
 
     ``path`` is either a store directory, or the old JSON file: then the
     store lives beside it (``media.json`` -> ``media.metalog/``) and the
-    file is imported on first use (once; the JSON file is never modified).
-    ``store_options`` go to `MediaCatalog.open`.
+    file is imported on every start (once per content; the JSON file is
+    never modified). A file that is not UTF-8 raises `LegacyDecodeError`
+    (nothing imported; no key is stored with a replacement character):
+    ``legacy_encoding`` names its encoding. ``store_options`` go to
+    `MediaCatalog.open`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, actor: str | None = None,
-                 **store_options: Any) -> None:
+                 legacy_encoding: str | None = None, **store_options: Any) -> None:
         raw = os.path.abspath(os.fspath(path))
         self.legacy_path: str | None = None
         if os.path.isfile(raw) or raw.endswith(".json"):
@@ -48,7 +51,8 @@ class MediaPersistenceService:
         self.migration: ImportReport | None = None
         try:
             if self.legacy_path is not None and os.path.isfile(self.legacy_path):
-                self.migration = self.catalog.import_legacy_json(self.legacy_path)
+                self.migration = self.catalog.import_legacy_json(self.legacy_path,
+                                                                 encoding=legacy_encoding)
                 _log_problems(self.migration)
         except BaseException:
             self.catalog.close()

@@ -317,3 +317,12 @@ def test_undo_and_redo_of_a_batch_wider_than_the_undo_horizon_take_all_of_it(tmp
         cat.undo()
         assert len(cat) == 1
         assert cat.undo().items == 1 and len(cat) == 0      # then the edit before the batch
+
+
+def test_service_refuses_a_latin1_file_unless_told_its_encoding(tmp_path) -> None:
+    src = tmp_path / "media_metadata.json"
+    src.write_bytes('{"/m/\u00e9t\u00e9.jpg": {"title": "\u00c9t\u00e9"}}'.encode("latin-1"))
+    with pytest.raises(LegacyDecodeError):
+        MediaPersistenceService(src, durability="none")
+    with MediaPersistenceService(src, durability="none", legacy_encoding="latin-1") as svc:
+        assert svc.get_title("/m/\u00e9t\u00e9.jpg") == "\u00c9t\u00e9"
