@@ -211,8 +211,9 @@ def import_legacy_json(catalog: ImportTarget, path: str | os.PathLike[str], *,
         earlier = _earlier_writes(catalog, unfinished) if unfinished else set()
         report.resumed = unfinished is not None
         plan = _plan(catalog, proj, entries, report, overwrite, earlier)
+        chunks = _chunks(catalog, plan, report, meta, chunk_items, chunk_bytes, errors)
         report.errors = _capped(errors)
-        _write(catalog, proj, plan, report, meta, unfinished, chunk_items, chunk_bytes, progress)
+        _write(catalog, proj, chunks, report, meta, unfinished, progress)
     return report
 
 
@@ -354,14 +355,13 @@ def _settle(catalog: ImportTarget, proj: MediaProjection,
     return out
 
 
-def _write(catalog: ImportTarget, proj: MediaProjection, todo: list[Todo], report: ImportReport,
-           meta: dict[str, Any], unfinished: ImportOp | None, chunk_items: int,
-           chunk_bytes: int, progress: Callable[[int, int], None] | None) -> None:
-    """Commit the plan chunk by chunk, the marker with the last; ImportInterrupted on Ctrl-C
+def _write(catalog: ImportTarget, proj: MediaProjection, chunks: list[list[Todo]],
+           report: ImportReport, meta: dict[str, Any], unfinished: ImportOp | None,
+           progress: Callable[[int, int], None] | None) -> None:
+    """Commit the chunks in order, the marker with the last; ImportInterrupted on Ctrl-C
     (``progress``, called before each commit, may raise KeyboardInterrupt to stop there)."""
-    chunks = _chunks(catalog, todo, report, meta, chunk_items, chunk_bytes)
     op = unfinished.step if unfinished is not None else 0
-    remaining, items = len(todo), []
+    remaining, items = sum(map(len, chunks)), []
     in_flight: list[Todo] | None = None
     try:
         for n, chunk in enumerate(chunks):
@@ -431,12 +431,12 @@ def _commit_items(chunk: list[Todo], meta: dict[str, Any], op: int) -> list[Item
     return items
 
 
-def _chunks(catalog: ImportTarget, todo: list[Todo], report: ImportReport,
-            meta: dict[str, Any], chunk_items: int, chunk_bytes: int) -> list[list[Todo]]:
+def _chunks(catalog: ImportTarget, todo: list[Todo], report: ImportReport, meta: dict[str, Any],
+            chunk_items: int, chunk_bytes: int, errors: list[str]) -> list[list[Todo]]:
     """The plan cut into commits: at most ``chunk_items`` items and ``chunk_bytes``
     each (a bound: UTF-8 takes at most 4 bytes per character). Every event is checked
     to fit ``max_event_bytes`` first; an item with one that does not is skipped and
-    reported as invalid, so it can neither abort nor cut the import."""
+    reported as invalid (in ``errors``), so it can neither abort nor cut the import."""
     limit = catalog.max_event_bytes
     widest = {**meta, OP: 1 << 62, CONT: True}     # an event's meta as written, at its largest
     room = (limit - _EVENT_OVERHEAD) // 4 - sum(len(str(v)) for v in widest.values())
@@ -465,8 +465,9 @@ def _chunks(catalog: ImportTarget, todo: list[Todo], report: ImportReport,
         if entry.names or entry.updated is not None or entry.created is not None:
             _count_kept(entry, report)
     chunks.append(chunk)
-    if invalid:
-        _invalid_after_all(report, invalid)
+    report.invalid += len(invalid)          # found too large only now: invalid after all
+    report.imported -= len(invalid)
+    errors += invalid
     return chunks
 
 
@@ -495,10 +496,3 @@ def _count_kept(entry: Entry, report: ImportReport) -> None:
     kept = report.kept
     for name in entry.names:
         kept[name] = kept.get(name, 0) + 1
-
-
-def _invalid_after_all(report: ImportReport, lines: list[str]) -> None:
-    """Items found too large only now: invalid entries after all."""
-    report.invalid += len(lines)
-    report.imported -= len(lines)
-    report.errors = _capped([e for e in report.errors if not e.startswith("... and ")] + lines)

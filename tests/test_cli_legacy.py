@@ -71,7 +71,8 @@ def test_ctrl_c_during_import_json_says_how_far_and_the_same_command_finishes(
     finally:
         proc.kill()
     assert proc.returncode == 130, (out, err)
-    done = len(MediaCatalog.open(store, readonly=True).items())
+    with MediaCatalog.open(store, readonly=True) as reader:
+        done = len(reader)
     assert 0 < done < n
     assert f"interrupted after {done} of {n} entries; run the same command again to finish" in err
     again = run_json("import-json", str(src), store=store)
