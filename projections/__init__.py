@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from .catalog import Batch, MediaCatalog, UndoError
 from .events import Change, MediaRecord
-from .legacy import ImportReport, MediaPersistenceService, import_legacy_json
+from .legacy import ImportInterrupted, ImportReport, LegacyDecodeError, import_legacy_json
 from .media import MediaProjection
+from .service import MediaPersistenceService
+from .undo import UndoResult
 
 __all__ = ["MediaCatalog", "MediaProjection", "MediaPersistenceService", "MediaRecord",
-           "Change", "Batch", "ImportReport", "import_legacy_json", "UndoError"]
+           "Change", "Batch", "ImportReport", "ImportInterrupted", "LegacyDecodeError",
+           "import_legacy_json", "UndoError", "UndoResult"]

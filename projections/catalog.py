@@ -2,10 +2,12 @@
 
 This module owns the write side of the media domain: it validates input,
 normalises media keys, decides which events to append (none when a value
-is unchanged), groups a batch into one atomic commit, writes compensating
-events for undo and redo, and answers reads from its `MediaProjection`
-(overlaid with a pending batch). Time travel replays into a fresh frozen
-projection, starting from the nearest snapshot when the store offers one.
+is unchanged), groups a batch into one atomic commit, appends the
+compensating events `projections.undo` plans for undo and redo, and
+answers reads from its `MediaProjection` (overlaid with a pending batch).
+Time travel is `projections.timetravel`'s. Bulk writers (the legacy
+importer, `projections.legacy`) use its public `exclusive` /
+`append_events` / `read_log` members: legacy never imports this module.
 
 One re-entrant lock serialises every call, so a catalog can be shared by
 many threads; ``batch()`` holds it for its whole block. The old API's
@@ -24,22 +26,26 @@ import getpass
 import os
 import threading
 import time as _time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import eventstore
 from eventstore.errors import StoreClosedError, ValidationError
 from eventstore.event import Event
 
-from .events import (ACTOR, CONT, FORGOTTEN, FROM, MERGE, REASON, REDO_OF, RENAMED, TO,
-                     TYPE_OF_FIELD, UNDO_OF, VALUE, Change, MediaRecord)
+from .checks import check_actor, check_text
+from .events import ACTOR, CONT, FORGOTTEN, MERGE, REASON, TYPE_OF_FIELD, VALUE, Change, MediaRecord
 from .history import item_history
 from .keys import PathChecker, _normalise_absolute, media_key
+from .legacy import ImportReport, import_legacy_json
 from .media import MediaProjection, UndoUnit
+from .timetravel import diff_states, replay_to, seq_at_time
+from .undo import UndoError, UndoResult, plan_step, rename_items
 
-__all__ = ["MediaCatalog", "Batch", "UndoError"]
+__all__ = ["MediaCatalog", "Batch", "UndoError", "UndoResult"]
 
 Media = Any   # str | os.PathLike | object with .path / .file_path
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+Item = tuple[str, str, dict[str, Any], dict[str, Any]]
+DEFAULT_MAX_EVENT_BYTES = 1 << 20   # eventstore.open's default, for a store that does not say
 
 
 def _default_actor() -> str:
@@ -49,16 +55,6 @@ def _default_actor() -> str:
         return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-def _check_text(what: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(f"{what} must be str, not {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValidationError(f"{what} is not valid Unicode (lone surrogate?)") from exc
-    return value
-
-
 def _check_window(value: object) -> float:
     """``undo_merge_window``: seconds, a finite number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -66,32 +62,6 @@ def _check_window(value: object) -> float:
     if not 0 <= value < float("inf"):
         raise ValidationError(f"undo_merge_window must be a finite number >= 0, not {value}")
     return float(value)
-
-
-def _check_actor(actor: object) -> str:
-    actor = _check_text("actor", actor)
-    if not actor:
-        raise ValidationError("actor must not be empty (it names who made each change)")
-    return actor
-
-
-class UndoError(ValueError):
-    """An undo or redo that cannot be done as asked; nothing was written.
-
-    Raised when the step on top is a rename whose target key has a live item
-    again (reverting it would overwrite that item), or a forget whose key is
-    live again. ``key`` is the item whose step was refused, ``step`` its id.
-    """
-
-    def __init__(self, message: str, *, key: str, step: int) -> None:
-        super().__init__(message)
-        self.key = key
-        self.step = step
-
-
-def _rename_items(src: str, dst: str, meta: dict[str, Any]) -> list[tuple[str, str, dict, dict]]:
-    """The two events of a rename (the projection and history read this pair), each its own meta."""
-    return [(RENAMED, src, {TO: dst}, meta), (RENAMED, dst, {FROM: src}, dict(meta))]
 
 
 class Batch:
@@ -130,7 +100,7 @@ class MediaCatalog:
                  actor: str | None = None, undo_merge_window: float = 0.0,
                  path_checker: PathChecker | None = None) -> None:
         self.undo_merge_window = _check_window(undo_merge_window)
-        self.actor = _default_actor() if actor is None else _check_actor(actor)
+        self.actor = _default_actor() if actor is None else check_actor(actor)
         self._store = store
         self._proj = projection
         self.path_checker = path_checker if path_checker is not None else PathChecker()
@@ -152,7 +122,7 @@ class MediaCatalog:
         """
         _check_window(undo_merge_window)  # before a store is opened
         if actor is not None:
-            _check_actor(actor)
+            check_actor(actor)
         projection = MediaProjection()
         extra = tuple(store_options.pop("projections", ()))
         path_checker = store_options.pop("path_checker", None)
@@ -170,6 +140,11 @@ class MediaCatalog:
     def store(self) -> Any:
         """The underlying `eventstore` store (for raw reads and tools)."""
         return self._store
+
+    @property
+    def lock(self) -> "threading.RLock":
+        """The catalog's re-entrant lock: hold it to make several calls one atomic step."""
+        return self._lock
 
     @property
     def projection(self) -> MediaProjection:
@@ -194,7 +169,7 @@ class MediaCatalog:
     def _meta(self, reason: str | None) -> dict[str, Any]:
         meta: dict[str, Any] = {ACTOR: self.actor}
         if reason is not None:
-            meta[REASON] = _check_text("reason", reason)
+            meta[REASON] = check_text("reason", reason)
         return meta
 
     def _check_open(self) -> None:
@@ -205,11 +180,47 @@ class MediaCatalog:
         if self._batch is not None:
             raise RuntimeError(f"{what} is not allowed while a batch is open")
 
-    def _append(self, items: list[tuple[str, str, dict[str, Any], dict[str, Any]]]) -> list[Event]:
+    def _append(self, items: list[Item]) -> list[Event]:
         """One atomic commit; every event after the first carries ``cont``."""
         for item in items[1:]:
             item[3][CONT] = True
         return list(self._store.append_many(items))
+
+    # ---------------------------------------------------- bulk writers (legacy)
+
+    @contextlib.contextmanager
+    def exclusive(self, what: str) -> Iterator[MediaProjection]:
+        """Hold the catalog for a bulk writer (``what`` names it in errors).
+
+        Refuses a closed catalog and an open batch; yields the live projection
+        (committed state), which stays still while the block runs, except
+        for what `append_events` adds. Other threads' calls wait.
+        """
+        with self._lock:
+            self._check_open()
+            self._no_batch(what)
+            self._fresh()
+            yield self._proj
+            self._last_edit = None      # nothing after a bulk write merges into an earlier edit
+
+    def append_events(self, items: list[Item]) -> list[Event]:
+        """Append prepared events as one atomic commit (``cont`` is set here).
+
+        For bulk writers inside `exclusive`: the store validates every item
+        before a byte is written (SPEC §5).
+        """
+        with self._lock:
+            self._check_open()
+            return self._append(items)
+
+    def read_log(self, start: int = 1, stop: int | None = None) -> Iterator[Event]:
+        """The store's events with ``start <= seq < stop``, in seq order."""
+        return self._store.read(start, stop)
+
+    @property
+    def max_event_bytes(self) -> int:
+        """The largest encoded event the store accepts."""
+        return int(getattr(self._store, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES))
 
     # ----------------------------------------------------------------- writes
 
@@ -224,10 +235,10 @@ class MediaCatalog:
 
     def _set(self, field: str, media: Media, value: str, reason: str | None) -> Event | None:
         try:
-            _check_text(field, value)
+            check_text(field, value)
             key = media_key(media)
             if reason is not None:
-                _check_text("reason", reason)
+                check_text("reason", reason)
         except ValidationError as exc:
             self._refuse(media, exc)
             raise
@@ -305,7 +316,7 @@ class MediaCatalog:
                 raise KeyError(f"no media item at {k_old}")
             if k_new in self._proj:
                 raise ValueError(f"{k_new} already has metadata; forget it first")
-            events = self._append(_rename_items(k_old, k_new, meta))
+            events = self._append(rename_items(k_old, k_new, meta))
             self._last_edit = None
             self.path_checker.invalidate(k_old)
             self.path_checker.invalidate(k_new)
@@ -400,7 +411,7 @@ class MediaCatalog:
             if batch.refused is not None:
                 raise ValidationError(batch.refused)
             self._check_open()
-            items = []
+            items: list[Item] = []
             committed = self._committed
             cont_meta: dict[str | None, dict[str, Any]] = {}   # shared by the cont events
             for (key, field), (value, reason) in batch.changes.items():
@@ -501,78 +512,38 @@ class MediaCatalog:
 
     # -------------------------------------------------------------- undo/redo
 
-    def undo(self, media: Media | None = None, *, reason: str | None = None) -> list[Event]:
-        """Revert the item's last change, or the last commit overall.
+    def undo(self, media: Media | None = None, *, reason: str | None = None) -> UndoResult:
+        """Revert the item's last change, or the last user action overall.
 
-        Appends compensating events (meta ``undo_of``); returns them, or
-        ``[]`` when there is nothing to undo. A rename is undone by renaming
-        the item back and a forget by setting its values back; `UndoError`
-        (nothing written) when that would overwrite a live item.
+        Appends compensating events (meta ``undo_of``) and returns them, as
+        an `UndoResult` (a list that also says what was reverted), empty
+        when there is nothing to undo. A rename is undone by renaming the
+        item back and a forget by setting its values back; `UndoError`
+        (nothing written) when that would overwrite a live item. Without
+        ``media``, a legacy import done last, or a commit of more items than
+        the projection keeps undo for, is undone as a whole from the log;
+        fields edited since it are kept and listed in the result.
         """
         return self._undo_redo(media, reason, redo=False)
 
-    def redo(self, media: Media | None = None, *, reason: str | None = None) -> list[Event]:
+    def redo(self, media: Media | None = None, *, reason: str | None = None) -> UndoResult:
         """Re-apply the item's last undone change, or the last undo overall."""
         return self._undo_redo(media, reason, redo=True)
 
-    def _undo_redo(self, media: Media | None, reason: str | None, *, redo: bool) -> list[Event]:
+    def _undo_redo(self, media: Media | None, reason: str | None, *, redo: bool) -> UndoResult:
         key = None if media is None else media_key(media)
         meta = self._meta(reason)
         with self._lock:
             self._check_open()
             self._no_batch("redo" if redo else "undo")
-            proj = self._proj
-            if key is None:
-                units = proj.last_redo_group() if redo else proj.last_undo_group()
-            else:
-                top = proj.redo_top(key) if redo else proj.undo_top(key)
-                units = [] if top is None else [top]
-            items: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
-            for unit in units:         # every unit is checked before anything is written
-                items += self._compensate(unit, meta, redo)
-            if not items:
-                return []
-            events = self._append(items)
+            plan = plan_step(self._store, self._proj, key, meta, redo=redo)
+            if not plan.items:
+                return plan.result([])
+            events = self._append(plan.items)
             self._last_edit = None
-            for moved in {k for unit in units for k in unit.changes.get("key", ()) if k}:
+            for moved in plan.moved:
                 self.path_checker.invalidate(moved)
-            return events
-
-    def _compensate(self, unit: UndoUnit, meta: dict[str, Any],
-                    redo: bool) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
-        """The events that undo (or redo) one unit; UndoError if it cannot be done.
-
-        A field change sets the old (new) value back. A rename ``(old, new)``
-        is undone by renaming the item back, which needs ``old`` free of a
-        live item (redo: ``new``). A forget ``(key, "")`` is undone by setting
-        its values back and redone by forgetting again.
-        """
-        verb = "redo" if redo else "undo"
-        link = {REDO_OF if redo else UNDO_OF: unit.step}
-        moved = unit.changes.get("key")
-        if moved is not None and moved[1]:                      # a rename
-            src, dst = (moved[0], moved[1]) if redo else (moved[1], moved[0])
-            if dst in self._proj:
-                raise UndoError(
-                    f"cannot {verb} the rename of {moved[0]} to {moved[1]} (seq {unit.step}): "
-                    f"{dst} has metadata again; forget or rename that item first",
-                    key=unit.key, step=unit.step)
-            return _rename_items(src, dst, {**meta, **link})
-        if moved is not None:                                   # a forget
-            live = unit.key in self._proj
-            if live != redo:
-                raise UndoError(
-                    f"cannot {verb} the forget of {unit.key} (seq {unit.step}): the item "
-                    f"{'is gone' if redo else 'has metadata again'}",
-                    key=unit.key, step=unit.step)
-            if redo:
-                return [(FORGOTTEN, unit.key, {}, {**meta, **link})]
-        out = []
-        for field, (old, new) in unit.changes.items():
-            if field != "key":
-                out.append((TYPE_OF_FIELD[field], unit.key,
-                            {VALUE: new if redo else old}, {**meta, **link}))
-        return out
+            return plan.result(events)
 
     # ------------------------------------------------------------- time travel
 
@@ -586,54 +557,11 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             if time is not None:
-                seq = self._seq_at_time(time)
+                seq = seq_at_time(self._store, self._proj, time)
             assert seq is not None
             if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
                 raise ValueError(f"seq must be an int >= 0, not {seq!r}")
-            return self._replay_to(seq).freeze()
-
-    def _replay_to(self, seq: int) -> MediaProjection:
-        view = MediaProjection(track_undo=False)
-        start = 1
-        if seq >= self._proj.last_seq:
-            view.restore(self._proj.snapshot(stacks=False))  # the view keeps no stacks
-            start = self._proj.last_seq + 1
-        if start == 1 and seq > 0:
-            found = self._store.nearest_snapshot(view.name, view.version, seq)
-            if found is not None and found.seq <= seq:
-                view.restore(found.state)
-                start = found.seq + 1
-        if seq >= start:
-            for event in self._store.read(start, seq + 1):
-                view.apply(event)
-        return view
-
-    def _seq_at_time(self, when: float | _dt.datetime) -> int:
-        """The last seq whose event time is <= ``when`` (0 if none).
-
-        Times compare at microsecond precision (what a float of seconds
-        since the epoch can hold), so passing back an event's or a
-        `Change`'s ``time`` includes that event. Event times are assigned at
-        commit and never go backwards within a log, so the projection's
-        coarse time index narrows the answer to one window of at most
-        ``TIME_STRIDE`` events, which is read once.
-        """
-        if isinstance(when, _dt.datetime):
-            if when.tzinfo is None:
-                raise ValueError("time must be timezone-aware (or seconds since the epoch)")
-            micros = (when - _EPOCH) // _dt.timedelta(microseconds=1)
-        else:
-            micros = round(float(when) * 1e6)
-        limit = micros * 1000 + 999
-        lo, hi = self._proj.seq_window(limit)
-        found = lo
-        stop = None if hi is None else hi + 1
-        if hi is None or hi > lo:
-            for event in self._store.read(lo + 1, stop):
-                if event.ts > limit:
-                    break
-                found = event.seq
-        return found
+            return replay_to(self._store, self._proj, seq).freeze()
 
     def diff(self, a: int, b: int) -> dict[str, tuple[MediaRecord | None, MediaRecord | None]]:
         """{key: (record at seq a, record at seq b)} for items whose title,
@@ -648,39 +576,22 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             hi = min(hi, self._store.last_seq)
-            lo = min(lo, hi)
-            before = self._replay_to(lo)
-            if hi >= self._proj.last_seq:
-                # Up to now: the live state is the "after"; compare every key
-                # instead of reading lo..hi just to learn which were touched.
-                after = self._replay_to(hi)
-                touched = set(before.keys()) | set(after.keys())
-            else:
-                after = MediaProjection(track_undo=False)
-                after.restore(before.snapshot())
-                touched = set()
-                for event in self._store.read(lo + 1, hi + 1):
-                    after.apply(event)
-                    touched.add(event.key)
-                    if event.type == RENAMED and isinstance(event.data.get(TO), str):
-                        touched.add(event.data[TO])
-        out = {}
-        for key in sorted(touched):
-            if before.values(key) != after.values(key):
-                out[key] = (before.get(key), after.get(key))
+            out = diff_states(self._store, self._proj, min(lo, hi), hi)
         if a > b:
             out = {k: (v[1], v[0]) for k, v in out.items()}
         return out
 
     # ------------------------------------------------------------------ legacy
 
-    def import_legacy_json(self, path: str | os.PathLike[str], **options: Any) -> Any:
+    def import_legacy_json(self, path: str | os.PathLike[str], *, overwrite: bool = False,
+                           encoding: str | None = None, reason: str | None = None,
+                           progress: Callable[[int, int], None] | None = None) -> ImportReport:
         """Import the old ``{media_key: {"title", "description"}}`` file once.
 
         See `projections.legacy.import_legacy_json`; returns its report.
         """
-        from .legacy import import_legacy_json
-        return import_legacy_json(self, path, **options)
+        return import_legacy_json(self, path, overwrite=overwrite, encoding=encoding,
+                                  reason=reason, progress=progress)
 
     # --------------------------------------------------------------- upkeep
 

@@ -16,6 +16,7 @@ key, and never writes.
 """
 from __future__ import annotations
 
+import json
 import logging
 from bisect import bisect_left
 from operator import attrgetter
@@ -23,7 +24,7 @@ from typing import Any
 
 from eventstore.event import Event
 
-from .events import (ACTOR, FIELD_OF_TYPE, FORGOTTEN, FROM, REASON, RENAMED, TO, VALUE,
+from .events import (ACTOR, FIELD_OF_TYPE, FORGOTTEN, FROM, LEGACY, REASON, RENAMED, TO, VALUE,
                      Change, ns_to_seconds)
 
 __all__ = ["item_history"]
@@ -103,4 +104,17 @@ def _life_start(key: str, events: list[Event]) -> tuple[int, Event | None]:
 
 def _change(ev: Event, meta: dict[str, Any], field: str, old: Any, new: Any) -> Change:
     return Change(ev.seq, ns_to_seconds(ev.ts), field, old, new,
-                  meta.get(ACTOR), meta.get(REASON))
+                  meta.get(ACTOR), meta.get(REASON), _legacy_fields(ev.data))
+
+
+def _legacy_fields(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The legacy entry's other fields a legacy import kept on this event, if any."""
+    text = data.get(LEGACY)
+    if not isinstance(text, str):
+        return None
+    try:
+        fields = json.loads(text)
+    except (ValueError, RecursionError):
+        log.warning("event data %r: not the JSON text of an object; ignored", LEGACY)
+        return None
+    return fields if isinstance(fields, dict) else None

@@ -52,16 +52,17 @@ from typing import Any, Iterator, NamedTuple
 
 from eventstore.event import Event
 
-from .events import (CONT, DESCRIPTION_SET, FORGOTTEN, LEGACY_IMPORTED, MERGE, REDO_OF,
-                     RENAMED, TITLE_SET, TO, UNDO_OF, UNIT_FIELDS, VALUE, MediaRecord,
-                     ns_to_seconds)
+from .events import (AT, CONT, CREATED, DESCRIPTION_SET, FORGOTTEN, LEGACY_TYPES, MERGE, OP,
+                     REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, UNIT_FIELDS, VALUE, MediaRecord,
+                     ns_to_seconds, step_of)
+from .ledger import ImportLedger
 
 __all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH", "UNDO_HORIZON", "TIME_STRIDE"]
 
 TIME_STRIDE = 1024       # one event time remembered per this many seqs (time travel)
 UNDO_DEPTH = 16          # undo (and redo) field changes kept per item: 16 to 32
 UNDO_HORIZON = 10_000    # items (most recently changed) that keep undo/redo stacks
-_STATE_VERSION = 2
+_STATE_VERSION = 3
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
 # stack entry layout (flat, _E slots per entry), offsets from the entry start
 _E = 5
@@ -78,6 +79,14 @@ class UndoUnit(NamedTuple):
     step: int       # first seq of the commit that made the change
     order: int      # first seq of the commit that last did/undid it
     changes: dict[str, tuple[str, str]]   # field -> (old, new); "key": rename or forget
+
+
+def _legacy_times(data: dict[str, Any], ts: int) -> tuple[int, int]:
+    """(updated, created) of a set that carries a legacy entry's times (else ``ts``)."""
+    at, created = data.get(AT), data.get(CREATED)
+    if at.__class__ is not int:
+        at = ts
+    return at, created if created.__class__ is int else at
 
 
 def _top_start(stack: Stack) -> int:
@@ -111,7 +120,8 @@ class MediaProjection:
     name = "media"
     # 3: renames and forgets are undo units. A version-2 snapshot has stacks
     # without them, so it is ignored and the state rebuilt by replay (SPEC §4.8).
-    version = 3
+    # 4: steps of multi-commit imports (meta ``op``), legacy times, the import ledger.
+    version = 4
     snapshot_detached = True  # snapshot() shares nothing with later applies: packed off the commit path
 
     def __init__(self, undo_depth: int = UNDO_DEPTH, *, undo_horizon: int = UNDO_HORIZON,
@@ -150,7 +160,7 @@ class MediaProjection:
         self._undo: dict[str, Stack] = {}
         self._redo: dict[str, Stack] = {}
         self._spare: list[Stack] = []   # emptied lists of evicted stacks, for reuse
-        self._imports: dict[str, int] = {}
+        self.imports = ImportLedger()   # legacy imports (fed the legacy.* events)
         self._times: list[int] = []     # ts of seq TIME_STRIDE, 2*TIME_STRIDE, ...
 
     # ---------------------------------------------------------------- protocol
@@ -164,8 +174,10 @@ class MediaProjection:
             self._times.append(ts)
         if CONT in meta:
             step = self._step
-        else:
+        elif OP not in meta:
             self._step = step = seq
+        else:                           # a later commit of an import is still its step
+            self._step = step = step_of(seq, meta, seq)
         index = self._index
         i = index.get(key)
         fi = _FIELD_INDEX.get(typ)
@@ -181,6 +193,10 @@ class MediaProjection:
                 self._apply_other(seq, ts, typ, key, data, meta, step)
             return
         # A title/description set: the hot path, kept inline.
+        if len(data) == 1:
+            born = ts
+        else:                           # a legacy import dates the value (events.AT, CREATED)
+            ts, born = _legacy_times(data, ts)
         if i is None:
             gone = self._gone
             version = gone.pop(key, 0) + 1 if gone else 1
@@ -195,7 +211,7 @@ class MediaProjection:
                 self._keys[i] = key
                 self._titles[i] = title
                 self._descs[i] = desc
-                self._created[i] = ts
+                self._created[i] = born
                 self._updated[i] = ts
                 self._vers[i] = version
             else:
@@ -203,7 +219,7 @@ class MediaProjection:
                 self._keys.append(key)
                 self._titles.append(title)
                 self._descs.append(desc)
-                self._created.append(ts)
+                self._created.append(born)
                 self._updated.append(ts)
                 self._vers.append(version)
         else:
@@ -315,10 +331,8 @@ class MediaProjection:
             self._apply_forget(key, meta, step)
         elif typ == RENAMED:
             self._apply_rename(ts, key, data, meta, step)
-        elif typ == LEGACY_IMPORTED:
-            digest = data.get("sha256")
-            if isinstance(digest, str):
-                self._imports[digest] = seq
+        elif typ in LEGACY_TYPES:
+            self.imports.apply(seq, step, typ, data)
 
     def _push(self, key: str, entries: Stack) -> None:
         """A new change that is not a set (rename, forget): push its unit.
@@ -462,7 +476,7 @@ class MediaProjection:
                 "created": self._created[:], "updated": self._updated[:],
                 "versions": self._vers[:], "free": self._free[:], "gone": self._gone.copy(),
                 "stack_keys": keys, "stack_sizes": sizes, "stack_slots": slots,
-                "imports": self._imports.copy(), "times": self._times[:]}
+                "imports": self.imports.state(), "times": self._times[:]}
 
     def restore(self, state: Any) -> None:
         """Load a `snapshot` state, taking ownership of its containers."""
@@ -499,7 +513,7 @@ class MediaProjection:
                         self._trim(stack)
             if len(undo) > self._evict_at:      # taken with a larger horizon
                 self._evict()
-        self._imports = state["imports"]
+        self.imports.restore(state["imports"])
         self._times = state["times"]
 
     # ------------------------------------------------------------------ queries
@@ -570,8 +584,8 @@ class MediaProjection:
         return i * TIME_STRIDE, hi
 
     def imported(self, digest: str) -> int | None:
-        """The seq of the commit that imported the legacy file with this SHA-256."""
-        return self._imports.get(digest)
+        """The seq of the marker of the import in effect of the legacy file with this SHA-256."""
+        return self.imports.imported(digest)
 
     # ------------------------------------------------------------- undo stacks
 

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 import eventstore
 from eventstore.event import Event
 from projections import MediaProjection
-from projections.events import (CONT, DESCRIPTION_SET, FORGOTTEN, LEGACY_IMPORTED, MERGE,
-                                REDO_OF, RENAMED, TITLE_SET, UNDO_OF)
+from projections.events import (AT, CONT, CREATED, DESCRIPTION_SET, FORGOTTEN,
+                                LEGACY_IMPORT_REDONE, LEGACY_IMPORT_STARTED, LEGACY_IMPORT_UNDONE,
+                                LEGACY_IMPORTED, MERGE, OP, REDO_OF, RENAMED, TITLE_SET, UNDO_OF)
 
 KEYS = ["/m/a", "/m/b", "/m/c"]
 
@@ -118,7 +119,7 @@ def test_frozen_projection_refuses_changes() -> None:
 def event_logs(draw: st.DrawFn) -> list[Event]:
     """Logs as the catalog writes them, plus raw oddities."""
     out: list[Event] = []
-    steps = draw(st.lists(st.integers(0, 9), min_size=1, max_size=60))
+    steps = draw(st.lists(st.integers(0, 14), min_size=1, max_size=60))
     for choice in steps:
         seq = len(out) + 1
         key = draw(st.sampled_from(KEYS))
@@ -143,8 +144,19 @@ def event_logs(draw: st.DrawFn) -> list[Event]:
             new = draw(st.sampled_from(KEYS))
             out.append(ev(seq, RENAMED, key, {"to": new}, **meta))
             out.append(ev(seq + 1, RENAMED, new, {"from": key}, actor="p", cont=True))
-        else:
+        elif choice == 9:
             out.append(ev(seq, LEGACY_IMPORTED, "legacy-json:x", {"sha256": value}, **meta))
+        elif choice == 10:
+            # a later commit of an import (meta op), its sets dated by the legacy file
+            meta[OP] = draw(st.integers(1, seq))
+            dates = draw(st.sampled_from([{}, {AT: 5}, {AT: 7, CREATED: 3}, {CREATED: 2}]))
+            out.append(ev(seq, TITLE_SET, key, {"value": value, **dates}, **meta))
+        else:
+            typ = [LEGACY_IMPORT_STARTED, LEGACY_IMPORTED, LEGACY_IMPORT_UNDONE,
+                   LEGACY_IMPORT_REDONE][choice - 11]
+            data = {"sha256": draw(st.sampled_from(["s1", "s2"])), "source": "/f.json",
+                    OP: draw(st.integers(0, seq))}
+            out.append(ev(seq, typ, "legacy-json:s", data, **meta))
     return out
 
 
@@ -180,6 +192,8 @@ def test_snapshot_plus_replay_equals_full_replay(log: list[Event], data: st.Data
         assert resumed.redo_top(key) == full.redo_top(key)
         assert resumed.key_version(key) == full.key_version(key)
     assert resumed.last_undo_group() == full.last_undo_group()
+    assert resumed.imports.ops() == full.imports.ops()
+    assert resumed.imports.undo_candidate() == full.imports.undo_candidate()
     assert len(full._undo) <= horizon
     # a time-travel view (no undo stacks) restored from the same snapshot agrees on items
     light = MediaProjection(track_undo=False)
@@ -219,7 +233,7 @@ def test_protocol_attributes() -> None:
     from eventstore.projection import Projection
     p = MediaProjection()
     assert isinstance(p, Projection)
-    assert (p.name, p.version) == ("media", 3)       # plain values, not methods
+    assert (p.name, p.version) == ("media", 4)       # plain values, not methods
 
 
 # ------------------------------------------------------------------ undo horizon

@@ -56,7 +56,7 @@ from eventstore import Event  # noqa: E402
 from eventstore.fs import FileSystem  # noqa: E402  (the documented fault-injection hook)
 from eventstore.codec import encode_commit  # noqa: E402
 from projections import MediaCatalog  # noqa: E402
-from projections.legacy import MediaPersistenceService  # noqa: E402
+from projections import MediaPersistenceService  # noqa: E402
 from projections.media import MediaProjection  # noqa: E402
 
 now = time.perf_counter

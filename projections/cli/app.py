@@ -166,6 +166,12 @@ def _commands() -> list[_Command]:
     def import_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("file", metavar="FILE",
                        help='the old JSON file: {"<media>": {"title": ..., "description": ...}}')
+        p.add_argument("--overwrite", action="store_true",
+                       help="write the file's values over fields edited in metalog since its "
+                            "last import (default: keep them and report a conflict)")
+        p.add_argument("--encoding", metavar="NAME",
+                       help="the file's encoding (default: UTF-8, or what its BOM says), "
+                            "e.g. latin-1 or cp1252")
 
     def demo_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dir", metavar="DIR",
@@ -220,8 +226,11 @@ def _commands() -> list[_Command]:
         ("export", "every event as JSON Lines (one event per line)",
          "metalog export > events.jsonl\n  metalog export -o events.jsonl --since 1d",
          export_args, lg.cmd_export),
-        ("import-json", "import the old JSON persistence file (once; idempotent)",
-         "metalog import-json media_metadata.json", import_args, m.cmd_import_json),
+        ("import-json", "import the old JSON persistence file (once; idempotent; resumable)",
+         "metalog import-json media_metadata.json\n"
+         "  metalog import-json --encoding latin-1 old.json\n"
+         "  metalog import-json --overwrite media_metadata.json   # the file wins over edits",
+         import_args, m.cmd_import_json),
         ("demo", "a guided tour in a temporary store (history, undo, time travel, repair)",
          "metalog demo\n  metalog demo --dir /tmp/metalog-demo", demo_args, lambda args, ctx: demo.cmd_demo(args, ctx, main)),
     ]

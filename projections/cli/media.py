@@ -8,14 +8,18 @@ that only look open the catalog read-only, so they run beside a writer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 from .output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table, visible
 from .context import Context, UsageError, parse_time
 from ..events import FIELD_OF_TYPE, FIELDS, FORGOTTEN, RENAMED, TO, VALUE, Change, MediaRecord
 from ..keys import media_key as normalise_key
+from ..legacy import ImportInterrupted, ImportReport, LegacyDecodeError
 
 __all__ = [
     "cmd_init", "cmd_set_title", "cmd_set_description", "cmd_get", "cmd_ls",
@@ -174,10 +178,15 @@ def _undo_redo(args: argparse.Namespace, ctx: Context, verb: str) -> int:
     with ctx.catalog() as cat:
         events = (cat.undo if verb == "undo" else cat.redo)(args.media)   # UndoError: see cli
     past = "undid" if verb == "undo" else "redid"
-    ctx.out.json({verb: [plain(_event_brief(e)) for e in events], "changed": bool(events)})
+    ctx.out.json({verb: [plain(_event_brief(e)) for e in events], "changed": bool(events),
+                  "summary": events.info()})
     if not events:
         target = f" for {args.media}" if args.media else ""
         ctx.out.text(f"nothing to {verb}{target}")
+        return 0
+    summary = events.summary()      # one line for a whole import or a commit of many items
+    if summary is not None:
+        ctx.out.text(summary)
         return 0
     for event in events:
         step = (event.meta or {}).get("undo_of" if verb == "undo" else "redo_of")
@@ -290,8 +299,8 @@ def _human_bytes(n: Any) -> str:
 
 
 def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
-    """Exit 1 when the file was damaged or held invalid entries (what could
-    be read is imported all the same)."""
+    """Exit 1 when the file was damaged, held invalid entries, or conflicts were
+    kept (what could be imported is imported all the same); 130 on Ctrl-C."""
     if os.path.isdir(args.file):
         raise UsageError(f"{args.file}: is a directory, not a JSON file "
                          "(give the old persistence file itself, e.g. media_metadata.json)")
@@ -299,22 +308,83 @@ def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"{args.file}: no such file")
     if not os.path.isfile(args.file):
         raise UsageError(f"{args.file}: not a regular file (a JSON file is read once, whole)")
-    with ctx.catalog() as cat, Progress(f"importing {args.file}"):
-        report = cat.import_legacy_json(args.file)
-    info = plain(report)
-    if not isinstance(info, dict):
-        info = {"report": info}
-    ctx.out.json(info)
     name = os.path.basename(args.file)
-    if info.get("already_imported"):
+    try:
+        with ctx.catalog() as cat, Progress(f"importing {args.file}") as bar, \
+                _stop_between_commits() as stop:
+            def progress(done: int, total: int) -> None:
+                bar.update(done, total)
+                if stop.is_set():
+                    raise KeyboardInterrupt
+            report = cat.import_legacy_json(args.file, overwrite=args.overwrite,
+                                            encoding=args.encoding, progress=progress)
+    except LegacyDecodeError as exc:
+        raise UsageError(f"{args.file}: {exc}: --encoding NAME") from None
+    except ImportInterrupted as exc:
+        ctx.out.json({**plain(exc.report), "interrupted": True})
+        sys.stderr.write(f"\n{name}: interrupted after {exc.report.done} of {exc.report.entries} "
+                         "entries; run the same command again to finish\n")
+        return 130
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{name}: interrupted before anything was written\n")
+        return 130
+    info = plain(report)
+    ctx.out.json(info)
+    if report.already_imported:
         ctx.out.text(f"{name} was already imported (same SHA-256); nothing written")
+        if report.problems():
+            ctx.out.text("that import found: " + "; ".join(report.problems()))
         return 0
-    ctx.out.text(f"imported {name}: {plural(info.get('entries', 0), 'entry')}, "
-                 f"{plural(info.get('imported', 0), 'item')} changed "
-                 f"({plural(info.get('events', 0), 'event')}), "
-                 f"{info.get('unchanged', 0)} unchanged, {info.get('invalid', 0)} invalid")
-    if info.get("damaged"):
+    _print_import(ctx, name, report)
+    return 1 if report.damaged or report.invalid or report.conflicts else 0
+
+
+@contextlib.contextmanager
+def _stop_between_commits() -> Iterator[threading.Event]:
+    """While importing, a first Ctrl-C sets the event (the import stops after the commit
+    in progress, so the store never sees an interrupt inside a commit); a second one
+    interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+        sys.stderr.write("\nstopping after the commit in progress (Ctrl-C again: at once)\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print_import(ctx: Context, name: str, report: ImportReport) -> None:
+    verb = "finished the interrupted import of" if report.resumed else "imported"
+    line = (f"{verb} {name}: {plural(report.entries, 'entry')}, "
+            f"{plural(report.imported, 'item')} changed ({plural(report.events, 'event')}), "
+            f"{report.unchanged} unchanged, {report.invalid} invalid")
+    if report.conflicts:
+        line += f", {plural(report.conflicts, 'conflict')}"
+    ctx.out.text(line)
+    if report.kept:
+        fields = ", ".join(f"{k} ({v})" for k, v in sorted(report.kept.items()))
+        ctx.out.text(f"kept from the file's entries: {fields}"
+                     + (f"; created/updated times from the file for {plural(report.dated, 'item')}"
+                        if report.dated else ""))
+    if report.damaged:
         ctx.out.text("the file is damaged (not valid JSON): imported every entry that could be read")
-    for error in info.get("errors") or []:
+    for error in report.errors:
         ctx.out.text(f"  {error}")
-    return 1 if info.get("damaged") or info.get("invalid") else 0
+    for note in report.notes:
+        ctx.out.text(f"  {note}")
+    if report.conflicts:
+        ctx.out.text(f"{plural(report.conflicts, 'field')} edited in metalog since the file's last "
+                     "import kept (--overwrite writes the file's values):")
+        for c in report.conflicted:
+            ctx.out.text(f"  {display_key(c.key)} {c.field}: kept {_quote(c.kept)}, "
+                         f"file has {_quote(c.file)}")
+        if report.conflicts > len(report.conflicted):
+            ctx.out.text(f"  ... and {report.conflicts - len(report.conflicted)} more")
