@@ -10,16 +10,16 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
 import unicodedata
-from typing import Any, Iterable, Sequence, TextIO
-
-import msgspec
+from typing import Any, Callable, Iterable, Sequence, TextIO
 
 __all__ = [
     "Printer",
@@ -30,6 +30,7 @@ __all__ = [
     "format_time",
     "visible",
     "json_line",
+    "json_item",
     "iso_time",
     "plain",
     "table",
@@ -38,6 +39,8 @@ __all__ = [
     "shorten_middle",
     "display_width",
     "pad",
+    "StreamTable",
+    "cell",
 ]
 
 
@@ -68,16 +71,39 @@ def iso_time(value: Any) -> str | None:
     ns = to_ns(value)
     if ns is None:
         return None
-    moment = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    seconds = ns / 1e9
+    if seconds < 0:
+        moment = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    # What datetime.fromtimestamp(seconds) gives, without a datetime per value: the
+    # fraction rounded half-even to microseconds; the date and time of day cached per second
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    second = int(whole) + (micros >= 1_000_000)
+    return f"{_utc_second(second)}.{micros % 1_000_000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_second(second: int) -> str:
+    return _dt.datetime.fromtimestamp(second, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def format_time(value: Any) -> str:
     """Local time to the second, for people."""
+    if value.__class__ is float and value >= 0:    # seconds, as records hold them: the hot path
+        second = int(value)
+        # datetime rounds to the microsecond: the last half of one rounds up to the next second
+        return _local_second(second + 1 if value - second >= 0.9999995 else second)
     ns = to_ns(value)
     if ns is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+    return _local_second(math.floor(round(ns / 1e9, 6)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_second(second: int) -> str:
+    """One second since the epoch as local time (a listing's rows share few)."""
+    return _dt.datetime.fromtimestamp(second).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def plain(value: Any) -> Any:
@@ -97,8 +123,8 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if hasattr(value, "_asdict"):
         return {k: plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, msgspec.Struct):  # an Event
-        return plain(msgspec.structs.asdict(value))
+    if hasattr(value, "__struct_fields__"):  # an Event (a msgspec Struct): msgspec stays unimported
+        return {name: plain(getattr(value, name)) for name in value.__struct_fields__}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -123,9 +149,19 @@ def event_dict(event: Any) -> dict[str, Any]:
     }
 
 
+# one encoder each, made once: json.dumps with options builds a new one per call
+_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ITEM = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
 def json_line(value: Any) -> str:
     """One JSON-able value as one compact, strict JSON line (JSON Lines)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+    return _LINE.encode(value) + "\n"
+
+
+def json_item(value: Any) -> str:
+    """One JSON-able value on one line, readably spaced (an item of a listing)."""
+    return _ITEM.encode(value)
 
 
 def plural(n: int, word: str) -> str:
@@ -146,6 +182,7 @@ def display_key(key: str) -> str:
     return key[len(prefix):] if key.startswith(prefix) and len(key) > len(prefix) else key
 
 
+@functools.lru_cache(maxsize=8192)
 def _char_width(char: str) -> int:
     """Terminal cells of one character: 2 for East Asian wide and fullwidth,
     0 for combining marks and invisible format characters, else 1."""
@@ -157,11 +194,23 @@ def _char_width(char: str) -> int:
     return 1
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# characters that may not take exactly one cell: non-ASCII but for the marks we add
+# ourselves (the ellipsis of a shortened cell, the arrow of a newline)
+_NOT_ONE_CELL = re.compile(r"[^\x00-\x7f\u2026\u21b5]")
+
+
 def display_width(text: str) -> int:
-    """The number of terminal cells ``text`` takes ("映画" takes 4, "e\u0301" 1)."""
+    """The number of terminal cells ``text`` takes ("映画" takes 4, "e\u0301" 1).
+
+    ASCII text is its length; otherwise only the non-ASCII characters are
+    measured one by one (a shortened cell ends in one "…": one lookup)."""
     if text.isascii():
         return len(text)
-    return sum(_char_width(c) for c in text)
+    width = len(text)
+    for char in _NON_ASCII.findall(text):
+        width += _char_width(char) - 1
+    return width
 
 
 def pad(text: str, width: int, *, right: bool = False) -> str:
@@ -173,6 +222,8 @@ def pad(text: str, width: int, *, right: bool = False) -> str:
 def _head(text: str, width: int) -> str:
     """The longest prefix of ``text`` that fits in ``width`` cells; the marks
     combining with a character that does not fit go with it."""
+    if text.isascii():
+        return text[:width]
     used = 0
     for i, char in enumerate(text):
         used += _char_width(char)
@@ -184,6 +235,8 @@ def _head(text: str, width: int) -> str:
 def _tail(text: str, width: int) -> str:
     """The longest suffix of ``text`` that fits in ``width`` cells, never
     starting with a combining mark whose base character was cut off."""
+    if text.isascii():
+        return text[max(len(text) - width, 0):] if width > 0 else ""
     used, start = 0, len(text)
     for i in range(len(text) - 1, -1, -1):
         used += _char_width(text[i])
@@ -246,6 +299,94 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
     return [line(list(headers))] + [line(row) for row in cells]
 
 
+def cell(text: str, width: int) -> str:
+    """``text`` as a table cell of at most ``width`` terminal cells: control
+    characters escaped first (so their escapes count), on one line, cut with
+    an ellipsis."""
+    if text.isascii() and text.isprintable():        # the common case, without a call
+        return text if len(text) <= width else text[:width - 1] + "\u2026"
+    return shorten(visible(text), width)
+
+
+class StreamTable:
+    """Aligned columns written while rows still arrive, for listings too long
+    to hold (``ls`` of a large store, ``log``).
+
+    Rows are written in blocks: the first block is small (``first`` rows), so
+    the first lines come at once; later blocks hold ``block`` rows. Column
+    widths are measured over the rows seen so far and only grow, starting
+    from the headers or from ``widths`` (a column measured in advance never
+    moves). Cells are shown as `visible` makes them; columns named in
+    ``right`` are right-aligned; the last column is not padded.
+    """
+
+    def __init__(self, out: TextIO, headers: Sequence[str], *, right: Sequence[str] = (),
+                 widths: Sequence[int] | None = None, first: int = 100, block: int = 1000,
+                 header: bool = True) -> None:
+        self.out = out
+        self.headers = tuple(headers)
+        self.right = tuple(h in right for h in headers)
+        self.widths = [max(display_width(h), w) for h, w in
+                       zip(headers, widths or [0] * len(headers))]
+        self.first, self.block = first, block
+        self.header = header
+        self.count = 0          # rows added
+        self._pending: list[tuple[Sequence[str], list[int]]] = []
+        self._limit = first
+
+    def add(self, row: Sequence[str]) -> None:
+        joined = "".join(row)
+        if joined.isprintable() and (joined.isascii() or not _NOT_ONE_CELL.search(joined)):
+            self._pending.append((row, None))       # every cell is as wide as it is long
+        else:
+            shown = [visible(c) for c in row]
+            self._pending.append((shown, [display_width(c) for c in shown]))
+        self.count += 1
+        if len(self._pending) >= self._limit:
+            self.flush()
+            self._limit = self.block
+
+    def flush(self) -> None:
+        """Write the rows held so far (with the header before the first)."""
+        pending, widths = self._pending, self.widths
+        plain = [row for row, cell_widths in pending if cell_widths is None]
+        if plain:
+            for i, column in enumerate(zip(*plain)):
+                widths[i] = max(widths[i], max(map(len, column)))
+        for _, cell_widths in pending:
+            if cell_widths is not None:
+                widths[:] = [max(w, c) for w, c in zip(widths, cell_widths)]
+        lines = []
+        if self.header and pending:
+            lines.append(self._line(self.headers, [display_width(h) for h in self.headers]))
+            self.header = False
+        layout = self._layout()
+        lines.extend(layout.format(*row).rstrip() if cell_widths is None
+                     else self._line(row, cell_widths) for row, cell_widths in pending)
+        pending.clear()
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+
+    def _layout(self) -> str:
+        """A format string that pads ASCII cells to the current widths (one call per row)."""
+        last = len(self.widths) - 1
+        fields = [f"{{:{'>' if right else '<'}{width}}}" if i < last or right else "{}"
+                  for i, (width, right) in enumerate(zip(self.widths, self.right))]
+        return "  ".join(fields)
+
+    def _line(self, row: Sequence[str], cell_widths: Sequence[int]) -> str:
+        last = len(row) - 1
+        parts = []
+        for i, text in enumerate(row):
+            if i == last and not self.right[i]:
+                parts.append(text)
+                continue
+            fill = " " * (self.widths[i] - cell_widths[i])
+            parts.append(fill + text if self.right[i] else text + fill)
+        return "  ".join(parts).rstrip()
+
+
 # --------------------------------------------------------------------------
 # printing
 
@@ -257,23 +398,43 @@ _VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c no
 
 def visible(text: str) -> str:
     """``text`` with terminal control characters written as ``\\xNN``."""
+    if text.isprintable():      # no control character at all (the common case): no copy
+        return text
     return text.translate(_VISIBLE)
 
 
 class Printer:
-    """Writes either human text or JSON to stdout, never both."""
+    """Writes either human text or JSON to stdout, never both.
+
+    ``annotate``, when set, gives an ``error`` object (damage a read met)
+    that `json` adds to the document it prints; ``annotated`` then says the
+    error has its place in the output.
+    """
 
     def __init__(self, json_mode: bool, out: TextIO | None = None) -> None:
         self.json_mode = json_mode
         self.out = out or sys.stdout
+        self.annotate: Callable[[], dict[str, Any] | None] | None = None
+        self.annotated = False
 
     def text(self, *lines: str) -> None:
         if not self.json_mode:
             for line in lines:
                 self.out.write(visible(line) + "\n")
 
+    def error_for(self, value: Any) -> dict[str, Any] | None:
+        """The ``error`` object to add to the JSON document ``value``, if any."""
+        error = self.annotate() if self.annotate is not None else None
+        if error is not None and isinstance(value, dict):
+            self.annotated = True
+            return error
+        return None
+
     def json(self, value: Any) -> None:
         if self.json_mode:
+            error = self.error_for(value)
+            if error is not None:
+                value = {**value, "error": error}
             self.out.write(json.dumps(plain(value), ensure_ascii=False, indent=2, allow_nan=False) + "\n")
 
     def json_line(self, value: Any) -> None:
