@@ -135,9 +135,6 @@ class EventLog(KeyCounts):
             if (key is None or event.key == key) and (wanted is None or event.type in wanted):
                 yield event
 
-    def version(self, key: str) -> int:
-        return self.counts.get(key, 0)
-
 
 def lost_line(by_key: dict[str, int]) -> str | None:
     """``lost events of: a.mp4 (1 event), b.mp4 (2 events)``, or None."""

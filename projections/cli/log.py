@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Iterator, TextIO
 
 from .context import Context, log_key, parse_time
 from .damage import describe_entry, lost_line
@@ -116,6 +116,7 @@ def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     count = 0
+    sink: TextIO
     with ctx.store_handle() as store:
         total = store.last_seq
         if args.output:
@@ -237,4 +238,3 @@ def cmd_snapshot(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.json({"snapshot_seq": stats.get("snapshot_seq"), "last_seq": stats.get("last_seq")})
     ctx.out.text(f"snapshot written at seq {stats.get('snapshot_seq')}")
     return 0
-
