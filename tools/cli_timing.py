@@ -22,6 +22,13 @@ times, as separate processes (median of ``--runs``):
   (the store open alone, with the media projection: the part of `get` and
   `ls` that is the store's, not the CLI's)
 
+With ``--breakdown`` it also splits one process's time into phases (median
+of ``--runs``, measured inside the process with ``perf_counter``): the
+interpreter until the script runs, importing the CLI, importing the store
+and the catalog, opening the store (snapshot read and replay), and the
+command's own work: ``get``'s lookup and printing, and ``ls``'s sort, key
+column and rows.
+
 The command run is the ``metalog`` script next to this Python, with this
 checkout first on ``PYTHONPATH``, so the figures are this checkout's. SPEC
 §7.8: timings live in scripts like this one, never in tests.
@@ -110,6 +117,48 @@ OPEN_ONLY = ("import sys, eventstore; from projections.media import MediaProject
              "eventstore.open(sys.argv[1], projections=(MediaProjection(),), readonly=True).close()")
 
 
+PHASES = r"""
+import io, json, sys, time
+start = time.perf_counter()
+from projections.cli.context import Context
+from projections.cli.output import Printer
+from projections.cli import listing, media
+cli = time.perf_counter()
+import projections.catalog
+imports = time.perf_counter()
+sink = io.StringIO()
+ctx = Context(store=__import__("pathlib").Path(sys.argv[1]), actor="timing", out=Printer(False, sink))
+with ctx.catalog(readonly=True) as cat:
+    opened = time.perf_counter()
+    record = cat.get(sys.argv[2])
+    ctx.out.kv([("title", record.title), ("updated", record.updated)])
+    got = time.perf_counter()
+    projection = cat.projection
+    keys = listing.under(None, projection.keys())
+    listing.print_items(ctx, projection, keys, {})
+    listed = time.perf_counter()
+print(json.dumps({"import projections.cli (parser side)": cli - start,
+                  "import store + catalog": imports - cli, "open (snapshot + replay)": opened - imports,
+                  "get: lookup + print": got - opened, "ls: sort + rows": listed - got}))
+"""
+
+
+def breakdown(store: Path, runs: int) -> list[tuple[str, float, list[float]]]:
+    """Phases of `get` and `ls` inside one process (see the module docstring)."""
+    env = environment()
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", PHASES, str(store), key_of(0)], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        whole = time.perf_counter() - start
+        phases = json.loads(out)
+        phases["interpreter start + exit (the rest)"] = whole - sum(phases.values())
+        for name, seconds in phases.items():
+            samples.setdefault(name, []).append(seconds)
+    return [(name, statistics.median(times), times) for name, times in samples.items()]
+
+
 def measure(store: Path, runs: int) -> list[tuple[str, float, list[float]]]:
     env = environment()
     cmd = metalog_command() + ["--store", str(store)]
@@ -131,12 +180,14 @@ def measure(store: Path, runs: int) -> list[tuple[str, float, list[float]]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000, help="media items (default 100000)")
     parser.add_argument("--runs", type=int, default=5, help="runs per command; the median is shown")
     parser.add_argument("--store", type=Path, help="build (or reuse, if it exists) the store here")
     parser.add_argument("--keep", action="store_true", help="keep the store built in a temp dir")
     parser.add_argument("--json", action="store_true", help="machine output")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also split get and ls into phases inside one process")
     args = parser.parse_args()
 
     temp = None
@@ -151,19 +202,29 @@ def main() -> int:
             if not args.json:
                 print(f"built {args.items} items in {store} in {time.perf_counter() - start:.1f} s")
         results = measure(store, args.runs)
+        phases = breakdown(store, args.runs) if args.breakdown else []
     finally:
         if temp is not None and not args.keep:
             shutil.rmtree(temp, ignore_errors=True)
     if args.json:
         print(json.dumps({"items": args.items, "runs": args.runs,
                           "results": [{"command": n, "median_s": m, "runs_s": t}
-                                      for n, m, t in results]}, indent=2))
+                                      for n, m, t in results],
+                          "phases": [{"phase": n, "median_s": m, "runs_s": t}
+                                     for n, m, t in phases]}, indent=2))
         return 0
     print(f"median of {args.runs} runs, wall time, python {sys.version.split()[0]}")
-    for name, med, times in results:
+    show(results)
+    if phases:
+        print("phases of one process that opens the store, gets one item and lists all:")
+        show(phases)
+    return 0
+
+
+def show(rows: list[tuple[str, float, list[float]]]) -> None:
+    for name, med, times in rows:
         spread = ", ".join(f"{t * 1000:.0f}" for t in times)
         print(f"  {name:48} {med * 1000:7.0f} ms   ({spread})")
-    return 0
 
 
 if __name__ == "__main__":

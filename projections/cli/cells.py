@@ -42,9 +42,6 @@ def _char_width(char: str) -> int:
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
-# characters that may not take exactly one cell: non-ASCII but for the marks we add
-# ourselves (the ellipsis of a shortened cell, the arrow of a newline)
-_NOT_ONE_CELL = re.compile(r"[^\x00-\x7f\u2026\u21b5]")
 
 
 def display_width(text: str) -> int:
@@ -184,7 +181,9 @@ class StreamTable:
 
     def add(self, row: Sequence[str]) -> None:
         joined = "".join(row)
-        if joined.isprintable() and (joined.isascii() or not _NOT_ONE_CELL.search(joined)):
+        if not joined.isascii():    # our own marks take one cell: they may stay on the fast path
+            joined = joined.replace("\u2026", "").replace("\u21b5", "")
+        if joined.isascii() and joined.isprintable():
             self._pending.append((row, None))       # every cell is as wide as it is long
         else:
             shown = [visible(c) for c in row]
