@@ -137,7 +137,7 @@ with ctx.catalog(readonly=True) as cat:
     keys = listing.under(None, projection.keys())
     listing.print_items(ctx, projection, keys, {})
     listed = time.perf_counter()
-print(json.dumps({"import projections.cli (parser side)": cli - start,
+print(json.dumps({"import the CLI modules": cli - start,
                   "import store + catalog": imports - cli, "open (snapshot + replay)": opened - imports,
                   "get: lookup + print": got - opened, "ls: sort + rows": listed - got}))
 """
