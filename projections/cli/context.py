@@ -30,6 +30,8 @@ from .damage import Damage, EventLog, KeyCounts, damage_in, describe_entry, lost
 from .output import Printer, Progress, visible
 
 if TYPE_CHECKING:
+    from eventstore import Event, RecoveryReport, Store
+
     from ..catalog import MediaCatalog
 
 __all__ = [
@@ -149,14 +151,14 @@ class Context:
 
     @contextlib.contextmanager
     def store_handle(self, *, readonly: bool = True, recovery: str | None = None,
-                     projections: tuple[Any, ...] = ()) -> Iterator[Any]:
+                     projections: tuple[Any, ...] = ()) -> Iterator["Store"]:
         """A raw `eventstore` store, read-only by default. A read-only one
         opened without a ``recovery`` falls back to salvage on damage."""
         import eventstore
 
         self.require_store()
 
-        def opener(mode: str, extra: tuple[Any, ...]) -> Any:
+        def opener(mode: str, extra: tuple[Any, ...]) -> Store:
             return eventstore.open(str(self.store), projections=projections + extra,
                                    readonly=readonly, recovery=mode, create=False)
         if readonly and recovery is None:
@@ -199,7 +201,7 @@ class Context:
             cat.close()
 
     def _open_reading(self, opener: Callable[[str, tuple[Any, ...]], _T],
-                      store_of: Callable[[_T], Any], label: str) -> _T:
+                      store_of: Callable[[_T], "Store"], label: str) -> _T:
         """Open read-only, strictly; on damage, again with salvage (which reads
         past it without writing), noting the damage and the lost items."""
         import eventstore
@@ -217,13 +219,13 @@ class Context:
         self.lost_items.update(lost_by_key(store, counts.counts, _media_keys(handle)))
         return handle
 
-    def _tell_repairs(self, report: Any) -> None:
+    def _tell_repairs(self, report: "RecoveryReport") -> None:
         """Item 13: one line on stderr for each thing a writer's open repaired."""
         for entry in report:
             sys.stderr.write(visible("metalog: repaired on open: "
                                      + describe_entry(entry, str(self.store))) + "\n")
 
-    def fail(self, code: int, kind: str, message: str, **fields: Any) -> int:
+    def fail(self, code: int, kind: str, message: str, **fields: object) -> int:
         """A refusal the command reports itself: stderr, and with ``--json``
         an ``error`` object carrying ``fields`` on stdout."""
         sys.stderr.write(visible(f"metalog: {message}") + "\n")
@@ -276,8 +278,8 @@ class Context:
         finally:
             cat.close()
 
-    def events(self, store: Any, start: int = 1, stop: int | None = None, *,
-               key: str | None = None, types: Iterable[str] | None = None) -> Iterator[Any]:
+    def events(self, store: "Store", start: int = 1, stop: int | None = None, *,
+               key: str | None = None, types: Iterable[str] | None = None) -> Iterator["Event"]:
         """``store.read(...)``, going on past damage: the rest comes from
         `intact_events` (events after the last one already yielded)."""
         import eventstore
@@ -292,7 +294,7 @@ class Context:
             self.note_damage([Damage(exc.file, exc.offset, exc.reason)])
         yield from self.intact_events().read(last + 1, stop, key=key, types=types)
 
-    def damage_json(self) -> dict[str, Any] | None:
+    def damage_json(self) -> dict[str, object] | None:
         """The ``error`` object of a command's JSON when its reads met damage."""
         if not self.damage:
             return None
@@ -320,13 +322,13 @@ class Context:
         return EXIT_CORRUPTION
 
 
-def _media_keys(handle: Any) -> Iterable[str]:
+def _media_keys(handle: object) -> Iterable[str]:
     """The live items' keys of a catalog (a raw store has none to offer)."""
     projection = getattr(handle, "projection", None)
     return projection.keys() if projection is not None else ()
 
 
-def log_key(store: Any, media: str) -> str:
+def log_key(store: "Store", media: str) -> str:
     """A key filter for `log`: the key exactly as typed if the log has it,
     else the normalised path (as the catalog stores it)."""
     from ..keys import media_key as normalise

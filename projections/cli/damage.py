@@ -15,7 +15,10 @@ from __future__ import annotations
 import bisect
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from eventstore import Event, RecoveryEntry, RecoveryReport, Store
 
 __all__ = ["Damage", "EventLog", "KeyCounts", "damage_in", "describe_entry", "lost_by_key",
            "lost_line", "seq_ranges"]
@@ -53,18 +56,18 @@ class Damage:
         lost = f"; {seq_ranges([self.lost])} lost" if self.lost else ""
         return f"{where}: {self.reason}{lost}"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"file": self.file, "offset": self.offset, "reason": self.reason,
                 "lost": list(self.lost) if self.lost else None}
 
 
-def damage_in(report: Any) -> list[Damage]:
+def damage_in(report: "RecoveryReport") -> list[Damage]:
     """The damage a recovery report lists (not its repairs or skipped snapshots)."""
     return [Damage(e.file, e.offset, e.reason, e.lost) for e in report
             if e.action in DAMAGE_ACTIONS]
 
 
-def describe_entry(entry: Any, root: str, *, action: bool = True) -> str:
+def describe_entry(entry: "RecoveryEntry", root: str, *, action: bool = True) -> str:
     """A recovery report entry in one line, paths shown inside the store;
     ``action=False`` leaves out what was done (verify only finds)."""
     where = _relative(entry.file, root)
@@ -90,13 +93,13 @@ class KeyCounts:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
 
-    def apply(self, event: Any) -> None:
+    def apply(self, event: "Event") -> None:
         self.counts[event.key] = self.counts.get(event.key, 0) + 1
 
-    def snapshot(self) -> list[Any]:
+    def snapshot(self) -> list[object]:
         return []
 
-    def restore(self, state: Any) -> None:
+    def restore(self, state: object) -> None:
         self.counts = {}
 
 
@@ -112,20 +115,20 @@ class EventLog(KeyCounts):
 
     def __init__(self) -> None:
         super().__init__()
-        self.events: list[Any] = []
+        self.events: list[Event] = []
         self._seqs: list[int] = []
 
-    def apply(self, event: Any) -> None:
+    def apply(self, event: "Event") -> None:
         super().apply(event)
         self.events.append(event)
         self._seqs.append(event.seq)
 
-    def restore(self, state: Any) -> None:
+    def restore(self, state: object) -> None:
         super().restore(state)
         self.events, self._seqs = [], []
 
     def read(self, start: int = 1, stop: int | None = None, *, key: str | None = None,
-             types: Iterable[str] | None = None) -> Iterator[Any]:
+             types: Iterable[str] | None = None) -> Iterator["Event"]:
         """Intact events with ``start <= seq < stop``, as `Store.read` filters them."""
         wanted = None if types is None else ({types} if isinstance(types, str) else set(types))
         first = bisect.bisect_left(self._seqs, start)
@@ -144,7 +147,7 @@ def lost_line(by_key: dict[str, int]) -> str | None:
     return "lost events of: " + ", ".join(parts)
 
 
-def lost_by_key(store: Any, counts: dict[str, int], keys: Iterable[str]) -> dict[str, int]:
+def lost_by_key(store: "Store", counts: dict[str, int], keys: Iterable[str]) -> dict[str, int]:
     """{key: events lost} for the keys whose version (what the store counts,
     from a snapshot taken before the damage) exceeds their intact events."""
     lost = {}

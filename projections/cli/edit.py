@@ -9,22 +9,25 @@ that has metadata is refused (exit 1) before anything is written.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import Context
 from .media import quote, unknown_item
 from .output import display_key, plain
 from ..events import FIELD_OF_TYPE, FORGOTTEN, RENAMED, TO, VALUE
 
+if TYPE_CHECKING:
+    from eventstore import Event
+
 __all__ = ["cmd_undo", "cmd_redo", "cmd_rename", "cmd_forget"]
 
 
-def _event_brief(event: Any) -> dict[str, Any]:
+def _event_brief(event: "Event") -> dict[str, Any]:
     return {"seq": event.seq, "type": event.type, "key": event.key,
             "data": event.data, "meta": event.meta}
 
 
-def _step_line(event: Any, past: str, link: str) -> str | None:
+def _step_line(event: "Event", past: str, link: str) -> str | None:
     """One line about a compensating event (None for the first half of a move)."""
     step = (event.meta or {}).get(link)
     what = f" seq {step}" if step is not None else ""

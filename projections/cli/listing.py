@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from .context import Context, UsageError, parse_time
 from .output import (StreamTable, cell, display_key, display_width, format_time, iso_time,
                      json_item, plural, visible)
+
+if TYPE_CHECKING:
+    from ..media import MediaProjection
 
 __all__ = ["cmd_ls", "cmd_state_at", "under", "print_items", "HEADERS"]
 
@@ -57,7 +60,8 @@ def _key_width(keys: list[str]) -> int:
     return widest
 
 
-def print_items(ctx: Context, projection: Any, keys: list[str], head: dict[str, Any]) -> None:
+def print_items(ctx: Context, projection: "MediaProjection", keys: list[str],
+                head: dict[str, object]) -> None:
     """Items ``keys`` of ``projection`` as a table, or as one JSON document
     holding ``head``'s fields, then ``count`` and ``items``."""
     if ctx.json:
@@ -70,13 +74,15 @@ def print_items(ctx: Context, projection: Any, keys: list[str], head: dict[str, 
     get = projection.get
     for key in keys:
         record = get(key)
+        assert record is not None           # the keys are the projection's own
         table.add((display_key(key), cell(record.title, TITLE_WIDTH),
                    cell(record.description, DESCRIPTION_WIDTH), str(record.version),
                    format_time(record.updated)))
     table.flush()
 
 
-def _json_items(ctx: Context, projection: Any, keys: list[str], head: dict[str, Any]) -> None:
+def _json_items(ctx: Context, projection: "MediaProjection", keys: list[str],
+                head: dict[str, object]) -> None:
     """One JSON document, written item by item (one compact item per line)."""
     out = ctx.out.out
     opening = json.dumps({**head, "count": len(keys)}, ensure_ascii=False, indent=2)
@@ -84,6 +90,7 @@ def _json_items(ctx: Context, projection: Any, keys: list[str], head: dict[str, 
     get = projection.get
     for n, key in enumerate(keys):
         record = get(key)
+        assert record is not None           # the keys are the projection's own
         item = {"key": key, "title": record.title, "description": record.description,
                 "version": record.version, "created": iso_time(record.created),
                 "updated": iso_time(record.updated)}

@@ -198,7 +198,7 @@ class Printer:
     def __init__(self, json_mode: bool, out: TextIO | None = None) -> None:
         self.json_mode = json_mode
         self.out = out or sys.stdout
-        self.annotate: Callable[[], dict[str, Any] | None] | None = None
+        self.annotate: Callable[[], dict[str, object] | None] | None = None
         self.annotated = False
 
     def text(self, *lines: str) -> None:
@@ -206,7 +206,7 @@ class Printer:
             for line in lines:
                 self.out.write(visible(line) + "\n")
 
-    def error_for(self, value: Any) -> dict[str, Any] | None:
+    def error_for(self, value: object) -> dict[str, object] | None:
         """The ``error`` object to add to the JSON document ``value``, if any."""
         error = self.annotate() if self.annotate is not None else None
         if error is not None and isinstance(value, dict):

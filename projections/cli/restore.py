@@ -21,11 +21,14 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterator
 
 from .context import Context, UsageError
 from .output import Progress, plain, plural
 from ..events import CONT, REDO_OF, UNDO_OF
+
+if TYPE_CHECKING:
+    from eventstore import VerifyReport
 
 __all__ = ["cmd_restore", "ExportLine", "seq_map_ranges"]
 
@@ -40,8 +43,8 @@ class ExportLine:
     seq: int
     type: str
     key: str
-    data: dict[str, Any]
-    meta: dict[str, Any]
+    data: dict[str, object]
+    meta: dict[str, object]
 
 
 def _parse(number: int, text: str, previous: int) -> ExportLine:
@@ -86,7 +89,7 @@ class _Plan:
         self.seqs[line.seq] = self.events
         self.gaps = self.gaps or line.seq != self.events
 
-    def meta(self, line: ExportLine) -> tuple[dict[str, Any], int]:
+    def meta(self, line: ExportLine) -> tuple[dict[str, object], int]:
         """The event's meta with step links mapped to the new seqs, and how
         many links point at events the export does not hold (kept as they are)."""
         if not self.gaps or not any(name in line.meta for name in _LINKS):
@@ -167,7 +170,7 @@ def _write(ctx: Context, source: IO[str], plan: _Plan) -> int:
     return dangling
 
 
-def _compare(ctx: Context, source: IO[str], plan: _Plan) -> tuple[str | None, Any]:
+def _compare(ctx: Context, source: IO[str], plan: _Plan) -> tuple[str | None, "VerifyReport | None"]:
     """The first difference between the new store and the export (None: equal), and verify's report."""
     import eventstore
 
@@ -216,7 +219,7 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _report(ctx: Context, plan: _Plan, runs: list[tuple[int, int, int]], dangling: int,
-            difference: str | None, verified: Any) -> int:
+            difference: str | None, verified: "VerifyReport | None") -> int:
     equal = difference is None and verified is not None and verified.ok
     ctx.out.json({"store": str(ctx.store), "events": plan.events, "equal": equal,
                   "difference": difference, "verify_ok": bool(verified and verified.ok),
