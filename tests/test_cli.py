@@ -18,8 +18,8 @@ from projections.cli import main
 from test_cli_helpers import METALOG, cli_env, fill, ok, run, run_json, run_jsonl
 
 COMMANDS = ["init", "set-title", "set-description", "get", "ls", "history", "undo",
-            "redo", "log", "tail", "state-at", "diff", "stats", "verify", "recover",
-            "compact", "snapshot", "export", "import-json", "demo"]
+            "redo", "rename", "forget", "delete", "log", "tail", "state-at", "diff", "stats",
+            "verify", "recover", "compact", "snapshot", "export", "restore", "import-json", "demo"]
 
 
 @pytest.fixture
