@@ -139,11 +139,15 @@ class EventLog(KeyCounts):
                 yield event
 
 
-def lost_line(by_key: dict[str, int]) -> str | None:
-    """``lost events of: a.mp4 (1 event), b.mp4 (2 events)``, or None."""
+def lost_line(by_key: dict[str, int], shown: int = 10) -> str | None:
+    """``lost events of: a.mp4 (1 event), b.mp4 (2 events)``, or None; past
+    ``shown`` keys the rest is counted (JSON carries every key)."""
     if not by_key:
         return None
-    parts = [f"{key} ({n} event{'s' if n != 1 else ''})" for key, n in sorted(by_key.items())]
+    keys = sorted(by_key)
+    parts = [f"{key} ({by_key[key]} event{'s' if by_key[key] != 1 else ''})" for key in keys[:shown]]
+    if len(keys) > shown:
+        parts.append(f"and {len(keys) - shown} more items")
     return "lost events of: " + ", ".join(parts)
 
 
