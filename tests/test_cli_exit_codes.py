@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import eventstore
-from eventstore.local.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
-from test_cli_helpers import fill, ok, plain_segments, run, run_json
+from test_cli_helpers import fill, flip_first_frame, ok, plain_segments, run, run_json
 
 
 @pytest.fixture
@@ -167,17 +166,6 @@ def test_a_write_beside_an_app_that_holds_the_store_open_succeeds(store: Path) -
 
 
 # ------------------------------------------------------------ 4: corruption
-
-
-def flip_first_frame(store: Path) -> tuple[Path, int]:
-    """Damage the first commit while valid commits follow it: corruption,
-    not a torn write (SPEC §7.3)."""
-    segment = plain_segments(store)[0]
-    data = bytearray(segment.read_bytes())
-    offset = SEGMENT_HEADER_SIZE + FRAME_HEADER_SIZE + 3   # inside the first payload
-    data[offset] ^= 0x01
-    segment.write_bytes(bytes(data))
-    return segment, SEGMENT_HEADER_SIZE
 
 
 @pytest.mark.parametrize("command", [["get", "/media/1.mp4"], ["ls"], ["log"],

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import eventstore
+from eventstore.local.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
 
 
 def metalog_command() -> list[str]:
@@ -83,3 +84,22 @@ def fill(store: Path, items: Sequence[tuple[str, str]]) -> None:
     with eventstore.open(str(store), durability="none") as s:
         for key, title in items:
             s.append("title.set", key, {"value": title}, meta={"actor": "fill"})
+
+
+def flip_first_frame(store: Path) -> tuple[Path, int]:
+    """Damage the first commit while valid commits follow it: corruption,
+    not a torn write (SPEC §7.3). Returns the segment and the frame's offset."""
+    segment = plain_segments(store)[0]
+    data = bytearray(segment.read_bytes())
+    offset = SEGMENT_HEADER_SIZE + FRAME_HEADER_SIZE + 3   # inside the first payload
+    data[offset] ^= 0x01
+    segment.write_bytes(bytes(data))
+    return segment, SEGMENT_HEADER_SIZE
+
+
+def tear_tail(store: Path, nbytes: int = 5) -> Path:
+    """Cut the last ``nbytes`` off the newest segment: a torn write of its last commit."""
+    segment = plain_segments(store)[-1]
+    with open(segment, "r+b") as f:
+        f.truncate(segment.stat().st_size - nbytes)
+    return segment

@@ -1,8 +1,10 @@
 """The `metalog` command line (SPEC §6), on top of `MediaCatalog` and the `eventstore` API.
 
-`app` parses arguments, dispatches and maps errors to exit codes; `context`
-opens stores and catalogs for a command; `output` formats; `media`, `log`
-and `demo` hold the commands. `eventstore` never imports this package.
+`app` parses arguments, dispatches and maps errors to exit codes; `commands`
+is the table of commands; `context` opens stores and catalogs for a command
+(and `damage` reads past damage); `output` and `cells` format; `media`,
+`listing`, `edit`, `log`, `restore` and `demo` hold the commands, imported
+only when one runs. `eventstore` never imports this package.
 """
 from __future__ import annotations
 

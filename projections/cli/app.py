@@ -3,29 +3,32 @@
 This module owns the command line of SPEC §6: the argparse parser (with an
 example-bearing ``--help`` for every command), the global options
 (``--store``, ``--json``, ``--actor``), and the mapping of errors to exit
-codes: 0 ok, 1 problems found, 2 usage, 3 locked, 4 corruption. Users never
-see a traceback for their own mistakes. The commands themselves live in
-`media` (the catalog), `log` (the raw log and its upkeep) and
-`demo`. `eventstore` never imports this module.
+codes: 0 ok, 1 problems found, 2 usage, 3 locked, 4 corruption (also when
+a read-only command met damage and showed what is intact). Users never see
+a traceback for their own mistakes. The table of commands is `commands`';
+the commands themselves live in `media`, `listing`, `edit`, `log`,
+`restore` and `demo`. `eventstore` never imports this module.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import eventstore
-
-from . import demo as demo_commands, log as log_commands, media as media_commands
-from .output import Printer, visible
+from .commands import COMMANDS, actor_problem, actor_type
 from .context import DEFAULT_STORE, Context, UsageError, default_actor
-from ..catalog import UndoError
+from .output import Printer, visible
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
            "EXIT_LOCKED", "EXIT_CORRUPTION"]
+
+# Nothing here imports `eventstore`, the catalog or the command modules at
+# import time: `metalog --help` must not pay for msgpack, zstandard and the
+# store (issue 16). A command's module is imported when it runs.
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -50,190 +53,36 @@ examples:
   metalog log --since 1h --type title.set
   metalog tail -f                              # watch another process write
   metalog verify && metalog compact
+  metalog export -o events.jsonl && metalog --store copy restore events.jsonl
 
-exit codes: 0 ok, 1 problems found, 2 usage, 3 store locked, 4 corruption.
+exit codes: 0 ok, 1 problems found (an unknown item included), 2 usage,
+            3 store locked, 4 corruption (read-only commands still show what
+            is intact, then exit 4).
 environment: METALOG_STORE (default store), METALOG_ACTOR (default actor),
              METALOG_PROGRESS=0|1 (progress bars off / on even without a tty).
 """
 
-# (name, help, examples, adder of arguments, handler)
-_Command = tuple[str, str, str, Callable[[argparse.ArgumentParser], None],
-                 Callable[[argparse.Namespace, Context], int]]
+Handler = Callable[[argparse.Namespace, Context], int]
 
 
-def _media_arg(p: argparse.ArgumentParser, optional: bool = False) -> None:
-    p.add_argument("media", nargs="?" if optional else None, metavar="MEDIA",
-                   help="a media file path (normalised to an absolute path)")
+def _handler(spec: str) -> Handler:
+    """The command function named ``module:function``, imported when it runs."""
+    module, name = spec.split(":")
+
+    def run(args: argparse.Namespace, ctx: Context) -> int:
+        found: Handler = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        return found(args, ctx)
+    return run
 
 
-def _reason_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reason", "-m", help="why: stored in the event's meta for the audit trail")
-
-
-def _log_filters(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="from_seq", type=_seq, metavar="SEQ",
-                   help="first seq to show (inclusive)")
-    p.add_argument("--to", dest="to_seq", type=_seq, metavar="SEQ",
-                   help="last seq to show (inclusive)")
-    p.add_argument("--key", type=_media_key, metavar="MEDIA", help="only events of this media key")
-    p.add_argument("--type", dest="types", action="append", metavar="TYPE",
-                   help="only events of this type (repeatable)")
-    p.add_argument("--since", metavar="TIME",
-                   help="only events at or after TIME (ISO 8601, @EPOCH, or 10m/2h/3d ago)")
-    p.add_argument("--until", metavar="TIME", help="only events at or before TIME")
-
-
-def _at_least_zero(convert: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    """An argparse type for a number >= 0 whose messages say what it is."""
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-        if not value >= 0:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{what} must be >= 0, not {value}")
-        return value
-    return parse
-
-
-_seq = _at_least_zero(int, "a seq number")
-_lines = _at_least_zero(int, "a number of events")
-_seconds = _at_least_zero(float, "a number of seconds")
-
-
-def _media_key(text: str) -> str:
-    if not text:
-        raise argparse.ArgumentTypeError("a media key must not be empty")
-    return text
-
-
-def _commands() -> list[_Command]:
-    m, lg, demo = media_commands, log_commands, demo_commands
-
-    def init_args(p: argparse.ArgumentParser) -> None:
-        pass
-
-    def set_title_args(p: argparse.ArgumentParser) -> None:
-        _media_arg(p)
-        p.add_argument("title", help="the new title ('-' reads it from stdin)")
-        _reason_arg(p)
-
-    def set_desc_args(p: argparse.ArgumentParser) -> None:
-        _media_arg(p)
-        p.add_argument("text", help="the new description ('-' reads it from stdin)")
-        _reason_arg(p)
-
-    def get_args(p: argparse.ArgumentParser) -> None:
-        _media_arg(p)
-
-    def ls_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("prefix", nargs="?", metavar="DIR",
-                       help="only items under this directory (or key prefix)")
-
-    def undo_args(p: argparse.ArgumentParser) -> None:
-        _media_arg(p, optional=True)
-
-    def log_args(p: argparse.ArgumentParser) -> None:
-        _log_filters(p)
-        p.add_argument("--limit", "-n", type=_lines, metavar="N", help="show at most N events")
-
-    def tail_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-n", "--lines", type=_lines, default=10, metavar="N",
-                       help="show the last N events first (default 10)")
-        p.add_argument("-f", "--follow", action="store_true",
-                       help="keep running and print new events as they are committed")
-        p.add_argument("--timeout", type=_seconds, metavar="SEC",
-                       help="with -f: stop after SEC seconds without a new event")
-
-    def state_at_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("seq", nargs="?", type=_seq, metavar="SEQ",
-                       help="state after every event up to and including SEQ")
-        p.add_argument("--time", metavar="TIME", help="state as of TIME instead of a seq")
-        p.add_argument("prefix", nargs="?", metavar="DIR", help="only items under DIR")
-
-    def diff_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("a", type=_seq, metavar="A", help="the earlier seq")
-        p.add_argument("b", type=_seq, nargs="?", metavar="B", help="the later seq (default: now)")
-
-    def recover_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--salvage", action="store_true",
-                       help="keep every intact frame after damage (default: only repair a torn tail)")
-
-    def export_args(p: argparse.ArgumentParser) -> None:
-        _log_filters(p)
-        p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-
-    def import_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("file", metavar="FILE",
-                       help='the old JSON file: {"<media>": {"title": ..., "description": ...}}')
-        p.add_argument("--overwrite", action="store_true",
-                       help="write the file's values over fields edited in metalog since its "
-                            "last import (default: keep them and report a conflict)")
-        p.add_argument("--encoding", metavar="NAME",
-                       help="the file's encoding (default: UTF-8, or what its BOM says), "
-                            "e.g. latin-1 or cp1252")
-
-    def demo_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dir", metavar="DIR",
-                       help="build the demo store in DIR and keep it (default: a temp dir)")
-
-    def nothing(p: argparse.ArgumentParser) -> None:
-        pass
-
-    return [
-        ("init", "create an empty store", "metalog init\n  metalog --store /srv/media/.metalog init",
-         init_args, m.cmd_init),
-        ("set-title", "set a media item's title",
-         'metalog set-title clip.mp4 "Sunset over the bay"\n'
-         '  metalog --actor alice set-title clip.mp4 "Sunset" -m "shorter"\n'
-         '  echo "From stdin" | metalog set-title clip.mp4 -',
-         set_title_args, m.cmd_set_title),
-        ("set-description", "set a media item's description",
-         'metalog set-description clip.mp4 "Shot from the pier at 7pm"',
-         set_desc_args, m.cmd_set_description),
-        ("get", "show one media item", "metalog get clip.mp4\n  metalog --json get clip.mp4",
-         get_args, m.cmd_get),
-        ("ls", "list media items", "metalog ls\n  metalog ls ~/videos/2026\n  metalog --json ls",
-         ls_args, m.cmd_ls),
-        ("history", "every change of one media item, oldest first",
-         "metalog history clip.mp4", get_args, m.cmd_history),
-        ("undo", "revert the last change (of MEDIA, or the last commit overall)",
-         "metalog undo clip.mp4\n  metalog undo", undo_args, m.cmd_undo),
-        ("redo", "re-apply the last undone change", "metalog redo clip.mp4\n  metalog redo",
-         undo_args, m.cmd_redo),
-        ("log", "the raw event log, with filters",
-         "metalog log\n  metalog log --from 100 --to 120\n"
-         "  metalog log --key clip.mp4 --type title.set\n"
-         "  metalog log --since 2026-11-26T04:00 --until 1h\n  metalog --json log | jq .data",
-         log_args, lg.cmd_log),
-        ("tail", "the last events; with -f, follow a store another process writes",
-         "metalog tail\n  metalog tail -n 50\n  metalog tail -f\n  metalog --json tail -f --timeout 60",
-         tail_args, lg.cmd_tail),
-        ("state-at", "every item as it was at a seq or a time",
-         "metalog state-at 42\n  metalog state-at --time 2026-11-26T04:00\n  metalog state-at --time 2h",
-         state_at_args, m.cmd_state_at),
-        ("diff", "what changed between two seqs", "metalog diff 10 42\n  metalog diff 10",
-         diff_args, m.cmd_diff),
-        ("stats", "sizes and counts", "metalog stats\n  metalog --json stats", nothing, m.cmd_stats),
-        ("verify", "re-read everything: checksums, seq continuity, digest chain, snapshots",
-         "metalog verify\n  metalog --json verify", nothing, lg.cmd_verify),
-        ("recover", "open read-write and repair: a torn tail, or with --salvage, damage",
-         "metalog recover\n  metalog recover --salvage", recover_args, lg.cmd_recover),
-        ("compact", "seal and compress old segments, then snapshot",
-         "metalog compact", nothing, lg.cmd_compact),
-        ("snapshot", "write a snapshot of the current state now",
-         "metalog snapshot", nothing, lg.cmd_snapshot),
-        ("export", "every event as JSON Lines (one event per line)",
-         "metalog export > events.jsonl\n  metalog export -o events.jsonl --since 1d",
-         export_args, lg.cmd_export),
-        ("import-json", "import the old JSON persistence file (once; idempotent; resumable)",
-         "metalog import-json media_metadata.json\n"
-         "  metalog import-json --encoding latin-1 old.json\n"
-         "  metalog import-json --overwrite media_metadata.json   # the file wins over edits",
-         import_args, m.cmd_import_json),
-        ("demo", "a guided tour in a temporary store (history, undo, time travel, repair)",
-         "metalog demo\n  metalog demo --dir /tmp/metalog-demo", demo_args, lambda args, ctx: demo.cmd_demo(args, ctx, main)),
-    ]
+def run_demo(args: argparse.Namespace, ctx: Context) -> int:
+    """`demo` runs real command lines through `main`, handed over so that
+    `demo` and this module do not import each other."""
+    if ctx.explicit_store:
+        raise UsageError("demo builds its own store in a temporary directory and never touches "
+                         "--store; `metalog demo --dir DIR` keeps it in DIR/store")
+    from . import demo
+    return demo.cmd_demo(args, ctx, main)
 
 
 class _UsageExit(Exception):
@@ -252,16 +101,15 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageExit(self.prog, self.format_usage(), message)
 
 
-def _common_options(defaults: bool) -> argparse.ArgumentParser:
+def _common_options(defaults: bool) -> _Parser:
     """The global options; accepted before or after the command name."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     suppress = argparse.SUPPRESS
-    p.add_argument("--store", metavar="DIR",
-                   default=(os.environ.get("METALOG_STORE") or DEFAULT_STORE) if defaults else suppress,
+    p.add_argument("--store", metavar="DIR", default=None if defaults else suppress,
                    help="the store directory (default: $METALOG_STORE, else ./metalog-data)")
     p.add_argument("--json", action="store_true", default=False if defaults else suppress,
                    help="machine-readable JSON output")
-    p.add_argument("--actor", metavar="NAME", default=None if defaults else suppress,
+    p.add_argument("--actor", metavar="NAME", type=actor_type, default=None if defaults else suppress,
                    help="who makes the change (default: $METALOG_ACTOR, else your login)")
     return p
 
@@ -272,26 +120,32 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(defaults=True)],
     )
-    parser.add_argument("--version", action="version", version=f"metalog {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the installed metalog version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _common_options(defaults=False)
-    for name, help_, examples, add_args, handler in _commands():
+    for name, help_, examples, add_args, handler in COMMANDS:
         p = sub.add_parser(
             name, help=help_, description=help_[:1].upper() + help_[1:] + ".",
             epilog="examples:\n  " + examples, parents=[common],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_args(p)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=_handler(handler))
     return parser
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("metalog")
-    except Exception:
-        return "unknown"
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        try:
+            from importlib.metadata import version
+            found = version("metalog")
+        except Exception:  # noqa: BLE001 - not installed (run from a checkout)
+            found = "unknown"
+        parser.exit(message=f"metalog {found}\n")
 
 
 def _fail(ctx_json: bool, code: int, kind: str, message: str, *, prog: str = "metalog",
@@ -302,6 +156,37 @@ def _fail(ctx_json: bool, code: int, kind: str, message: str, *, prog: str = "me
         body = {"error": {"kind": kind, "message": message, "exit_code": code, **fields}}
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
     return code
+
+
+def _route_store_log() -> None:
+    """What `eventstore` logs (a background snapshot that failed, ...) goes to
+    stderr as ``metalog: ...``. What an open repaired or skipped is reported
+    by `context` from the store's recovery report instead."""
+    import logging
+
+    class StoreLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                sys.stderr.write(visible(f"metalog: {record.getMessage()}") + "\n")
+            except Exception:  # noqa: BLE001 - logging must never end the command
+                self.handleError(record)
+
+    store_log = logging.getLogger("eventstore")
+    if not any(getattr(h, "metalog_cli", False) for h in store_log.handlers):
+        handler = StoreLog(logging.WARNING)
+        handler.metalog_cli = True  # type: ignore[attr-defined]
+        store_log.addHandler(handler)
+        store_log.propagate = False
+
+
+def _context(args: argparse.Namespace) -> Context:
+    store = args.store or os.environ.get("METALOG_STORE") or DEFAULT_STORE
+    actor = args.actor or default_actor()
+    problem = actor_problem(actor)
+    if problem:     # from $METALOG_ACTOR or the login name
+        raise UsageError(f"{problem} (from $METALOG_ACTOR or the login name; pass --actor NAME)")
+    return Context(store=Path(store).expanduser().absolute(), actor=actor,
+                   out=Printer(args.json), explicit_store=args.store is not None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,41 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    ctx = Context(store=Path(args.store).expanduser().absolute(),
-                  actor=args.actor or default_actor(), out=Printer(args.json))
-    js = args.json
     try:
-        return args.handler(args, ctx)
+        ctx = _context(args)
     except UsageError as exc:
-        return _fail(js, EXIT_USAGE, "usage", str(exc))
-    except eventstore.LockedError as exc:
-        holder = f"process {exc.pid}" if exc.pid else "another process"
-        return _fail(js, EXIT_LOCKED, "locked",
-                     f"store {ctx.store} is locked by {holder}, which is writing to it; "
-                     "read-only commands (get, ls, log, tail, verify, ...) still work",
-                     pid=exc.pid)
-    except eventstore.CorruptionError as exc:
-        where = exc.file if exc.offset is None else f"{exc.file} at offset {exc.offset}"
-        return _fail(js, EXIT_CORRUPTION, "corruption",
-                     f"corruption in {where}: {exc.reason}\n"
-                     "hint: `metalog recover --salvage` keeps every intact event "
-                     "(damaged bytes are moved to quarantine/, never deleted)",
-                     file=exc.file, offset=exc.offset, reason=exc.reason)
-    except eventstore.NotAStoreError as exc:
-        empty = ctx.store.is_dir() and not any(ctx.store.iterdir())
-        hint = f" (`metalog --store {ctx.store} init` creates one)" if empty else ""
-        return _fail(js, EXIT_USAGE, "not-a-store", f"{exc}{hint}")
-    except eventstore.ValidationError as exc:
-        return _fail(js, EXIT_USAGE, "invalid", str(exc))
-    except UndoError as exc:
-        # the step on top cannot be reverted (a rename back onto a live item)
-        return _fail(js, EXIT_PROBLEMS, "undo-refused", str(exc), key=exc.key, step=exc.step)
-    except eventstore.EventStoreError as exc:
-        return _fail(js, EXIT_PROBLEMS, type(exc).__name__, str(exc))
-    except FileNotFoundError as exc:
-        return _fail(js, EXIT_USAGE, "not-found", f"{exc.filename or exc}: no such file")
-    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        return _fail(js, EXIT_USAGE, "os", f"{exc.filename or ''}: {exc.strerror or exc}")
+        return _fail(args.json, EXIT_USAGE, "usage", str(exc))
+    _route_store_log()
+    try:
+        code = args.handler(args, ctx)
     except BrokenPipeError:
         # `metalog log | head`: the reader left; that is not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -361,3 +218,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130
+    except Exception as exc:  # noqa: BLE001 - mapped to an exit code, or raised again
+        failed = _failure(exc, ctx)
+        if failed is None:
+            raise
+        return failed
+    return ctx.finish(code)
+
+
+def _failure(exc: Exception, ctx: Context) -> int | None:
+    """The exit code for an error a user can cause (reported on stderr), or
+    None for a bug (raised again, with its traceback)."""
+    import eventstore
+    from ..catalog import UndoError
+
+    js = ctx.json
+    if isinstance(exc, UsageError):
+        return _fail(js, EXIT_USAGE, "usage", str(exc))
+    if isinstance(exc, eventstore.LockedError):
+        holder = f"process {exc.pid}" if exc.pid else "another process"
+        return _fail(js, EXIT_LOCKED, "locked",
+                     f"store {ctx.store} is locked by {holder}, which is writing to it; "
+                     "read-only commands (get, ls, log, tail, verify, ...) still work",
+                     pid=exc.pid)
+    if isinstance(exc, eventstore.CorruptionError):
+        where = exc.file if exc.offset is None else f"{exc.file} at offset {exc.offset}"
+        return _fail(js, EXIT_CORRUPTION, "corruption",
+                     f"corruption in {where}: {exc.reason}\n"
+                     "hint: `metalog recover --salvage` keeps every intact event "
+                     "(damaged bytes are moved to quarantine/, never deleted)",
+                     file=exc.file, offset=exc.offset, reason=exc.reason)
+    if isinstance(exc, eventstore.NotAStoreError):
+        empty = ctx.store.is_dir() and not any(ctx.store.iterdir())
+        hint = f" (`metalog --store {ctx.store} init` creates one)" if empty else ""
+        return _fail(js, EXIT_USAGE, "not-a-store", f"{exc}{hint}")
+    if isinstance(exc, eventstore.ValidationError):
+        return _fail(js, EXIT_USAGE, "invalid", str(exc))
+    if isinstance(exc, UndoError):
+        # the step on top cannot be reverted (a rename back onto a live item)
+        return _fail(js, EXIT_PROBLEMS, "undo-refused", str(exc), key=exc.key, step=exc.step)
+    if isinstance(exc, eventstore.EventStoreError):
+        return _fail(js, EXIT_PROBLEMS, type(exc).__name__, str(exc))
+    if isinstance(exc, FileNotFoundError):
+        return _fail(js, EXIT_USAGE, "not-found", f"{exc.filename or exc}: no such file")
+    if isinstance(exc, (PermissionError, IsADirectoryError, NotADirectoryError)):
+        return _fail(js, EXIT_USAGE, "os", f"{exc.filename or ''}: {exc.strerror or exc}")
+    return None

@@ -3,8 +3,16 @@
 This module owns the CLI's view of the store: resolving `--store`, opening
 a raw `eventstore` store or a `MediaCatalog` (read-only for commands that
 only look, so they run beside a writer), normalising media keys, parsing
-the times users type, and the `Context` every command receives. It never
-formats output (that is `output`) and never parses arguments.
+the times users type, and the `Context` every command receives.
+
+Opening is where the store may have repaired something or found damage:
+a writer's repairs (a torn tail cut, and where its bytes went) are told
+on stderr in one line each; a read-only open that meets damage opens
+again with ``recovery="salvage"`` (which reads past it without writing),
+the command shows what is intact, and `Context.finish` names the damage
+and `metalog recover --salvage` and makes the exit code 4. It never
+formats tables and never parses arguments; `eventstore` is imported only
+when a store is opened, so ``--help`` does not load it.
 """
 from __future__ import annotations
 
@@ -13,13 +21,18 @@ import datetime as _dt
 import getpass
 import os
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 
-import eventstore
+from .damage import Damage, EventLog, KeyCounts, damage_in, describe_entry, lost_by_key, lost_line
+from .output import Printer, Progress, visible
 
-from .output import Printer, Progress
+if TYPE_CHECKING:
+    from eventstore import Event, RecoveryReport, Store
+
+    from ..catalog import MediaCatalog
 
 __all__ = [
     "Context",
@@ -28,6 +41,9 @@ __all__ = [
     "default_actor",
     "parse_time",
 ]
+
+EXIT_CORRUPTION = 4
+_T = TypeVar("_T")
 
 DEFAULT_STORE = "./metalog-data"
 
@@ -84,13 +100,38 @@ def parse_time(text: str, *, now: float | None = None) -> int:
     return int(moment.timestamp() * 1e9)
 
 
+@contextlib.contextmanager
+def _store_log_silenced() -> Iterator[None]:
+    """While a store opens, what it would log about recovery is dropped: the
+    CLI reports it from ``recovery_report`` instead (which says what was
+    really done: a read-only open salvages nothing, it only reads past)."""
+    import logging
+
+    def silence(record: logging.LogRecord) -> bool:
+        return False
+
+    store_log = logging.getLogger("eventstore")
+    store_log.addFilter(silence)
+    try:
+        yield
+    finally:
+        store_log.removeFilter(silence)
+
+
 @dataclass
 class Context:
-    """What every command gets: where the store is, who acts, how to print."""
+    """What every command gets: where the store is, who acts, how to print,
+    and the damage its reads met (which makes the exit code 4)."""
 
     store: Path
     actor: str
     out: Printer
+    explicit_store: bool = False
+    damage: list[Damage] = field(default_factory=list)
+    lost_items: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out.annotate = self.damage_json
 
     @property
     def json(self) -> bool:
@@ -109,37 +150,185 @@ class Context:
             raise UsageError(f"{self.store} is a file, not a metalog store directory")
 
     @contextlib.contextmanager
-    def store_handle(self, *, readonly: bool = True, recovery: str = "strict",
-                     projections: tuple[Any, ...] = ()) -> Iterator[Any]:
-        """A raw `eventstore` store (read-only by default)."""
+    def store_handle(self, *, readonly: bool = True, recovery: str | None = None,
+                     projections: tuple[Any, ...] = ()) -> Iterator["Store"]:
+        """A raw `eventstore` store, read-only by default. A read-only one
+        opened without a ``recovery`` falls back to salvage on damage."""
+        import eventstore
+
         self.require_store()
-        with Progress("opening store"):
-            store = eventstore.open(str(self.store), projections=projections,
-                                    readonly=readonly, recovery=recovery, create=False)
+
+        def opener(mode: str, extra: tuple[Any, ...]) -> Store:
+            return eventstore.open(str(self.store), projections=projections + extra,
+                                   readonly=readonly, recovery=mode, create=False)
+        if readonly and recovery is None:
+            store = self._open_reading(opener, lambda s: s, "opening store")
+        else:
+            with Progress("opening store"), _store_log_silenced():
+                store = opener(recovery or "strict", ())
+            if not readonly:
+                self._tell_repairs(store.recovery_report)
         try:
             yield store
         finally:
             store.close()
 
     @contextlib.contextmanager
-    def catalog(self, *, readonly: bool = False, create: bool = False,
-                **options: Any) -> Iterator[Any]:
+    def catalog(self, *, readonly: bool = False, create: bool = False, notice: bool = True,
+                **options: Any) -> Iterator["MediaCatalog"]:
         """A `MediaCatalog` on the store, replayed (progress shown if slow).
-        Only ``create=True`` (`init`) may create a store."""
+        Only ``create=True`` (`init`) may create a store. ``notice=False``:
+        the command reports the open's repairs itself (`recover`)."""
         from ..catalog import MediaCatalog
 
         if not create:
             self.require_store()
-        with Progress("opening store (replay)"):
-            cat = MediaCatalog.open(str(self.store), actor=self.actor,
-                                    readonly=readonly, create=create, **options)
+
+        def opener(mode: str, extra: tuple[Any, ...]) -> MediaCatalog:
+            return MediaCatalog.open(str(self.store), actor=self.actor, readonly=True,
+                                     create=False, recovery=mode, projections=extra, **options)
+        if readonly and "recovery" not in options:
+            cat = self._open_reading(opener, lambda c: c.store, "opening store (replay)")
+        else:
+            with Progress("opening store (replay)"), _store_log_silenced():
+                cat = MediaCatalog.open(str(self.store), actor=self.actor, readonly=readonly,
+                                        create=create, **options)
+            if notice and not readonly:
+                self._tell_repairs(cat.store.recovery_report)
         try:
             yield cat
         finally:
             cat.close()
 
+    def _open_reading(self, opener: Callable[[str, tuple[Any, ...]], _T],
+                      store_of: Callable[[_T], "Store"], label: str) -> _T:
+        """Open read-only, strictly; on damage, again with salvage (which reads
+        past it without writing), noting the damage and the lost items."""
+        import eventstore
 
-def log_key(store: Any, media: str) -> str:
+        try:
+            with Progress(label), _store_log_silenced():
+                return opener("strict", ())
+        except eventstore.CorruptionError as exc:
+            found = Damage(exc.file, exc.offset, exc.reason)
+        counts = KeyCounts()
+        with Progress(label + ", past damage"), _store_log_silenced():
+            handle = opener("salvage", (counts,))
+        store = store_of(handle)
+        self.note_damage(damage_in(store.recovery_report) or [found])
+        self.lost_items.update(lost_by_key(store, counts.counts, _media_keys(handle)))
+        return handle
+
+    def _tell_repairs(self, report: "RecoveryReport") -> None:
+        """Item 13: one line on stderr for each thing a writer's open repaired."""
+        for entry in report:
+            sys.stderr.write(visible("metalog: repaired on open: "
+                                     + describe_entry(entry, str(self.store))) + "\n")
+
+    def fail(self, code: int, kind: str, message: str, **fields: object) -> int:
+        """A refusal the command reports itself: stderr, and with ``--json``
+        an ``error`` object carrying ``fields`` on stdout."""
+        sys.stderr.write(visible(f"metalog: {message}") + "\n")
+        if self.json:
+            self.out.json_line({"error": {"kind": kind, "message": message, "exit_code": code,
+                                          **fields}})
+        return code
+
+    # ----------------------------------------------------------------- damage
+
+    def note_damage(self, found: Iterable[Damage]) -> None:
+        """Add damage met, once per place (the fuller of two reports of one place stays)."""
+        for damage in found:
+            place = (damage.file, damage.offset)
+            same = [i for i, d in enumerate(self.damage) if (d.file, d.offset) == place]
+            if not same:
+                self.damage.append(damage)
+            elif damage.lost and not self.damage[same[0]].lost:
+                self.damage[same[0]] = damage
+
+    def intact_events(self) -> EventLog:
+        """Every intact event of a damaged store (a salvage read-only open)."""
+        import eventstore
+        from ..media import MediaProjection
+
+        log, items = EventLog(), MediaProjection(track_undo=False)
+        self.require_store()
+        with Progress("reading past damage"), _store_log_silenced():
+            store = eventstore.open(str(self.store), projections=(log, items), readonly=True,
+                                    recovery="salvage", create=False)
+        try:
+            self.note_damage(damage_in(store.recovery_report))
+            self.lost_items.update(lost_by_key(store, log.counts, items.keys()))
+        finally:
+            store.close()
+        return log
+
+    def lost_keys(self) -> dict[str, int]:
+        """{media key: events lost} of a damaged store, where a snapshot taken
+        before the damage still counts them (a salvage read-only open)."""
+        from ..catalog import MediaCatalog
+
+        counts = KeyCounts()
+        self.require_store()
+        with Progress("naming lost events"), _store_log_silenced():
+            cat = MediaCatalog.open(str(self.store), actor=self.actor, readonly=True,
+                                    create=False, recovery="salvage", projections=(counts,))
+        try:
+            return lost_by_key(cat.store, counts.counts, cat.projection.keys())
+        finally:
+            cat.close()
+
+    def events(self, store: "Store", start: int = 1, stop: int | None = None, *,
+               key: str | None = None, types: Iterable[str] | None = None) -> Iterator["Event"]:
+        """``store.read(...)``, going on past damage: the rest comes from
+        `intact_events` (events after the last one already yielded)."""
+        import eventstore
+
+        last = start - 1
+        try:
+            for event in store.read(start, stop, key=key, types=types):
+                last = event.seq
+                yield event
+            return
+        except eventstore.CorruptionError as exc:
+            self.note_damage([Damage(exc.file, exc.offset, exc.reason)])
+        yield from self.intact_events().read(last + 1, stop, key=key, types=types)
+
+    def damage_json(self) -> dict[str, object] | None:
+        """The ``error`` object of a command's JSON when its reads met damage."""
+        if not self.damage:
+            return None
+        first = self.damage[0]
+        return {"kind": "corruption", "exit_code": EXIT_CORRUPTION,
+                "message": f"damaged store: {first.describe(str(self.store))}",
+                "file": first.file, "offset": first.offset, "reason": first.reason,
+                "damage": [d.as_dict() for d in self.damage], "lost_items": self.lost_items}
+
+    def finish(self, code: int) -> int:
+        """The command's exit code, after the damage its reads met (if any)
+        is named on stderr (and in JSON when the output had no place for it)."""
+        if not self.damage:
+            return code
+        lines = [f"damaged store {self.store}:"]
+        lines += [f"  {d.describe(str(self.store))}" for d in self.damage]
+        items = lost_line(self.lost_items)
+        if items:
+            lines.append(f"  {items}")
+        lines.append("shown: everything intact. `metalog recover --salvage` keeps every intact "
+                     "event and moves the damage to quarantine/ (nothing is deleted)")
+        sys.stderr.write("".join(visible(f"metalog: {line}") + "\n" for line in lines))
+        if self.json and not self.out.annotated:
+            self.out.json_line({"error": self.damage_json()})
+        return EXIT_CORRUPTION
+
+
+def _media_keys(handle: object) -> Iterable[str]:
+    """The live items' keys of a catalog (a raw store has none to offer)."""
+    projection = getattr(handle, "projection", None)
+    return projection.keys() if projection is not None else ()
+
+
+def log_key(store: "Store", media: str) -> str:
     """A key filter for `log`: the key exactly as typed if the log has it,
     else the normalised path (as the catalog stores it)."""
     from ..keys import media_key as normalise

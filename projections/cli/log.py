@@ -2,7 +2,10 @@
 
 log, tail, export (read-only, beside a live writer), verify (read-only),
 recover, compact and snapshot (writers). Events are printed one line each
-for people, or as JSON Lines (one object per event) with ``--json``.
+for people, or as JSON Lines (one object per event) with ``--json``. On a
+damaged store `log` and `export` go on past the damage with the intact
+events (`Context.events`) and exit 4; `verify` names the media items of
+the events it finds lost, where a snapshot still counts them.
 """
 from __future__ import annotations
 
@@ -10,24 +13,23 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Iterator, TextIO
 
-from eventstore import RecoveryReport, VerifyReport
-
-from .media import event_summary
-from .output import (Progress, display_key, display_width, event_dict, format_time, json_line, pad,
-                          plain, plural, shorten_middle, visible)
 from .context import Context, log_key, parse_time
+from .damage import describe_entry, lost_line
+from .media import event_summary
+from .output import (Progress, StreamTable, display_key, event_dict, format_time, json_line, plain,
+                     plural, shorten_middle, visible)
 
 __all__ = ["cmd_log", "cmd_tail", "cmd_export", "cmd_verify", "cmd_recover",
-           "cmd_compact", "cmd_snapshot", "problem_dict", "report_lines"]
+           "cmd_compact", "cmd_snapshot", "problem_dict"]
 
 
 # ------------------------------------------------------------------ reading
 
 
-def _filtered(store: Any, args: argparse.Namespace, progress: Progress | None = None
-              ) -> Iterator[Any]:
+def _filtered(store: Any, args: argparse.Namespace, ctx: Context,
+              progress: Progress | None = None) -> Iterator[Any]:
     """Events matching --from --to --key --type --since --until, in seq order.
     Commit times never go backwards in a log, so the scan stops after --until."""
     start = max(args.from_seq or 1, 1)
@@ -38,7 +40,7 @@ def _filtered(store: Any, args: argparse.Namespace, progress: Progress | None = 
     since = parse_time(args.since) if args.since else None
     until = parse_time(args.until) if args.until else None
     types = args.types or None
-    for event in store.read(start, stop, key=key, types=types):
+    for event in ctx.events(store, start, stop, key=key, types=types):
         if progress is not None:
             progress.update(event.seq)
         if since is not None and event.ts < since:
@@ -51,11 +53,11 @@ def _filtered(store: Any, args: argparse.Namespace, progress: Progress | None = 
 class _EventLines:
     """Prints events as aligned lines (people) or JSON Lines (--json).
 
-    Human lines are aligned over chunks of up to ``CHUNK`` events, so a
-    long log streams without being held in memory; column widths only grow.
-    Keys longer than ``KEY_WIDTH`` terminal cells lose their middle to an
-    ellipsis (one long key would otherwise push every line's CHANGE column
-    off the screen); ``--json`` prints them whole.
+    Human lines are aligned over blocks of up to ``CHUNK`` events
+    (`StreamTable`), so a long log streams without being held in memory;
+    column widths only grow. Keys longer than ``KEY_WIDTH`` terminal cells
+    lose their middle to an ellipsis (one long key would otherwise push
+    every line's CHANGE column off the screen); ``--json`` prints them whole.
     """
 
     CHUNK = 500
@@ -64,10 +66,8 @@ class _EventLines:
 
     def __init__(self, ctx: Context, *, header: bool = True) -> None:
         self.ctx = ctx
-        self.out = ctx.out.out
-        self.widths = [len(h) for h in self.HEADERS]
-        self.pending: list[tuple[str, ...]] = []
-        self.header = header
+        self.table = StreamTable(ctx.out.out, self.HEADERS, right=("SEQ",), first=self.CHUNK,
+                                 block=self.CHUNK, header=header)
         self.count = 0
 
     def show(self, event: Any) -> None:
@@ -75,33 +75,18 @@ class _EventLines:
         if self.ctx.json:
             self.ctx.out.json_line(event_dict(event))
             return
-        self.pending.append((str(event.seq), format_time(event.ts), visible(event.type),
-                             shorten_middle(visible(display_key(event.key)), self.KEY_WIDTH),
-                             event_summary(event)))
-        if len(self.pending) >= self.CHUNK:
-            self.flush()
+        self.table.add((str(event.seq), format_time(event.ts), event.type,
+                        shorten_middle(visible(display_key(event.key)), self.KEY_WIDTH),
+                        event_summary(event)))
 
     def flush(self) -> None:
-        if not self.pending:
-            self.out.flush()
-            return
-        for row in self.pending:
-            self.widths = [max(w, display_width(c)) for w, c in zip(self.widths, row)]
-        rows = ([self.HEADERS] if self.header else []) + self.pending
-        self.header = False
-        for row in rows:
-            seq, when, typ, key, change = row
-            w = self.widths
-            self.out.write(visible(f"{pad(seq, w[0], right=True)}  {pad(when, w[1])}  {pad(typ, w[2])}  "
-                                   f"{pad(key, w[3])}  {change}".rstrip()) + "\n")
-        self.pending.clear()
-        self.out.flush()
+        self.table.flush()
 
 
 def cmd_log(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.store_handle() as store:
         printer = _EventLines(ctx)
-        for event in _filtered(store, args):
+        for event in _filtered(store, args, ctx):
             if args.limit is not None and printer.count >= args.limit:
                 break
             printer.show(event)
@@ -131,6 +116,7 @@ def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     count = 0
+    sink: TextIO
     with ctx.store_handle() as store:
         total = store.last_seq
         if args.output:
@@ -139,9 +125,10 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
             sink = os.fdopen(fd, "w", encoding="utf-8")
         else:
             tmp, sink = None, sys.stdout
+            ctx.out.annotated = True    # the stream is data: damage is told on stderr only
         try:
             with Progress("exporting", total=total) as progress:
-                for event in _filtered(store, args, progress):
+                for event in _filtered(store, args, ctx, progress):
                     sink.write(json_line(event_dict(event)))
                     count += 1
             if tmp is not None:
@@ -163,19 +150,18 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
 # ---------------------------------------------------------------- upkeep
 
 
-def problem_dict(problem: Any) -> dict[str, Any]:
+def problem_dict(problem: Any, root: str) -> dict[str, Any]:
     """A verify or recovery entry as a dict: its fields plus ``message``."""
-    return {**plain(problem.as_dict()), "message": str(problem)}
+    return {**plain(problem.as_dict()), "message": describe_entry(problem, root, action=False)}
 
 
-def report_lines(report: RecoveryReport) -> list[str]:
-    """The entries of a recovery report, one string each (empty when none)."""
-    return [str(entry) for entry in report]
-
-
-def _show_verify(ctx: Context, report: VerifyReport, extra: dict[str, Any] | None = None) -> int:
+def _show_verify(ctx: Context, report: Any, extra: dict[str, Any] | None = None,
+                 lost_items: dict[str, int] | None = None) -> int:
+    root = str(ctx.store)
     body = {**plain(report.as_dict()), **(extra or {})}
-    body["problems"] = [problem_dict(p) for p in report.problems]
+    body["problems"] = [problem_dict(p, root) for p in report.problems]
+    if lost_items is not None:
+        body["lost_items"] = lost_items
     ctx.out.json(body)
     if report.ok:
         counts = ", ".join(plural(body[n], n[:-1])
@@ -185,6 +171,9 @@ def _show_verify(ctx: Context, report: VerifyReport, extra: dict[str, Any] | Non
         ctx.out.text(f"verify found {plural(len(report.problems), 'problem')} in {ctx.store}:")
         for problem in body["problems"]:
             ctx.out.text(f"  {problem['message']}")
+        items = lost_line(lost_items or {})
+        if items:
+            ctx.out.text(f"  {items}")
     if report.lost:
         ctx.out.text(f"note: {report.lost_line()}")
     if report.ok:
@@ -194,30 +183,32 @@ def _show_verify(ctx: Context, report: VerifyReport, extra: dict[str, Any] | Non
     return 1
 
 
-def _verify(store: Any) -> VerifyReport:
+def _verify(store: Any) -> Any:
     """``store.verify()`` with a progress bar fed by its progress callback."""
     with Progress("verifying", total=store.last_seq or None) as bar:
         return store.verify(progress=bar.update)
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
-    # salvage + readonly: open past damage without writing, so verify lists every problem
+    """Read-only: opened with salvage to read past damage (it repairs
+    nothing), so verify lists every problem; the items of lost events are
+    named where a snapshot still counts them."""
     with ctx.store_handle(recovery="salvage") as store:
         report = _verify(store)
-    return _show_verify(ctx, report)
+    lost = ctx.lost_keys() if any(p.lost for p in report.problems) else None
+    return _show_verify(ctx, report, lost_items=lost)
 
 
 def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
     mode = "salvage" if args.salvage else "strict"
-    with ctx.catalog(recovery=mode) as cat:
+    root = str(ctx.store)
+    with ctx.catalog(recovery=mode, notice=False) as cat:
         store = cat.store
         report = store.recovery_report
-        lines = report_lines(report)
+        lines = [describe_entry(entry, root) for entry in report]
         verified = _verify(store)
     if lines:
-        inside = str(ctx.store) + os.sep            # paths in the store, shown relative to it
-        ctx.out.text(f"recovery ({mode}) repaired {ctx.store}:",
-                     *(f"  {line.replace(inside, '')}" for line in lines))
+        ctx.out.text(f"recovery ({mode}) repaired {ctx.store}:", *(f"  {line}" for line in lines))
     else:
         ctx.out.text(f"recovery ({mode}): nothing to repair in {ctx.store}")
     return _show_verify(ctx, verified, {"recovery": mode, "repaired": bool(lines),
@@ -247,4 +238,3 @@ def cmd_snapshot(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.json({"snapshot_seq": stats.get("snapshot_seq"), "last_seq": stats.get("last_seq")})
     ctx.out.text(f"snapshot written at seq {stats.get('snapshot_seq')}")
     return 0
-

@@ -1,9 +1,10 @@
 """The `metalog` commands that speak in media items, through `MediaCatalog`.
 
-init, set-title, set-description, get, ls, history, undo, redo, state-at,
-diff, stats and import-json. Each takes the parsed arguments and a
-`Context`, prints human text or JSON, and returns an exit code. Commands
-that only look open the catalog read-only, so they run beside a writer.
+init, set-title, set-description, get, history, diff, stats and
+import-json (listings are `listing`'s; undo, redo, rename and forget are
+`edit`'s). Each takes the parsed arguments and a `Context`, prints human
+text or JSON, and returns an exit code. Commands that only look open the
+catalog read-only, so they run beside a writer; an unknown item exits 1.
 """
 from __future__ import annotations
 
@@ -16,24 +17,22 @@ import threading
 from typing import Any, Iterator
 
 from .output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table, visible
-from .context import Context, UsageError, parse_time
-from ..events import FIELD_OF_TYPE, FIELDS, FORGOTTEN, RENAMED, TO, VALUE, Change, MediaRecord
-from ..keys import media_key as normalise_key
+from .context import Context, UsageError
+from .damage import Damage
+from ..events import FIELD_OF_TYPE, FIELDS, VALUE, Change, MediaRecord
 from ..legacy import ImportInterrupted, ImportReport, LegacyDecodeError
 
 __all__ = [
-    "cmd_init", "cmd_set_title", "cmd_set_description", "cmd_get", "cmd_ls",
-    "cmd_history", "cmd_undo", "cmd_redo", "cmd_state_at", "cmd_diff",
-    "cmd_stats", "cmd_import_json", "record_dict", "change_dict", "event_summary",
+    "cmd_init", "cmd_set_title", "cmd_set_description", "cmd_get", "cmd_history",
+    "cmd_diff", "cmd_stats", "cmd_import_json", "record_dict", "change_dict", "event_summary",
+    "quote", "unknown_item",
 ]
 
 # --------------------------------------------------------------- conversions
 
 
-def record_dict(record: MediaRecord | None) -> dict[str, Any] | None:
+def record_dict(record: MediaRecord) -> dict[str, Any]:
     """A `MediaRecord` as a plain dict, with ISO 8601 times."""
-    if record is None:
-        return None
     out = record._asdict()
     out["created"], out["updated"] = iso_time(record.created), iso_time(record.updated)
     return out
@@ -46,7 +45,7 @@ def change_dict(change: Change) -> dict[str, Any]:
     return out
 
 
-def _quote(value: Any) -> str:
+def quote(value: Any) -> str:
     if value is None:
         return "(unset)"
     return repr(shorten(str(value), 60)) if isinstance(value, str) else str(value)
@@ -57,9 +56,9 @@ def event_summary(event: Any) -> str:
     data = event.data or {}
     field = FIELD_OF_TYPE.get(event.type)
     if field is not None and set(data) == {VALUE}:
-        parts = [f"{field}={_quote(data[VALUE])}"]
+        parts = [f"{field}={quote(data[VALUE])}"]
     else:
-        parts = [f"{k}={_quote(v)}" for k, v in data.items()]
+        parts = [f"{k}={quote(v)}" for k, v in data.items()]
     meta = event.meta or {}
     if meta.get("actor"):
         parts.append(f"by {meta['actor']}")
@@ -73,22 +72,6 @@ def event_summary(event: Any) -> str:
 
 def _text_arg(value: str) -> str:
     return sys.stdin.read().rstrip("\n") if value == "-" else value
-
-
-def _under(prefix: str | None, items: list[tuple[str, MediaRecord]]
-           ) -> list[tuple[str, MediaRecord]]:
-    """Items whose key is ``prefix`` or lies under it (a directory)."""
-    if not prefix:
-        return items
-    norm = normalise_key(prefix)
-    inside = norm.rstrip(os.sep) + os.sep
-    return [(k, r) for k, r in items if k == norm or k.startswith(inside)]
-
-
-def _print_items(ctx: Context, items: list[tuple[str, MediaRecord]]) -> None:
-    rows = [(display_key(key), shorten(rec.title, 32), shorten(rec.description, 40),
-             rec.version, format_time(rec.updated)) for key, rec in items]
-    ctx.out.text(*table(["KEY", "TITLE", "DESCRIPTION", "VER", "UPDATED"], rows, right=("VER",)))
 
 
 # ------------------------------------------------------------------- commands
@@ -108,9 +91,19 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def unknown_item(ctx: Context, key: str) -> int:
+    """An item the store has never heard of: say so and exit 1 (as `get`)."""
+    ctx.out.json({"key": key, "found": False})
+    if not ctx.json:
+        sys.stderr.write(visible(f"metalog: no media item {key}") + "\n")
+    return 1
+
+
 def _set(args: argparse.Namespace, ctx: Context, field: str, value: str) -> int:
     value = _text_arg(value)
     with ctx.catalog() as cat:
+        if value == "":
+            _refuse_emptying(cat, args.media, field)
         setter = cat.set_title if field == "title" else cat.set_description
         event = setter(args.media, value, reason=args.reason)
         key = event.key if event is not None else cat.key(args.media)
@@ -119,8 +112,21 @@ def _set(args: argparse.Namespace, ctx: Context, field: str, value: str) -> int:
     if event is None:
         ctx.out.text(f"{display_key(key)}: {field} unchanged (no event written)")
     else:
-        ctx.out.text(f"{display_key(key)}: {field} set to {_quote(value)} (seq {event.seq}, by {ctx.actor})")
+        ctx.out.text(f"{display_key(key)}: {field} set to {quote(value)} (seq {event.seq}, by {ctx.actor})")
     return 0
+
+
+def _refuse_emptying(cat: Any, media: str, field: str) -> None:
+    """Clearing the only field an item has left would end the item (an item
+    is its title and description): `get` and `ls` would lose it while
+    `history` still shows it. That is `forget`'s job, said out loud."""
+    record = cat.get(media)
+    other = "description" if field == "title" else "title"
+    if record is not None and getattr(record, field) and not getattr(record, other):
+        key = display_key(cat.key(media))
+        raise UsageError(f"{key} has no {other}, so clearing its {field} would leave no item; "
+                         f"to remove the item use `metalog forget {key}` (undo brings it back), "
+                         f"or set its {other} first")
 
 
 def cmd_set_title(args: argparse.Namespace, ctx: Context) -> int:
@@ -136,10 +142,7 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
         record = cat.get(args.media)
         key = cat.key(args.media)
     if record is None:
-        ctx.out.json({"key": key, "found": False})
-        if not ctx.json:
-            sys.stderr.write(visible(f"metalog: no media item {key}") + "\n")
-        return 1
+        return unknown_item(ctx, key)
     ctx.out.json({"key": key, "found": True, **record_dict(record)})
     ctx.out.kv([("key", key), ("title", record.title), ("description", record.description),
                 ("version", record.version), ("created", format_time(record.created)),
@@ -147,102 +150,43 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.catalog(readonly=True) as cat:
-        items = _under(args.prefix, cat.items())
-    ctx.out.json({"count": len(items),
-                  "items": [{"key": k, **record_dict(r)} for k, r in items]})
-    if not items:
-        ctx.out.text("(no media items)")
-    else:
-        _print_items(ctx, items)
-    return 0
-
-
 def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
+    """Exit 1 for a key without a single event; damage: the intact history, exit 4."""
+    import eventstore
+    from ..history import item_history
+
     with ctx.catalog(readonly=True) as cat:
-        changes = list(cat.history(args.media))
         key = cat.key(args.media)
+        known = cat.store.version(key) > 0
+        try:
+            changes = cat.history(args.media)
+        except eventstore.CorruptionError as exc:
+            ctx.note_damage([Damage(exc.file, exc.offset, exc.reason)])
+            changes = None
+    if changes is None:             # the log is damaged: read what is intact
+        changes = item_history(ctx.intact_events(), key)
+    if not known and not changes:
+        return unknown_item(ctx, key)
     ctx.out.json({"key": key, "changes": [change_dict(c) for c in changes]})
     if not changes:
         ctx.out.text(f"{display_key(key)}: no history")
         return 0
     rows = [(c.seq, format_time(c.time), c.actor or "-", c.field,
-             f"{_quote(c.old)} -> {_quote(c.new)}", c.reason or "") for c in changes]
+             f"{quote(c.old)} -> {quote(c.new)}", c.reason or "") for c in changes]
     ctx.out.text(display_key(key), *table(["SEQ", "TIME", "ACTOR", "FIELD", "CHANGE", "REASON"], rows,
-                             right=("SEQ",)))
-    return 0
-
-
-def _undo_redo(args: argparse.Namespace, ctx: Context, verb: str) -> int:
-    with ctx.catalog() as cat:
-        events = (cat.undo if verb == "undo" else cat.redo)(args.media)   # UndoError: see cli
-    past = "undid" if verb == "undo" else "redid"
-    ctx.out.json({verb: [plain(_event_brief(e)) for e in events], "changed": bool(events),
-                  "summary": events.info()})
-    if not events:
-        target = f" for {args.media}" if args.media else ""
-        ctx.out.text(f"nothing to {verb}{target}")
-        return 0
-    summary = events.summary()      # one line for a whole import or a commit of many items
-    if summary is not None:
-        ctx.out.text(summary)
-        return 0
-    for event in events:
-        step = (event.meta or {}).get("undo_of" if verb == "undo" else "redo_of")
-        what = f" seq {step}" if step is not None else ""
-        if event.type == RENAMED:
-            if TO not in event.data:
-                continue                # the {"from": ...} half of the same move
-            change = f"renamed to {display_key(event.data[TO])}"
-        elif event.type == FORGOTTEN:
-            change = "forgotten"
-        else:
-            change = (f"{FIELD_OF_TYPE.get(event.type, event.type)} is now "
-                      f"{_quote(event.data.get(VALUE))}")
-        ctx.out.text(f"{past}{what}: {display_key(event.key)} {change} (event seq {event.seq})")
-    return 0
-
-
-def _event_brief(event: Any) -> dict[str, Any]:
-    return {"seq": event.seq, "type": event.type, "key": event.key,
-            "data": event.data, "meta": event.meta}
-
-
-def cmd_undo(args: argparse.Namespace, ctx: Context) -> int:
-    return _undo_redo(args, ctx, "undo")
-
-
-def cmd_redo(args: argparse.Namespace, ctx: Context) -> int:
-    return _undo_redo(args, ctx, "redo")
-
-
-def cmd_state_at(args: argparse.Namespace, ctx: Context) -> int:
-    if (args.seq is None) == (args.time is None):
-        raise UsageError("state-at needs exactly one of SEQ or --time TIME")
-    with ctx.catalog(readonly=True) as cat:
-        if args.time is not None:
-            ns = parse_time(args.time)
-            view = cat.state_at(time=ns / 1e9)
-        else:
-            view = cat.state_at(seq=args.seq)
-        items = _under(args.prefix, view.items())
-        at_seq = view.last_seq
-    point = f"seq {args.seq}" if args.time is None else f"time {args.time}"
-    ctx.out.json({"at": {"seq": at_seq, "time": args.time}, "count": len(items),
-                  "items": [{"key": k, **record_dict(r)} for k, r in items]})
-    ctx.out.text(f"state at {point}" + (f" (seq {at_seq})" if args.time and at_seq else "")
-                 + f": {plural(len(items), 'item')}")
-    if items:
-        _print_items(ctx, items)
+                                          right=("SEQ",)))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.catalog(readonly=True) as cat:
-        b = args.b if args.b is not None else cat.store.last_seq
+        last = cat.store.last_seq
+        b = args.b if args.b is not None else last
+        beyond = [f"{name} = {seq}" for name, seq in (("A", args.a), ("B", b)) if seq > last]
+        if beyond:
+            raise UsageError(f"{' and '.join(beyond)}: past the last seq of the store ({last})")
         changes = cat.diff(args.a, b)
-    out = {str(k): {"before": record_dict(v[0]), "after": record_dict(v[1])}
+    out = {str(k): {"before": _maybe_record(v[0]), "after": _maybe_record(v[1])}
            for k, v in sorted(changes.items())}
     ctx.out.json({"a": args.a, "b": b, "changes": out})
     ctx.out.text(f"diff seq {args.a} -> {b}: {plural(len(out), 'item')} changed")
@@ -253,8 +197,12 @@ def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
         for name in FIELDS:
             old, new = before.get(name), after.get(name)
             if (old or "") != (new or ""):
-                ctx.out.text(f"  {name + ':':13} {_quote(old)} -> {_quote(new)}")
+                ctx.out.text(f"  {name + ':':13} {quote(old)} -> {quote(new)}")
     return 0
+
+
+def _maybe_record(record: MediaRecord | None) -> dict[str, Any] | None:
+    return None if record is None else record_dict(record)
 
 
 def cmd_stats(args: argparse.Namespace, ctx: Context) -> int:
@@ -384,7 +332,7 @@ def _print_import(ctx: Context, name: str, report: ImportReport) -> None:
         ctx.out.text(f"{plural(report.conflicts, 'field')} edited in metalog since the file's last "
                      "import kept (--overwrite writes the file's values):")
         for c in report.conflicted:
-            ctx.out.text(f"  {display_key(c.key)} {c.field}: kept {_quote(c.kept)}, "
-                         f"file has {_quote(c.file)}")
+            ctx.out.text(f"  {display_key(c.key)} {c.field}: kept {quote(c.kept)}, "
+                         f"file has {quote(c.file)}")
         if report.conflicts > len(report.conflicted):
             ctx.out.text(f"  ... and {report.conflicts - len(report.conflicted)} more")

@@ -1,25 +1,27 @@
-"""Terminal output for the `metalog` command: tables, times, JSON, progress.
+"""Terminal output for the `metalog` command: times, JSON, printing, progress.
 
-This module owns how things look: aligned tables, human times, the JSON
+This module owns how things look: human times, the JSON
 encoding of events and records, and a small stderr progress bar that only
-appears on a terminal once an operation has run for about a second. It knows
-nothing about stores; the command modules hand it plain values.
+appears on a terminal once an operation has run for about a second; widths,
+shortening and tables are `cells`' (re-exported here). It knows nothing
+about stores; the command modules hand it plain values.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import os
 import sys
 import threading
 import time
-import unicodedata
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
-import msgspec
+from .cells import (StreamTable, cell, display_width, pad, shorten, shorten_middle, table,
+                    visible)
 
 __all__ = [
     "Printer",
@@ -30,6 +32,7 @@ __all__ = [
     "format_time",
     "visible",
     "json_line",
+    "json_item",
     "iso_time",
     "plain",
     "table",
@@ -38,6 +41,8 @@ __all__ = [
     "shorten_middle",
     "display_width",
     "pad",
+    "StreamTable",
+    "cell",
 ]
 
 
@@ -68,16 +73,39 @@ def iso_time(value: Any) -> str | None:
     ns = to_ns(value)
     if ns is None:
         return None
-    moment = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    seconds = ns / 1e9
+    if seconds < 0:
+        moment = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    # What datetime.fromtimestamp(seconds) gives, without a datetime per value: the
+    # fraction rounded half-even to microseconds; the date and time of day cached per second
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    second = int(whole) + (micros >= 1_000_000)
+    return f"{_utc_second(second)}.{micros % 1_000_000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_second(second: int) -> str:
+    return _dt.datetime.fromtimestamp(second, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def format_time(value: Any) -> str:
     """Local time to the second, for people."""
+    if value.__class__ is float and value >= 0:    # seconds, as records hold them: the hot path
+        second = int(value)
+        # datetime rounds to the microsecond: the last half of one rounds up to the next second
+        return _local_second(second + 1 if value - second >= 0.9999995 else second)
     ns = to_ns(value)
     if ns is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+    return _local_second(math.floor(round(ns / 1e9, 6)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_second(second: int) -> str:
+    """One second since the epoch as local time (a listing's rows share few)."""
+    return _dt.datetime.fromtimestamp(second).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def plain(value: Any) -> Any:
@@ -97,8 +125,8 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if hasattr(value, "_asdict"):
         return {k: plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, msgspec.Struct):  # an Event
-        return plain(msgspec.structs.asdict(value))
+    if hasattr(value, "__struct_fields__"):  # an Event (a msgspec Struct): msgspec stays unimported
+        return {name: plain(getattr(value, name)) for name in value.__struct_fields__}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -123,9 +151,19 @@ def event_dict(event: Any) -> dict[str, Any]:
     }
 
 
+# one encoder each, made once: json.dumps with options builds a new one per call
+_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ITEM = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
 def json_line(value: Any) -> str:
     """One JSON-able value as one compact, strict JSON line (JSON Lines)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+    return _LINE.encode(value) + "\n"
+
+
+def json_item(value: Any) -> str:
+    """One JSON-able value on one line, readably spaced (an item of a listing)."""
+    return _ITEM.encode(value)
 
 
 def plural(n: int, word: str) -> str:
@@ -146,134 +184,41 @@ def display_key(key: str) -> str:
     return key[len(prefix):] if key.startswith(prefix) and len(key) > len(prefix) else key
 
 
-def _char_width(char: str) -> int:
-    """Terminal cells of one character: 2 for East Asian wide and fullwidth,
-    0 for combining marks and invisible format characters, else 1."""
-    if unicodedata.east_asian_width(char) in ("W", "F"):
-        return 2
-    category = unicodedata.category(char)
-    if category in ("Mn", "Me") or (category == "Cf" and char != "\u00ad"):
-        return 0                            # the soft hyphen (Cf) is drawn by terminals
-    return 1
-
-
-def display_width(text: str) -> int:
-    """The number of terminal cells ``text`` takes ("映画" takes 4, "e\u0301" 1)."""
-    if text.isascii():
-        return len(text)
-    return sum(_char_width(c) for c in text)
-
-
-def pad(text: str, width: int, *, right: bool = False) -> str:
-    """``text`` padded with spaces to ``width`` cells (``ljust`` by display width)."""
-    fill = " " * max(width - display_width(text), 0)
-    return fill + text if right else text + fill
-
-
-def _head(text: str, width: int) -> str:
-    """The longest prefix of ``text`` that fits in ``width`` cells; the marks
-    combining with a character that does not fit go with it."""
-    used = 0
-    for i, char in enumerate(text):
-        used += _char_width(char)
-        if used > width:
-            return text[:i]
-    return text
-
-
-def _tail(text: str, width: int) -> str:
-    """The longest suffix of ``text`` that fits in ``width`` cells, never
-    starting with a combining mark whose base character was cut off."""
-    used, start = 0, len(text)
-    for i in range(len(text) - 1, -1, -1):
-        used += _char_width(text[i])
-        if used > width:
-            break
-        start = i
-    while start < len(text) and _char_width(text[start]) == 0:
-        start += 1
-    return text[start:]
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\n", "\u21b5")
-
-
-def shorten(text: str, width: int) -> str:
-    """Cut ``text`` to ``width`` terminal cells with an ellipsis; one line only."""
-    text = _one_line(text)
-    if width <= 0 or display_width(text) <= width:
-        return text
-    return _head(text, max(width - 1, 0)) + "\u2026"
-
-
-def shorten_middle(text: str, width: int) -> str:
-    """Cut ``text`` to ``width`` cells by replacing its middle with an ellipsis,
-    keeping its end (a path's file name) and its beginning (where it lives)."""
-    text = _one_line(text)
-    if width <= 0 or display_width(text) <= width:
-        return text
-    room = max(width - 1, 0)
-    head = _head(text, room // 3)
-    return head + "\u2026" + _tail(text, room - display_width(head))
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-          right: Sequence[str] = ()) -> list[str]:
-    """Aligned columns; columns named in ``right`` are right-aligned.
-
-    Cells are measured as the terminal shows them: control characters as
-    their ``\\xNN`` escape (see `visible`), wide characters as two cells,
-    combining marks as none.
-    """
-    cells = [[visible(str(c)) for c in row] for row in rows]
-    widths = [display_width(h) for h in headers]
-    for row in cells:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], display_width(cell))
-
-    def line(row: Sequence[str]) -> str:
-        parts = []
-        for i, cell in enumerate(row):
-            if headers[i] in right:
-                parts.append(pad(cell, widths[i], right=True))
-            elif i == len(row) - 1:
-                parts.append(cell)
-            else:
-                parts.append(pad(cell, widths[i]))
-        return "  ".join(parts).rstrip()
-
-    return [line(list(headers))] + [line(row) for row in cells]
-
-
 # --------------------------------------------------------------------------
 # printing
 
-
-# Control characters other than tab and newline, shown escaped in human output:
-# a title holding ESC [ ... must not recolour or rewrite the reader's terminal.
-_VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (0x09, 0x0A)}
-
-
-def visible(text: str) -> str:
-    """``text`` with terminal control characters written as ``\\xNN``."""
-    return text.translate(_VISIBLE)
-
-
 class Printer:
-    """Writes either human text or JSON to stdout, never both."""
+    """Writes either human text or JSON to stdout, never both.
+
+    ``annotate``, when set, gives an ``error`` object (damage a read met)
+    that `json` adds to the document it prints; ``annotated`` then says the
+    error has its place in the output.
+    """
 
     def __init__(self, json_mode: bool, out: TextIO | None = None) -> None:
         self.json_mode = json_mode
         self.out = out or sys.stdout
+        self.annotate: Callable[[], dict[str, object] | None] | None = None
+        self.annotated = False
 
     def text(self, *lines: str) -> None:
         if not self.json_mode:
             for line in lines:
                 self.out.write(visible(line) + "\n")
 
+    def error_for(self, value: object) -> dict[str, object] | None:
+        """The ``error`` object to add to the JSON document ``value``, if any."""
+        error = self.annotate() if self.annotate is not None else None
+        if error is not None and isinstance(value, dict):
+            self.annotated = True
+            return error
+        return None
+
     def json(self, value: Any) -> None:
         if self.json_mode:
+            error = self.error_for(value)
+            if error is not None:
+                value = {**value, "error": error}
             self.out.write(json.dumps(plain(value), ensure_ascii=False, indent=2, allow_nan=False) + "\n")
 
     def json_line(self, value: Any) -> None:

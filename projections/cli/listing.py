@@ -1,0 +1,127 @@
+"""`metalog ls` and `metalog state-at`: media items as a table or as JSON,
+written while they are read.
+
+A listing sorts the keys (the one thing it must see whole), measures the
+key column once, and then streams: the table in blocks whose other columns
+only grow (`output.StreamTable`), the JSON one item per line inside one
+document. Nothing builds the whole table in memory, so ``metalog ls | head``
+prints its first lines at once on a large store, and ``--json`` never
+builds the human table. Cells are measured by display width, with a fast
+path for ASCII text.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import TYPE_CHECKING, Iterable
+
+from .context import Context, UsageError, parse_time
+from .output import (StreamTable, cell, display_key, display_width, format_time, iso_time,
+                     json_item, plural, visible)
+
+if TYPE_CHECKING:
+    from ..media import MediaProjection
+
+__all__ = ["cmd_ls", "cmd_state_at", "under", "print_items", "HEADERS"]
+
+HEADERS = ("KEY", "TITLE", "DESCRIPTION", "VER", "UPDATED")
+TITLE_WIDTH = 32
+DESCRIPTION_WIDTH = 40
+
+
+def under(prefix: str | None, keys: Iterable[str]) -> list[str]:
+    """The keys that are ``prefix`` or lie under it (a directory), sorted."""
+    if not prefix:
+        return sorted(keys)
+    from ..keys import media_key as normalise_key
+
+    norm = normalise_key(prefix)
+    inside = norm.rstrip(os.sep) + os.sep
+    return sorted(k for k in keys if k == norm or k.startswith(inside))
+
+
+def _key_width(keys: list[str]) -> int:
+    """The widest key as the table shows it (relative to the current
+    directory, control characters escaped); plain ASCII keys by length."""
+    try:
+        here = os.getcwd().rstrip(os.sep) + os.sep
+    except OSError:
+        here = "\0"                         # no current directory: keys are shown whole
+    cut = len(here)
+    widest = 0
+    for key in keys:
+        if key.isascii() and key.isprintable():
+            width = len(key) - cut if key.startswith(here) and len(key) > cut else len(key)
+        else:
+            width = display_width(visible(display_key(key)))
+        if width > widest:
+            widest = width
+    return widest
+
+
+def print_items(ctx: Context, projection: "MediaProjection", keys: list[str],
+                head: dict[str, object]) -> None:
+    """Items ``keys`` of ``projection`` as a table, or as one JSON document
+    holding ``head``'s fields, then ``count`` and ``items``."""
+    if ctx.json:
+        _json_items(ctx, projection, keys, head)
+        return
+    if not keys:
+        ctx.out.text("(no media items)")
+        return
+    table = StreamTable(ctx.out.out, HEADERS, right=("VER",), widths=(_key_width(keys), 0, 0, 0, 0))
+    get = projection.get
+    for key in keys:
+        record = get(key)
+        assert record is not None           # the keys are the projection's own
+        table.add((display_key(key), cell(record.title, TITLE_WIDTH),
+                   cell(record.description, DESCRIPTION_WIDTH), str(record.version),
+                   format_time(record.updated)))
+    table.flush()
+
+
+def _json_items(ctx: Context, projection: "MediaProjection", keys: list[str],
+                head: dict[str, object]) -> None:
+    """One JSON document, written item by item (one compact item per line)."""
+    out = ctx.out.out
+    opening = json.dumps({**head, "count": len(keys)}, ensure_ascii=False, indent=2)
+    out.write(opening[:-2] + ',\n  "items": [')
+    get = projection.get
+    for n, key in enumerate(keys):
+        record = get(key)
+        assert record is not None           # the keys are the projection's own
+        item = {"key": key, "title": record.title, "description": record.description,
+                "version": record.version, "created": iso_time(record.created),
+                "updated": iso_time(record.updated)}
+        out.write(("\n    " if n == 0 else ",\n    ") + json_item(item))
+    out.write("\n  ]" if keys else "]")
+    error = ctx.out.error_for({})
+    if error is not None:
+        out.write(',\n  "error": ' + json_item(error))
+    out.write("\n}\n")
+
+
+def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.catalog(readonly=True) as cat:
+        projection = cat.projection
+        print_items(ctx, projection, under(args.prefix, projection.keys()), {})
+    return 0
+
+
+def cmd_state_at(args: argparse.Namespace, ctx: Context) -> int:
+    if (args.seq is None) == (args.time is None):
+        raise UsageError("state-at needs exactly one of SEQ or --time TIME")
+    with ctx.catalog(readonly=True) as cat:
+        if args.time is not None:
+            view = cat.state_at(time=parse_time(args.time) / 1e9)
+        else:
+            view = cat.state_at(seq=args.seq)
+    keys = under(args.prefix, view.keys())
+    at_seq = view.last_seq
+    point = f"seq {args.seq}" if args.time is None else f"time {args.time}"
+    ctx.out.text(f"state at {point}" + (f" (seq {at_seq})" if args.time and at_seq else "")
+                 + f": {plural(len(keys), 'item')}")
+    if keys or ctx.json:
+        print_items(ctx, view, keys, {"at": {"seq": at_seq, "time": args.time}})
+    return 0

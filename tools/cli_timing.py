@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Wall times of the `metalog` command on a large store (issue 16, item 5).
+
+Run from a checkout (``pip install -e .`` done)::
+
+    python tools/cli_timing.py                   # 100,000 items, 5 runs each
+    python tools/cli_timing.py --items 10000 --runs 3
+    python tools/cli_timing.py --store /tmp/big --keep   # build once, reuse later
+    python tools/cli_timing.py --json
+
+It builds a store of ``--items`` media items (a title and a description
+each, long enough that `ls` shortens them) through `MediaCatalog` in
+batches, takes a snapshot as an application's store would have, and then
+times, as separate processes (median of ``--runs``):
+
+- ``metalog --help``
+- ``metalog get KEY``              (the first item built)
+- ``metalog ls > /dev/null``       (the whole table)
+- ``metalog ls | head -1``         (until the first line arrives on the pipe)
+- ``metalog --json ls > /dev/null``
+- ``python -c "import eventstore; eventstore.open(STORE, readonly=True)"``
+  (the store open alone, with the media projection: the part of `get` and
+  `ls` that is the store's, not the CLI's)
+
+With ``--breakdown`` it also splits one process's time into phases (median
+of ``--runs``, measured inside the process with ``perf_counter``): the
+interpreter until the script runs, importing the CLI, importing the store
+and the catalog, opening the store (snapshot read and replay), and the
+command's own work: ``get``'s lookup and printing, and ``ls``'s sort, key
+column and rows.
+
+The command run is the ``metalog`` script next to this Python, with this
+checkout first on ``PYTHONPATH``, so the figures are this checkout's. SPEC
+§7.8: timings live in scripts like this one, never in tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from projections import MediaCatalog  # noqa: E402
+
+
+def metalog_command() -> list[str]:
+    beside = Path(sys.executable).parent / "metalog"
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-m", "projections"]
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METALOG_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
+    env["METALOG_PROGRESS"] = "0"
+    return env
+
+
+def key_of(i: int) -> str:
+    return f"/srv/media/library/{2000 + i % 25}/{i % 97:02d}/clip-{i:07d}.mp4"
+
+
+def build(store: Path, items: int, batch: int = 5000) -> None:
+    """``items`` items, each a title and a description, in batches; then a snapshot."""
+    with MediaCatalog.open(str(store), actor="timing", durability="none",
+                           snapshot_every=0) as cat:
+        for start in range(0, items, batch):
+            with cat.batch():
+                for i in range(start, min(start + batch, items)):
+                    cat.set_title(key_of(i), f"Holiday footage, take {i} of the long weekend away")
+                    cat.set_description(key_of(i), f"Shot on the pier at dusk; clip {i} of the "
+                                                   "series, colour graded, with ambient sound")
+        cat.snapshot()
+
+
+def median_of(runs: int, once: Callable[[], float]) -> tuple[float, list[float]]:
+    times = [once() for _ in range(runs)]
+    return statistics.median(times), times
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def first_line(argv: list[str], env: dict[str, str]) -> float:
+    """Seconds until the first line arrives on a pipe, as `| head -1` sees it."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    elapsed = time.perf_counter() - start
+    proc.stdout.close()          # as head does: the writer gets EPIPE
+    proc.wait()
+    if not line:
+        raise SystemExit(f"{' '.join(argv)} printed nothing")
+    return elapsed
+
+
+OPEN_ONLY = ("import sys, eventstore; from projections.media import MediaProjection; "
+             "eventstore.open(sys.argv[1], projections=(MediaProjection(),), readonly=True).close()")
+
+
+PHASES = r"""
+import io, json, sys, time
+start = time.perf_counter()
+from projections.cli.context import Context
+from projections.cli.output import Printer
+from projections.cli import listing, media
+cli = time.perf_counter()
+import projections.catalog
+imports = time.perf_counter()
+sink = io.StringIO()
+ctx = Context(store=__import__("pathlib").Path(sys.argv[1]), actor="timing", out=Printer(False, sink))
+with ctx.catalog(readonly=True) as cat:
+    opened = time.perf_counter()
+    record = cat.get(sys.argv[2])
+    ctx.out.kv([("title", record.title), ("updated", record.updated)])
+    got = time.perf_counter()
+    projection = cat.projection
+    keys = listing.under(None, projection.keys())
+    listing.print_items(ctx, projection, keys, {})
+    listed = time.perf_counter()
+print(json.dumps({"import the CLI modules": cli - start,
+                  "import store + catalog": imports - cli, "open (snapshot + replay)": opened - imports,
+                  "get: lookup + print": got - opened, "ls: sort + rows": listed - got}))
+"""
+
+
+def breakdown(store: Path, runs: int) -> list[tuple[str, float, list[float]]]:
+    """Phases of `get` and `ls` inside one process (see the module docstring)."""
+    env = environment()
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", PHASES, str(store), key_of(0)], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        whole = time.perf_counter() - start
+        phases = json.loads(out)
+        phases["interpreter start + exit (the rest)"] = whole - sum(phases.values())
+        for name, seconds in phases.items():
+            samples.setdefault(name, []).append(seconds)
+    return [(name, statistics.median(times), times) for name, times in samples.items()]
+
+
+def measure(store: Path, runs: int) -> list[tuple[str, float, list[float]]]:
+    env = environment()
+    cmd = metalog_command() + ["--store", str(store)]
+    probe = key_of(0)
+    cases: list[tuple[str, Callable[[], float]]] = [
+        ("metalog --help", lambda: timed(metalog_command() + ["--help"], env)),
+        ("metalog get KEY", lambda: timed(cmd + ["get", probe], env)),
+        ("metalog ls > /dev/null", lambda: timed(cmd + ["ls"], env)),
+        ("metalog ls | head -1 (first line)", lambda: first_line(cmd + ["ls"], env)),
+        ("metalog --json ls > /dev/null", lambda: timed(cmd + ["--json", "ls"], env)),
+        ("store open alone (readonly, media projection)",
+         lambda: timed([sys.executable, "-c", OPEN_ONLY, str(store)], env)),
+    ]
+    results = []
+    for name, once in cases:
+        med, times = median_of(runs, once)
+        results.append((name, med, times))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=100_000, help="media items (default 100000)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per command; the median is shown")
+    parser.add_argument("--store", type=Path, help="build (or reuse, if it exists) the store here")
+    parser.add_argument("--keep", action="store_true", help="keep the store built in a temp dir")
+    parser.add_argument("--json", action="store_true", help="machine output")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also split get and ls into phases inside one process")
+    args = parser.parse_args()
+
+    temp = None
+    store = args.store
+    if store is None:
+        temp = Path(tempfile.mkdtemp(prefix="metalog-cli-timing-"))
+        store = temp / "store"
+    try:
+        if not store.exists():
+            start = time.perf_counter()
+            build(store, args.items)
+            if not args.json:
+                print(f"built {args.items} items in {store} in {time.perf_counter() - start:.1f} s")
+        results = measure(store, args.runs)
+        phases = breakdown(store, args.runs) if args.breakdown else []
+    finally:
+        if temp is not None and not args.keep:
+            shutil.rmtree(temp, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"items": args.items, "runs": args.runs,
+                          "results": [{"command": n, "median_s": m, "runs_s": t}
+                                      for n, m, t in results],
+                          "phases": [{"phase": n, "median_s": m, "runs_s": t}
+                                     for n, m, t in phases]}, indent=2))
+        return 0
+    print(f"median of {args.runs} runs, wall time, python {sys.version.split()[0]}")
+    show(results)
+    if phases:
+        print("phases of one process that opens the store, gets one item and lists all:")
+        show(phases)
+    return 0
+
+
+def show(rows: list[tuple[str, float, list[float]]]) -> None:
+    for name, med, times in rows:
+        spread = ", ".join(f"{t * 1000:.0f}" for t in times)
+        print(f"  {name:48} {med * 1000:7.0f} ms   ({spread})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
