@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from .errors import (
     ConcurrencyError, CorruptionError, EventStoreError, FormatVersionError, LockedError,
-    NotAStoreError, ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError,
+    NotAStoreError, ReadOnlyError, StoreClosedError, StoreFailedError, StoreIOError,
+    ValidationError,
 )
 from .event import Event
 from .projection import Projection
@@ -18,5 +19,6 @@ from .verify import VerifyReport
 __all__ = [
     "open", "Store", "Event", "Projection", "RecoveryReport", "RecoveryEntry", "VerifyReport",
     "EventStoreError", "CorruptionError", "FormatVersionError", "LockedError", "ConcurrencyError",
-    "ValidationError", "ReadOnlyError", "StoreClosedError", "StoreFailedError", "NotAStoreError",
+    "ValidationError", "ReadOnlyError", "StoreClosedError", "StoreFailedError", "StoreIOError",
+    "NotAStoreError",
 ]

@@ -2,9 +2,11 @@
 
 `RecoveryEntry`/`RecoveryReport` are what `Store.recovery_report` and
 `VerifyReport.problems` hold: each entry has an action, a file, an offset, a
-reason, and the seq range it lost. `quarantine_copy` is the only way
-recovery keeps bytes it is about to cut or replace: a durable copy under
-``quarantine/`` first. No format knowledge here.
+reason, and the seq range it lost. `quarantine_copy` and `quarantine_move`
+are the only ways recovery keeps bytes it is about to cut or replace: a
+durable copy (or the whole file, renamed) under ``quarantine/`` first. When
+that fails (a full disk), they raise `StoreIOError` and leave no temporary
+file behind, so recovery stops before it cuts anything. No format knowledge here.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from ._fs import FileSystem
-from .layout import QUARANTINE_DIR
+from .errors import StoreIOError
+from .layout import QUARANTINE_DIR, TMP_SUFFIX
 
-__all__ = ["RecoveryEntry", "RecoveryReport", "quarantine_copy", "seqs_in"]
+__all__ = ["RecoveryEntry", "RecoveryReport", "quarantine_copy", "quarantine_move", "seqs_in"]
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,8 @@ def seqs_in(ranges: Iterable[tuple[int, int]]) -> int:
     return sum(last - first + 1 for first, last in ranges)
 
 
-def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
-    """Copy bytes into quarantine/ durably before anything is cut ([F-05])."""
+def _quarantine_path(fs: FileSystem, root: str, name: str) -> str:
+    """A fresh path in quarantine/ (created durably if missing) for ``name``."""
     qdir = os.path.join(root, QUARANTINE_DIR)
     if not fs.exists(qdir):
         fs.makedirs(qdir)
@@ -86,5 +89,52 @@ def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
     while fs.exists(path):
         path = f"{path}.{n}"
         n += 1
-    fs.create_atomic(path, data)
     return path
+
+
+def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
+    """Copy bytes into quarantine/ durably before anything is cut ([F-05]).
+
+    On failure (issue 13 item 4: a full disk) the half-written temporary file is
+    removed, as a writer's open never looks in quarantine/ for leftovers ([F-02]
+    moves them *into* it), and the error becomes a `StoreIOError` naming the
+    store and the bytes it needs; the caller has cut nothing yet.
+    """
+    path = None
+    try:
+        path = _quarantine_path(fs, root, name)
+        fs.create_atomic(path, data)
+    except OSError as exc:
+        if path is not None:
+            _remove_quietly(fs, path + TMP_SUFFIX)
+        raise StoreIOError(root, path or os.path.join(root, QUARANTINE_DIR, name), exc.errno, exc.strerror,
+                           "copying damaged bytes into quarantine/ before recovery cuts them",
+                           needed=len(data)) from exc
+    return path
+
+
+def quarantine_move(fs: FileSystem, root: str, path: str) -> str:
+    """Move a whole file into quarantine/ ([F-05]: damaged files are moved, never unlinked).
+
+    A rename: atomic, and it needs no free space. Both directories are fsynced,
+    so after a power cut the file is in one place or the other (or, briefly, in
+    both), never in neither. Returns the new path.
+    """
+    dest = None
+    try:
+        dest = _quarantine_path(fs, root, os.path.basename(path))
+        fs.rename(path, dest)
+        fs.fsync_dir(os.path.dirname(dest))
+        fs.fsync_dir(os.path.dirname(path))
+    except OSError as exc:
+        raise StoreIOError(root, dest or path, exc.errno, exc.strerror,
+                           f"moving {path} into quarantine/") from exc
+    return dest
+
+
+def _remove_quietly(fs: FileSystem, path: str) -> None:
+    try:
+        if fs.exists(path):
+            fs.remove(path)
+    except OSError:
+        pass  # a dead disk: a later writer's open cannot mistake it for data (it is in quarantine/)

@@ -349,6 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:  # after BrokenPipeError, its subclass
+        # a full disk or an I/O error the store did not translate: one line, not a traceback
+        # (issue 13 item 4)
+        return _fail(js, EXIT_PROBLEMS, "os", f"{exc.filename or ctx.store}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130
