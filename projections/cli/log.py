@@ -213,6 +213,8 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
         store = cat.store
         report = store.recovery_report
         lines = report_lines(report)
+        if mode == "salvage" and any(e.action == "skipped-snapshot" for e in report):
+            store.snapshot()  # salvage set an unusable snapshot aside: keep opens fast (issue 13 item 5)
         verified = _verify(store)
     if lines:
         inside = str(ctx.store) + os.sep            # paths in the store, shown relative to it
