@@ -241,7 +241,7 @@ SNAPSHOT_DAMAGE = {
 
 @pytest.mark.parametrize("damage", sorted(SNAPSHOT_DAMAGE))
 def test_salvage_moves_a_damaged_snapshot_to_quarantine(tmp_path, damage: str) -> None:
-    """[F-21], [F-05], SPEC §2 verify: a snapshot that does not read is skipped by every open
+    """[F-21], [F-26], [F-05], SPEC §2 verify: a snapshot that does not read is skipped by every open
     and reported by every `verify`; a salvage open takes it out of use (moved to quarantine/,
     not deleted), so the salvaged store verifies clean and later opens report nothing."""
     root = str(tmp_path / "s")
@@ -462,7 +462,7 @@ def _assert_no_false_damage(results: list[dict]) -> None:
 @pytest.mark.xfail(strict=True, reason="issue 13 item 3: a reader lists segments once (segment.list_segments, "
                                        "not consistent across a rename+unlink) and before snapshots (Store._recover)")
 def test_readers_see_a_consistent_log_while_a_writer_rolls_over_and_compacts(tmp_path) -> None:
-    """SPEC §4.7, §2 readonly/follow: readonly readers in other processes reopen and read, and
+    """SPEC §4.7, §2 readonly/follow, [F-03], [F-20]: readonly readers in other processes reopen and read, and
     follow from seq 1, while a writer appends, rolls segments over and compacts all the time.
     Nothing is damaged, so no reader may raise `CorruptionError` (a seq range "missing", a
     segment "starting at" the wrong seq, a snapshot "past the log"), and every read is
