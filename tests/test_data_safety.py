@@ -16,18 +16,15 @@ import json
 import os
 import re
 import resource
-import struct
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 import eventstore
 from eventstore import CorruptionError, EventStoreError, StoreFailedError
 
-from _verbs import FAST, KV, events_tuple, flip, frames_of, seg_files, snap_files, write_at, zstd_stream, \
-    build_zseg
+from _verbs import FAST, KV, build_zseg, events_tuple, flip, frames_of, seg_files, snap_files, zstd_stream
 from faultfs import FaultyFS
 from test_cli_helpers import METALOG, cli_env, ok, run
 
