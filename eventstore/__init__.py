@@ -14,7 +14,8 @@ from typing import Iterable
 from .api import SnapshotState, Store, StoreOptions, Transaction
 from .errors import (
     ConcurrencyError, CorruptionError, EventStoreError, FormatVersionError, LockedError,
-    NotAStoreError, ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError,
+    NotAStoreError, ReadOnlyError, StoreClosedError, StoreFailedError, StoreIOError,
+    ValidationError,
 )
 from .event import Event, Value
 from .fs import FileSystem
@@ -25,7 +26,8 @@ __all__ = [
     "open", "Store", "Transaction", "Event", "Value", "Projection", "SnapshotState", "FileSystem",
     "RecoveryReport", "RecoveryEntry", "VerifyReport",
     "EventStoreError", "CorruptionError", "FormatVersionError", "LockedError", "ConcurrencyError",
-    "ValidationError", "ReadOnlyError", "StoreClosedError", "StoreFailedError", "NotAStoreError",
+    "ValidationError", "ReadOnlyError", "StoreClosedError", "StoreFailedError", "StoreIOError",
+    "NotAStoreError",
 ]
 
 _URL_SCHEMES = ("postgresql://", "postgres://")

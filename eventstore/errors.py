@@ -6,6 +6,8 @@ translated at the file-system boundary (`_fs`) with ``raise ... from``.
 """
 from __future__ import annotations
 
+import errno as _errno
+
 __all__ = [
     "EventStoreError",
     "CorruptionError",
@@ -15,6 +17,7 @@ __all__ = [
     "ReadOnlyError",
     "StoreClosedError",
     "StoreFailedError",
+    "StoreIOError",
     "FormatVersionError",
     "NotAStoreError",
 ]
@@ -85,6 +88,36 @@ class StoreClosedError(EventStoreError):
 
 class StoreFailedError(EventStoreError):
     """A write or fsync failed; the store refuses writes until reopened."""
+
+
+class StoreIOError(StoreFailedError, OSError):
+    """A file-system call on the store failed (a full disk, an I/O error, a read-only mount).
+
+    Raised where eventstore writes a file it cannot do without (a copy into
+    ``quarantine/`` before recovery cuts anything, say): the operation stopped
+    before changing what it could not finish, left no temporary file, and lost
+    nothing; it can be retried once the cause is fixed. ``path`` is the store,
+    ``file`` the file being written, ``errno``/``strerror`` the OS error,
+    ``needed`` the bytes the write needed (None when unknown), ``what`` a short
+    phrase for the operation. It is also an `OSError` (it used to surface as one).
+    """
+
+    def __init__(self, path: str, file: str, err: int | None, strerror: str | None, what: str,
+                 needed: int | None = None) -> None:
+        OSError.__init__(self, err, strerror, str(file))
+        self.path = str(path)
+        self.file = str(file)
+        self.needed = needed
+        self.what = what
+        if err == _errno.ENOSPC:
+            need = f"at least {needed} bytes of free space" if needed else "free space"
+            self.message = (f"store {self.path}: no space left on the device while {what} ({self.file}); "
+                            f"it needs {need}: free some and open the store again")
+        else:
+            self.message = f"store {self.path}: {strerror or 'I/O error'} while {what} ({self.file})"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class NotAStoreError(EventStoreError, ValueError):

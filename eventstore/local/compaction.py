@@ -18,7 +18,7 @@ from ..errors import CorruptionError, FormatVersionError
 from .frame import Damage, FrameScanner
 from .layout import READ_CHUNK, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
 from ..report import RecoveryEntry, RecoveryReport
-from .directory import quarantine_copy
+from .directory import quarantine_move
 from .segment import SegmentRef, SegmentStream, encode_zheader, list_segments, parse_name, scan, segment_path
 
 __all__ = ["compress_sealed", "compress_segment", "finish_interrupted"]
@@ -68,18 +68,53 @@ def compress_segment(fs: FileSystem, ref: SegmentRef) -> str:
     return zpath
 
 
+def _frames_seen(fs: FileSystem, ref: SegmentRef) -> tuple[set[tuple[int, int, int, bytes]], int]:
+    """Every CRC-valid frame of ``ref`` as ``(offset, first seq, count, digest)``, and its length.
+
+    Read leniently and resynchronised past damage ([F-15], [F-27]), so a damaged
+    segment still shows every commit it holds intact.
+    """
+    stream = SegmentStream(fs, ref, lenient=True)
+    start = SEGMENT_HEADER_SIZE if stream.header_damage is None else 0
+    scanner = FrameScanner(start, ref.first_seq, stream.prev_digest, end=stream.end, verify_chain=False)
+    scanner.damage = stream.header_damage
+    frames = {(item.offset, item.first_seq, item.count, item.digest)
+              for item in scan(stream, scanner, start, resync=True) if not isinstance(item, Damage)}
+    return frames, stream.end
+
+
+def _holds_every_commit_of(fs: FileSystem, zref: SegmentRef, plain: SegmentRef) -> bool:
+    """Whether the checked ``zref`` holds every commit of the damaged ``plain`` copy.
+
+    A `.zseg` holds its plain segment byte for byte ([F-19]), so each intact frame
+    of the plain copy must sit at the same offset in it with the same seqs and
+    digest, and the plain copy must not be longer (its damaged bytes then lie where
+    the `.zseg` has intact frames, not past its last seq).
+    """
+    zframes, zsize = _frames_seen(fs, zref)
+    pframes, psize = _frames_seen(fs, plain)
+    return psize <= zsize and pframes <= zframes
+
+
 def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> None:
     """[F-20]: where N.seg and N.zseg both exist, keep N.zseg only if it checks out.
 
     N.zseg must scan cleanly and hold exactly N.seg's frames (same last seq,
     final digest and plain length); then N.seg is removed. Otherwise N.zseg is
-    copied to quarantine/ and removed, and N.seg stays. A future format version
-    is never treated as damage ([F-06]): it raises.
+    moved to quarantine/ and N.seg stays. A future format version is never
+    treated as damage ([F-06]): it raises.
+
+    A damaged N.seg is never simply removed ([F-05], issue 13 item 2): it is
+    moved to quarantine/ only when the checked N.zseg provably holds every
+    commit it has (`_holds_every_commit_of`). Otherwise (N.zseg holds fewer
+    frames) both stay: reading uses N.seg, so a strict open reports the damage
+    and a salvage open keeps every intact commit of it.
     """
     try:
         names = set(fs.listdir(seg_dir))
     except FileNotFoundError:
         return
+    root = os.path.dirname(seg_dir)
     for name in sorted(names):
         parsed = parse_name(name)
         if parsed is None or not parsed[1]:
@@ -88,31 +123,41 @@ def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> 
         if os.path.basename(plain) not in names:
             continue
         zref = SegmentRef(parsed[0], os.path.join(seg_dir, name), True)
+        pref = SegmentRef(parsed[0], plain, False)
+        damage = None  # the plain copy's, when the compressed one checks out
         try:
             zfacts = _scan_all(fs, zref)
             try:
-                pfacts = _scan_all(fs, SegmentRef(parsed[0], plain, False))
+                pfacts = _scan_all(fs, pref)
             except FormatVersionError:
                 raise
-            except CorruptionError:
-                pfacts = None  # a damaged plain copy: the checked compressed one wins
+            except CorruptionError as exc:
+                pfacts, damage = None, exc
             if pfacts is not None and pfacts != zfacts:
                 raise CorruptionError(zref.path, ZSEGMENT_HEADER_SIZE,
                                       f"holds seqs to {zfacts[0]}, {plain} to {pfacts[0]}")
         except FormatVersionError:
             raise
         except CorruptionError as exc:
-            root = os.path.dirname(seg_dir)
-            data = fs.read_file(zref.path, fs.size(zref.path))
-            qpath = quarantine_copy(fs, root, name, data)
-            fs.remove(zref.path)
+            qpath = quarantine_move(fs, root, zref.path)
             report.add(RecoveryEntry("quarantined", zref.path, exc.offset,
                                      f"unfinished compressed copy ({exc.reason}); plain segment kept; "
-                                     f"copied to {qpath}"))
-        else:
-            fs.remove(plain)
+                                     f"moved to {qpath}"))
+            continue
+        if damage is None:
+            fs.remove(plain)  # an intact copy of it is checked: nothing is lost
             report.add(RecoveryEntry("finished-compaction", plain, None,
                                      "compressed copy was complete; plain segment removed"))
+        elif _holds_every_commit_of(fs, zref, pref):
+            qpath = quarantine_move(fs, root, plain)
+            report.add(RecoveryEntry("quarantined", plain, damage.offset,
+                                     f"damaged ({damage.reason}); its compressed copy holds every commit "
+                                     f"of it; moved to {qpath}"))
+        else:
+            report.add(RecoveryEntry("damaged", plain, damage.offset,
+                                     f"{damage.reason}; its unfinished compressed copy {name} holds fewer "
+                                     f"commits, so both are kept (salvage recovers the intact ones)"))
+            continue
         fs.fsync_dir(seg_dir)
 
 

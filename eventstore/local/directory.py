@@ -14,7 +14,7 @@ import threading
 import time
 import zlib
 
-from ..errors import CorruptionError, FormatVersionError, NotAStoreError
+from ..errors import CorruptionError, FormatVersionError, NotAStoreError, StoreIOError
 from ..fs import FileSystem
 from ..report import RecoveryEntry, RecoveryReport
 from .layout import (
@@ -22,7 +22,7 @@ from .layout import (
     QUARANTINE_DIR, SEGMENTS_DIR, SNAPSHOTS_DIR, TMP_SUFFIX,
 )
 
-__all__ = ["StoreDirectory", "FileLock", "ThreadFileLock", "quarantine_copy"]
+__all__ = ["StoreDirectory", "FileLock", "ThreadFileLock", "quarantine_copy", "quarantine_move"]
 
 
 class StoreDirectory:
@@ -221,12 +221,8 @@ class ThreadFileLock(FileLock):
             super().close()
 
 
-def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
-    """Copy bytes into quarantine/ durably before anything is cut ([F-05]).
-
-    Nothing is left behind when the copy fails (a full disk): the temporary
-    file is removed and the `OSError` raised for the caller to translate.
-    """
+def _quarantine_path(fs: FileSystem, root: str, name: str) -> str:
+    """A fresh path in quarantine/ (created durably if missing) for ``name``."""
     qdir = os.path.join(root, QUARANTINE_DIR)
     if not fs.exists(qdir):
         fs.makedirs(qdir)
@@ -236,14 +232,52 @@ def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
     while fs.exists(path):
         path = f"{path}.{n}"
         n += 1
-    try:
-        fs.create_atomic(path, data)
-    except OSError:
-        for leftover in (path + TMP_SUFFIX,):
-            try:
-                fs.remove(leftover)
-            except OSError:
-                pass
-        raise
     return path
 
+
+def quarantine_copy(fs: FileSystem, root: str, name: str, data: bytes) -> str:
+    """Copy bytes into quarantine/ durably before anything is cut ([F-05]).
+
+    On failure (a full disk) the half-written temporary file is removed, as a
+    writer's open never looks in quarantine/ for leftovers ([F-02] moves them
+    *into* it), and the error becomes a `StoreIOError` naming the store and the
+    bytes it needs; the caller has cut nothing yet.
+    """
+    path = None
+    try:
+        path = _quarantine_path(fs, root, name)
+        fs.create_atomic(path, data)
+    except OSError as exc:
+        if path is not None:
+            _remove_quietly(fs, path + TMP_SUFFIX)
+        raise StoreIOError(root, path or os.path.join(root, QUARANTINE_DIR, name), exc.errno, exc.strerror,
+                           "copying damaged bytes into quarantine/ before recovery cuts them",
+                           needed=len(data)) from exc
+    return path
+
+
+def quarantine_move(fs: FileSystem, root: str, path: str) -> str:
+    """Move a whole file into quarantine/ ([F-05]: damaged files are moved, never unlinked).
+
+    A rename: atomic, and it needs no free space. Both directories are fsynced,
+    so after a power cut the file is in one place or the other (or, briefly, in
+    both), never in neither. Returns the new path.
+    """
+    dest = None
+    try:
+        dest = _quarantine_path(fs, root, os.path.basename(path))
+        fs.rename(path, dest)
+        fs.fsync_dir(os.path.dirname(dest))
+        fs.fsync_dir(os.path.dirname(path))
+    except OSError as exc:
+        raise StoreIOError(root, dest or path, exc.errno, exc.strerror,
+                           f"moving {path} into quarantine/") from exc
+    return dest
+
+
+def _remove_quietly(fs: FileSystem, path: str) -> None:
+    try:
+        if fs.exists(path):
+            fs.remove(path)
+    except OSError:
+        pass  # a dead disk: a later writer's open cannot mistake it for data (it is in quarantine/)

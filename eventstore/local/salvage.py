@@ -4,8 +4,9 @@
 ``lenient=True``, as the `recovery.Walker` did) and replaces it by a plain
 one holding every intact frame and a gap frame ([F-25]) for each run of lost
 seqs, after copying the original to ``quarantine/``; `gap_segment` writes
-the segment that holds seqs lost before the first one. Deciding *what* is
-damaged is the `recovery.Walker`'s job.
+the segment that holds seqs lost before the first one;
+`set_aside_damaged_snapshots` moves unreadable snapshots out of the way.
+Deciding *what* is damaged in the log is the `recovery.Walker`'s job.
 """
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ from typing import NamedTuple
 
 from ..fs import FileSystem
 from ..codec import decode_commit, pack
-from ..errors import CorruptionError
+from ..errors import CorruptionError, FormatVersionError
 from .frame import Frame, FrameScanner, encode_frame, frame_bytes, is_gap
 from .layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, SNAPSHOTS_DIR
 from ..report import RecoveryEntry, RecoveryReport
-from .directory import quarantine_copy
+from .directory import quarantine_copy, quarantine_move
 from .segment import SegmentRef, SegmentStream, encode_header, scan, segment_path
-from .snapshot import list_snapshots, snapshot_position
+from .snapshot import list_snapshots, read_snapshot, snapshot_position
 
-__all__ = ["ChainEntry", "rewrite_segment", "set_aside_stale_snapshots", "gap_segment", "gap_frame",
-           "GAP_REASON"]
+__all__ = ["ChainEntry", "rewrite_segment", "set_aside_stale_snapshots", "set_aside_damaged_snapshots",
+           "gap_segment", "gap_frame", "GAP_REASON"]
 
 
 class ChainEntry(NamedTuple):
@@ -142,6 +143,34 @@ def set_aside_stale_snapshots(fs: FileSystem, root: str, layouts: dict[int, dict
         report.add(RecoveryEntry("skipped-snapshot", path, 24,
                                  f"salvage rewrote segment {seg_first} and no frame with seq {seq + 1} "
                                  f"starts at offset {offset}, where this snapshot points; copied to {qpath}"))
+
+
+def set_aside_damaged_snapshots(fs: FileSystem, root: str, report: RecoveryReport) -> bool:
+    """Move every snapshot that does not read ([F-21]) into quarantine/ (issue 13 item 5).
+
+    A strict open skips such a snapshot each time and `verify` keeps reporting
+    it; salvage is the repair, so it takes it out of use ([F-05]: moved, never
+    unlinked) and reports it as ``skipped-snapshot``. A snapshot of a newer
+    format version is not damage ([F-06]): it stays, and the open refuses it.
+    Returns True when one was moved.
+    """
+    directory = os.path.join(root, SNAPSHOTS_DIR)
+    try:
+        candidates = list_snapshots(fs, directory)
+    except FileNotFoundError:
+        return False
+    moved = False
+    for _, path in candidates:
+        try:
+            read_snapshot(fs, path)
+        except FormatVersionError:
+            continue
+        except CorruptionError as exc:
+            qpath = quarantine_move(fs, root, path)
+            report.add(RecoveryEntry("skipped-snapshot", path, exc.offset,
+                                     f"{exc.reason}; moved to {qpath}"))
+            moved = True
+    return moved
 
 
 GAP_REASON = "lost in salvage"

@@ -29,7 +29,9 @@ from .frame import Damage, Frame, FrameScanner, check_frame, is_gap, payload_len
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
 from ..report import RecoveryEntry, RecoveryReport
 from .directory import quarantine_copy
-from .salvage import ChainEntry, gap_segment, rewrite_segment, set_aside_stale_snapshots
+from .salvage import (
+    ChainEntry, gap_segment, rewrite_segment, set_aside_damaged_snapshots, set_aside_stale_snapshots,
+)
 from .segment import SegmentRef, SegmentStream, scan
 
 __all__ = ["Walker", "WalkEnd", "SnapshotMismatch", "salvage_log", "cut_torn_tail"]
@@ -356,13 +358,16 @@ def salvage_log(fs: FileSystem, root: str, refs: list[SegmentRef], report: Recov
 
     Afterwards the log is clean, so the ordinary open (newest usable snapshot and
     its tail) follows; a snapshot taken after the lost seqs still holds their state.
+    Snapshots that do not read are moved to quarantine/ first, so a salvaged store
+    verifies clean.
     """
+    moved = set_aside_damaged_snapshots(fs, root, report)
     if not refs:
-        return False
+        return moved
     walker = Walker(fs, root, policy="salvage", writer=True, report=report)
     walker.check_payloads = True
     before = len(report)
     walker.walk(refs, 0, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST, 0, None)
     if walker.damaged:
         walker.rewrite_damaged(refs)
-    return len(report) != before
+    return moved or len(report) != before

@@ -215,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:  # after BrokenPipeError, its subclass
+        # a full disk or an I/O error (the store's own StoreIOError included): one line
+        failed = _failure(exc, ctx)
+        if failed is not None:
+            return failed
+        return _fail(ctx.json, EXIT_PROBLEMS, "os", f"{exc.filename or ctx.store}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130
