@@ -29,13 +29,20 @@ _LOST_SQLSTATE = ("08", "57P")
 
 
 def connection_lost(exc: BaseException, conn: Conn | None) -> bool:
-    """Whether ``exc`` means the connection is gone (the statement's outcome is then unknown)."""
-    if not isinstance(exc, psycopg.OperationalError):
+    """Whether ``exc`` leaves the statement's outcome unknown: the connection is gone.
+
+    An error the server reported itself (it carries a SQLSTATE) means the server
+    handled the statement and refused it, unless its class says the session was
+    ended (``08``, ``57P``). An error without one comes from the client side of
+    a connection that broke mid-conversation (libpq's "cannot exit pipeline mode
+    while busy", a reset socket, ...): the server may have done anything.
+    """
+    if not isinstance(exc, psycopg.Error):
         return False
     if conn is not None and (conn.broken or conn.closed):
         return True
     state = getattr(exc, "sqlstate", None) or ""
-    return state.startswith(_LOST_SQLSTATE)
+    return not state or state.startswith(_LOST_SQLSTATE)
 
 
 class Link:
@@ -54,7 +61,7 @@ class Link:
         if conn is not None and not conn.closed and not conn.broken:
             return conn
         self.drop()
-        self._conn = conn = connect(self.url, f"metalog {self.role}")
+        self._conn = conn = connect(self.url, f"metalog {self.role} {self.url.schema}")
         try:
             for statement in self.settings:
                 conn.execute(statement)  # type: ignore[arg-type]

@@ -62,7 +62,7 @@ class Listener:
     def _run(self) -> None:
         while not self._stopped:
             try:
-                conn = connect(self.url, "metalog listen")
+                conn = connect(self.url, f"metalog listen {self.url.schema}")
             except StoreUnavailableError:
                 time.sleep(_RETRY)
                 continue

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 from uuid import UUID
 
 import psycopg
@@ -80,6 +81,7 @@ class LogWriter:
         self.cursor = cursor
         self.where = f"{link.url.redacted} table {sql.table('commits')}"
         self.in_doubt: dict[UUID, Work] = {}
+        self.before_write: Callable[[], None] | None = None  # tests: a fault between the round trips
 
     def commit(self, batch: Batch, versions: KeyVersions) -> tuple[list[Commit], list[list[Event]]]:
         """Write ``batch``; returns (other writers' commits caught up with, our new commits' events).
@@ -142,6 +144,8 @@ class LogWriter:
         if not planned:
             self._rollback(conn)
             return []
+        if self.before_write is not None:
+            self.before_write()
         try:
             self._write(conn, planned, versions.counted())
         except pgerrors.UniqueViolation as exc:
