@@ -84,8 +84,14 @@ def load_snapshots(conn: Conn, sql: Sql, where: str, max_seq: int,
 
 
 def open_log(conn: Conn, reader: LogReader, sql: Sql, projections: Sequence[Projection],
-             head_seq: int, report: RecoveryReport) -> Opened:
-    """Restore ``projections`` from the newest usable snapshot and replay the commits after it."""
+             head_seq: int, report: RecoveryReport, salvage: bool = False) -> Opened:
+    """Restore ``projections`` from the newest usable snapshot and replay the commits after it.
+
+    A log that does not chain raises `CorruptionError`; with ``salvage`` the open stops
+    before the damage instead and reports it (the store shows the intact prefix, and
+    `verify` names every problem). Nothing is changed: tables edited behind the store's
+    back are evidence, not something to repair.
+    """
     where = f"{reader.link.url.redacted} table {sql.table('snapshots')}"
     cursor, versions, snapshot_seq = Cursor(), KeyVersions(), 0
     for snap in load_snapshots(conn, sql, where, head_seq, report)[:1]:
@@ -101,5 +107,11 @@ def open_log(conn: Conn, reader: LogReader, sql: Sql, projections: Sequence[Proj
         cursor = Cursor(snap.seq + 1, snap.digest, snap.ts)
         versions = KeyVersions(dict(snap.versions))
         snapshot_seq = snap.seq
-    replay(reader, cursor, projections, versions)
+    try:
+        replay(reader, cursor, projections, versions)
+    except CorruptionError as exc:
+        if not salvage:
+            raise
+        report.add(RecoveryEntry("damaged", exc.file, exc.offset, exc.reason,
+                                 lost=(cursor.next_seq, head_seq) if head_seq >= cursor.next_seq else None))
     return Opened(cursor, versions, snapshot_seq)

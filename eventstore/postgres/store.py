@@ -90,7 +90,7 @@ class PostgresStore:
                 prepare_schema(conn, url, create=options.create and not options.readonly)
                 head_seq = int(conn.execute(self._sql.head).fetchone()[0])  # type: ignore[index, call-overload]
                 opened = open_log(conn, self._reader, self._sql, self._projections, head_seq,
-                                  self.recovery_report)
+                                  self.recovery_report, salvage=options.recovery == "salvage")
         except BaseException:
             self._read_link.close()
             raise
