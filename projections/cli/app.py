@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .commands import COMMANDS, actor_problem, actor_type
-from .context import DEFAULT_STORE, Context, UsageError, default_actor
+from .context import DEFAULT_STORE, Context, UsageError, default_actor, is_url, store_url
 from .output import Printer, visible
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
@@ -105,8 +105,9 @@ def _common_options(defaults: bool) -> _Parser:
     """The global options; accepted before or after the command name."""
     p = _Parser(add_help=False)
     suppress = argparse.SUPPRESS
-    p.add_argument("--store", metavar="DIR", default=None if defaults else suppress,
-                   help="the store directory (default: $METALOG_STORE, else ./metalog-data)")
+    p.add_argument("--store", metavar="DIR|URL", default=None if defaults else suppress,
+                   help="the store: a directory, or postgresql://user@host:port/db?schema=NAME "
+                        "(default: $METALOG_STORE, else ./metalog-data)")
     p.add_argument("--json", action="store_true", default=False if defaults else suppress,
                    help="machine-readable JSON output")
     p.add_argument("--actor", metavar="NAME", type=actor_type, default=None if defaults else suppress,
@@ -185,8 +186,8 @@ def _context(args: argparse.Namespace) -> Context:
     problem = actor_problem(actor)
     if problem:     # from $METALOG_ACTOR or the login name
         raise UsageError(f"{problem} (from $METALOG_ACTOR or the login name; pass --actor NAME)")
-    return Context(store=Path(store).expanduser().absolute(), actor=actor,
-                   out=Printer(args.json), explicit_store=args.store is not None)
+    where: Path | str = store_url(store) if is_url(store) else Path(store).expanduser().absolute()
+    return Context(store=where, actor=actor, out=Printer(args.json), explicit_store=args.store is not None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,7 +256,7 @@ def _failure(exc: Exception, ctx: Context) -> int | None:
                      "(damaged bytes are moved to quarantine/, never deleted)",
                      file=exc.file, offset=exc.offset, reason=exc.reason)
     if isinstance(exc, eventstore.NotAStoreError):
-        empty = ctx.store.is_dir() and not any(ctx.store.iterdir())
+        empty = isinstance(ctx.store, Path) and ctx.store.is_dir() and not any(ctx.store.iterdir())
         hint = f" (`metalog --store {ctx.store} init` creates one)" if empty else ""
         return _fail(js, EXIT_USAGE, "not-a-store", f"{exc}{hint}")
     if isinstance(exc, eventstore.ValidationError):

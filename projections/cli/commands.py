@@ -162,6 +162,12 @@ def _restore_args(p: argparse.ArgumentParser) -> None:
                                                 "('-' reads stdin)")
 
 
+def _copy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", metavar="SRC", help="the store to copy: a directory or a postgresql:// URL")
+    p.add_argument("dst", metavar="DST", help="where to: a new or empty store, or one an interrupted "
+                                              "copy of SRC left (it goes on from there)")
+
+
 def _import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE",
                    help='the old JSON file: {"<media>": {"title": ..., "description": ...}}')
@@ -247,6 +253,12 @@ COMMANDS: list[Command] = [
      "metalog --store restored restore events.jsonl\n"
      "  metalog export | metalog --store /backup/media restore -",
      _restore_args, "restore:cmd_restore"),
+    ("copy", "copy every event of one store into another (directory <-> PostgreSQL), commit by "
+             "commit; resumable; verified equal at the end",
+     "metalog copy ./metalog-data 'postgresql://me@db:5432/media?schema=catalog'\n"
+     "  metalog copy 'postgresql://me@db/media?schema=catalog' ./backup   # and back\n"
+     "  metalog --json copy ./metalog-data ./copy-of-it",
+     _copy_args, "copy:cmd_copy"),
     ("import-json", "import the old JSON persistence file (once; idempotent; resumable)",
      "metalog import-json media_metadata.json\n"
      "  metalog import-json --encoding latin-1 old.json\n"

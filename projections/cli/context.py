@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Context",
+    "is_url",
+    "store_url",
     "UsageError",
     "DEFAULT_STORE",
     "default_actor",
@@ -50,6 +52,27 @@ DEFAULT_STORE = "./metalog-data"
 
 class UsageError(Exception):
     """The user asked for something that cannot work; exit code 2."""
+
+
+_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(store: str) -> bool:
+    """Whether ``--store`` names a database store rather than a directory."""
+    return store.startswith(_URL_SCHEMES)
+
+
+def store_url(url: str) -> str:
+    """The URL the CLI shows and opens: a password in it moves to ``$PGPASSWORD`` (which
+    libpq reads), so no message, progress line or JSON document ever shows it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    os.environ["PGPASSWORD"] = parts.password
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}@{host}"))
 
 
 def default_actor() -> str:
@@ -123,7 +146,7 @@ class Context:
     """What every command gets: where the store is, who acts, how to print,
     and the damage its reads met (which makes the exit code 4)."""
 
-    store: Path
+    store: Path | str  # a directory, or a postgresql:// URL (without its password)
     actor: str
     out: Printer
     explicit_store: bool = False
@@ -140,7 +163,10 @@ class Context:
     # ---------------------------------------------------------------- opening
 
     def require_store(self) -> None:
-        """Refuse early, with a hint, when there is no store at ``--store``."""
+        """Refuse early, with a hint, when there is no store at ``--store``. (A database
+        store is looked for when it is opened: `NotAStoreError` when it is not there.)"""
+        if isinstance(self.store, str):
+            return
         if not self.store.exists():
             raise UsageError(
                 f"no metalog store at {self.store} "
@@ -233,6 +259,18 @@ class Context:
             self.out.json_line({"error": {"kind": kind, "message": message, "exit_code": code,
                                           **fields}})
         return code
+
+    def store_exists(self) -> bool:
+        """Whether ``--store`` holds a store already (a directory with files, or a schema)."""
+        if isinstance(self.store, Path):
+            return self.store.is_dir() and any(self.store.iterdir())
+        import eventstore
+
+        try:
+            eventstore.open(self.store, readonly=True, create=False).close()
+        except eventstore.NotAStoreError:
+            return False
+        return True
 
     # ----------------------------------------------------------------- damage
 

@@ -78,7 +78,7 @@ def _text_arg(value: str) -> str:
 
 
 def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
-    existed = ctx.store.is_dir() and any(ctx.store.iterdir())
+    existed = ctx.store_exists()
     with ctx.catalog(create=True) as cat:
         count = len(cat)
         last = cat.store.last_seq

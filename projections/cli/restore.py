@@ -121,7 +121,7 @@ def _check_target(ctx: Context) -> None:
     """Refuse a store that holds events (a path that is no store: `open` refuses it)."""
     import eventstore
 
-    if not (ctx.store / "segments").is_dir():
+    if not ctx.store_exists():
         return
     with eventstore.open(str(ctx.store), readonly=True, create=False) as existing:
         held = existing.last_seq

@@ -1,0 +1,110 @@
+"""The `metalog` command on PostgreSQL stores, and `metalog copy` between backends (SPEC §6,
+§8; issue 15 items 1 and 8). In process (``main``), so a copy can be interrupted."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import eventstore
+from pg_support import drop_schema, fresh_schema_url
+from projections.cli import main
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_commands_work_on_a_url_given_by_option_or_environment(pg_url, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert cli(capsys, "--store", pg_url, "get", "a.mp4")[0] == 2  # no store there yet
+    assert cli(capsys, "--store", pg_url, "init")[0] == 0
+    assert cli(capsys, "--store", pg_url, "--actor", "alice", "set-title", "a.mp4", "Hello")[0] == 0
+    monkeypatch.setenv("METALOG_STORE", pg_url)
+    code, out, _ = cli(capsys, "--json", "get", "a.mp4")
+    assert code == 0 and json.loads(out)["title"] == "Hello"
+    code, out, _ = cli(capsys, "verify")
+    assert code == 0 and out.startswith("ok: ")
+    code, out, _ = cli(capsys, "--json", "stats")
+    assert json.loads(out)["events"] == 1 and json.loads(out)["segments"] == 0
+
+
+def test_a_password_in_the_url_is_never_shown(pg_base, capsys, monkeypatch):
+    url = fresh_schema_url(pg_base.replace("postgres@", "postgres:hunter2@", 1))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    try:
+        code, out, err = cli(capsys, "--store", url, "init")
+        assert code == 0 and "hunter2" not in out + err and "postgres@" in out
+        code, out, err = cli(capsys, "--store", url.replace("5432", "1"), "ls")
+        assert code == 1 and "hunter2" not in out + err and "unavailable" in err
+    finally:
+        drop_schema(url)
+
+
+def fill_catalog(path, n):
+    from projections import MediaCatalog
+    with MediaCatalog.open(path, actor="me") as cat:
+        for i in range(n):
+            if i % 4 == 3:
+                with cat.batch():
+                    cat.set_title(f"/m/{i}.mp4", f"T{i}")
+                    cat.set_description(f"/m/{i}.mp4", f"D{i}")
+            else:
+                cat.set_title(f"/m/{i % 5}.mp4", f"T{i}")
+        cat.undo()
+
+
+def test_copy_directory_to_postgres_and_back(pg_url, tmp_path, capsys):
+    src = str(tmp_path / "src")
+    fill_catalog(src, 30)
+    code, out, err = cli(capsys, "--json", "copy", src, pg_url)
+    result = json.loads(out)
+    assert code == 0, err
+    assert result["equal"] and result["verify_ok"] and result["times_and_digests_kept"]
+    with eventstore.open(src, readonly=True) as a, eventstore.open(pg_url, readonly=True) as b:
+        assert list(a.read()) == list(b.read())  # seqs, times, events
+        lengths = [len(c.events) for c in b.read_commits()]
+        assert max(lengths) == 2 and len(lengths) < b.last_seq  # batches stayed whole commits
+    back = str(tmp_path / "back")
+    code, out, err = cli(capsys, "copy", pg_url, back)
+    assert code == 0 and "compared equal, verify ok" in out, err
+    with eventstore.open(src, readonly=True) as a, eventstore.open(back, readonly=True) as c:
+        assert [(e.seq, e.type, e.key, e.data, e.meta) for e in a.read()] == \
+            [(e.seq, e.type, e.key, e.data, e.meta) for e in c.read()]
+
+
+def test_an_interrupted_copy_goes_on_where_it_stopped(pg_url, tmp_path, capsys, monkeypatch):
+    from projections.cli import copy as copy_mod
+    src = str(tmp_path / "src")
+    fill_catalog(src, 40)
+    real, calls = copy_mod._Copy.write, []
+
+    def write_then_stop(self, commit):
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        calls.append(commit.first_seq)
+        real(self, commit)
+    monkeypatch.setattr(copy_mod._Copy, "write", write_then_stop)
+    assert cli(capsys, "copy", src, pg_url)[0] == 130
+    monkeypatch.undo()
+    with eventstore.open(pg_url, readonly=True) as half:
+        held = half.last_seq
+    assert 7 <= held < 40
+    code, out, _ = cli(capsys, "--json", "copy", src, pg_url)
+    result = json.loads(out)
+    assert code == 0 and result["resumed_at"] == held and result["equal"]
+    with eventstore.open(src, readonly=True) as a, eventstore.open(pg_url, readonly=True) as b:
+        assert list(a.read()) == list(b.read()) and b.verify().ok
+
+
+def test_copy_refuses_a_destination_that_is_not_a_prefix(pg_url, tmp_path, capsys):
+    src = str(tmp_path / "src")
+    fill_catalog(src, 5)
+    with eventstore.open(pg_url) as other:
+        other.append("title.set", "/elsewhere", {"value": "x"})
+    code, _, err = cli(capsys, "copy", src, pg_url)
+    assert code == 2 and "not an interrupted copy" in err
+    with eventstore.open(pg_url, readonly=True) as b:
+        assert b.last_seq == 1
