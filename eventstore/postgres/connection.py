@@ -12,16 +12,18 @@ without its password.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from .errors import StoreUnavailableError
 from .url import StoreURL
 
 __all__ = ["Link", "Conn", "connection_lost", "CONNECT_TIMEOUT"]
 
-Conn = psycopg.Connection[tuple[object, ...]]
+Conn = psycopg.Connection[tuple[Any, ...]]
+"""A connection whose rows are tuples of what the columns hold (the SQL says which types)."""
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5
 """Seconds to wait for the server when the URL does not say (``connect_timeout``)."""
@@ -64,7 +66,7 @@ class Link:
         self._conn = conn = connect(self.url, f"metalog {self.role} {self.url.schema}")
         try:
             for statement in self.settings:
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
         except psycopg.Error as exc:
             self.drop()
             raise StoreUnavailableError(self.url.redacted, f"session setup failed: {exc}") from exc
@@ -104,11 +106,11 @@ class Link:
 
 def connect(url: StoreURL, application_name: str) -> Conn:
     """A new autocommit connection, or `StoreUnavailableError`."""
-    kwargs: dict[str, object] = {"autocommit": True, "application_name": application_name}
-    if "connect_timeout" not in url.conninfo:
-        kwargs["connect_timeout"] = CONNECT_TIMEOUT
+    conninfo = url.conninfo
+    if "connect_timeout" not in conninfo:
+        conninfo = make_conninfo(conninfo, connect_timeout=CONNECT_TIMEOUT)
     try:
-        return psycopg.connect(url.conninfo, **kwargs)  # type: ignore[arg-type]
+        return psycopg.connect(conninfo, autocommit=True, application_name=application_name)
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreUnavailableError(url.redacted, f"cannot connect: {reason}") from None

@@ -21,6 +21,7 @@ import psycopg
 
 from .connection import connect
 from .errors import StoreUnavailableError
+from .connection import Conn
 from .url import StoreURL
 
 __all__ = ["Listener", "FALLBACK_SECONDS"]
@@ -67,7 +68,7 @@ class Listener:
                 time.sleep(_RETRY)
                 continue
             try:
-                conn.execute(f"LISTEN {self.url.channel}")  # type: ignore[arg-type]
+                conn.execute(f"LISTEN {self.url.channel}")
                 self.connected = True
                 self._bump()  # commits may have come while we were away: read now
                 self._listen(conn)
@@ -82,7 +83,7 @@ class Listener:
             if not self._stopped:
                 time.sleep(_RETRY)
 
-    def _listen(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    def _listen(self, conn: Conn) -> None:
         checked = 0.0  # the catch-up also runs every FALLBACK_SECONDS: the polling fallback
         while not self._stopped:
             last = None

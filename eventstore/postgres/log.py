@@ -13,7 +13,7 @@ so a reader needs no lock. No writes here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..chain import ZERO_DIGEST, commit_digest
 from ..codec import decode_commit, pack
@@ -52,14 +52,14 @@ class Commit:
     events: list[Event]
 
 
-def take(rows: Iterable[Sequence[object]], cursor: Cursor, where: str) -> list[Commit]:
+def take(rows: Iterable[Sequence[Any]], cursor: Cursor, where: str) -> list[Commit]:
     """The commits of ``rows`` (in seq order, from ``cursor.next_seq``), checked; moves ``cursor``.
 
     A row whose seq does not follow on, or whose digest does not recompute from
     the one before, is `CorruptionError` (``where``, offset: the row's first seq).
     """
     out = []
-    for first_seq, n, ts, digest, payload in rows:  # type: ignore[misc]
+    for first_seq, n, ts, digest, payload in rows:
         if first_seq != cursor.next_seq:
             raise CorruptionError(where, cursor.next_seq, f"commit at seq {cursor.next_seq} is missing "
                                                           f"(the next one starts at seq {first_seq})")
@@ -85,7 +85,7 @@ class LogReader:
         def work(conn: Conn) -> list[Row]:
             with conn.cursor(binary=True) as cur:
                 cur.execute(self.sql.commits_from, (first, limit))
-                return cur.fetchall()  # type: ignore[return-value]
+                return cur.fetchall()
         return self.link.run(work)
 
     def tail(self, cursor: Cursor, limit: int = PAGE_COMMITS) -> list[Commit]:
@@ -95,8 +95,8 @@ class LogReader:
     def commit_start(self, seq: int) -> int:
         """The first seq of the commit holding ``seq`` (1 when there is none before it)."""
         def work(conn: Conn) -> int:
-            row = conn.execute(self.sql.commit_start, (seq,)).fetchone()  # type: ignore[arg-type]
-            return int(row[0]) if row else 1  # type: ignore[call-overload]
+            row = conn.execute(self.sql.commit_start, (seq,)).fetchone()
+            return int(row[0]) if row else 1
         return self.link.run(work)
 
     def key_commits(self, key: str, first: int, limit: int) -> list[Row]:
@@ -108,8 +108,8 @@ class LogReader:
 
         def work(conn: Conn) -> list[Row]:
             with conn.cursor(binary=True) as cur:
-                cur.execute(query, (key, first, limit))  # type: ignore[arg-type]
-                return cur.fetchall()  # type: ignore[return-value]
+                cur.execute(query, (key, first, limit))
+                return cur.fetchall()
         return self.link.run(work)
 
     def events(self, start: int, stop: int | None, bound: int | None, key: str | None,

@@ -52,12 +52,12 @@ def replay(reader: LogReader, cursor: Cursor, targets: Sequence[Projection],
 def _fits(conn: Conn, sql: Sql, seq: int, digest: bytes) -> str | None:
     """None when the commit ending at ``seq`` has ``digest``; else why the snapshot does not fit."""
     with conn.cursor(binary=True) as cur:
-        cur.execute(f"SELECT first_seq, n, digest FROM {sql.table('commits')} WHERE first_seq <= %s "  # type: ignore[arg-type]
+        cur.execute(f"SELECT first_seq, n, digest FROM {sql.table('commits')} WHERE first_seq <= %s "
                     "ORDER BY first_seq DESC LIMIT 1", (seq,))
         row = cur.fetchone()
-    if row is None or row[0] + row[1] - 1 != seq:  # type: ignore[operator]
+    if row is None or row[0] + row[1] - 1 != seq:
         return f"no commit ends at seq {seq}"
-    if bytes(row[2]) != digest:  # type: ignore[arg-type]
+    if bytes(row[2]) != digest:
         return f"the chain digest at seq {seq} differs from the snapshot's"
     return None
 

@@ -15,6 +15,7 @@ import time
 import psycopg
 
 from ..errors import CorruptionError, FormatVersionError, NotAStoreError
+from .connection import Conn
 from .url import StoreURL
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "Sql", "prepare_schema"]
@@ -86,23 +87,23 @@ class Sql:
         return f"{self.schema}.{name}"
 
 
-def _tables(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> set[str]:
+def _tables(conn: Conn, schema: str) -> set[str]:
     rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                         (schema,)).fetchall()
     return {str(r[0]) for r in rows}
 
 
-def _check_version(conn: psycopg.Connection[tuple[object, ...]], url: StoreURL) -> None:
+def _check_version(conn: Conn, url: StoreURL) -> None:
     where = f"{url.redacted} table {url.schema}.meta"
     row = conn.execute(f"SELECT schema_version FROM {url.schema}.meta WHERE id = 1").fetchone()
     if row is None:
         raise CorruptionError(where, None, "the meta row is missing")
-    found = int(row[0])  # type: ignore[call-overload]
+    found = int(row[0])
     if found != SCHEMA_VERSION:
         raise FormatVersionError(where, found, SCHEMA_VERSION)
 
 
-def prepare_schema(conn: psycopg.Connection[tuple[object, ...]], url: StoreURL, *,
+def prepare_schema(conn: Conn, url: StoreURL, *,
                    create: bool) -> bool:
     """Check the store's schema, creating it when allowed; True when it was created.
 
@@ -129,7 +130,7 @@ def prepare_schema(conn: psycopg.Connection[tuple[object, ...]], url: StoreURL, 
             created = False
         else:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {url.schema}")
-            conn.execute(_DDL.format(s=url.schema))  # type: ignore[arg-type]
+            conn.execute(_DDL.format(s=url.schema))
             conn.execute(f"INSERT INTO {url.schema}.meta VALUES (1, %s, %s)",
                          (SCHEMA_VERSION, time.time_ns()))
             created = True

@@ -87,15 +87,15 @@ def write_snapshot(conn: Conn, sql: Sql, seq: int, ts: int, digest: bytes, versi
     table = sql.table("snapshots")
     with conn.transaction():
         conn.execute(f"INSERT INTO {table} (seq, ts, digest, body_len, body) VALUES (%s, %s, %s, %s, %s) "
-                     "ON CONFLICT (seq) DO NOTHING", (seq, ts, digest, body_len, body))  # type: ignore[arg-type]
-        conn.execute(f"DELETE FROM {table} WHERE seq NOT IN "  # type: ignore[arg-type]
+                     "ON CONFLICT (seq) DO NOTHING", (seq, ts, digest, body_len, body))
+        conn.execute(f"DELETE FROM {table} WHERE seq NOT IN "
                      f"(SELECT seq FROM {table} ORDER BY seq DESC LIMIT %s)", (keep,))
 
 
 def snapshot_rows(conn: Conn, sql: Sql, max_seq: int) -> Iterator[tuple[int, int, bytes, int, bytes]]:
     """``(seq, ts, digest, body_len, body)`` of every snapshot at or before ``max_seq``, newest first."""
     with conn.cursor(binary=True) as cur:
-        cur.execute(f"SELECT seq, ts, digest, body_len, body FROM {sql.table('snapshots')} "  # type: ignore[arg-type]
+        cur.execute(f"SELECT seq, ts, digest, body_len, body FROM {sql.table('snapshots')} "
                     "WHERE seq <= %s ORDER BY seq DESC", (max_seq,))
         rows = cur.fetchall()
-    yield from rows  # type: ignore[misc]
+    yield from rows

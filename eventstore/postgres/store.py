@@ -16,7 +16,7 @@ import logging
 import threading
 import uuid
 from types import TracebackType
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..api import (CompactResult, Data, Item, ProgressCallback, SnapshotState, StoreOptions, StoreStats,
                    check_projections)
@@ -88,7 +88,8 @@ class PostgresStore:
             with self._read_link.lock:
                 conn = self._read_link.conn()
                 prepare_schema(conn, url, create=options.create and not options.readonly)
-                head_seq = int(conn.execute(self._sql.head).fetchone()[0])  # type: ignore[index, call-overload]
+                head = conn.execute(self._sql.head).fetchone()
+                head_seq = int(head[0]) if head is not None else 0
                 opened = open_log(conn, self._reader, self._sql, self._projections, head_seq,
                                   self.recovery_report, salvage=options.recovery == "salvage")
         except BaseException:
@@ -163,16 +164,16 @@ class PostgresStore:
             return self._engine.submit(Work(work.commit, cid, True, work.at))
         self._open_check()
 
-        def find(conn: Conn) -> list[tuple[object, ...]]:
+        def find(conn: Conn) -> list[tuple[Any, ...]]:
             with conn.cursor(binary=True) as cur:
-                cur.execute(self._sql.commits_by_id, ([cid],))  # type: ignore[arg-type]
+                cur.execute(self._sql.commits_by_id, ([cid],))
                 return cur.fetchall()
         rows = self._read_link.run(find)
         if not rows:
             raise ValidationError(f"commit {cid} is not stored in {self.location}, and this store "
                                   "did not send it: append its items again with this commit_id")
         _, first_seq, n, ts, _, payload = rows[0]
-        return decode_commit(bytes(payload), first_seq, n, ts, self._reader.where, first_seq)  # type: ignore[arg-type]
+        return decode_commit(bytes(payload), first_seq, n, ts, self._reader.where, first_seq)
 
     def import_commit(self, first_seq: int, ts: int, items: Iterable[Item]) -> list[Event]:
         """Store a commit copied from another store, with its seq and time (for `metalog copy`
@@ -387,7 +388,7 @@ class PostgresStore:
                 f"(SELECT count(*) FROM {self._sql.table('snapshots')}) FROM pg_class c "
                 "JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = %s AND c.relkind = 'r'",
                 (self._url.schema,)).fetchone()
-            return int(row[0]), int(row[1])  # type: ignore[index, call-overload]
+            return (int(row[0]), int(row[1])) if row is not None else (0, 0)
         nbytes, snapshots = self._read_link.run(size)
         with self._engine.mutex:
             keys = len(self._versions)
@@ -411,11 +412,11 @@ class PostgresStore:
         seq, ts, digest, versions, states = captured
         if seq == 0:
             return
-        packed = [(n, v, s if done else pack(s)) for n, v, s, done in states]
+        packed = [(n, v, s if isinstance(s, bytes) and done else pack(s)) for n, v, s, done in states]
         link = Link(self._url, "snapshot")
         try:
             with self._snapshot_lock:
-                link.run(lambda conn: write_snapshot(conn, self._sql, seq, ts, digest, versions, packed))  # type: ignore[arg-type]
+                link.run(lambda conn: write_snapshot(conn, self._sql, seq, ts, digest, versions, packed))
                 self._snapshot_seq = max(self._snapshot_seq, seq)
         finally:
             link.close()

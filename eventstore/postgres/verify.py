@@ -13,7 +13,7 @@ never raised. Read-only.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from ..chain import ZERO_DIGEST, commit_digest
 from ..codec import decode_commit
@@ -33,9 +33,9 @@ def verify_store(conn: Conn, sql: Sql, location: str, bound: int | None,
     commits_where = f"{location} table {sql.table('commits')}"
     head = conn.execute(sql.head).fetchone()
     assert head is not None
-    last_seq = int(head[0])  # type: ignore[call-overload]
+    last_seq = int(head[0])
     total = last_seq if bound is None else min(bound, last_seq)
-    snaps = {int(r[0]): r for r in conn.execute(  # type: ignore[call-overload]
+    snaps = {int(r[0]): r for r in conn.execute(
         f"SELECT seq, ts, digest, body_len, body FROM {sql.table('snapshots')} ORDER BY seq").fetchall()}
     report.snapshots = len(snaps)
     counts: dict[str, int] = {}
@@ -46,9 +46,9 @@ def verify_store(conn: Conn, sql: Sql, location: str, bound: int | None,
 
     while True:
         with conn.cursor(binary=True) as cur:
-            cur.execute(sql.commits_from, (first, PAGE_COMMITS))  # type: ignore[arg-type]
+            cur.execute(sql.commits_from, (first, PAGE_COMMITS))
             rows = cur.fetchall()
-        for first_seq, n, ts, row_digest, payload in rows:  # type: ignore[misc]
+        for first_seq, n, ts, row_digest, payload in rows:
             if bound is not None and first_seq > bound:
                 break
             if first_seq != expected:
@@ -77,7 +77,7 @@ def verify_store(conn: Conn, sql: Sql, location: str, bound: int | None,
             break
         first = expected
     report.last_seq = expected - 1
-    if bound is None and (last_seq != expected - 1 or bytes(head[2]) != digest):  # type: ignore[arg-type]
+    if bound is None and (last_seq != expected - 1 or bytes(head[2]) != digest):
         problem(f"{location} table {sql.table('head')}", last_seq,
                 f"head names seq {last_seq}; the commits chain to seq {expected - 1}")
     for seq in snaps:
@@ -87,15 +87,15 @@ def verify_store(conn: Conn, sql: Sql, location: str, bound: int | None,
     return report
 
 
-def _check_snapshot(snap: tuple[object, ...], digest: bytes, counts: dict[str, int], location: str,
+def _check_snapshot(snap: tuple[Any, ...], digest: bytes, counts: dict[str, int], location: str,
                     sql: Sql, problem: Callable[..., None]) -> None:
     seq, _, snap_digest, body_len, body = snap
     where = f"{location} table {sql.table('snapshots')}"
-    if bytes(snap_digest) != digest:  # type: ignore[arg-type]
+    if bytes(snap_digest) != digest:
         problem(where, seq, "snapshot digest differs from the log's at its seq")
         return
     try:
-        versions, _ = decode_body(seq, body_len, bytes(body), where)  # type: ignore[arg-type]
+        versions, _ = decode_body(seq, body_len, bytes(body), where)
     except CorruptionError as exc:
         problem(where, seq, exc.reason)
         return
@@ -108,7 +108,7 @@ def _check_key_index(conn: Conn, sql: Sql, location: str, counts: dict[str, int]
     """Per key, the index holds versions 1..n exactly, n being the log's count, all in the log."""
     where = f"{location} table {sql.table('key_versions')}"
     rows = conn.execute(
-        f"SELECT key, count(*), min(version), max(version), max(commit_seq) FROM {sql.table('key_versions')} "  # type: ignore[arg-type]
+        f"SELECT key, count(*), min(version), max(version), max(commit_seq) FROM {sql.table('key_versions')} "
         "WHERE commit_seq <= %s GROUP BY key", (last,)).fetchall()
     seen = 0
     for key, n, low, high, _ in rows:
@@ -120,7 +120,7 @@ def _check_key_index(conn: Conn, sql: Sql, location: str, counts: dict[str, int]
     if seen != len(counts):
         problem(where, None, f"{len(counts) - seen} keys of the log are missing from the index")
     orphans = conn.execute(
-        f"SELECT count(*) FROM {sql.table('key_versions')} k LEFT JOIN {sql.table('commits')} c "  # type: ignore[arg-type]
+        f"SELECT count(*) FROM {sql.table('key_versions')} k LEFT JOIN {sql.table('commits')} c "
         "ON c.first_seq = k.commit_seq WHERE c.first_seq IS NULL").fetchone()
-    if orphans and int(orphans[0]):  # type: ignore[call-overload]
+    if orphans and int(orphans[0]):
         problem(where, None, f"{orphans[0]} index rows point to no commit")

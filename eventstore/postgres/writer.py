@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 from uuid import UUID
 
 import psycopg
@@ -169,17 +169,17 @@ class LogWriter:
         return []
 
     def _lock(self, conn: Conn, todo: list[Pending[Work, list[Event]]], versions: KeyVersions,
-              caught: list[Commit]) -> dict[UUID, tuple[object, ...]]:
+              caught: list[Commit]) -> dict[UUID, tuple[Any, ...]]:
         """Round trip 1: lock the head, catch up, look up the ids to settle."""
         ids = [p.commit.commit_id for p in todo if p.commit.given]
         head, tail, by_id = (conn.cursor(binary=True) for _ in range(3))
         try:
             with conn.pipeline():
                 conn.execute("BEGIN")
-                head.execute(self.sql.lock_head)  # type: ignore[arg-type]
-                tail.execute(self.sql.commits_from, (self.cursor.next_seq, None))  # type: ignore[arg-type]
+                head.execute(self.sql.lock_head)
+                tail.execute(self.sql.commits_from, (self.cursor.next_seq, None))
                 if ids:
-                    by_id.execute(self.sql.commits_by_id, (ids,))  # type: ignore[arg-type]
+                    by_id.execute(self.sql.commits_by_id, (ids,))
             head_row, tail_rows = head.fetchone(), tail.fetchall()
             id_rows = by_id.fetchall() if ids else []
         finally:
@@ -191,12 +191,12 @@ class LogWriter:
         caught.extend(new)
         assert head_row is not None
         last_seq, _, digest = head_row
-        if last_seq != self.cursor.next_seq - 1 or bytes(digest) != self.cursor.digest:  # type: ignore[arg-type]
-            raise CorruptionError(f"{self.link.url.redacted} table {self.sql.table('head')}", last_seq,  # type: ignore[arg-type]
+        if last_seq != self.cursor.next_seq - 1 or bytes(digest) != self.cursor.digest:
+            raise CorruptionError(f"{self.link.url.redacted} table {self.sql.table('head')}", last_seq,
                                   f"head says seq {last_seq}, the commits end at seq {self.cursor.next_seq - 1}")
-        return {row[0]: row for row in id_rows}  # type: ignore[misc]
+        return {row[0]: row for row in id_rows}
 
-    def _plan(self, todo: list[Pending[Work, list[Event]]], found: dict[UUID, tuple[object, ...]],
+    def _plan(self, todo: list[Pending[Work, list[Event]]], found: dict[UUID, tuple[Any, ...]],
               versions: KeyVersions) -> list[_Planned]:
         """Settle the commits found stored; check and number the others."""
         planned = []
@@ -240,15 +240,15 @@ class LogWriter:
             mine[key] = current + 1
         return mine
 
-    def _settle_found(self, p: Pending[Work, list[Event]], row: tuple[object, ...]) -> None:
+    def _settle_found(self, p: Pending[Work, list[Event]], row: tuple[Any, ...]) -> None:
         _, first_seq, n, ts, _, payload = row
         work = p.commit
         self.in_doubt.pop(work.commit_id, None)
-        if bytes(payload) != work.commit.payload:  # type: ignore[arg-type]
+        if bytes(payload) != work.commit.payload:
             p.error = ValidationError(f"commit id {work.commit_id} is already used by another commit "
                                       f"(seq {first_seq})")
         else:
-            p.result = decode_commit(bytes(payload), first_seq, n, ts, self.where, first_seq)  # type: ignore[arg-type]
+            p.result = decode_commit(bytes(payload), first_seq, n, ts, self.where, first_seq)
         p.done = True
 
     def _write(self, conn: Conn, planned: list[_Planned], known: dict[str, int]) -> None:
@@ -274,9 +274,9 @@ class LogWriter:
         last = planned[-1]
         last_seq = last.first_seq + last.pending.commit.commit.n - 1
         with conn.pipeline():
-            conn.execute(self.sql.insert_commits, (firsts, ns, tss, ids, digests, payloads))  # type: ignore[arg-type]
-            conn.execute(self.sql.insert_versions, (keys, vers, at))  # type: ignore[arg-type]
-            conn.execute(self.sql.set_head, (last_seq, last.ts, last.digest))  # type: ignore[arg-type]
+            conn.execute(self.sql.insert_commits, (firsts, ns, tss, ids, digests, payloads))
+            conn.execute(self.sql.insert_versions, (keys, vers, at))
+            conn.execute(self.sql.set_head, (last_seq, last.ts, last.digest))
             conn.execute("SELECT pg_notify(%s, %s)", (self.link.url.channel, str(last_seq)))
             conn.execute("COMMIT")
 
@@ -296,8 +296,8 @@ class LogWriter:
     def _conflict(self, p: Pending[Work, list[Event]], versions: KeyVersions) -> None:
         """The database refused a version: name the key and its version there."""
         c = p.commit.commit
-        rows = self.link.run(lambda conn: conn.execute(self.sql.versions_of, (list(c.keys),)).fetchall())  # type: ignore[arg-type]
-        stored = {str(k): int(v) for k, v in rows}  # type: ignore[call-overload]
+        rows = self.link.run(lambda conn: conn.execute(self.sql.versions_of, (list(c.keys),)).fetchall())
+        stored = {str(k): int(v) for k, v in rows}
         mine = versions.counted()
         key = next((k for k in c.keys if stored.get(k, 0) != mine.get(k, 0)), c.keys[0])
         expected = (c.expected or [None] * c.n)[list(c.keys).index(key)]
