@@ -88,7 +88,8 @@ class Sql:
 
 
 def _tables(conn: Conn, schema: str) -> set[str]:
-    rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+    rows = conn.execute("SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
                         (schema,)).fetchall()
     return {str(r[0]) for r in rows}
 

@@ -16,9 +16,11 @@ import io
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import zstandard
+
 from ..codec import pack, unpack
 from ..errors import CorruptionError
-from ..local.compression import ZstdFrameError, compress, stream_decompress
+from ..local.compression import ZstdFrameError, compress, frame_extent
 from ..local.layout import MAX_SNAPSHOT_BYTES
 from ..local.snapshot import MAX_RATIO, TRUSTED_BODY_BYTES, ZSTD_LEVEL
 from .connection import Conn
@@ -56,15 +58,17 @@ def decode_body(seq: int, body_len: int, compressed: bytes, where: str) -> tuple
     limit = min(MAX_SNAPSHOT_BYTES, max(TRUSTED_BODY_BYTES, len(compressed) * MAX_RATIO))
     if not 0 <= body_len <= limit:
         raise CorruptionError(where, seq, f"snapshot body of {body_len} bytes exceeds the limit")
-    out = bytearray()
     try:
-        for chunk in stream_decompress(io.BytesIO(compressed), 0, len(compressed), body_len):
-            out += chunk
+        frame_extent(io.BytesIO(compressed), 0, len(compressed))  # one checksummed frame, nothing after
+        out = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=body_len)
     except ZstdFrameError as exc:
         raise CorruptionError(where, seq, f"snapshot body: {exc.reason}") from None
+    except zstandard.ZstdError as exc:
+        raise CorruptionError(where, seq, f"snapshot body does not decompress within {body_len} "
+                                          f"bytes: {exc}") from None
     if len(out) != body_len:
         raise CorruptionError(where, seq, f"snapshot body is {len(out)} bytes, the row says {body_len}")
-    doc = unpack(bytes(out), where, seq, "snapshot body")
+    doc = unpack(out, where, seq, "snapshot body")
     try:
         versions = unpack(doc["versions"], where, seq, "snapshot key versions")
         entries = [(name, ver, state) for name, ver, state in doc["projections"]]

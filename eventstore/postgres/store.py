@@ -12,6 +12,7 @@ may write one schema at once.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import uuid
@@ -84,6 +85,8 @@ class PostgresStore:
         self._listener: Listener | None = None
         self._listener_lock = threading.Lock()
         self._writer: LogWriter | None = None
+        gc_enabled = gc.isenabled()
+        gc.disable()  # replay allocates millions of long-lived objects: no cycles to find
         try:
             with self._read_link.lock:
                 conn = self._read_link.conn()
@@ -95,6 +98,9 @@ class PostgresStore:
         except BaseException:
             self._read_link.close()
             raise
+        finally:
+            if gc_enabled:
+                gc.enable()
         self._cursor = opened.cursor  # readonly: where refresh reads from; writer: the writer's
         self._versions = opened.versions
         self._snapshot_seq = opened.snapshot_seq

@@ -130,6 +130,29 @@ def test_open_from_a_snapshot_plus_the_tail_equals_a_full_replay(pg_url, pg_admi
         assert not store.verify().ok
 
 
+@pytest.mark.parametrize("body", [b"not zstd", "bomb", "short"])
+def test_a_damaged_snapshot_body_is_skipped_and_reported(pg_url, pg_admin, body):
+    """[P-20] a body that is not one zstd frame, inflates past its declared length, or
+    inflates short, is skipped (replay rebuilds the state) and verify names it."""
+    import zstandard
+    fill(pg_url, 4)
+    with eventstore.open(pg_url, projections=[Counts()]) as store:
+        store.snapshot()
+    s = schema_of(pg_url)
+    if body == "bomb":  # declares 100 bytes, inflates to 50 MB
+        body, length = zstandard.ZstdCompressor(write_checksum=True).compress(b"\0" * (50 << 20)), 100
+    elif body == "short":
+        length = 10 ** 6
+        body = zstandard.ZstdCompressor(write_checksum=True).compress(b"x" * 100)
+    else:
+        length = 100
+    pg_admin.execute(f"UPDATE {s}.snapshots SET body = %s, body_len = %s", (body, length))
+    with eventstore.open(pg_url, projections=[Counts()]) as store:
+        assert store.projections[0].counts == {"k0": 4, "k1": 4}
+        assert [e.action for e in store.recovery_report] == ["skipped-snapshot"]
+        assert [p.offset for p in store.verify().problems] == [8]
+
+
 def test_automatic_snapshots_keep_the_newest_three(pg_url, pg_admin):
     with eventstore.open(pg_url, projections=[Counts()], snapshot_every=4) as store:
         for i in range(40):
