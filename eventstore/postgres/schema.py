@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import time
 
-import psycopg
-
 from ..errors import CorruptionError, FormatVersionError, NotAStoreError
 from .connection import Conn
 from .url import StoreURL

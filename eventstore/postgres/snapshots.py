@@ -13,8 +13,10 @@ writes, prunes and reads rows.
 from __future__ import annotations
 
 import io
+import logging
+import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import zstandard
 
@@ -23,10 +25,15 @@ from ..errors import CorruptionError
 from ..local.compression import ZstdFrameError, compress, frame_extent
 from ..local.layout import MAX_SNAPSHOT_BYTES
 from ..local.snapshot import MAX_RATIO, TRUSTED_BODY_BYTES, ZSTD_LEVEL
-from .connection import Conn
+from ..projection import Projection
+from .connection import Conn, Link
 from .schema import Sql
+from .url import StoreURL
 
-__all__ = ["SnapshotRow", "encode_body", "decode_body", "write_snapshot", "snapshot_rows", "KEEP_SNAPSHOTS"]
+__all__ = ["SnapshotRow", "Captured", "Snapshotter", "encode_body", "decode_body", "write_snapshot",
+           "snapshot_rows", "KEEP_SNAPSHOTS"]
+
+log = logging.getLogger("eventstore")
 
 KEEP_SNAPSHOTS = 3
 States = list[tuple[str, int, bytes]]  # (projection name, its version, packed state)
@@ -103,3 +110,64 @@ def snapshot_rows(conn: Conn, sql: Sql, max_seq: int) -> Iterator[tuple[int, int
                     "WHERE seq <= %s ORDER BY seq DESC", (max_seq,))
         rows = cur.fetchall()
     yield from rows
+
+
+@dataclass
+class Captured:
+    """Everything a snapshot at ``seq`` holds, taken while the store was at that seq."""
+
+    seq: int
+    ts: int
+    digest: bytes
+    versions: dict[str, int]
+    states: list[tuple[str, int, object, bool]]  # name, version, value, packed already
+
+
+class Snapshotter:
+    """Snapshots of one store's projections: captured quiet, written on a connection of their own."""
+
+    def __init__(self, url: StoreURL, sql: Sql, projections: Sequence[Projection]) -> None:
+        self.url, self.sql, self.projections = url, sql, tuple(projections)
+        self.seq = 0  # the newest snapshot loaded or written
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def capture(self, seq: int, ts: int, digest: bytes, versions: dict[str, int]) -> Captured:
+        """The state now (the store is quiet: its leader, or exclusive). Projections with
+        ``snapshot_detached`` are packed later, in the writing thread."""
+        states: list[tuple[str, int, object, bool]] = []
+        for p in self.projections:
+            value = p.snapshot()
+            detached = bool(getattr(p, "snapshot_detached", False))
+            states.append((p.name, p.version, value if detached else pack(value), not detached))
+        return Captured(seq, ts, digest, dict(versions), states)
+
+    def write(self, c: Captured) -> None:
+        if c.seq == 0:
+            return
+        packed = [(n, v, s if done and isinstance(s, bytes) else pack(s)) for n, v, s, done in c.states]
+        link = Link(self.url, "snapshot")
+        try:
+            with self._lock:
+                link.run(lambda conn: write_snapshot(conn, self.sql, c.seq, c.ts, c.digest, c.versions, packed))
+                self.seq = max(self.seq, c.seq)
+        finally:
+            link.close()
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start_background(self, captured: Captured) -> None:
+        def write() -> None:
+            try:
+                self.write(captured)
+            except Exception as exc:  # noqa: BLE001 - replay still works; the next trigger tries again
+                log.warning("background snapshot of %s at seq %d failed: %s", self.url.redacted, captured.seq, exc)
+        self._thread = thread = threading.Thread(target=write, name="metalog-snapshot", daemon=True)
+        thread.start()
+
+    def join(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join()

@@ -22,20 +22,20 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from ..api import (CompactResult, Data, Item, ProgressCallback, SnapshotState, StoreOptions, StoreStats,
                    check_projections)
 from ..chain import ZERO_DIGEST
-from ..codec import decode_commit, pack
+from ..codec import decode_commit
 from ..commit import BatchTransaction, Intake, PreparedCommit
 from ..errors import CorruptionError, ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError
 from ..event import Event, validate_key
 from ..local.groupcommit import GroupCommit
 from ..projection import Projection
-from ..publish import KeyVersions, Publisher, keys_of
+from ..publish import Publisher, keys_of
 from ..report import RecoveryReport, VerifyReport
 from .connection import Conn, Link
 from .listen import Listener
 from .log import PAGE_COMMITS, Commit, Cursor, LogReader, take
 from .opening import load_snapshots, open_log
 from .schema import Sql, prepare_schema
-from .snapshots import write_snapshot
+from .snapshots import Captured, Snapshotter
 from .url import StoreURL
 from .verify import verify_store
 from .writer import Batch, LogWriter, Work
@@ -77,9 +77,7 @@ class PostgresStore:
         self.recovery_report = RecoveryReport()
         self._undelivered: list[Event] = []
         self._since_snapshot = 0
-        self._snapshot_seq = 0
-        self._snapshot_thread: threading.Thread | None = None
-        self._snapshot_lock = threading.Lock()
+        self._snapshots = Snapshotter(url, self._sql, self._projections)
         self._refresh_lock = threading.RLock()
         self._refreshing = False
         self._listener: Listener | None = None
@@ -103,7 +101,7 @@ class PostgresStore:
                 gc.enable()
         self._cursor = opened.cursor  # readonly: where refresh reads from; writer: the writer's
         self._versions = opened.versions
-        self._snapshot_seq = opened.snapshot_seq
+        self._snapshots.seq = opened.snapshot_seq
         self._published = opened.cursor.next_seq - 1
         if not options.readonly:
             link = Link(url, "writer", (f"SET synchronous_commit = {sync}",
@@ -399,70 +397,37 @@ class PostgresStore:
         with self._engine.mutex:
             keys = len(self._versions)
         return {"events": self._published, "keys": keys, "segments": 0, "bytes_on_disk": nbytes,
-                "last_seq": self._published, "snapshot_seq": self._snapshot_seq, "snapshots": snapshots,
+                "last_seq": self._published, "snapshot_seq": self._snapshots.seq, "snapshots": snapshots,
                 "durability": self.durability, "readonly": self.readonly, "path": self.location}
 
     # -- snapshots, compaction, verify -------------------------------------------------------
-    def _capture(self) -> tuple[int, int, bytes, dict[str, int], list[tuple[str, int, object, bool]]]:
-        """The state at the published seq (the store is quiet: its leader, or exclusive)."""
-        states = []
-        for p in self._projections:
-            value = p.snapshot()
-            detached = getattr(p, "snapshot_detached", False)
-            states.append((p.name, p.version, value if detached else pack(value), not detached))
+    def _capture(self) -> Captured:
         c = self._cursor
-        return self._published, c.last_ts, c.digest, dict(self._versions.counted()), states
-
-    def _write_snapshot(self, captured: tuple[int, int, bytes, dict[str, int],
-                                              list[tuple[str, int, object, bool]]]) -> None:
-        seq, ts, digest, versions, states = captured
-        if seq == 0:
-            return
-        packed = [(n, v, s if isinstance(s, bytes) and done else pack(s)) for n, v, s, done in states]
-        link = Link(self._url, "snapshot")
-        try:
-            with self._snapshot_lock:
-                link.run(lambda conn: write_snapshot(conn, self._sql, seq, ts, digest, versions, packed))
-                self._snapshot_seq = max(self._snapshot_seq, seq)
-        finally:
-            link.close()
+        return self._snapshots.capture(self._published, c.last_ts, c.digest, self._versions.counted())
 
     def _snapshot_in_background(self) -> None:
-        thread = self._snapshot_thread
-        if (thread is not None and thread.is_alive()) or self._engine.failed is not None:
-            return
+        """The leader's automatic snapshot: captured now, written by a background thread."""
+        if self._snapshots.busy or self._engine.failed is not None:
+            return  # one at a time; the next trigger catches up
+        self._since_snapshot = 0
         try:
             captured = self._capture()
         except Exception:  # noqa: BLE001 - a state that cannot be snapshotted: replay still works
             log.exception("automatic snapshot of %s at seq %d failed", self.location, self._published)
-            self._since_snapshot = 0
             return
-        self._since_snapshot = 0
-
-        def write() -> None:
-            try:
-                self._write_snapshot(captured)
-            except Exception as exc:  # noqa: BLE001 - the next trigger tries again
-                log.warning("background snapshot of %s at seq %d failed: %s", self.location, captured[0], exc)
-        self._snapshot_thread = thread = threading.Thread(target=write, name="metalog-snapshot", daemon=True)
-        thread.start()
-
-    def _join_snapshot(self) -> None:
-        thread = self._snapshot_thread
-        if thread is not None:
-            thread.join()
+        self._snapshots.start_background(captured)
 
     def snapshot(self) -> int:
         """Write a snapshot of every projection now; returns the seq it covers."""
         self._writable()
-        self._join_snapshot()
+        self._snapshots.join()
         with self._engine.exclusive():
             self._catch_up()
             captured = self._capture()
             self._since_snapshot = 0
         self._deliver()
-        self._write_snapshot(captured)
-        return captured[0]
+        self._snapshots.write(captured)
+        return captured.seq
 
     def nearest_snapshot(self, name: str, version: int, max_seq: int) -> SnapshotState | None:
         """The state of projection ``name``/``version`` from the newest usable snapshot at or
@@ -499,7 +464,7 @@ class PostgresStore:
                         self.flush()
                 with self._engine.exclusive():
                     self._engine.close()
-            self._join_snapshot()
+            self._snapshots.join()
         finally:
             self._engine.close()
             listener, self._listener = self._listener, None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import eventstore
 from pg_support import drop_schema, fresh_schema_url
 from projections.cli import main
