@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["pg_url_or_skip", "fresh_schema_url", "drop_schema", "DEFAULT_URL"]
+__all__ = ["pg_url_or_skip", "fresh_schema_url", "drop_schema", "skip_reason", "DEFAULT_URL"]
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _checked: dict[str, str | None] = {}  # base URL -> None (reachable) or why not
-_told = False
+_skipped: list[str] = []  # the reason PostgreSQL tests were skipped, once
 
 
 def _base() -> str:
@@ -47,17 +46,21 @@ def _problem(base: str) -> str | None:
 def pg_url_or_skip() -> str:
     """The server's base URL; skips the test (or fails it, under METALOG_REQUIRE_PG=1) when
     psycopg is missing or the server does not answer."""
-    global _told
     base = _base()
     problem = _problem(base)
     if problem is None:
         return base
     if os.environ.get("METALOG_REQUIRE_PG") == "1":
         pytest.fail(f"METALOG_REQUIRE_PG=1 and PostgreSQL is unavailable: {problem}", pytrace=False)
-    if not _told:
-        _told = True
-        sys.stderr.write(f"\nPostgreSQL tests skipped: {problem}\n")
+    if not _skipped:
+        _skipped.append(problem)
     pytest.skip(f"PostgreSQL unavailable: {problem}")
+
+
+def skip_reason() -> str | None:
+    """Why PostgreSQL tests were skipped in this run (None: they were not): a conftest's
+    ``pytest_terminal_summary`` prints it once, after the run (tests' own output is captured)."""
+    return _skipped[0] if _skipped else None
 
 
 def fresh_schema_url(base: str) -> str:

@@ -7,7 +7,13 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pg_support import drop_schema, fresh_schema_url, pg_url_or_skip  # noqa: E402
+from pg_support import drop_schema, fresh_schema_url, pg_url_or_skip, skip_reason  # noqa: E402
+
+
+def pytest_terminal_summary(terminalreporter):
+    reason = skip_reason()
+    if reason is not None:
+        terminalreporter.write_line(f"PostgreSQL tests skipped: {reason}")
 
 
 @pytest.fixture
