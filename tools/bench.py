@@ -1144,7 +1144,7 @@ def bench_pg_replay(b: Bench) -> None:
                 eventstore.open(sch.url, projections=[MediaProjection()], readonly=True).close()
             opens.append(span.wall)
     cpu_row(b, "pg_replay", "15", f"PostgreSQL read of {n:,} events (Store.read)", n, mine, base,
-            "SELECT + unpack", None, "ours builds Event objects and checks every commit's digest")
+            "SELECT + unpack", None, "ours pages by seq, checks each payload's shape and builds Event objects")
     b.info(f"open with a MediaProjection (full replay of {n:,} events): {ms(med(opens))} wall")
 
 

@@ -52,7 +52,7 @@ def _follower_process(url, total, out):
 
 
 def test_four_processes_of_four_threads_and_a_follower(pg_url):
-    """4 processes x 4 threads append with expected_version on 3 shared keys; a fifth process
+    """[P-05] [P-06] [P-07] [P-18] 4 processes x 4 threads append with expected_version on 3 shared keys; a fifth process
     follows from seq 1. Every key's events carry the versions 0, 1, 2, ... in seq order (no
     two writers took one version), seqs are 1..N, and the follower saw each once, in order."""
     eventstore.open(pg_url).close()  # create the schema before the race
@@ -81,7 +81,7 @@ def test_four_processes_of_four_threads_and_a_follower(pg_url):
 
 
 def test_the_database_refuses_a_version_a_stale_writer_computed(pg_url, monkeypatch):
-    """Per-key versions are a primary key: a writer whose view of versions is stale (here: it
+    """[P-05] Per-key versions are a primary key: a writer whose view of versions is stale (here: it
     does not count the commits it catches up with) is refused by the database with a
     ConcurrencyError naming the key, and writes nothing."""
     import eventstore.postgres.writer as writer_mod
@@ -97,7 +97,7 @@ def test_the_database_refuses_a_version_a_stale_writer_computed(pg_url, monkeypa
 
 
 def test_subscribers_hear_other_processes_commits_without_asking(pg_url):
-    """subscribe() is woken by NOTIFY: a store that only listens receives every commit another
+    """[P-17] [P-18] subscribe() is woken by NOTIFY: a store that only listens receives every commit another
     store makes, once, in seq order."""
     with eventstore.open(pg_url) as listener, eventstore.open(pg_url) as other:
         seen = []

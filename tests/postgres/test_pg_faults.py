@@ -40,7 +40,7 @@ def proxied(pg_base):
 
 
 def test_writer_killed_between_lock_and_commit_commits_once(pg_url, pg_admin):
-    """pg_terminate_backend while the commit holds the head lock: the transaction dies with
+    """[P-11] pg_terminate_backend while the commit holds the head lock: the transaction dies with
     its connection; the writer reconnects, finds the commit id absent, and commits it once."""
     with eventstore.open(pg_url) as store:
         store.append("t", "before")
@@ -62,7 +62,7 @@ def test_writer_killed_between_lock_and_commit_commits_once(pg_url, pg_admin):
 
 
 def test_lost_commit_acknowledgement_is_settled_by_commit_id(proxied, pg_admin):
-    """The server commits, the acknowledgement is lost on the way: the writer reconnects,
+    """[P-11] The server commits, the acknowledgement is lost on the way: the writer reconnects,
     finds its commit id stored, and returns the events: stored once, acknowledged once."""
     proxy, url = proxied
     with eventstore.open(url) as store:
@@ -77,7 +77,7 @@ def test_lost_commit_acknowledgement_is_settled_by_commit_id(proxied, pg_admin):
 
 
 def test_unknown_outcome_is_an_error_with_the_commit_id_then_resolved_once(proxied, pg_admin):
-    """The acknowledgement is lost and the server cannot be reached again: the append raises
+    """[P-11] The acknowledgement is lost and the server cannot be reached again: the append raises
     CommitUnknownError carrying the commit id. Once the server is back, resolve() finds the
     commit stored (and a retry with the same id returns it): never stored twice."""
     proxy, url = proxied
@@ -103,7 +103,7 @@ def test_unknown_outcome_is_an_error_with_the_commit_id_then_resolved_once(proxi
 
 
 def test_unknown_outcome_of_a_commit_that_did_not_happen_commits_it_once(pg_url, pg_admin, monkeypatch):
-    """The writer's backend is killed before COMMIT and the server refuses connections for a
+    """[P-11] The writer's backend is killed before COMMIT and the server refuses connections for a
     while: CommitUnknownError; resolve() then finds the id absent and commits it, once."""
     import eventstore.postgres.connection as connection
     with eventstore.open(pg_url) as store:
@@ -132,6 +132,7 @@ def test_unknown_outcome_of_a_commit_that_did_not_happen_commits_it_once(pg_url,
 
 
 def test_caller_commit_ids_make_retries_idempotent(pg_url):
+    """[P-10] one id, one commit: a retry with the id returns the stored events."""
     cid = uuid.uuid4()
     with eventstore.open(pg_url) as store:
         first = store.append_many([("t", "a", {"i": 1})], commit_id=cid)

@@ -67,6 +67,7 @@ VERBS = [edit_payload_and_its_digest, delete_a_commit, renumber_after_delete, ch
 
 @pytest.mark.parametrize("verb", VERBS, ids=[v.__name__ for v in VERBS])
 def test_verify_reports_rows_edited_in_the_database(pg_url, pg_admin, verb):
+    """[P-13] [P-14] [P-16] each verb is reported by verify, at the seq it damaged."""
     fill(pg_url)
     with eventstore.open(pg_url) as store:
         assert store.verify().ok
@@ -101,6 +102,7 @@ class Counts:
 
 
 def test_open_from_a_snapshot_plus_the_tail_equals_a_full_replay(pg_url, pg_admin):
+    """[P-19] [P-20] only the tail is replayed; a snapshot that does not fit is skipped."""
     fill(pg_url, 10)
     with eventstore.open(pg_url, projections=[Counts()]) as store:
         assert store.snapshot() == 20
@@ -165,6 +167,7 @@ def test_automatic_snapshots_keep_the_newest_three(pg_url, pg_admin):
 
 
 def test_a_future_schema_version_is_refused(pg_url, pg_admin):
+    """[P-04]"""
     eventstore.open(pg_url).close()
     pg_admin.execute(f"UPDATE {schema_of(pg_url)}.meta SET schema_version = 2")
     for kwargs in ({}, {"readonly": True}):
@@ -174,6 +177,7 @@ def test_a_future_schema_version_is_refused(pg_url, pg_admin):
 
 
 def test_unreachable_server_and_missing_driver_name_the_url_without_password(monkeypatch):
+    """[P-01] [P-02]"""
     url = "postgresql://alice:s3cret@127.0.0.1:1/db?schema=x&connect_timeout=2"
     with pytest.raises(StoreUnavailableError) as info:
         eventstore.open(url)

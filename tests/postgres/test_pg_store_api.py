@@ -99,7 +99,7 @@ def test_readonly_store_refuses_writes_and_changes_nothing(pg_url, pg_admin):
 
 
 def test_missing_and_foreign_schemas_are_refused_untouched(pg_url, pg_admin):
-    """create=False / readonly on a missing store, and a schema of someone else's tables."""
+    """[P-03] create=False / readonly on a missing store, and a schema of someone else's tables."""
     schema = pg_url.rsplit("schema=", 1)[1]
     for kwargs in ({"readonly": True}, {"create": False}):
         with pytest.raises(NotAStoreError):
