@@ -18,7 +18,7 @@ from ..errors import CorruptionError, FormatVersionError, NotAStoreError, StoreI
 from ..fs import FileSystem
 from ..report import RecoveryEntry, RecoveryReport
 from .layout import (
-    FORMAT_VERSION, LOCK_NAME, MAINTENANCE_LOCK_NAME, MARKER, MARKER_MAGIC, MARKER_NAME, MARKER_SIZE,
+    FORMAT_VERSION, LOCK_NAME, MAINTENANCE_LOCK_NAME, WRITERS_LOCK_NAME, MARKER, MARKER_MAGIC, MARKER_NAME, MARKER_SIZE,
     QUARANTINE_DIR, SEGMENTS_DIR, SNAPSHOTS_DIR, TMP_SUFFIX,
 )
 
@@ -86,7 +86,12 @@ class StoreDirectory:
             raise CorruptionError(self.segments, None, "the store's segments directory is missing")
 
     def commit_lock(self) -> FileLock:
+        """``LOCK``: held by a writer while it appends one group commit ([F-24])."""
         return FileLock(self.fs, os.path.join(self.root, LOCK_NAME))
+
+    def writers_lock(self) -> FileLock:
+        """``LOCK.writers``: shared by every open writer, or held by one exclusive writer ([F-24])."""
+        return FileLock(self.fs, os.path.join(self.root, WRITERS_LOCK_NAME))
 
     def maintenance_lock(self) -> ThreadFileLock:
         return ThreadFileLock(self.fs, os.path.join(self.root, MAINTENANCE_LOCK_NAME))
@@ -126,11 +131,12 @@ class FileLock:
         self.fs.lock(self._fd)
         self.held = True
 
-    def try_acquire(self) -> bool:
-        """Take the lock if nobody holds it; False (at once) otherwise."""
+    def try_acquire(self, *, shared: bool = False) -> bool:
+        """Take the lock if nobody holds it (``shared``: if nobody holds it exclusively);
+        False, at once, otherwise."""
         if self._fd is None:
             self._fd = self.fs.open_rw(self.path, create=True)
-        self.held = self.fs.try_lock(self._fd)
+        self.held = self.fs.try_lock(self._fd, shared=shared)
         return self.held
 
     def release(self) -> None:

@@ -20,6 +20,7 @@ MARKER_SIZE = MARKER.size + 4
 
 LOCK_NAME = "LOCK"
 MAINTENANCE_LOCK_NAME = "LOCK.maintenance"
+WRITERS_LOCK_NAME = "LOCK.writers"
 SEGMENTS_DIR = "segments"
 SNAPSHOTS_DIR = "snapshots"
 QUARANTINE_DIR = "quarantine"

@@ -46,7 +46,7 @@ class LogWriter:
     """Commits of this process, appended after those of every other writer."""
 
     def __init__(self, fs: FileSystem, root: str, reader: LogReader, lock: FileLock, log: SegmentLog,
-                 cursor: Cursor, durability: str, report: RecoveryReport) -> None:
+                 cursor: Cursor, durability: str, report: RecoveryReport, *, exclusive: bool = False) -> None:
         self.fs, self.root = fs, root
         self.reader = reader
         self.lock = lock
@@ -54,6 +54,11 @@ class LogWriter:
         self.cursor = cursor  # the end of the log, as far as this process knows
         self.durability = durability
         self.report = report
+        self.exclusive = exclusive  # the lock is ours from open to close
+
+    def _release(self) -> None:
+        if not self.exclusive:
+            self.lock.release()
 
     # -- catching up -----------------------------------------------------------------------
     def catch_up(self) -> Caught:
@@ -104,10 +109,10 @@ class LogWriter:
             self.log.append(frames, buffered=buffered)
             self.after_append()
         except BaseException:
-            self.lock.release()
+            self._release()
             raise
         if not (buffered and self.log.buffered):
-            self.lock.release()
+            self._release()
         if self.durability == "fsync":
             self.log.sync()
         return caught
@@ -149,7 +154,7 @@ class LogWriter:
         try:
             return self._locked_catch_up()
         except BaseException:
-            self.lock.release()
+            self._release()
             raise
 
     def seal(self) -> None:
@@ -158,7 +163,7 @@ class LogWriter:
             self.log.roll_now(self.cursor.next_seq)
             self.after_append()
         finally:
-            self.lock.release()
+            self._release()
 
     def flush(self, *, sync: bool) -> None:
         """Write what is buffered (and sync it) and give the lock back."""
@@ -168,7 +173,7 @@ class LogWriter:
             else:
                 self.log.write_buffer()
         finally:
-            self.lock.release()
+            self._release()
 
     def close_quietly(self) -> None:
         """Give the lock back and close our files (after the final sync, or a failure)."""
