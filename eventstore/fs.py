@@ -40,6 +40,10 @@ class FileSystem:
                 raise OSError(errno.EIO, "short write")
             view = view[n:]
 
+    def pread(self, fd: int, n: int, offset: int) -> bytes:
+        """Up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
+        return os.pread(fd, n, offset)
+
     def pwrite(self, fd: int, data: bytes, offset: int) -> None:
         view = memoryview(data)
         while view:

@@ -36,6 +36,7 @@ from .opening import OpenResult, open_log, snapshot_candidates
 from .reader import Cursor, LogReader
 from .segment import create_segment, list_segments
 from .snapshotter import Captured, Snapshotter
+from .syncstate import SharedSync
 from .verify import verify_store
 from .walk import salvage_log
 from .writer import Caught, Linger, LogWriter
@@ -184,10 +185,14 @@ class LocalStore:
         # after this open cannot take back what it showed ([F-13]).
         segment_log.sync_everything()
         cursor = Cursor(last.first_seq, size, end.next_seq, end.digest, end.last_ts)
-        if self._options.durability == "none" and not self._options.exclusive:
-            self._linger = Linger(self._linger_release)
+        shared_sync = None
+        if not self._options.exclusive:
+            shared_sync = SharedSync(fs, d.sync_lock())
+            shared_sync.reset((last.first_seq, size))
+            if self._options.durability == "none":
+                self._linger = Linger(self._linger_release)
         return LogWriter(fs, self.root, self._reader, lock, segment_log, cursor,
-                         self._options.durability, self.recovery_report, exclusive=self._options.exclusive)
+                         self._options.durability, self.recovery_report, shared_sync=shared_sync)
 
     # -- writing -------------------------------------------------------------------------------
     def _writable(self) -> None:
