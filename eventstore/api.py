@@ -75,11 +75,12 @@ class StoreOptions:
 
 
 def check_projections(projections: Iterable[object]) -> tuple[Projection, ...]:
-    out = tuple(projections)
-    for p in out:
+    out: list[Projection] = []
+    for p in projections:
         if not isinstance(p, Projection):
             raise ValidationError(f"{p!r} does not implement the Projection protocol")
-    return out
+        out.append(p)
+    return tuple(out)
 
 
 class Transaction(Protocol):

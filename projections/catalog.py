@@ -641,7 +641,7 @@ class MediaCatalog:
         """The store's stats plus item, batch, undo and cache counts."""
         with self._lock:
             self._check_open()
-            out = dict(self._store.stats())
+            out: dict[str, Any] = dict(self._store.stats())
             done, undone = self._proj.undo_depths()
             out.update(items=len(self._proj), pending=self.pending_changes(),
                        undo_steps=done, redo_steps=undone,

@@ -197,7 +197,8 @@ class ThreadFileLock(FileLock):
             raise
         self._owner, self._depth = me, 1
 
-    def try_acquire(self) -> bool:
+    def try_acquire(self, *, shared: bool = False) -> bool:
+        assert not shared, "the maintenance lock is exclusive"
         me = threading.get_ident()
         if self._owner == me:
             self._depth += 1

@@ -143,7 +143,8 @@ class LocalStore:
                     lock.release()
         except BaseException:
             lock.close()
-            self._writers.close()
+            if self._writers is not None:
+                self._writers.close()
             raise
         finally:
             if tidy:
