@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+from dataclasses import dataclass
 import getpass
 import os
 import threading
@@ -95,6 +96,17 @@ class Batch:
         return len(self.changes)
 
 
+@dataclass(frozen=True)
+class _LastEdit:
+    """The catalog's last single edit: what a following edit within the merge window joins."""
+
+    key: str
+    field: str
+    step: int  # the undo unit's step (first seq of the commit that made it)
+    order: int  # the seq of the edit
+    at: float  # time.monotonic() when it was made
+
+
 class MediaCatalog:
     """Media titles and descriptions with history, undo/redo and time travel."""
 
@@ -108,8 +120,7 @@ class MediaCatalog:
         self.path_checker = path_checker if path_checker is not None else PathChecker()
         self._lock = threading.RLock()
         self._batch: Batch | None = None
-        # (key, field, unit step, unit order, monotonic time) of our last single edit
-        self._last_edit: tuple[str, str, int, int, float] | None = None
+        self._last_edit: _LastEdit | None = None  # our last single edit, for undo_merge_window
         self._closed = False
 
     @classmethod
@@ -298,9 +309,9 @@ class MediaCatalog:
                 meta[MERGE] = True
             event = self._store.append(TYPE_OF_FIELD[field], key, {VALUE: value}, meta=meta)
             if merge_unit is not None:
-                self._last_edit = (key, field, merge_unit.step, event.seq, now)
+                self._last_edit = _LastEdit(key, field, merge_unit.step, event.seq, now)
             else:
-                self._last_edit = (key, field, event.seq, event.seq, now)
+                self._last_edit = _LastEdit(key, field, event.seq, event.seq, now)
             return event
 
     def _refuse(self, media: Media, exc: ValidationError) -> None:
@@ -326,11 +337,11 @@ class MediaCatalog:
     def _merge_candidate(self, key: str, field: str, now: float) -> UndoUnit | None:
         """The undo unit this edit may join, per ``undo_merge_window``."""
         last = self._last_edit
-        if (self.undo_merge_window <= 0 or last is None or last[0] != key
-                or last[1] != field or now - last[4] >= self.undo_merge_window):
+        if (self.undo_merge_window <= 0 or last is None or last.key != key
+                or last.field != field or now - last.at >= self.undo_merge_window):
             return None
         top = self._proj.undo_top(key)
-        if top is None or top.step != last[2] or top.order != last[3] or list(top.changes) != [field]:
+        if top is None or top.step != last.step or top.order != last.order or list(top.changes) != [field]:
             return None
         return top
 
