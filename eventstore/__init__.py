@@ -36,16 +36,19 @@ _URL_SCHEMES = ("postgresql://", "postgres://")
 def open(target: str | os.PathLike[str], projections: Iterable[Projection] = (), *,
          durability: str = "fsync", recovery: str = "strict", readonly: bool = False,
          segment_bytes: int = 64 << 20, snapshot_every: int = 100_000,
-         max_event_bytes: int = 1 << 20, create: bool = True,
+         max_event_bytes: int = 1 << 20, create: bool = True, exclusive: bool = False,
          fs: FileSystem | None = None) -> Store:
     """Open (creating if needed) the store at ``target``: a directory, or a ``postgresql://`` URL.
 
-    See SPEC §2 for the options. ``fs`` replaces the embedded store's
-    file-system layer (tests inject faults through it).
+    See SPEC §2 for the options. Several writers may open one store at once;
+    ``exclusive=True`` opts out: this store keeps the commit lock from open to
+    close (a little faster for a lone writer), and another writer's open
+    raises `LockedError` naming this process. ``fs`` replaces the embedded
+    store's file-system layer (tests inject faults through it).
     """
     options = StoreOptions(durability=durability, recovery=recovery, readonly=readonly,
                            segment_bytes=segment_bytes, snapshot_every=snapshot_every,
-                           max_event_bytes=max_event_bytes, create=create)
+                           max_event_bytes=max_event_bytes, create=create, exclusive=exclusive)
     if isinstance(target, str) and target.startswith(_URL_SCHEMES):
         from .postgres import open_postgres  # the driver is an optional extra
         return open_postgres(target, projections, options)

@@ -55,6 +55,7 @@ class StoreOptions:
     snapshot_every: int = 100_000
     max_event_bytes: int = 1 << 20
     create: bool = True
+    exclusive: bool = False  # one writer for as long as the store is open (opt-in)
 
     def __post_init__(self) -> None:
         if self.durability not in DURABILITY:
@@ -66,17 +67,20 @@ class StoreOptions:
                                  ("max_event_bytes", self.max_event_bytes, 64)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValidationError(f"{name} must be an int >= {low}")
-        for name in ("readonly", "create"):
+        for name in ("readonly", "create", "exclusive"):
             if not isinstance(getattr(self, name), bool):
                 raise ValidationError(f"{name} must be True or False")
+        if self.exclusive and self.readonly:
+            raise ValidationError("exclusive is for writers; a readonly store takes no lock")
 
 
 def check_projections(projections: Iterable[object]) -> tuple[Projection, ...]:
-    out = tuple(projections)
-    for p in out:
+    out: list[Projection] = []
+    for p in projections:
         if not isinstance(p, Projection):
             raise ValidationError(f"{p!r} does not implement the Projection protocol")
-    return out
+        out.append(p)
+    return tuple(out)
 
 
 class Transaction(Protocol):

@@ -11,7 +11,7 @@ the `Event`s with `PreparedCommit.events`. No I/O, no locks here.
 from __future__ import annotations
 
 from itertools import count, repeat
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence, cast
 
 from .codec import decode_rows, encode_commit
 from .errors import ValidationError
@@ -64,8 +64,9 @@ def split_item(item: object) -> tuple[object, object, object, object]:
     column-wise check in `plain_columns` reads it.
     """
     if not isinstance(item, (str, bytes, dict)):
+        values: tuple[object, ...]
         try:
-            values = tuple(item)  # type: ignore[call-overload]
+            values = tuple(cast(Iterable[object], item))
         except TypeError:
             values = ()
         if len(values) == 3:
@@ -79,7 +80,7 @@ def check_expected(expected_version: object) -> int | None:
     if expected_version is not None and (not isinstance(expected_version, int)
                                          or isinstance(expected_version, bool) or expected_version < 0):
         raise ValidationError("expected_version must be a non-negative int")
-    return expected_version  # type: ignore[return-value]
+    return expected_version
 
 
 class Intake:
@@ -91,10 +92,10 @@ class Intake:
 
     def check_item(self, type_: object, key: object, data: object, meta: object) -> Row:
         if type_.__class__ is not str or type_ not in self._known_types:
-            validate_type(type_)
+            type_ = validate_type(type_)
             if len(self._known_types) < _MAX_KNOWN_TYPES:
-                self._known_types.add(type_)  # type: ignore[arg-type]
-        return (type_, validate_key(key), validate_mapping("data", data),  # type: ignore[return-value]
+                self._known_types.add(type_)
+        return (cast(str, type_), validate_key(key), validate_mapping("data", data),
                 validate_mapping("meta", meta))
 
     def one(self, type_: object, key: object, data: object, meta: object,
@@ -105,15 +106,14 @@ class Intake:
         if meta is None:
             meta = _EMPTY
         plain = plain_item(type_, key, data, meta, self._known_types)
-        if not plain:
-            type_, key, data, meta = self.check_item(type_, key, data, meta)
+        # plain: exact str type and key, exact dicts of scalars (what check_item would return)
+        row = cast(Row, (type_, key, data, meta)) if plain else self.check_item(type_, key, data, meta)
         expected = None if expected_version is None else [check_expected(expected_version)]
-        row = [(type_, key, data, meta)]
-        payload = encode_commit(row, self.max_event_bytes, plain=plain)  # type: ignore[arg-type]
+        payload = encode_commit([row], self.max_event_bytes, plain=plain)
         if plain:
-            return PreparedCommit((type_,), (key,), payload, expected,  # type: ignore[arg-type]
-                                  [_copy(data)], None if not meta else [_copy(meta)])  # type: ignore[arg-type]
-        return PreparedCommit((type_,), (key,), payload, expected, rows=decode_rows(payload))  # type: ignore[arg-type]
+            return PreparedCommit((row[0],), (row[1],), payload, expected,
+                                  [_copy(row[2])], None if not row[3] else [_copy(row[3])])
+        return PreparedCommit((row[0],), (row[1],), payload, expected, rows=decode_rows(payload))
 
     def many(self, items: Iterable[object]) -> PreparedCommit | None:
         """An `append_many`: one atomic commit of every item (None when there are none)."""
@@ -121,9 +121,9 @@ class Intake:
             items = list(items)
         if not items:
             return None
-        columns = plain_columns(items, self._known_types)  # type: ignore[arg-type]
-        if columns is None and self._learn_types(items):  # type: ignore[arg-type]
-            columns = plain_columns(items, self._known_types)  # type: ignore[arg-type]
+        columns = plain_columns(items, self._known_types)
+        if columns is None and self._learn_types(items):
+            columns = plain_columns(items, self._known_types)
         if columns is not None:
             types, keys, datas, metas = columns
             n = len(keys)
@@ -136,7 +136,7 @@ class Intake:
 
     def rows(self, rows: list[Row], expected: list[int | None] | None) -> PreparedCommit:
         """A commit of checked rows (a transaction's, or `many`'s slow path)."""
-        payload = encode_commit(rows, self.max_event_bytes)  # type: ignore[arg-type]
+        payload = encode_commit(rows, self.max_event_bytes)
         if expected is not None and all(e is None for e in expected):
             expected = None
         return PreparedCommit([r[0] for r in rows], [r[1] for r in rows], payload, expected,
@@ -176,8 +176,8 @@ class BatchTransaction:
         self.events: list[Event] = []
         self.done = False
 
-    def append(self, type: str, key: str, data: dict[str, Value] | None = None, *,
-               meta: dict[str, Value] | None = None, expected_version: int | None = None) -> None:
+    def append(self, type: str, key: str, data: Mapping[str, Value] | None = None, *,
+               meta: Mapping[str, Value] | None = None, expected_version: int | None = None) -> None:
         if self.done:
             raise ValidationError("this transaction has ended; open a new one")
         self._rows.append(self._intake.check_item(type, key, data, meta))

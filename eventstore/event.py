@@ -9,13 +9,16 @@ before a single byte is encoded or written. This module does no I/O.
 from __future__ import annotations
 
 from itertools import chain
-from typing import AbstractSet, Any, Union
+from typing import AbstractSet, Any, Set, Union
 
 import msgspec
 
 from .errors import ValidationError
 
 __all__ = ["Event", "Value", "MAX_KEY_BYTES", "MAX_TYPE_BYTES", "MAX_DEPTH"]
+
+Columns = tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], "tuple[Any, ...] | None"]
+"""``(types, keys, datas, metas)`` of a plainly valid batch (`plain_columns`)."""
 
 Value = Union[None, bool, int, float, str, bytes, list["Value"], tuple["Value", ...], dict[str, "Value"]]
 """What an event's ``data`` and ``meta`` may hold: what msgpack stores (SPEC §5)."""
@@ -117,7 +120,7 @@ _chain = chain.from_iterable
 _values = dict.values
 
 
-def plain_item(type_: Any, key: Any, data: Any, meta: Any, known_types: AbstractSet[str]) -> bool:
+def plain_item(type_: Any, key: Any, data: Any, meta: Any, known_types: Set[str]) -> bool:
     """Whether one event is plainly valid (as `plain_columns` defines it); False: check it fully."""
     if (type_.__class__ is not str or type_ not in known_types or key.__class__ is not str or not key
             or len(key) > _FAST_KEY_CHARS or "\x00" in key or data.__class__ is not dict
@@ -132,7 +135,7 @@ def plain_item(type_: Any, key: Any, data: Any, meta: Any, known_types: Abstract
     return True
 
 
-def plain_columns(items: list, known_types: AbstractSet[str]) -> tuple[tuple, ...] | None:
+def plain_columns(items: list[Any], known_types: Set[str]) -> Columns | None:
     """``(types, keys, datas, metas)`` of a batch every item of which is plainly valid.
 
     Plainly valid: all items are tuples or lists of one length (3 or 4), their values are of

@@ -40,6 +40,10 @@ class FileSystem:
                 raise OSError(errno.EIO, "short write")
             view = view[n:]
 
+    def pread(self, fd: int, n: int, offset: int) -> bytes:
+        """Up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
+        return os.pread(fd, n, offset)
+
     def pwrite(self, fd: int, data: bytes, offset: int) -> None:
         view = memoryview(data)
         while view:
@@ -130,9 +134,10 @@ class FileSystem:
         """Take an exclusive `flock` on ``fd``, waiting for its holder (interruptible)."""
         fcntl.flock(fd, fcntl.LOCK_EX)
 
-    def try_lock(self, fd: int) -> bool:
+    def try_lock(self, fd: int, *, shared: bool = False) -> bool:
+        """Take an exclusive (or ``shared``) `flock` on ``fd`` if it is free; False at once if not."""
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
@@ -152,7 +157,7 @@ class FileSystem:
         for line in lines:
             fields = line.split()
             # "1: FLOCK  ADVISORY  WRITE 1234 08:02:131 0 EOF" (a "->" marks a waiter)
-            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[2] != "->" \
+            if len(fields) >= 6 and fields[1] == "FLOCK" \
                     and fields[5].rsplit(":", 1)[-1] == str(inode) and fields[4].isdigit():
                 pids.append(int(fields[4]))
         return pids

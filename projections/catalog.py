@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+from dataclasses import dataclass
 import getpass
 import os
 import threading
@@ -29,7 +30,8 @@ import time as _time
 from typing import Any, Callable, Iterator
 
 import eventstore
-from eventstore.errors import StoreClosedError, ValidationError
+from eventstore.errors import ConcurrencyError, StoreClosedError, ValidationError
+from eventstore.api import Store
 from eventstore.event import Event
 
 from .checks import check_actor, check_text
@@ -39,13 +41,14 @@ from .keys import PathChecker, _normalise_absolute, media_key
 from .legacy import ImportReport, import_legacy_json
 from .media import MediaProjection, UndoUnit
 from .timetravel import diff_states, replay_to, seq_at_time
-from .undo import UndoError, UndoResult, plan_step, rename_items
+from .undo import Plan, UndoError, UndoResult, plan_step, rename_items
 
 __all__ = ["MediaCatalog", "Batch", "UndoError", "UndoResult"]
 
 Media = Any   # str | os.PathLike | object with .path / .file_path
 Item = tuple[str, str, dict[str, Any], dict[str, Any]]
 DEFAULT_MAX_EVENT_BYTES = 1 << 20   # eventstore.open's default, for a store that does not say
+_PLAN_ATTEMPTS = 5   # undo/rename/forget re-planned after another writer's commit, at most
 
 
 def _default_actor() -> str:
@@ -93,10 +96,21 @@ class Batch:
         return len(self.changes)
 
 
+@dataclass(frozen=True)
+class _LastEdit:
+    """The catalog's last single edit: what a following edit within the merge window joins."""
+
+    key: str
+    field: str
+    step: int  # the undo unit's step (first seq of the commit that made it)
+    order: int  # the seq of the edit
+    at: float  # time.monotonic() when it was made
+
+
 class MediaCatalog:
     """Media titles and descriptions with history, undo/redo and time travel."""
 
-    def __init__(self, store: Any, projection: MediaProjection, *,
+    def __init__(self, store: Store, projection: MediaProjection, *,
                  actor: str | None = None, undo_merge_window: float = 0.0,
                  path_checker: PathChecker | None = None) -> None:
         self.undo_merge_window = _check_window(undo_merge_window)
@@ -106,8 +120,7 @@ class MediaCatalog:
         self.path_checker = path_checker if path_checker is not None else PathChecker()
         self._lock = threading.RLock()
         self._batch: Batch | None = None
-        # (key, field, unit step, unit order, monotonic time) of our last single edit
-        self._last_edit: tuple[str, str, int, int, float] | None = None
+        self._last_edit: _LastEdit | None = None  # our last single edit, for undo_merge_window
         self._closed = False
 
     @classmethod
@@ -137,7 +150,7 @@ class MediaCatalog:
     # ------------------------------------------------------------- plumbing
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         """The underlying `eventstore` store (for raw reads and tools)."""
         return self._store
 
@@ -154,12 +167,14 @@ class MediaCatalog:
             return self._proj
 
     def _fresh(self) -> None:
-        """A readonly catalog shows what the writer has committed up to now (SPEC §2).
+        """Take in what other writers (other processes, other catalogs) committed since.
 
-        Called holding the catalog's lock: applying new commits changes the projection
-        that every read of another thread is walking.
+        Reads and writes call it, so a catalog shows every writer's changes and plans
+        undo, rename and forget on them (SPEC §2). Called holding the catalog's lock:
+        applying new commits changes the projection that every read of another thread
+        is walking. Costs a few `stat` calls when nothing changed.
         """
-        if self._store.readonly and not self._closed:
+        if not self._closed:
             self._store.refresh(strict=False)
 
     def key(self, media: Media) -> str:
@@ -185,6 +200,35 @@ class MediaCatalog:
         for item in items[1:]:
             item[3][CONT] = True
         return list(self._store.append_many(items))
+
+    def _append_planned(self, plan: Callable[[], list[Item]]) -> list[Event]:
+        """Append what ``plan`` decides from the current state, and only on that state.
+
+        Another writer may commit between our look at the projection and our
+        append. Each key the commit touches must still be at the version we
+        planned on (``expected_version``); if not, we take in the new commits
+        and plan again, a few times, before the `ConcurrencyError` goes to the caller.
+        """
+        for attempt in range(_PLAN_ATTEMPTS):
+            self._fresh()
+            items = plan()
+            if not items:
+                return []
+            for item in items[1:]:
+                item[3][CONT] = True
+            seen: set[str] = set()
+            try:
+                with self._store.transaction() as tx:
+                    for type_, key, data, meta in items:
+                        expected = None if key in seen else self._proj.key_version(key)
+                        seen.add(key)
+                        tx.append(type_, key, data, meta=meta, expected_version=expected)
+            except ConcurrencyError:
+                if attempt == _PLAN_ATTEMPTS - 1:
+                    raise
+                continue
+            return list(tx.events)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ---------------------------------------------------- bulk writers (legacy)
 
@@ -253,6 +297,7 @@ class MediaCatalog:
                 if value != current:
                     batch.put(key, field, value, reason)
                 return None
+            self._fresh()
             if value == self._committed(key, field):
                 return None
             meta: dict[str, Any] = {ACTOR: self.actor}
@@ -264,9 +309,9 @@ class MediaCatalog:
                 meta[MERGE] = True
             event = self._store.append(TYPE_OF_FIELD[field], key, {VALUE: value}, meta=meta)
             if merge_unit is not None:
-                self._last_edit = (key, field, merge_unit.step, event.seq, now)
+                self._last_edit = _LastEdit(key, field, merge_unit.step, event.seq, now)
             else:
-                self._last_edit = (key, field, event.seq, event.seq, now)
+                self._last_edit = _LastEdit(key, field, event.seq, event.seq, now)
             return event
 
     def _refuse(self, media: Media, exc: ValidationError) -> None:
@@ -292,11 +337,11 @@ class MediaCatalog:
     def _merge_candidate(self, key: str, field: str, now: float) -> UndoUnit | None:
         """The undo unit this edit may join, per ``undo_merge_window``."""
         last = self._last_edit
-        if (self.undo_merge_window <= 0 or last is None or last[0] != key
-                or last[1] != field or now - last[4] >= self.undo_merge_window):
+        if (self.undo_merge_window <= 0 or last is None or last.key != key
+                or last.field != field or now - last.at >= self.undo_merge_window):
             return None
         top = self._proj.undo_top(key)
-        if top is None or top.step != last[2] or top.order != last[3] or list(top.changes) != [field]:
+        if top is None or top.step != last.step or top.order != last.order or list(top.changes) != [field]:
             return None
         return top
 
@@ -312,11 +357,14 @@ class MediaCatalog:
             self._no_batch("rename")
             if k_old == k_new:
                 return []
-            if k_old not in self._proj:
-                raise KeyError(f"no media item at {k_old}")
-            if k_new in self._proj:
-                raise ValueError(f"{k_new} already has metadata; forget it first")
-            events = self._append(rename_items(k_old, k_new, meta))
+
+            def plan() -> list[Item]:
+                if k_old not in self._proj:
+                    raise KeyError(f"no media item at {k_old}")
+                if k_new in self._proj:
+                    raise ValueError(f"{k_new} already has metadata; forget it first")
+                return rename_items(k_old, k_new, dict(meta))
+            events = self._append_planned(plan)
             self._last_edit = None
             self.path_checker.invalidate(k_old)
             self.path_checker.invalidate(k_new)
@@ -329,11 +377,9 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             self._no_batch("forget")
-            if key not in self._proj:
-                return None
-            event = self._store.append(FORGOTTEN, key, {}, meta=meta)
+            events = self._append_planned(lambda: [(FORGOTTEN, key, {}, dict(meta))] if key in self._proj else [])
             self._last_edit = None
-            return event
+            return events[0] if events else None
 
     def cleanup_missing(self, *, reason: str = "file missing") -> list[str]:
         """Forget every item whose file no longer exists; returns their keys.
@@ -344,6 +390,7 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             self._no_batch("cleanup_missing")
+            self._fresh()
             gone = [k for k in self._proj.keys() if not self.path_checker.exists(k)]
             if gone:
                 self._append([(FORGOTTEN, k, {}, dict(meta)) for k in sorted(gone)])
@@ -411,6 +458,7 @@ class MediaCatalog:
             if batch.refused is not None:
                 raise ValidationError(batch.refused)
             self._check_open()
+            self._fresh()
             items: list[Item] = []
             committed = self._committed
             cont_meta: dict[str | None, dict[str, Any]] = {}   # shared by the cont events
@@ -536,14 +584,19 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             self._no_batch("redo" if redo else "undo")
-            plan = plan_step(self._store, self._proj, key, meta, redo=redo)
-            if not plan.items:
-                return plan.result([])
-            events = self._append(plan.items)
+            planned: list[Plan] = []
+
+            def plan() -> list[Item]:
+                planned[:] = [plan_step(self._store, self._proj, key, meta, redo=redo)]
+                return planned[0].items
+            events = self._append_planned(plan)
+            plan_ = planned[0]
+            if not events:
+                return plan_.result([])
             self._last_edit = None
-            for moved in plan.moved:
+            for moved in plan_.moved:
                 self.path_checker.invalidate(moved)
-            return plan.result(events)
+            return plan_.result(events)
 
     # ------------------------------------------------------------- time travel
 
@@ -599,7 +652,7 @@ class MediaCatalog:
         """The store's stats plus item, batch, undo and cache counts."""
         with self._lock:
             self._check_open()
-            out = dict(self._store.stats())
+            out: dict[str, Any] = dict(self._store.stats())
             done, undone = self._proj.undo_depths()
             out.update(items=len(self._proj), pending=self.pending_changes(),
                        undo_steps=done, redo_steps=undone,

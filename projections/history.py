@@ -53,7 +53,7 @@ def item_history(store: Any, key: str) -> list[Change]:
         pieces.append((k, events[start:], arrival))
         if arrival is None:
             break
-        k, stop = arrival.data[FROM], arrival.seq
+        k, stop = arrival.data[FROM], arrival.seq  # type: ignore[assignment]
     out: list[Change] = []
     values = {"title": "", "description": ""}
     last = len(pieces) - 1

@@ -266,7 +266,7 @@ def _recall(catalog: ImportTarget, proj: MediaProjection, seq: int, report: Impo
                 setattr(report, name, data[name])
         report.damaged = bool(data.get("damaged"))
         if isinstance(data.get("encoding"), str):
-            report.encoding = data["encoding"]
+            report.encoding = data["encoding"]  # type: ignore[assignment]
     report.op = next((op.step for op in proj.imports.ops() if op.end == seq), 0)
 
 
@@ -293,7 +293,7 @@ def _base(catalog: ImportTarget, proj: MediaProjection, source: str) -> dict[tup
             field_ = FIELD_OF_TYPE.get(event.type)
             if (field_ is not None and event.meta.get(ACTOR) == LEGACY_ACTOR
                     and OP not in event.meta and isinstance(event.data.get(VALUE), str)):
-                base[(event.key, field_)] = event.data[VALUE]
+                base[(event.key, field_)] = event.data[VALUE]  # type: ignore[assignment]
     for op in proj.imports.in_effect(source):
         for event in _step_events(catalog, op):
             value = event.data.get(VALUE)

@@ -225,11 +225,11 @@ class MediaProjection:
         else:
             self._vers[i] += 1
             cols = self._cols
-            col = cols[fi]
+            col = cols[fi]  # type: ignore[index]
             old = col[i]
             if old == value:
                 return
-            if value or cols[1 - fi][i]:
+            if value or cols[1 - fi][i]:  # type: ignore[operator]
                 col[i] = value
                 self._updated[i] = ts
             else:
@@ -262,7 +262,7 @@ class MediaProjection:
             return
         undo[key] = stack
         if stack and (stack[-_E] == step or MERGE in meta):
-            if self._extend_top(stack, step, fi, old, value, MERGE in meta):
+            if self._extend_top(stack, step, fi, old, value, MERGE in meta):  # type: ignore[arg-type]
                 return
         stack += (step, step, fi, old, value)
         if len(stack) > self._max_slots:
@@ -493,7 +493,7 @@ class MediaProjection:
         self._created, self._updated = state["created"], state["updated"]
         self._vers, self._free = state["versions"], state["free"]
         index = self._index = dict(zip(keys, range(len(keys))))
-        index.pop(None, None)           # freed slots
+        index.pop(None, None)  # type: ignore[call-overload]  # freed slots
         self._gone = state["gone"]
         if self.track_undo:
             keys, sizes, slots = state["stack_keys"], state["stack_sizes"], state["stack_slots"]

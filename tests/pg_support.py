@@ -32,7 +32,7 @@ def _problem(base: str) -> str | None:
         try:
             import psycopg
         except ImportError:
-            _checked[base] = "psycopg is not installed (pip install -e '.[test,postgres]')"
+            _checked[base] = "psycopg is not installed (pip install -e '.[test]')"
         else:
             try:
                 psycopg.connect(base, connect_timeout=3, autocommit=True).close()

@@ -582,3 +582,24 @@ def test_bad_catalog_options_are_refused_before_a_store_is_created(tmp_path, opt
     with pytest.raises(eventstore.ValidationError, match=message):
         MediaCatalog.open(path, **options)
     assert not path.exists()
+
+
+def test_two_catalogs_on_one_store_see_and_undo_each_others_changes(tmp_path) -> None:
+    """SPEC §2: several writers share a store; a catalog takes in the others' commits before
+    it reads or plans, so it shows them and its undo reverts them (here two catalogs in one
+    process, which share the store as two processes would)."""
+    path = tmp_path / "shared"
+    with MediaCatalog.open(path, actor="alice") as a, MediaCatalog.open(path, actor="bob") as b:
+        a.set_title("/m/x.jpg", "one")
+        assert b.title("/m/x.jpg") == "one" and len(b) == 1
+        b.set_title("/m/x.jpg", "two", reason="better")
+        assert a.get("/m/x.jpg").title == "two" and a.get("/m/x.jpg").version == 2
+        undone = a.undo()  # the last commit overall is bob's
+        assert [e.data for e in undone] == [{"value": "one"}]
+        assert b.title("/m/x.jpg") == "one"
+        assert [(c.actor, c.new) for c in b.history("/m/x.jpg")] == [("alice", "one"), ("bob", "two"),
+                                                                     ("alice", "one")]
+        b.rename("/m/x.jpg", "/m/y.jpg")
+        assert "/m/y.jpg" in a and "/m/x.jpg" not in a
+        assert a.forget("/m/x.jpg") is None  # b renamed it away: nothing to forget here
+        assert a.forget("/m/y.jpg").key == "/m/y.jpg" and len(b) == 0

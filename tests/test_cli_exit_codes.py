@@ -165,6 +165,23 @@ def test_a_write_beside_an_app_that_holds_the_store_open_succeeds(store: Path) -
         holder.communicate("", timeout=10)
 
 
+def test_a_write_beside_an_exclusive_writer_exits_3_naming_its_pid(store: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER.replace("open(sys.argv[1])",
+                                                                    "open(sys.argv[1], exclusive=True)"),
+                               str(store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        proc = run("set-title", "/media/0.mp4", "new", store=store)
+        assert proc.returncode == 3, proc
+        assert str(holder.pid) in proc.stderr and "locked" in proc.stderr
+        assert_clean(proc)
+        err = run_json("compact", store=store, code=3)["error"]
+        assert err["kind"] == "locked" and err["pid"] == holder.pid
+        assert run_json("get", "/media/0.mp4", store=store)["title"] == "title 0"  # readers work
+    finally:
+        holder.communicate("", timeout=10)
+
+
 # ------------------------------------------------------------ 4: corruption
 
 

@@ -361,3 +361,34 @@ def test_an_idle_readonly_store_does_not_rescan_the_log(store_dir):
             assert [ro.last_seq for _ in range(20)] == [40] * 20 and fs.listings == before
             w.append("w", "k0", {})
             assert ro.last_seq == 41 and ro.version("k0") == w.version("k0")
+
+
+EXCLUSIVE_HOLDER = HOLDER.replace("eventstore.open(sys.argv[1])", "eventstore.open(sys.argv[1], exclusive=True)")
+
+
+def test_an_exclusive_writer_is_refused_beside_others_and_refuses_them(store_dir):
+    """[F-24] ``exclusive=True`` is opt-in: it is refused while another writer has the store
+    open, and while it is open every other writer's open raises `LockedError` with its pid,
+    in another process or in this one. Readers are never refused."""
+    with eventstore.open(store_dir) as shared:
+        with pytest.raises(eventstore.LockedError) as info:
+            eventstore.open(store_dir, exclusive=True)
+        assert info.value.pid == os.getpid()
+        shared.append("t", "k")
+    holder = spawn(EXCLUSIVE_HOLDER, store_dir)
+    try:
+        expect_line(holder, "LOCKED")
+        for exclusive in (False, True):
+            with pytest.raises(eventstore.LockedError) as info:
+                eventstore.open(store_dir, exclusive=exclusive)
+            assert info.value.pid == holder.pid and str(holder.pid) in str(info.value)
+        with eventstore.open(store_dir, readonly=True) as ro:
+            assert [e.type for e in ro.read()] == ["t", "held"]
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        expect_line(holder, "CLOSED")
+        with eventstore.open(store_dir, exclusive=True) as alone:  # free again
+            assert alone.append("t", "k", expected_version=2).seq == 3
+    finally:
+        holder.kill()
+        holder.wait()

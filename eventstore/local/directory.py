@@ -18,7 +18,7 @@ from ..errors import CorruptionError, FormatVersionError, NotAStoreError, StoreI
 from ..fs import FileSystem
 from ..report import RecoveryEntry, RecoveryReport
 from .layout import (
-    FORMAT_VERSION, LOCK_NAME, MAINTENANCE_LOCK_NAME, MARKER, MARKER_MAGIC, MARKER_NAME, MARKER_SIZE,
+    FORMAT_VERSION, LOCK_NAME, MAINTENANCE_LOCK_NAME, SYNC_LOCK_NAME, WRITERS_LOCK_NAME, MARKER, MARKER_MAGIC, MARKER_NAME, MARKER_SIZE,
     QUARANTINE_DIR, SEGMENTS_DIR, SNAPSHOTS_DIR, TMP_SUFFIX,
 )
 
@@ -86,7 +86,16 @@ class StoreDirectory:
             raise CorruptionError(self.segments, None, "the store's segments directory is missing")
 
     def commit_lock(self) -> FileLock:
+        """``LOCK``: held by a writer while it appends one group commit ([F-24])."""
         return FileLock(self.fs, os.path.join(self.root, LOCK_NAME))
+
+    def sync_lock(self) -> FileLock:
+        """``LOCK.sync``: held by the writer that syncs for the others; holds the positions."""
+        return FileLock(self.fs, os.path.join(self.root, SYNC_LOCK_NAME))
+
+    def writers_lock(self) -> FileLock:
+        """``LOCK.writers``: shared by every open writer, or held by one exclusive writer ([F-24])."""
+        return FileLock(self.fs, os.path.join(self.root, WRITERS_LOCK_NAME))
 
     def maintenance_lock(self) -> ThreadFileLock:
         return ThreadFileLock(self.fs, os.path.join(self.root, MAINTENANCE_LOCK_NAME))
@@ -120,17 +129,20 @@ class FileLock:
         self._fd: int | None = None
         self.held = False
 
-    def acquire(self) -> None:
+    def fd(self) -> int:
+        """The lock file, open (for a lock file that also holds a little state)."""
         if self._fd is None:
             self._fd = self.fs.open_rw(self.path, create=True)
-        self.fs.lock(self._fd)
+        return self._fd
+
+    def acquire(self) -> None:
+        self.fs.lock(self.fd())
         self.held = True
 
-    def try_acquire(self) -> bool:
-        """Take the lock if nobody holds it; False (at once) otherwise."""
-        if self._fd is None:
-            self._fd = self.fs.open_rw(self.path, create=True)
-        self.held = self.fs.try_lock(self._fd)
+    def try_acquire(self, *, shared: bool = False) -> bool:
+        """Take the lock if nobody holds it (``shared``: if nobody holds it exclusively);
+        False, at once, otherwise."""
+        self.held = self.fs.try_lock(self.fd(), shared=shared)
         return self.held
 
     def release(self) -> None:
@@ -185,7 +197,8 @@ class ThreadFileLock(FileLock):
             raise
         self._owner, self._depth = me, 1
 
-    def try_acquire(self) -> bool:
+    def try_acquire(self, *, shared: bool = False) -> bool:
+        assert not shared, "the maintenance lock is exclusive"
         me = threading.get_ident()
         if self._owner == me:
             self._depth += 1

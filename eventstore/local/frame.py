@@ -33,7 +33,7 @@ _CHAINED = FRAME_DIGEST_FIELDS  # header bytes the chain hashes besides the payl
 class Frame(NamedTuple):
     offset: int  # of the frame header within the (uncompressed) segment
     first_seq: int
-    count: int
+    count: int  # type: ignore[assignment]  # a field, shadowing tuple.count
     ts: int
     digest: bytes
     payload: bytes

@@ -20,6 +20,11 @@ MARKER_SIZE = MARKER.size + 4
 
 LOCK_NAME = "LOCK"
 MAINTENANCE_LOCK_NAME = "LOCK.maintenance"
+WRITERS_LOCK_NAME = "LOCK.writers"
+SYNC_LOCK_NAME = "LOCK.sync"
+# §8 LOCK.sync content: two slots, "written up to" at 0 and "durable up to" at SYNC_SLOT.size,
+# each a position (segment first seq, offset) and the CRC-32 of those 16 bytes
+SYNC_SLOT = struct.Struct("<QQI")
 SEGMENTS_DIR = "segments"
 SNAPSHOTS_DIR = "snapshots"
 QUARANTINE_DIR = "quarantine"

@@ -99,14 +99,19 @@ class SegmentLog:
             self.fs.fdatasync(self.fd)
             self._dirty = False
 
+    def fdatasync(self) -> None:
+        """Make the active segment durable as the OS holds it (written bytes only)."""
+        self.fs.fdatasync(self.fd)
+        self._dirty = False
+
     def sync_everything(self) -> None:
         """Make the whole active segment durable, whoever wrote it."""
         self._dirty = True
         self.sync()
 
     def _roll(self, first_seq: int, prev_digest: bytes) -> None:
-        """Seal the active segment (durably) and start a new one."""
-        self.sync()
+        """Seal the active segment (durably, whoever wrote it) and start a new one."""
+        self.sync_everything()
         path = create_segment(self.fs, self.seg_dir, first_seq, prev_digest)
         old = self.fd
         self.fd = self.fs.open_rw(path)

@@ -36,7 +36,7 @@ class ChainEntry(NamedTuple):
 
 
 def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: ChainEntry,
-                    next_first: int | None) -> int | None:
+                    next_first: int | None) -> dict[int, int]:
     """Rewrite one damaged segment as a plain segment holding every intact frame.
 
     The frames are judged as the walk judged them ([F-26]): chained from
@@ -83,7 +83,8 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     pos = SEGMENT_HEADER_SIZE
     layout: dict[int, int] = {}
     expected, digest = ref.first_seq, prev
-    for frame in frames + [None]:  # type: ignore[list-item]
+    pieces: list[Frame | None] = [*frames, None]
+    for frame in pieces:
         upto = frame.first_seq if frame is not None else next_first
         if upto is not None and upto > expected:
             room = frame.offset - pos if frame is not None else 0

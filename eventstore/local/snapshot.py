@@ -131,7 +131,7 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     if len(body) != body_len:
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE,
                               f"snapshot body is {len(body)} bytes, header says {body_len}")
-    doc = unpack(body, path, SNAPSHOT_HEADER_SIZE, "snapshot body")  # no copy of a large body
+    doc = unpack(body, path, SNAPSHOT_HEADER_SIZE, "snapshot body")  # type: ignore[arg-type]  # no copy
     del body
     try:
         versions_raw = doc["versions"]

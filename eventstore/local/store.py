@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 from ..api import (CompactResult, Data, Item, ProgressCallback, SnapshotState, StoreOptions, StoreStats,
                    check_projections)
 from ..commit import BatchTransaction, Intake, PreparedCommit
-from ..errors import CorruptionError, ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError
+from ..errors import (CorruptionError, LockedError, ReadOnlyError, StoreClosedError, StoreFailedError,
+                      ValidationError)
 from ..event import Event, validate_key
 from ..fs import DEFAULT_FS, FileSystem
 from ..projection import Projection
@@ -35,6 +36,7 @@ from .opening import OpenResult, open_log, snapshot_candidates
 from .reader import Cursor, LogReader
 from .segment import create_segment, list_segments
 from .snapshotter import Captured, Snapshotter
+from .syncstate import SharedSync
 from .verify import verify_store
 from .walk import salvage_log
 from .writer import Caught, Linger, LogWriter
@@ -70,6 +72,7 @@ class LocalStore:
         self._published = 0  # the last seq applied and visible to reads
         self._cursor = Cursor.start()  # readonly: where the next refresh reads from
         self._writer: LogWriter | None = None
+        self._writers: FileLock | None = None  # LOCK.writers, for as long as this writer is open
         self._linger: Linger | None = None
         self._undelivered: list[Event] = []  # published, for the subscribers (leader only)
         self._since_snapshot = 0
@@ -119,9 +122,10 @@ class LocalStore:
             tidy = True
         else:
             tidy = maintenance.try_acquire()
+        self._join_writers()
         lock = d.commit_lock()
         try:
-            lock.acquire()
+            lock.acquire()  # an exclusive writer keeps it; nobody else can be waiting for it
             try:
                 if tidy:
                     d.quarantine_tmp_files(self.recovery_report)
@@ -135,13 +139,25 @@ class LocalStore:
                 result = self._replay(refs, writer=True)
                 self._writer = self._start_writer(result, lock)
             finally:
-                lock.release()
+                if not options.exclusive:
+                    lock.release()
         except BaseException:
             lock.close()
+            if self._writers is not None:
+                self._writers.close()
             raise
         finally:
             if tidy:
                 maintenance.release()
+
+    def _join_writers(self) -> None:
+        """Share ``LOCK.writers`` with the other writers, or hold it alone (exclusive);
+        refused at once with `LockedError` when that cannot be ([F-24])."""
+        writers = self._writers = self._dir.writers_lock()
+        if not writers.try_acquire(shared=not self._options.exclusive):
+            holders = writers.holders()
+            writers.close()
+            raise LockedError(self.root, holders[0] if holders else None)
 
     def _replay(self, refs: list, *, writer: bool) -> OpenResult:
         result = open_log(self._fs, self.root, self._dir.snapshots, refs, self._projections,
@@ -170,10 +186,14 @@ class LocalStore:
         # after this open cannot take back what it showed ([F-13]).
         segment_log.sync_everything()
         cursor = Cursor(last.first_seq, size, end.next_seq, end.digest, end.last_ts)
-        if self._options.durability == "none":
-            self._linger = Linger(self._linger_release)
+        shared_sync = None
+        if not self._options.exclusive:
+            shared_sync = SharedSync(fs, d.sync_lock())
+            shared_sync.reset((last.first_seq, size))
+            if self._options.durability == "none":
+                self._linger = Linger(self._linger_release)
         return LogWriter(fs, self.root, self._reader, lock, segment_log, cursor,
-                         self._options.durability, self.recovery_report)
+                         self._options.durability, self.recovery_report, shared_sync=shared_sync)
 
     # -- writing -------------------------------------------------------------------------------
     def _writable(self) -> None:
@@ -541,6 +561,8 @@ class LocalStore:
         finally:
             self._engine.close()
             self._maintenance.close()
+            if self._writers is not None:
+                self._writers.close()
 
     def __enter__(self) -> LocalStore:
         return self

@@ -32,6 +32,7 @@ from .groupcommit import Pending
 from .log import PendingFrame, SegmentLog
 from .reader import Cursor, LogReader
 from .segment import SegmentRef, segment_path
+from .syncstate import SharedSync
 from .walk import cut_torn_tail
 
 __all__ = ["LogWriter", "Caught", "Linger"]
@@ -46,7 +47,8 @@ class LogWriter:
     """Commits of this process, appended after those of every other writer."""
 
     def __init__(self, fs: FileSystem, root: str, reader: LogReader, lock: FileLock, log: SegmentLog,
-                 cursor: Cursor, durability: str, report: RecoveryReport) -> None:
+                 cursor: Cursor, durability: str, report: RecoveryReport, *,
+                 shared_sync: SharedSync | None = None) -> None:
         self.fs, self.root = fs, root
         self.reader = reader
         self.lock = lock
@@ -54,6 +56,12 @@ class LogWriter:
         self.cursor = cursor  # the end of the log, as far as this process knows
         self.durability = durability
         self.report = report
+        self.shared_sync = shared_sync  # None: an exclusive writer, which keeps the lock and syncs alone
+        self.exclusive = shared_sync is None  # the lock is ours from open to close
+
+    def _release(self) -> None:
+        if not self.exclusive:
+            self.lock.release()
 
     # -- catching up -----------------------------------------------------------------------
     def catch_up(self) -> Caught:
@@ -103,14 +111,24 @@ class LogWriter:
             frames = self._assign(batch, versions)
             self.log.append(frames, buffered=buffered)
             self.after_append()
+            if self.durability == "fsync" and self.shared_sync is not None:
+                self.shared_sync.wrote(self.log.position)
         except BaseException:
-            self.lock.release()
+            self._release()
             raise
         if not (buffered and self.log.buffered):
-            self.lock.release()
+            self._release()
         if self.durability == "fsync":
-            self.log.sync()
+            self.sync()
         return caught
+
+    def sync(self) -> None:
+        """Make what this writer wrote durable (sharing the sync with other writers)."""
+        if self.shared_sync is None:
+            self.log.sync()
+        else:
+            self.log.write_buffer()
+            self.shared_sync.sync(self.log.position, self.log.fdatasync)
 
     def _assign(self, batch: Batch, versions: KeyVersions) -> list[PendingFrame]:
         cursor = self.cursor
@@ -149,7 +167,7 @@ class LogWriter:
         try:
             return self._locked_catch_up()
         except BaseException:
-            self.lock.release()
+            self._release()
             raise
 
     def seal(self) -> None:
@@ -158,7 +176,7 @@ class LogWriter:
             self.log.roll_now(self.cursor.next_seq)
             self.after_append()
         finally:
-            self.lock.release()
+            self._release()
 
     def flush(self, *, sync: bool) -> None:
         """Write what is buffered (and sync it) and give the lock back."""
@@ -168,11 +186,13 @@ class LogWriter:
             else:
                 self.log.write_buffer()
         finally:
-            self.lock.release()
+            self._release()
 
     def close_quietly(self) -> None:
         """Give the lock back and close our files (after the final sync, or a failure)."""
         self.lock.close()
+        if self.shared_sync is not None:
+            self.shared_sync.lock.close()
         try:
             self.fs.close(self.log.fd)
         except OSError:

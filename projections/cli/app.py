@@ -97,7 +97,7 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises on bad usage instead of exiting, so
     `main` can report it like every other error (also as JSON)."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise _UsageExit(self.prog, self.format_usage(), message)
 
 

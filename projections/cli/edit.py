@@ -30,11 +30,12 @@ def _event_brief(event: "Event") -> dict[str, Any]:
 def _step_line(event: "Event", past: str, link: str) -> str | None:
     """One line about a compensating event (None for the first half of a move)."""
     step = (event.meta or {}).get(link)
-    what = f" seq {step}" if step is not None else ""
+    what = f" seq {step!s}" if step is not None else ""
     if event.type == RENAMED:
-        if TO not in event.data:
+        target = event.data.get(TO)
+        if not isinstance(target, str):
             return None                 # the {"from": ...} half of the same move
-        change = f"renamed to {display_key(event.data[TO])}"
+        change = f"renamed to {display_key(target)}"
     elif event.type == FORGOTTEN:
         change = "forgotten"
     else:

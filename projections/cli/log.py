@@ -224,7 +224,7 @@ def cmd_compact(args: argparse.Namespace, ctx: Context) -> int:
             result = cat.compact()
         after = dict(cat.store.stats())
     ctx.out.json({"before": before, "after": after, "result": plain(result)})
-    b, a = before.get("bytes_on_disk"), after.get("bytes_on_disk")
+    b, a = int(before.get("bytes_on_disk") or 0), int(after.get("bytes_on_disk") or 0)
     ctx.out.text(f"compacted {ctx.store}")
     ctx.out.kv([("bytes on disk", f"{b} -> {a}" + (f" ({a / b:.0%})" if b and a else "")),
                 ("segments", f"{before.get('segments')} -> {after.get('segments')}"),
