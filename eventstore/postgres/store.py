@@ -198,8 +198,10 @@ class PostgresStore:
         for p in batch:
             p.done = True
 
-    def _publish(self, commits: Sequence[list[Event]]) -> None:
-        """Apply commits in seq order and show them (the leader, or under exclusive)."""
+    def _publish(self, commits: Sequence[list[Event]], note: bool = False) -> None:
+        """Apply commits in seq order and show them, one by one (the leader, or under
+        exclusive or the refresh lock): while a projection applies a commit, the store shows
+        the state before it. ``note``: count their keys now (the writer counted them already)."""
         published = 0
         for events in commits:
             failed = self._publisher.apply(events)
@@ -209,9 +211,12 @@ class PostgresStore:
             if self._publisher.subscribers:
                 self._undelivered.extend(events)
             published += len(events)
+            with self._engine.mutex:  # what version() and last_seq read
+                if note:
+                    self._versions.note(keys_of(events))
+                self._published = events[-1].seq
         if not published:
             return
-        self._published = self._cursor.next_seq - 1
         self._since_snapshot += published
         every = self._options.snapshot_every
         if every and not self.readonly and self._since_snapshot >= every:
@@ -356,9 +361,7 @@ class PostgresStore:
         n = 0
         while True:
             commits = self._reader.tail(self._cursor)
-            for c in commits:
-                self._versions.note(keys_of(c.events))
-            self._publish([c.events for c in commits])
+            self._publish([c.events for c in commits], note=True)
             n += sum(len(c.events) for c in commits)
             if len(commits) < PAGE_COMMITS:
                 return n

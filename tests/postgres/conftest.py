@@ -7,18 +7,24 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pg_support import drop_schema, fresh_schema_url, pg_url_or_skip, skip_reason  # noqa: E402
+from pg_support import drop_schema, fresh_schema_url, pg_url_or_skip  # noqa: E402
+
+_skipped: list[str] = []  # why these tests were skipped: printed once, after the run
 
 
 def pytest_terminal_summary(terminalreporter):
-    reason = skip_reason()
-    if reason is not None:
-        terminalreporter.write_line(f"PostgreSQL tests skipped: {reason}")
+    if _skipped:
+        terminalreporter.write_line(f"PostgreSQL tests (tests/postgres) skipped: {_skipped[0]}")
 
 
 @pytest.fixture
 def pg_base() -> str:
-    return pg_url_or_skip()
+    try:
+        return pg_url_or_skip()
+    except pytest.skip.Exception as exc:
+        if not _skipped:
+            _skipped.append(str(exc.msg))
+        raise
 
 
 @pytest.fixture
