@@ -135,8 +135,10 @@ class LogWriter:
             if connection_lost(exc, conn):
                 self.link.drop()
                 return todo  # nothing was written: try again
-            self._rollback(conn)
-            raise StoreFailedError(f"{self.where}: {exc}") from exc
+            self._rollback(conn)  # the server refused (a lock timeout, a permission): nothing written
+            for p in todo:
+                self._fail(p, StoreFailedError(f"{self.where}: commit refused: {exc}"))
+            return []
         except BaseException:
             self._rollback(conn)
             raise
