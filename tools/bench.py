@@ -1067,17 +1067,40 @@ def bench_pg_append(b: Bench) -> None:
                    "chains digests and keeps a per-key version index"))
 
 
-def _pg_durable_worker(url: str, n: int, tag: str) -> None:
+def _pg_durable_worker(url: str, n: int, tag: str, ready: Any = None, go: Any = None, out: Any = None) -> None:
     with eventstore.open(url, snapshot_every=0) as store:
+        if ready is not None:
+            ready.put(tag)
+            go.wait()
+        t0 = time.time()
         for i in range(n):
             store.append("t", f"{tag}-{i % 10}", {"i": i})
+        if out is not None:
+            out.put((t0, time.time()))
+
+
+def _pg_processes(url: str, per: int, procs: int) -> float:
+    """Seconds for ``procs`` processes (stores opened, then started together) to append ``per`` each."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    workers = [ctx.Process(target=_pg_durable_worker, args=(url, per, f"p{w}", ready, go, out))
+               for w in range(procs)]
+    for p in workers:
+        p.start()
+    for _ in workers:
+        ready.get(timeout=60)
+    go.set()
+    spans = [out.get(timeout=300) for _ in workers]
+    for p in workers:
+        p.join()
+    return max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans)
 
 
 def bench_pg_durable(b: Bench) -> None:
     """15: durable single appends to PostgreSQL: 1 thread, 8 threads, 4 processes."""
     if not _pg_available(b):
         return
-    import multiprocessing
     per = 100 if b.quick else 300
     with _PgSchema("durable") as sch:
         eventstore.open(sch.url).close()
@@ -1095,14 +1118,7 @@ def bench_pg_durable(b: Bench) -> None:
             for t in threads:
                 t.join()
             eight = now() - t0
-        ctx = multiprocessing.get_context("fork")
-        procs = [ctx.Process(target=_pg_durable_worker, args=(sch.url, per, f"p{w}")) for w in range(4)]
-        t0 = now()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        four = now() - t0  # includes starting the processes and opening their stores
+        four = _pg_processes(sch.url, per, 4)
     for what, count, secs in (("8 threads, one store", 8 * per, eight), ("4 processes", 4 * per, four)):
         ratio = (count / secs) / (per / solo)
         b.add(Row("pg_durable", "15", f"PostgreSQL durable appends, {what}", rate(count, secs),

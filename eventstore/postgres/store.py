@@ -238,9 +238,12 @@ class PostgresStore:
         assert writer is not None
         with self._engine.exclusive():
             def sync(conn: Conn) -> None:
+                # A synchronous commit waits for the WAL up to its commit record, so for every
+                # commit before it, but only if it wrote a WAL record of its own (PostgreSQL
+                # commits a transaction that wrote none asynchronously): a no-op row update.
                 with conn.transaction():
                     conn.execute("SET LOCAL synchronous_commit = on")
-                    conn.execute("SELECT pg_current_xact_id()")  # a commit record, flushed with all before it
+                    conn.execute(f"UPDATE {self._sql.table('meta')} SET created_ns = created_ns WHERE id = 1")
             writer.link.run(sync)
 
     # -- reading -------------------------------------------------------------------------------
