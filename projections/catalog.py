@@ -154,12 +154,14 @@ class MediaCatalog:
             return self._proj
 
     def _fresh(self) -> None:
-        """A readonly catalog shows what the writer has committed up to now (SPEC §2).
+        """Take in what other writers (other processes, other catalogs) committed, so reads,
+        undo and the unchanged-value check see it (SPEC §2: several writers on one store).
 
         Called holding the catalog's lock: applying new commits changes the projection
-        that every read of another thread is walking.
+        that every read of another thread is walking. Costs a few `stat` calls when
+        nobody else wrote.
         """
-        if self._store.readonly and not self._closed:
+        if not self._closed:
             self._store.refresh(strict=False)
 
     def key(self, media: Media) -> str:
@@ -253,6 +255,7 @@ class MediaCatalog:
                 if value != current:
                     batch.put(key, field, value, reason)
                 return None
+            self._fresh()
             if value == self._committed(key, field):
                 return None
             meta: dict[str, Any] = {ACTOR: self.actor}
@@ -310,6 +313,7 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             self._no_batch("rename")
+            self._fresh()
             if k_old == k_new:
                 return []
             if k_old not in self._proj:
@@ -329,6 +333,7 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             self._no_batch("forget")
+            self._fresh()
             if key not in self._proj:
                 return None
             event = self._store.append(FORGOTTEN, key, {}, meta=meta)
@@ -344,6 +349,7 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             self._no_batch("cleanup_missing")
+            self._fresh()
             gone = [k for k in self._proj.keys() if not self.path_checker.exists(k)]
             if gone:
                 self._append([(FORGOTTEN, k, {}, dict(meta)) for k in sorted(gone)])
@@ -411,6 +417,7 @@ class MediaCatalog:
             if batch.refused is not None:
                 raise ValidationError(batch.refused)
             self._check_open()
+            self._fresh()
             items: list[Item] = []
             committed = self._committed
             cont_meta: dict[str | None, dict[str, Any]] = {}   # shared by the cont events
@@ -536,6 +543,7 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             self._no_batch("redo" if redo else "undo")
+            self._fresh()
             plan = plan_step(self._store, self._proj, key, meta, redo=redo)
             if not plan.items:
                 return plan.result([])
@@ -556,6 +564,7 @@ class MediaCatalog:
             raise ValueError("give exactly one of seq= or time=")
         with self._lock:
             self._check_open()
+            self._fresh()
             if time is not None:
                 seq = seq_at_time(self._store, self._proj, time)
             assert seq is not None
