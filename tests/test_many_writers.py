@@ -182,3 +182,90 @@ def test_power_cut_keeps_what_the_fsync_writer_acknowledged_beside_another_write
         for ev in acked:
             assert events.get(ev.seq) == ev, f"acknowledged seq {ev.seq} lost"
         assert s.verify().ok
+
+
+# -- creating a store from several processes at once ------------------------------------------------
+OPENER = textwrap.dedent("""
+    import os, sys, time, eventstore
+    path, go = sys.argv[1], sys.argv[2]
+    while not os.path.exists(go):
+        time.sleep(0.0005)
+    with eventstore.open(path, durability="flush") as store:
+        store.append("hello", "k", {"pid": os.getpid()})
+""")
+
+
+def test_processes_creating_one_store_at_once_all_open_it(tmp_path):
+    """SPEC §2: a directory is created if missing, and several processes may open a store
+    for writing at once; so several may create it at once. Every opener gets the one store
+    (it used to fail with FileNotFoundError: the openers raced on METALOG.tmp), and every
+    commit is in it."""
+    for attempt in range(3):
+        path, go = str(tmp_path / f"s{attempt}"), str(tmp_path / f"go{attempt}")
+        procs = [subprocess.Popen([sys.executable, "-c", OPENER, path, go], stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        try:
+            open(go, "w").close()
+            for p in procs:
+                p.wait(60)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        errors = [p.stderr.read()[-2000:] for p in procs if p.returncode]
+        assert not errors, errors[0]
+        with eventstore.open(path, readonly=True) as ro:
+            assert [e.seq for e in ro.read()] == list(range(1, 7))
+            assert len({e.data["pid"] for e in ro.read()}) == 6
+            assert not ro.recovery_report
+
+
+def test_an_open_that_creates_the_store_while_another_is_creating_it_waits_for_it(tmp_path):
+    """Deterministic: opener A stops just before it renames METALOG.tmp into place; opener B
+    arrives meanwhile. B must wait for A's creation (and A must not find its temporary
+    file taken from under it), and both then write to the one store."""
+    import threading
+
+    from eventstore.fs import FileSystem
+
+    path = str(tmp_path / "s")
+    a_paused, release_a, b_arrived = threading.Event(), threading.Event(), threading.Event()
+
+    class PauseBeforeMarker(FileSystem):
+        def rename(self, src: str, dst: str) -> None:
+            if dst.endswith("METALOG"):
+                a_paused.set()
+                release_a.wait(10)
+            super().rename(src, dst)
+
+    class SayWhenArrived(FileSystem):
+        def lock(self, fd: int) -> None:
+            b_arrived.set()
+            super().lock(fd)
+
+        def create_atomic(self, p: str, data: bytes) -> None:
+            b_arrived.set()
+            super().create_atomic(p, data)
+
+    results: dict[str, object] = {}
+
+    def opener(name: str, fs: FileSystem) -> None:
+        try:
+            with eventstore.open(path, fs=fs) as s:
+                results[name] = s.append("hello", name).key
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results[name] = exc
+
+    a = threading.Thread(target=opener, args=("a", PauseBeforeMarker()))
+    a.start()
+    assert a_paused.wait(10)
+    b = threading.Thread(target=opener, args=("b", SayWhenArrived()))
+    b.start()
+    assert b_arrived.wait(10)
+    release_a.set()
+    a.join(20)
+    b.join(20)
+    assert results == {"a": "a", "b": "b"}
+    with eventstore.open(path, readonly=True) as ro:
+        assert sorted(e.key for e in ro.read()) == ["a", "b"] and ro.last_seq == 2
