@@ -269,3 +269,26 @@ def test_an_open_that_creates_the_store_while_another_is_creating_it_waits_for_i
     assert results == {"a": "a", "b": "b"}
     with eventstore.open(path, readonly=True) as ro:
         assert sorted(e.key for e in ro.read()) == ["a", "b"] and ro.last_seq == 2
+
+
+# -- durability none beside other writers ----------------------------------------------------------
+def test_a_buffering_writer_that_never_pauses_still_gives_the_lock_back():
+    """Durability none keeps the commit lock while commits are buffered and gives it back
+    through `Linger`. A writer committing more often than ``quiet`` used to keep it until
+    its 1 MiB buffer filled (another process waited 8 s to open beside one committing
+    every millisecond, found by tools/crash_harness.py --writers 2 --durability none):
+    the lock goes back ``quiet`` after it was taken, however busy the writer."""
+    import time
+
+    from eventstore.local.writer import Linger
+
+    releases = []
+    linger = Linger(lambda: releases.append(1), quiet=0.05)
+    try:
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:  # a commit every millisecond keeps the lock held
+            linger.held()
+            time.sleep(0.001)
+    finally:
+        linger.stop()
+    assert len(releases) >= 5, f"the lock was given back {len(releases)} times in 1 s of commits"
