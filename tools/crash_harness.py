@@ -97,7 +97,7 @@ def commit_items(rng: random.Random, cid: str) -> list[tuple[str, str, dict]]:
 
 # -- the writer subprocess ---------------------------------------------------------------------
 def writer_main(path: str, durability: str, round_no: int, seed: int, segment_bytes: int,
-                snapshot_every: int, threads: int = 1, name: str | None = None) -> None:
+                snapshot_every: int, threads: int = 1, name: str | None = None, pace: float = 0.0) -> None:
     store = eventstore.open(path, durability=durability, segment_bytes=segment_bytes,
                             snapshot_every=snapshot_every)
     out = sys.stdout
@@ -118,6 +118,8 @@ def writer_main(path: str, durability: str, round_no: int, seed: int, segment_by
             with say:
                 out.write(f"ACK {cid} {events[0].seq} {len(events)}\n")
                 out.flush()
+            if pace:
+                time.sleep(pace)
 
     # With several writer threads, commits share group commits (one write + fsync), so
     # a kill also lands between the sync of a batch and the wake-up of its committers.
@@ -189,7 +191,7 @@ class _Writer:
 
     def __init__(self, path: str, args, name: str, rng: random.Random) -> None:
         cmd = [sys.executable, os.path.abspath(__file__), "--writer", path, "--durability", args.durability,
-               "--name", name, "--seed", str(rng.randrange(2**32)),
+               "--name", name, "--seed", str(rng.randrange(2**32)), "--pace", str(args.pace),
                "--segment-bytes", str(args.segment_bytes), "--snapshot-every", str(args.snapshot_every),
                "--threads", str(args.threads)]
         self.name = name
@@ -396,7 +398,8 @@ def check_store(path: str, acked: dict[str, tuple[int, int]], seen_before: list,
 
 def run(rounds: int, durability: str, directory: str | None = None, *, seed: int | None = None,
         max_delay: float = 0.15, segment_bytes: int = 1 << 16, snapshot_every: int = 2000,
-        power_loss: bool = False, verbose: bool = False, threads: int = 1, writers: int = 1) -> Stats:
+        power_loss: bool = False, verbose: bool = False, threads: int = 1, writers: int = 1,
+        pace: float | None = None) -> Stats:
     """Run ``rounds`` kill/reopen/check rounds; raise `Violation` on the first failure.
 
     ``writers`` > 1: that many writer processes at once (`run_writers`)."""
@@ -404,8 +407,10 @@ def run(rounds: int, durability: str, directory: str | None = None, *, seed: int
         raise ValueError("power loss is only survivable with durability='fsync'")
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
+    if pace is None:
+        pace = 0.001 if writers > 1 else 0.0
     args = argparse.Namespace(durability=durability, max_delay=max_delay, threads=threads,
-                              segment_bytes=segment_bytes, snapshot_every=snapshot_every)
+                              segment_bytes=segment_bytes, snapshot_every=snapshot_every, pace=pace)
     own = directory is None
     directory = directory or tempfile.mkdtemp(prefix="metalog-crash-")
     path = os.path.join(directory, "store")
@@ -472,16 +477,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--writer", metavar="PATH", help=argparse.SUPPRESS)
     p.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--name", help=argparse.SUPPRESS)
+    p.add_argument("--pace", type=float, default=None,
+                   help="seconds each writer thread waits between commits (default: 0; 0.001 with "
+                        "--writers, whose survivors live for many rounds and would otherwise grow the "
+                        "store, and the time each check takes, without bound)")
     a = p.parse_args(argv)
     if a.writer:
         writer_main(a.writer, a.durability, a.round, a.seed or 0, a.segment_bytes, a.snapshot_every,
-                    a.threads, a.name)
+                    a.threads, a.name, a.pace or 0.0)
         return 0
     seed = a.seed if a.seed is not None else random.randrange(2**32)
     try:
         stats = run(a.rounds, a.durability, a.dir, seed=seed, max_delay=a.max_delay,
                     segment_bytes=a.segment_bytes, snapshot_every=a.snapshot_every,
-                    power_loss=a.power_loss, verbose=a.verbose, threads=a.threads, writers=a.writers)
+                    power_loss=a.power_loss, verbose=a.verbose, threads=a.threads, writers=a.writers,
+                    pace=a.pace)
     except Violation as exc:
         print(f"VIOLATION: {exc}", file=sys.stderr)
         return 1
