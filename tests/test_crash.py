@@ -75,9 +75,9 @@ def test_kill_9_of_one_or_both_of_two_writer_processes(tmp_path, durability, pow
 @pytest.mark.slow
 @pytest.mark.parametrize("durability,power_loss,writers,threads",
                          [("fsync", False, 2, 1), ("flush", False, 2, 1), ("fsync", True, 2, 1),
-                          ("none", False, 2, 1), ("fsync", False, 3, 4)],
+                          ("none", False, 2, 1), ("fsync", False, 3, 2)],
                          ids=["fsync", "flush", "fsync-power-loss", "none-whole-commits-only",
-                              "fsync-3-writers-4-threads"])
+                              "fsync-3-writers-2-threads"])
 def test_kill_9_of_writer_processes_many_rounds(tmp_path, durability, power_loss, writers, threads):
     stats = harness.run(60, durability, str(tmp_path), power_loss=power_loss, writers=writers,
                         threads=threads)
