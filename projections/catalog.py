@@ -355,6 +355,7 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             self._no_batch("rename")
+            self._fresh()
             if k_old == k_new:
                 return []
 
@@ -609,6 +610,7 @@ class MediaCatalog:
             raise ValueError("give exactly one of seq= or time=")
         with self._lock:
             self._check_open()
+            self._fresh()
             if time is not None:
                 seq = seq_at_time(self._store, self._proj, time)
             assert seq is not None

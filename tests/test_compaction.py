@@ -19,8 +19,6 @@ from eventstore.local.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from eventstore.local.segment import scan
 
 
-
-
 def fill(s, start: int, n: int) -> None:
     for i in range(start, start + n):
         s.append("title", f"/media/photos/2024/IMG_{i % 40:04d}.jpg",
@@ -91,33 +89,6 @@ def test_compact_twice_and_full_replay_over_compressed_segments(fast_tmp) -> Non
     with eventstore.open(root, [fresh], fs=FAST) as s:  # full replay, all compressed
         assert fresh.count == 400 and fresh.state() == state
         assert events_tuple(s.read()) == events_tuple(events)
-
-
-def test_follow_and_appends_while_compacting(fast_tmp) -> None:
-    """A live follower sees every event exactly once, in order, while segments are
-    compressed and their plain files removed under it."""
-    root = str(fast_tmp / "s")
-    with eventstore.open(root, [KV()], segment_bytes=4096, snapshot_every=0, fs=FAST) as s:
-        fill(s, 0, 100)
-        seen: list[int] = []
-        done = threading.Event()
-
-        def follow() -> None:
-            for e in s.follow(start=1, poll=0.001, timeout=1.0):
-                seen.append(e.seq)
-                if e.seq == 700:
-                    break
-            done.set()
-
-        t = threading.Thread(target=follow)
-        t.start()
-        for round_ in range(6):
-            fill(s, 100 + round_ * 100, 100)
-            s.compact()
-        t.join(10)
-        assert done.is_set()
-        assert seen == list(range(1, 701))
-        assert len(seg_files(root, ".zseg")) > 5
 
 
 def _compact_then_restore_plain(root: str) -> tuple[list, str, str]:

@@ -3,7 +3,8 @@
 SPEC §4.1-4.3, docs/FORMAT.md [F-11], [F-13], [F-24]: after a SIGKILL at a
 random moment, a strict reopen succeeds (the lock died with the process),
 every acknowledged commit is there with its exact content, no commit is
-partially present, and seqs are contiguous. `flush` durability survives a
+partially present, and seqs are contiguous; also with two writer processes on
+the store, one or both killed each round. `flush` durability survives a
 process kill too; `fsync` also survives losing every un-fsynced byte (a
 simulated power cut). Long runs are marked slow:
 
@@ -56,6 +57,32 @@ def test_kill_9_with_8_writer_threads_sharing_group_commits(tmp_path, power_loss
 def test_kill_9_many_rounds(tmp_path, durability, power_loss, threads):
     stats = harness.run(100, durability, str(tmp_path), power_loss=power_loss, threads=threads)
     assert stats.rounds == 100 and stats.acked_commits > 100
+
+
+# -- two writer processes on one store (issue 14 item 3) -------------------------------------
+@pytest.mark.parametrize("durability,power_loss", [("fsync", False), ("fsync", True)],
+                         ids=["fsync", "fsync-power-loss"])
+def test_kill_9_of_one_or_both_of_two_writer_processes(tmp_path, durability, power_loss):
+    """SPEC §2, §4.1-4.3 with writers in two processes: each round kills one of them (the
+    other goes on writing while the store is reopened and checked beside it) or both.
+    Every commit either writer acknowledged is present, none twice, none in part, seqs
+    contiguous."""
+    stats = harness.run(6, durability, str(tmp_path), max_delay=0.1, power_loss=power_loss, writers=2)
+    assert stats.rounds == 6 and stats.kills >= 6
+    assert stats.acked_commits > 6  # the writers really wrote between kills
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("durability,power_loss,writers,threads",
+                         [("fsync", False, 2, 1), ("flush", False, 2, 1), ("fsync", True, 2, 1),
+                          ("none", False, 2, 1), ("fsync", False, 3, 2)],
+                         ids=["fsync", "flush", "fsync-power-loss", "none-whole-commits-only",
+                              "fsync-3-writers-2-threads"])
+def test_kill_9_of_writer_processes_many_rounds(tmp_path, durability, power_loss, writers, threads):
+    stats = harness.run(60, durability, str(tmp_path), power_loss=power_loss, writers=writers,
+                        threads=threads)
+    assert stats.rounds == 60 and stats.acked_commits > 60
+    assert 0 < stats.rounds_all_killed < 60  # both kinds of round happened
 
 
 # -- the checker itself must catch what it is there to catch ----------------------------------

@@ -1,4 +1,7 @@
-"""Snapshots: snapshot + tail replay == full replay, fallbacks, retention ([F-21]–[F-23], SPEC §4.8)."""
+"""Snapshot files: what each holds, fallbacks past damaged ones, retention ([F-21]–[F-23], SPEC §4.8).
+
+That snapshot + tail replay equals a full replay, on every backend, is
+tests/contract/test_upkeep.py."""
 from __future__ import annotations
 
 import os
@@ -6,8 +9,6 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import eventstore
 from eventstore.local import snapshot as snap_mod
@@ -18,8 +19,6 @@ from _verbs import (  # noqa: F401 - fast_tmp is a fixture
     FAST, FastFS, KV, Counter, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, run_threads,
     seg_files, set_u16, snap_files, truncate, write_at, resign_header, zero,
 )
-
-
 
 
 class Applies(KV):
@@ -39,65 +38,6 @@ def replay(events, cls=KV):
     for e in events:
         p.apply(e)
     return p
-
-
-# -- property: snapshot + replay == full replay -----------------------------------------------
-event_st = st.tuples(
-    st.sampled_from(["set", "del", "tag"]),
-    st.sampled_from([f"k{i}" for i in range(6)] + ["ключ", "a/b"]),
-    st.dictionaries(st.sampled_from(["t", "d", "n"]),
-                    st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=20), st.none(),
-                              st.binary(max_size=8), st.lists(st.integers(0, 9), max_size=3)),
-                    max_size=3),
-)
-step_st = st.one_of(
-    st.lists(event_st, min_size=1, max_size=4).map(lambda items: ("commit", items)),
-    st.just(("snapshot", None)),
-    st.just(("compact", None)),
-    st.just(("reopen", None)),
-)
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(step_st, min_size=1, max_size=30), snapshot_every=st.sampled_from([0, 3, 7]))
-def test_snapshot_plus_tail_equals_full_replay(fast_tmp, steps, snapshot_every) -> None:
-    """[F-21], SPEC §4.8: whatever snapshots exist, open restores the newest one, replays only
-    the tail, and ends in exactly the state (and key versions) of a full replay."""
-    root = str(fast_tmp / f"s{time.monotonic_ns()}")
-    opts = dict(segment_bytes=4096, snapshot_every=snapshot_every, fs=FAST)
-    kv, counter = KV(), Counter()
-    s = eventstore.open(root, [kv, counter], **opts)
-    try:
-        for kind, items in steps:
-            if kind == "commit":
-                s.append_many(items)
-            elif kind == "snapshot":
-                s.snapshot()
-            elif kind == "compact":
-                s.compact()
-            else:
-                s.close()
-                kv, counter = KV(), Counter()
-                s = eventstore.open(root, [kv, counter], **opts)
-        events = list(s.read())
-        versions = {k: s.version(k) for k in {e.key for e in events}}
-    finally:
-        s.close()
-    full, full_counter = replay(events), replay(events, Counter)
-    assert kv.state() == full.state() and counter.by_type == full_counter.by_type
-
-    fresh, c2 = Applies(), Counter()
-    with eventstore.open(root, [fresh, c2], **opts) as s:
-        assert not s.recovery_report
-        snap_seq = s.stats()["snapshot_seq"]
-        newest = snap_mod.list_snapshots(FAST, os.path.join(root, "snapshots"))
-        assert snap_seq == (newest[0][0] if newest else 0)
-        assert fresh.applied == len(events) - snap_seq  # only the tail was replayed
-        assert fresh.state() == full.state() and c2.by_type == full_counter.by_type
-        assert {k: s.version(k) for k in versions} == versions
-        assert s.last_seq == len(events)
-        report = s.verify()
-        assert report.ok, str(report)
 
 
 def test_every_snapshot_holds_the_state_at_its_seq(fast_tmp) -> None:
@@ -247,31 +187,6 @@ def test_snapshot_not_matching_the_log_is_skipped(fast_tmp) -> None:
         assert fresh.applied == 15 and fresh.state() == state
         report = s.verify()
         assert [(p.file, p.offset) for p in report.problems] == [(newest, 40)]
-
-
-def test_mismatched_projection_version_is_rebuilt_by_replay(fast_tmp) -> None:
-    """[F-22]: only the projection whose version changed is replayed in full."""
-    root = str(fast_tmp / "s")
-    events, state = _store_with_two_snapshots(root)
-    kv, counter = Applies(), Counter(version=2)
-    with eventstore.open(root, [kv, counter], fs=FAST) as s:
-        assert kv.applied == 5  # restored from the snapshot at 20
-        assert counter.by_type == replay(events, Counter).by_type  # rebuilt from seq 1
-        assert kv.state() == state
-
-
-def test_snapshot_of_an_empty_store_and_of_a_store_with_no_projections(fast_tmp) -> None:
-    root = str(fast_tmp / "s")
-    with eventstore.open(root, [KV()], fs=FAST) as s:
-        assert s.snapshot() == 0
-    with eventstore.open(root, [], fs=FAST) as s:
-        assert s.last_seq == 0
-        s.append("set", "k", {})
-        assert s.snapshot() == 1
-    kv = KV()
-    with eventstore.open(root, [kv], fs=FAST) as s:
-        assert not s.recovery_report
-        assert kv.count == 1 and s.version("k") == 1  # no kv state in that snapshot: replayed
 
 
 def test_snapshot_seq_past_the_log_is_corruption_in_strict_and_skipped_in_salvage(fast_tmp) -> None:

@@ -31,6 +31,15 @@ touched.
     python tools/crash_harness.py --rounds 200 --durability flush
     python tools/crash_harness.py --rounds 100 --durability fsync --power-loss
     python tools/crash_harness.py --rounds 100 --durability fsync --threads 8
+    python tools/crash_harness.py --rounds 100 --durability fsync --writers 2
+
+With ``--writers 2`` (or more) several writer processes append to the store at
+once (SPEC §2: the commit lock is held per group commit). Each round kills one
+of them or all of them, at random; the survivors go on writing while the
+parent reopens the store beside them and checks it, and a fresh writer takes
+each dead one's place next round. Every commit any writer acknowledged must be
+present; the commit ids tell the writers apart. With ``--power-loss`` the
+un-fsynced tail is cut only in rounds that killed every writer.
 
 Prints one line per round with ``-v`` and a summary; exits 1 on a violation.
 """
@@ -88,7 +97,7 @@ def commit_items(rng: random.Random, cid: str) -> list[tuple[str, str, dict]]:
 
 # -- the writer subprocess ---------------------------------------------------------------------
 def writer_main(path: str, durability: str, round_no: int, seed: int, segment_bytes: int,
-                snapshot_every: int, threads: int = 1) -> None:
+                snapshot_every: int, threads: int = 1, name: str | None = None, pace: float = 0.0) -> None:
     store = eventstore.open(path, durability=durability, segment_bytes=segment_bytes,
                             snapshot_every=snapshot_every)
     out = sys.stdout
@@ -109,10 +118,13 @@ def writer_main(path: str, durability: str, round_no: int, seed: int, segment_by
             with say:
                 out.write(f"ACK {cid} {events[0].seq} {len(events)}\n")
                 out.flush()
+            if pace:
+                time.sleep(pace)
 
     # With several writer threads, commits share group commits (one write + fsync), so
     # a kill also lands between the sync of a batch and the wake-up of its committers.
-    workers = [threading.Thread(target=commit_forever, args=(random.Random(seed + j), f"r{round_no}t{j}"),
+    prefix = name or f"r{round_no}"  # commit ids are unique across rounds and writers
+    workers = [threading.Thread(target=commit_forever, args=(random.Random(seed + j), f"{prefix}t{j}"),
                                 daemon=True) for j in range(threads)]
     for w in workers:
         w.start()
@@ -135,6 +147,8 @@ class Stats:
     killed_before_ready: int = 0
     power_cuts: int = 0
     lost_unsynced: int = 0  # acknowledged but lost: allowed only with durability="none"
+    kills: int = 0  # writer processes killed (with --writers, one or all per round)
+    rounds_all_killed: int = 0  # rounds that killed every writer (--writers)
     seconds: float = 0.0
     per_round: list = field(default_factory=list)
 
@@ -170,6 +184,117 @@ def _run_writer(path: str, args, round_no: int, rng: random.Random) -> tuple[lis
     reader.join(10)
     proc.stderr.close()
     return [ln for ln in lines if ln.endswith("\n")], ready
+
+
+class _Writer:
+    """One writer process of a ``--writers`` run, and the lines it printed so far."""
+
+    def __init__(self, path: str, args, name: str, rng: random.Random) -> None:
+        cmd = [sys.executable, os.path.abspath(__file__), "--writer", path, "--durability", args.durability,
+               "--name", name, "--seed", str(rng.randrange(2**32)), "--pace", str(args.pace),
+               "--segment-bytes", str(args.segment_bytes), "--snapshot-every", str(args.snapshot_every),
+               "--threads", str(args.threads)]
+        self.name = name
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=_read_lines, args=(self.proc.stdout, self.lines), daemon=True)
+        self.reader.start()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        started = time.monotonic()
+        while not self.lines and self.proc.poll() is None and time.monotonic() - started < timeout:
+            time.sleep(0.002)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            err = self.proc.stderr.read().decode(errors="replace")
+            raise Violation(f"writer {self.name} exited by itself with {self.proc.returncode}: {err[-2000:]}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.reader.join(10)
+        self.proc.stderr.close()
+
+    def acks(self) -> list[str]:
+        """The whole ACK lines printed so far (each one printed after its append returned)."""
+        return [ln for ln in list(self.lines) if ln.startswith("ACK ") and ln.endswith("\n")]
+
+
+def run_writers(rounds: int, durability: str, path: str, rng: random.Random, args, stats: Stats,
+                *, writers: int, power_loss: bool, verbose: bool, seed: int) -> None:
+    """``--writers N``: N writer processes at once; each round kills one of them, or all."""
+    live: list[_Writer] = []
+    acked: dict[str, tuple[int, int]] = {}
+    seen: list = []
+    spawned = 0
+
+    def note_acks(ws: list[_Writer]) -> int:
+        new = 0
+        for w in ws:
+            for ln in w.acks():
+                _, cid, first, n = ln.split()
+                if cid not in acked:
+                    acked[cid] = (int(first), int(n))
+                    new += 1
+        return new
+
+    def check(r: int) -> list:
+        try:
+            return check_store(path, acked, seen, stats, require_acked=durability != "none")
+        except (Violation, eventstore.CorruptionError) as exc:  # a strict open must not raise
+            raise Violation(f"round {r} (seed {seed}, store {path}): {exc}") from None
+
+    try:
+        for r in range(rounds):
+            fresh = []
+            while len(live) < writers:
+                w = _Writer(path, args, f"r{r}w{spawned}", rng)
+                spawned += 1
+                live.append(w)
+                fresh.append(w)
+            if rng.random() < 0.15:  # sometimes kill while the new ones start or recover
+                time.sleep(rng.uniform(0.0, 0.4))
+            else:
+                for w in fresh:
+                    w.wait_ready()
+                time.sleep(rng.uniform(0.0, args.max_delay))
+            for w in live:
+                w.check_alive()
+            everyone = rng.random() < 0.5
+            victims = list(live) if everyone else [rng.choice(live)]
+            stats.killed_before_ready += sum(1 for w in victims if not w.lines)
+            for w in victims:
+                w.kill()
+                live.remove(w)
+            stats.kills += len(victims)
+            stats.rounds_all_killed += everyone
+            # The survivors' ACK lines read so far are acknowledged commits too; they go on
+            # writing while the store is reopened and checked beside them.
+            new = note_acks(victims + live)
+            if power_loss and not live:
+                durable = max(max((f + n - 1 for f, n in acked.values()), default=0), len(seen),
+                              _newest_snapshot_seq(path))
+                stats.power_cuts += _power_cut(path, durable, rng)
+            seen = check(r)
+            stats.rounds += 1
+            stats.acked_commits = len(acked)
+            stats.events = len(seen)
+            stats.per_round.append(new)
+            if verbose:
+                print(f"round {r}: killed {'all' if everyone else 'one'} of {writers} writers, {new} new acks, "
+                      f"{len(seen)} events, torn tails so far {stats.torn_tails}", flush=True)
+        for w in live:  # the end: every survivor's acks are checked too
+            w.kill()
+        note_acks(live)
+        live.clear()
+        seen = check(rounds)
+        stats.acked_commits = len(acked)
+        stats.events = len(seen)
+    finally:
+        for w in live:
+            w.kill()
 
 
 def _frames(data: bytes) -> list[tuple[int, int, int, int]]:
@@ -229,8 +354,9 @@ def check_store(path: str, acked: dict[str, tuple[int, int]], seen_before: list,
         if others:
             raise Violation(f"unexpected recovery actions: {others}")
         stats.torn_tails += len(torn)
-        events = list(store.read())
+        # With --writers, the survivors append while we read: read up to a last_seq taken first.
         last_seq = store.last_seq
+        events = list(store.read(1, last_seq + 1))
     if [e.seq for e in events] != list(range(1, len(events) + 1)) or last_seq != len(events):
         raise Violation("seqs are not contiguous from 1")
     if events[:len(seen_before)] != seen_before:
@@ -272,14 +398,19 @@ def check_store(path: str, acked: dict[str, tuple[int, int]], seen_before: list,
 
 def run(rounds: int, durability: str, directory: str | None = None, *, seed: int | None = None,
         max_delay: float = 0.15, segment_bytes: int = 1 << 16, snapshot_every: int = 2000,
-        power_loss: bool = False, verbose: bool = False, threads: int = 1) -> Stats:
-    """Run ``rounds`` kill/reopen/check rounds; raise `Violation` on the first failure."""
+        power_loss: bool = False, verbose: bool = False, threads: int = 1, writers: int = 1,
+        pace: float | None = None) -> Stats:
+    """Run ``rounds`` kill/reopen/check rounds; raise `Violation` on the first failure.
+
+    ``writers`` > 1: that many writer processes at once (`run_writers`)."""
     if power_loss and durability != "fsync":
         raise ValueError("power loss is only survivable with durability='fsync'")
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
+    if pace is None:
+        pace = 0.001 if writers > 1 else 0.0
     args = argparse.Namespace(durability=durability, max_delay=max_delay, threads=threads,
-                              segment_bytes=segment_bytes, snapshot_every=snapshot_every)
+                              segment_bytes=segment_bytes, snapshot_every=snapshot_every, pace=pace)
     own = directory is None
     directory = directory or tempfile.mkdtemp(prefix="metalog-crash-")
     path = os.path.join(directory, "store")
@@ -288,6 +419,10 @@ def run(rounds: int, durability: str, directory: str | None = None, *, seed: int
     seen: list = []
     t0 = time.monotonic()
     try:
+        if writers > 1:
+            run_writers(rounds, durability, path, rng, args, stats, writers=writers, power_loss=power_loss,
+                        verbose=verbose, seed=seed)
+            return stats
         for r in range(rounds):
             lines, ready = _run_writer(path, args, r, rng)
             new = 0
@@ -335,24 +470,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snapshot-every", type=int, default=2000)
     p.add_argument("--power-loss", action="store_true", help="also drop un-fsynced bytes (fsync mode)")
     p.add_argument("--threads", type=int, default=1, help="writer threads sharing group commits")
+    p.add_argument("--writers", type=int, default=1,
+                   help="writer processes on the store at once; each round kills one or all of them")
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--writer", metavar="PATH", help=argparse.SUPPRESS)
     p.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--name", help=argparse.SUPPRESS)
+    p.add_argument("--pace", type=float, default=None,
+                   help="seconds each writer thread waits between commits (default: 0; 0.001 with "
+                        "--writers, whose survivors live for many rounds and would otherwise grow the "
+                        "store, and the time each check takes, without bound)")
     a = p.parse_args(argv)
     if a.writer:
         writer_main(a.writer, a.durability, a.round, a.seed or 0, a.segment_bytes, a.snapshot_every,
-                    a.threads)
+                    a.threads, a.name, a.pace or 0.0)
         return 0
     seed = a.seed if a.seed is not None else random.randrange(2**32)
     try:
         stats = run(a.rounds, a.durability, a.dir, seed=seed, max_delay=a.max_delay,
                     segment_bytes=a.segment_bytes, snapshot_every=a.snapshot_every,
-                    power_loss=a.power_loss, verbose=a.verbose, threads=a.threads)
+                    power_loss=a.power_loss, verbose=a.verbose, threads=a.threads, writers=a.writers,
+                    pace=a.pace)
     except Violation as exc:
         print(f"VIOLATION: {exc}", file=sys.stderr)
         return 1
-    summary = {"durability": a.durability, "power_loss": a.power_loss, "threads": a.threads, "seed": seed,
+    summary = {"durability": a.durability, "power_loss": a.power_loss, "threads": a.threads,
+               "writers": a.writers, "kills": stats.kills, "rounds_all_writers_killed": stats.rounds_all_killed,
+               "seed": seed,
                "rounds": stats.rounds, "acknowledged_commits": stats.acked_commits,
                "events": stats.events, "torn_tails_truncated": stats.torn_tails,
                "unacknowledged_commits_present": stats.unacked_present,
@@ -362,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(summary))
     else:
-        print(f"OK: {stats.rounds} rounds of kill -9 ({a.durability}{', power loss' if a.power_loss else ''}{f', {a.threads} writer threads' if a.threads > 1 else ''}), "
+        writers = (f", {a.writers} writer processes, {stats.kills} killed, all of them in "
+                   f"{stats.rounds_all_killed} rounds" if a.writers > 1 else "")
+        print(f"OK: {stats.rounds} rounds of kill -9 ({a.durability}{', power loss' if a.power_loss else ''}{f', {a.threads} writer threads' if a.threads > 1 else ''}{writers}), "
               f"seed {seed}: {stats.acked_commits} acknowledged commits "
               f"{'checked where present' if a.durability == 'none' else 'all present'}, {stats.events} events, "
               f"no partial commit; {stats.torn_tails} torn tails truncated, "

@@ -42,27 +42,44 @@ class StoreDirectory:
         if fs.exists(root) and not fs.is_dir(root):
             raise NotAStoreError(f"{root} exists and is not a directory")
         if fs.is_dir(root):
+            # The marker is looked for again after the listing: another process may have
+            # finished creating the store in between.
+            if not fs.exists(self.marker) and not self._unfinished_creation(fs.listdir(root)) \
+                    and not fs.exists(self.marker):
+                raise NotAStoreError(f"{root} is not empty and holds no metalog store ({MARKER_NAME} missing)")
             if fs.exists(self.marker):
                 self._check_marker()
                 if not readonly:
                     fs.makedirs(self.snapshots)
                 return
-            if not self._unfinished_creation(fs.listdir(root)):
-                raise NotAStoreError(f"{root} is not empty and holds no metalog store ({MARKER_NAME} missing)")
         if not create or readonly:
             raise NotAStoreError(f"no metalog store at {root}")
         fs.makedirs(root)
-        fs.makedirs(self.segments)
-        fs.makedirs(self.snapshots)
-        body = MARKER.pack(MARKER_MAGIC, FORMAT_VERSION, 0)
-        fs.create_atomic(self.marker, body + zlib.crc32(body).to_bytes(4, "little"))
-        fs.fsync_dir(os.path.dirname(root) or ".")
+        # Other processes may be creating this store right now: creators take turns on the
+        # commit lock, and whoever comes second finds the marker the first one wrote.
+        lock = self.commit_lock()
+        try:
+            lock.acquire()
+            if fs.exists(self.marker):
+                self._check_marker()
+                fs.makedirs(self.snapshots)
+                return
+            fs.makedirs(self.segments)
+            fs.makedirs(self.snapshots)
+            body = MARKER.pack(MARKER_MAGIC, FORMAT_VERSION, 0)
+            fs.create_atomic(self.marker, body + zlib.crc32(body).to_bytes(4, "little"))
+            fs.fsync_dir(os.path.dirname(root) or ".")
+        finally:
+            lock.close()
 
     def _unfinished_creation(self, entries: list[str]) -> bool:
         """True for an empty directory or what a crash while creating a store leaves behind
-        (our empty subdirectories, an unfinished marker), which open may complete."""
+        (our empty subdirectories and lock file, an unfinished marker), which open may
+        complete; or what another process creating the store now has made so far."""
         for name in entries:
             if name == MARKER_NAME + TMP_SUFFIX:
+                continue
+            if name == LOCK_NAME and self.fs.size(os.path.join(self.root, name)) == 0:
                 continue
             sub = os.path.join(self.root, name)
             if name in (SEGMENTS_DIR, SNAPSHOTS_DIR) and self.fs.is_dir(sub) and not self.fs.listdir(sub):

@@ -58,6 +58,12 @@ class SegmentLog:
         end = self.fs.seek_end(self.fd)
         if end != offset:
             raise OSError(errno.EIO, f"{path} is {end} bytes, but the log ends at {offset}")
+        if offset != self.size:
+            # Others appended to our active segment, perhaps without a sync yet (durability
+            # flush, or an fsync writer that has not reached its sync). Our next sync, and
+            # above all the one that seals this segment when we roll over, must cover their
+            # frames: our commits after them would otherwise be durable past a hole.
+            self._dirty = True
         self.size = offset
         self.last_digest = digest
 

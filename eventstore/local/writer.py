@@ -12,7 +12,8 @@ makes durable, and every unsynced frame is still after every synced one.
 
 With durability ``none`` commits are buffered in this process, and their
 seqs are only ours while we hold the lock: the lock is kept until the buffer
-is written (when it fills, on `flush`, or when commits pause: `linger`).
+is written (when it fills, on `flush`, or at most `Linger.quiet` after the
+lock was taken: `Linger`).
 """
 from __future__ import annotations
 
@@ -200,26 +201,30 @@ class LogWriter:
 
 
 class Linger:
-    """Durability ``none``: write the buffer and give the lock back once commits pause.
+    """Durability ``none``: write the buffer and give the lock back soon after taking it.
 
-    A daemon thread, woken when a commit leaves the lock held; after ``quiet``
-    seconds without a commit it calls ``release`` (which writes the buffer
-    under the store's exclusive role). Other writer processes wait at most
-    about that long for a writer that buffers.
+    A daemon thread, woken when a commit leaves the lock held; ``quiet``
+    seconds after the first commit that kept the lock it calls ``release``
+    (which writes the buffer under the store's exclusive role). Other writer
+    processes wait at most about that long for a writer that buffers, even
+    for one that never pauses. (It used to wait for ``quiet`` seconds without
+    a commit, so a writer committing more often than that kept the lock
+    until its 1 MiB buffer filled: seconds, with small commits.)
     """
 
     def __init__(self, release: Callable[[], None], quiet: float = 0.02) -> None:
         self._release = release
         self.quiet = quiet
         self._cond = threading.Condition()
-        self._last = 0.0  # time of the last commit that left the lock held (0: none pending)
+        self._first = 0.0  # when a commit first left the lock held since the last release (0: none)
         self._stop = False
         self._thread: threading.Thread | None = None
 
     def held(self) -> None:
         """A commit left the lock held."""
         with self._cond:
-            self._last = time.monotonic()
+            if not self._first:
+                self._first = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="metalog-linger", daemon=True)
                 self._thread.start()
@@ -228,15 +233,15 @@ class Linger:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._last and not self._stop:
+                while not self._first and not self._stop:
                     self._cond.wait()
                 if self._stop:
                     return
-                wait = self._last + self.quiet - time.monotonic()
+                wait = self._first + self.quiet - time.monotonic()
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
-                self._last = 0.0
+                self._first = 0.0
             try:
                 self._release()
             except Exception:  # noqa: BLE001 - the store is failed or closed; nothing to hand back

@@ -1,10 +1,7 @@
-"""The Store behaviour tests of tests/test_store_api.py, run on PostgreSQL (SPEC §2, §8).
-
-Every test there that is not about segment files or directories runs here
-unchanged: ``store_dir`` is a fresh schema's URL (tests/postgres/conftest.py).
-The ones that inspect files have database counterparts below: nothing is
-written by a refused commit, stats, readonly refusals, foreign schemas, and
-the model round trip on a store that is reopened.
+"""What the contract suite (tests/contract, run on PostgreSQL too) checks through files
+on the embedded store, checked here through the database's tables (SPEC §2, §8):
+nothing is written by a refused commit, stats, readonly refusals, foreign schemas,
+and the model round trip on a store that is reopened.
 """
 from __future__ import annotations
 
@@ -14,27 +11,7 @@ from hypothesis import strategies as st
 
 import eventstore
 from eventstore import ConcurrencyError, NotAStoreError, ReadOnlyError, ValidationError
-from test_store_api import (  # noqa: F401 - collected here, with store_dir a PostgreSQL URL
-    check_event, commit, do_commit,
-    test_a_failing_subscriber_does_not_break_commits,
-    test_append_returns_copies_the_caller_cannot_change_afterwards,
-    test_bad_open_options_are_refused,
-    test_close_while_threads_append,
-    test_closed_store_raises,
-    test_closed_store_refuses_its_accessors_too,
-    test_concurrent_appenders_get_contiguous_seqs,
-    test_each_durability_survives_close_and_reopen,
-    test_event_is_immutable_and_compares_pickles_and_prints_by_value,
-    test_event_is_immutable_and_ts_is_utc_ns,
-    test_expected_version_under_thread_contention,
-    test_flush_makes_buffered_commits_visible_to_a_reader,
-    test_group_commit_hand_offs_never_strand_a_committer,
-    test_nested_values_are_not_shared_with_the_caller,
-    test_reads_during_appends_see_whole_commits_in_order,
-    test_subscribe_order_and_unsubscribe,
-    test_subscriber_that_appends_neither_deadlocks_nor_reorders,
-    test_versions_counted_lazily_are_exact_everywhere,
-)
+from contract.test_append_read import check_event, commit, do_commit
 
 
 def table_rows(admin, url, table):
