@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 from typing import BinaryIO, Iterator
 
@@ -49,6 +50,18 @@ class FileSystem:
         while view:
             n = os.pwrite(fd, view, offset)
             view, offset = view[n:], offset + n
+
+    def map_shared(self, fd: int, size: int) -> mmap.mmap:
+        """The first ``size`` bytes of ``fd``'s file, mapped shared (the file is grown to
+        ``size`` first if it is shorter). For a little state several processes read and
+        write without a system call each time; it is never synced."""
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def fd_size(self, fd: int) -> int:
+        """The size of the file open as ``fd``."""
+        return os.fstat(fd).st_size
 
     def seek_end(self, fd: int) -> int:
         return os.lseek(fd, 0, os.SEEK_END)

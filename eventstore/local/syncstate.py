@@ -3,11 +3,11 @@
 Writers append under the commit lock and sync after releasing it, so while
 one process syncs, others append. ``LOCK.sync`` holds, besides its `flock`,
 where the log has been written up to and where it is durable up to
-(docs/FORMAT.md §8). A writer that needs its frames durable first looks at
-the durable position: if another writer's sync already covered them, it is
-done. Otherwise it takes the sync lock, looks again, and syncs everything
-written so far, for every writer waiting behind it. This is how a database's
-write-ahead log shares flushes between sessions.
+(docs/FORMAT.md §8), in a page every writer maps. A writer that needs its
+frames durable first looks at the durable position: if another writer's sync
+already covered them, it is done. Otherwise it takes the sync lock, looks
+again, and syncs everything written so far, for every writer waiting behind
+it. This is how a database's write-ahead log shares flushes between sessions.
 
 The positions are hints for live processes, never trusted across a crash:
 every writer's open makes the whole log durable and resets them while it
@@ -31,18 +31,14 @@ __all__ = ["SharedSync", "Position"]
 Position = tuple[int, int]  # (segment first seq, offset)
 _NOWHERE: Position = (0, 0)
 _WRITTEN, _DURABLE = 0, SYNC_SLOT.size  # slot offsets in the file
+_PAGE = 4096
+_crc32 = zlib.crc32
+_unpack = SYNC_SLOT.unpack_from
 
 
 def _pack(position: Position) -> bytes:
     body = SYNC_SLOT.pack(position[0], position[1], 0)[:-4]
-    return body + zlib.crc32(body).to_bytes(4, "little")
-
-
-def _unpack(data: bytes) -> Position:
-    if len(data) != SYNC_SLOT.size:
-        return _NOWHERE
-    segment, offset, crc = SYNC_SLOT.unpack(data)
-    return (segment, offset) if zlib.crc32(data[:-4]) == crc else _NOWHERE
+    return body + _crc32(body).to_bytes(4, "little")
 
 
 class SharedSync:
@@ -51,37 +47,48 @@ class SharedSync:
     def __init__(self, fs: FileSystem, lock: FileLock) -> None:
         self.fs = fs
         self.lock = lock
+        self._map = fs.map_shared(lock.fd(), _PAGE)
 
-    def _read(self) -> tuple[Position, Position]:
-        data = self.fs.pread(self.lock.fd(), 2 * SYNC_SLOT.size, 0)
-        return _unpack(data[:_DURABLE]), _unpack(data[_DURABLE:])
+    def _slot(self, at: int) -> Position:
+        data = self._map[at:at + SYNC_SLOT.size]
+        segment, offset, crc = _unpack(data)
+        return (segment, offset) if _crc32(data[:-4]) == crc else _NOWHERE
 
-    def _write(self, slot: int, position: Position) -> None:
-        self.fs.pwrite(self.lock.fd(), _pack(position), slot)
+    def _put(self, at: int, position: Position) -> None:
+        self._map[at:at + SYNC_SLOT.size] = _pack(position)
+
+    @property
+    def written(self) -> Position:
+        """Where the log has been written up to, as the last writer to append said."""
+        return self._slot(_WRITTEN)
 
     def reset(self, end: Position) -> None:
         """The whole log up to ``end`` is durable (a writer's open; holding the commit lock)."""
-        self._write(_DURABLE, end)
-        self._write(_WRITTEN, end)
+        self._put(_DURABLE, end)
+        self._put(_WRITTEN, end)
 
     def wrote(self, end: Position) -> None:
-        """Frames up to ``end`` are written (holding the commit lock)."""
-        self._write(_WRITTEN, end)
+        """Frames up to ``end`` are written, or about to be (holding the commit lock)."""
+        self._put(_WRITTEN, end)
 
     def sync(self, mine: Position, fdatasync: Callable[[], None]) -> None:
         """Make everything up to ``mine`` durable, sharing the work with other writers.
 
         ``fdatasync`` syncs the segment ``mine`` is in (this process's active one).
         """
-        if self._read()[1] >= mine:
+        if self._slot(_DURABLE) >= mine:
             return
         with self.lock:
-            written, durable = self._read()
-            if durable >= mine:
+            if self._slot(_DURABLE) >= mine:
                 return
+            written = self._slot(_WRITTEN)
             if written[0] > mine[0]:
                 return  # our segment was sealed since, and a sealed segment was synced whole
             target = max(written, mine)
             fdatasync()
-            if self._read()[1] < target:
-                self._write(_DURABLE, target)
+            if self._slot(_DURABLE) < target:
+                self._put(_DURABLE, target)
+
+    def close(self) -> None:
+        self._map.close()
+        self.lock.close()

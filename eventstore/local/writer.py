@@ -193,7 +193,7 @@ class LogWriter:
         """Give the lock back and close our files (after the final sync, or a failure)."""
         self.lock.close()
         if self.shared_sync is not None:
-            self.shared_sync.lock.close()
+            self.shared_sync.close()
         try:
             self.fs.close(self.log.fd)
         except OSError:
