@@ -9,7 +9,7 @@ before a single byte is encoded or written. This module does no I/O.
 from __future__ import annotations
 
 from itertools import chain
-from typing import AbstractSet, Any, Set, Union
+from typing import Any, Set, Union
 
 import msgspec
 

@@ -5,9 +5,7 @@ Each test states what a user may rely on and checks it through the public API
 (`eventstore.open`, `Store` members) or the `metalog` command: "nothing
 acknowledged is ever lost", "never delete: copy or move to quarantine/ first",
 "a reader never returns a log that silently starts later or has a hole", damage
-is a `CorruptionError` naming the file. Items whose fix belongs to the code now
-being restructured (the reader, the open, the group commit) are marked
-``xfail(strict=True)`` with their cause; the fix flips them.
+is a `CorruptionError` naming the file.
 """
 from __future__ import annotations
 
@@ -299,8 +297,6 @@ def test_strict_open_refuses_a_log_that_ends_before_its_snapshot(tmp_path, verb:
     assert info.value.file == snap_files(root)[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: salvage skips a snapshot past the end of the log "
-                                       "(store._recover) and the next append reuses the seqs it proves existed")
 @pytest.mark.parametrize("verb", ["deleted", "cut to its header"])
 def test_salvage_keeps_the_seqs_a_snapshot_proves_existed(tmp_path, verb: str) -> None:
     """[F-25], [F-26], SPEC §4.4: the last segment is lost but a snapshot at seq 100 proves seqs up
@@ -327,8 +323,6 @@ def test_salvage_keeps_the_seqs_a_snapshot_proves_existed(tmp_path, verb: str) -
         assert s.last_seq == 101
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: nothing records where the log ended; proposed: a "
-                                       "durable end-of-log record written at roll-over and close")
 @pytest.mark.parametrize("compacted, verb", [(False, "deleted"), (False, "cut to its header"),
                                              (True, "cut to its header")])
 def test_a_cleanly_closed_log_that_lost_its_tail_is_never_reused_silently(tmp_path, verb: str,
@@ -454,8 +448,6 @@ def _assert_no_false_damage(results: list[dict]) -> None:
     assert problems == [], "\n".join(problems[:12])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 3: a reader lists segments once (segment.list_segments, "
-                                       "not consistent across a rename+unlink) and before snapshots (Store._recover)")
 def test_readers_see_a_consistent_log_while_a_writer_rolls_over_and_compacts(tmp_path) -> None:
     """SPEC §4.7, §2 readonly/follow, [F-03], [F-20]: readonly readers in other processes reopen and read, and
     follow from seq 1, while a writer appends, rolls segments over and compacts all the time.
@@ -466,7 +458,6 @@ def test_readers_see_a_consistent_log_while_a_writer_rolls_over_and_compacts(tmp
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 13 item 3: see test_readers_see_a_consistent_log_while_a_writer_...")
 def test_readers_see_a_consistent_log_while_a_writer_rolls_over_and_compacts_torture(tmp_path) -> None:
     """The same race for a minute (`pytest -m slow`)."""
     _assert_no_false_damage(_race(tmp_path, 60.0))

@@ -84,7 +84,13 @@ def test_tampered_commit_with_recomputed_crc_breaks_the_chain(fast_tmp, how) -> 
     assert (first.file, first.offset) == (path, expected_offset), str(report)
     assert "chain" in first.reason
     # A strict open checks CRCs and seqs but trusts stored digests ([F-18]): it opens,
-    # and its own verify still names the tampered commit.
+    # and its own verify still names the tampered commit. A removed commit leaves the log
+    # one commit shorter than the end-of-log record of its clean close: that open refuses ([F-29]).
+    if how == "removed":
+        with pytest.raises(CorruptionError) as info:
+            eventstore.open(root, [KV()], fs=FAST)
+        assert info.value.file == os.path.join(root, "END") and "12" in info.value.reason
+        return
     with eventstore.open(root, [KV()], fs=FAST) as s:
         again = s.verify()
     assert (again.problems[0].file, again.problems[0].offset) == (path, expected_offset)

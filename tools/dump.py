@@ -4,9 +4,10 @@
 Usage:  python tools/dump.py STORE_DIR [--events]
         python tools/dump.py path/to/00000000000000000001.seg [...]
 
-Uses the same `FrameScanner` as recovery and verify, with a "print" policy:
-each frame's offset, seqs, size and time; each damaged region with its reason
-and what resynchronises after it. Never writes.
+Uses the one segment walk (`eventstore.local.walk`) that recovery, verify and
+reads use, with a "print" policy: each frame's offset, seqs, size and time;
+each damaged region with its reason and what resynchronises after it. Never
+writes.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from eventstore.fs import DEFAULT_FS  # noqa: E402
 from eventstore.codec import decode_commit  # noqa: E402
 from eventstore.errors import CorruptionError  # noqa: E402
-from eventstore.local.frame import Damage, FrameScanner, is_gap  # noqa: E402
-from eventstore.local.layout import SEGMENT_HEADER_SIZE, SEGMENTS_DIR  # noqa: E402
-from eventstore.local.segment import SegmentStream, list_segments, parse_name, SegmentRef, scan  # noqa: E402
+from eventstore.local.frame import Damage, Frame, is_gap  # noqa: E402
+from eventstore.local.layout import SEGMENTS_DIR  # noqa: E402
+from eventstore.local.segment import SegmentRef, list_segments, parse_name  # noqa: E402
+from eventstore.local.walk import Resync, SegmentWalk  # noqa: E402
 
 
 def refs_for(paths: list[str]) -> list[SegmentRef]:
@@ -39,28 +41,36 @@ def refs_for(paths: list[str]) -> list[SegmentRef]:
 
 
 def dump(ref: SegmentRef, events: bool) -> int:
+    """Print one segment's frames and damage (the walk over this one file, resynchronising)."""
     print(f"== {ref.path}{' (zstd)' if ref.compressed else ''}")
-    try:
-        stream = SegmentStream(DEFAULT_FS, ref)
-    except CorruptionError as exc:
-        print(f"   header: {exc.reason}")
-        return 1
-    print(f"   header: first seq {ref.first_seq}, prev digest {stream.prev_digest.hex()}, {stream.end} bytes")
-    scanner = FrameScanner(SEGMENT_HEADER_SIZE, ref.first_seq, stream.prev_digest, end=stream.end)
+    walk = SegmentWalk.over(DEFAULT_FS, [ref], resync=Resync.ALWAYS, locked=True)
     problems = 0
-    for item in scan(stream, scanner, SEGMENT_HEADER_SIZE, resync=True):
-        if isinstance(item, Damage):
-            problems += 1
-            print(f"   @{item.offset:<10} DAMAGE {item.kind}: {item.reason}")
-            continue
-        when = datetime.datetime.fromtimestamp(item.ts / 1e9, datetime.timezone.utc).isoformat()
-        kind = "gap" if is_gap(item.payload) else "commit"
-        print(f"   @{item.offset:<10} {kind} seq {item.first_seq}-{item.last_seq} "
-              f"({item.count} ev, {item.size} B) {when} {item.digest.hex()[:12]}")
-        if events and kind == "commit":
-            for e in decode_commit(item.payload, item.first_seq, item.count, item.ts, ref.path, item.offset):
-                print(f"      {e.seq} {e.type} {e.key} {e.data} {e.meta}")
+    try:
+        for visit in walk.visits():
+            stream = visit.stream
+            print(f"   header: first seq {ref.first_seq}, prev digest {stream.prev_digest.hex()}, "
+                  f"{stream.end} bytes")
+            for item in visit.frames(verify_chain=True):
+                if isinstance(item, Damage):
+                    problems += 1
+                    print(f"   @{item.offset:<10} DAMAGE {item.kind}: {item.reason}")
+                    continue
+                print_frame(ref, item, events)
+    except CorruptionError as exc:  # a header, or a compressed stream, that does not read
+        where = "header" if exc.offset in (0, None) else f"@{exc.offset}"
+        print(f"   {where}: {exc.reason}")
+        problems += 1
     return problems
+
+
+def print_frame(ref: SegmentRef, frame: Frame, events: bool) -> None:
+    when = datetime.datetime.fromtimestamp(frame.ts / 1e9, datetime.timezone.utc).isoformat()
+    kind = "gap" if is_gap(frame.payload) else "commit"
+    print(f"   @{frame.offset:<10} {kind} seq {frame.first_seq}-{frame.last_seq} "
+          f"({frame.count} ev, {frame.size} B) {when} {frame.digest.hex()[:12]}")
+    if events and kind == "commit":
+        for e in decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts, ref.path, frame.offset):
+            print(f"      {e.seq} {e.type} {e.key} {e.data} {e.meta}")
 
 
 def main() -> int:

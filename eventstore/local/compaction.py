@@ -11,41 +11,57 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+
 import zstandard
 
 from ..fs import FileSystem
 from ..errors import CorruptionError, FormatVersionError
-from .frame import Damage, FrameScanner
-from .layout import READ_CHUNK, SEGMENT_HEADER_SIZE, ZSEGMENT_HEADER_SIZE
+from .frame import Damage, Frame
+from .layout import READ_CHUNK, ZSEGMENT_HEADER_SIZE
 from ..report import RecoveryEntry, RecoveryReport
 from .directory import quarantine_move
-from .segment import SegmentRef, SegmentStream, encode_zheader, list_segments, parse_name, scan, segment_path
+from .segment import SegmentRef, encode_zheader, list_segments, parse_name, segment_path
+from .walk import Resync, SegmentWalk
 
 __all__ = ["compress_sealed", "compress_segment", "finish_interrupted"]
 
 ZSTD_LEVEL = 3
 
 
-def _scan_all(fs: FileSystem, ref: SegmentRef) -> tuple[int, bytes, int]:
-    """Scan a whole segment strictly; return (last seq, last digest, plain size)."""
-    stream = SegmentStream(fs, ref)
-    scanner = FrameScanner(SEGMENT_HEADER_SIZE, ref.first_seq, stream.prev_digest, end=stream.end)
-    for item in scan(stream, scanner, SEGMENT_HEADER_SIZE):
-        if isinstance(item, Damage):
-            raise CorruptionError(ref.path, item.offset, item.reason)
-    return scanner.expected_seq - 1, scanner.digest, stream.end
+@dataclass(frozen=True)
+class SegmentFacts:
+    """What a strict scan of a whole segment found: what its compressed copy must hold."""
+
+    last_seq: int
+    digest: bytes  # the chain digest after its last frame
+    plain_size: int
+
+
+def _scan_all(fs: FileSystem, ref: SegmentRef) -> SegmentFacts:
+    """Scan a whole segment strictly (the chain too); its facts, or `CorruptionError`."""
+    walk = SegmentWalk.over(fs, [ref], resync=Resync.NEVER, locked=True)  # sealed: nobody appends
+    for visit in walk.visits():
+        for item in visit.frames(verify_chain=True):
+            if isinstance(item, Damage):
+                raise CorruptionError(ref.path, item.offset, item.reason)
+        scanner = visit.scanner
+        assert scanner is not None
+        return SegmentFacts(scanner.expected_seq - 1, scanner.digest, visit.stream.end)
+    raise AssertionError("a walk over one segment visits it")
 
 
 def compress_segment(fs: FileSystem, ref: SegmentRef) -> str:
     """Write ``ref``'s compressed copy durably, check it, then remove the plain file."""
-    last_seq, digest, plain_size = _scan_all(fs, ref)
+    facts = _scan_all(fs, ref)
+    plain_size = facts.plain_size
     zpath = segment_path(os.path.dirname(ref.path), ref.first_seq, compressed=True)
     tmp = zpath + ".tmp"
     cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
     fd = fs.open_rw(tmp, create=True)
     try:
         fs.truncate(fd, 0)
-        fs.write(fd, encode_zheader(ref.first_seq, last_seq, plain_size, digest))
+        fs.write(fd, encode_zheader(ref.first_seq, facts.last_seq, plain_size, facts.digest))
         comp = cctx.compressobj(size=plain_size)
         with fs.open_read(ref.path) as f:
             while chunk := f.read(READ_CHUNK):
@@ -60,27 +76,36 @@ def compress_segment(fs: FileSystem, ref: SegmentRef) -> str:
     dirname = os.path.dirname(ref.path)
     fs.fsync_dir(dirname)
     zref = SegmentRef(ref.first_seq, zpath, True)
-    zlast, zdigest, zsize = _scan_all(fs, zref)
-    if (zlast, zdigest, zsize) != (last_seq, digest, plain_size):
+    if _scan_all(fs, zref) != facts:
         raise CorruptionError(zpath, ZSEGMENT_HEADER_SIZE, "compressed copy does not match its segment")
     fs.remove(ref.path)
     fs.fsync_dir(dirname)
     return zpath
 
 
-def _frames_seen(fs: FileSystem, ref: SegmentRef) -> tuple[set[tuple[int, int, int, bytes]], int]:
-    """Every CRC-valid frame of ``ref`` as ``(offset, first seq, count, digest)``, and its length.
+@dataclass(frozen=True)
+class _SeenFrame:
+    """A CRC-valid frame as `_holds_every_commit_of` compares it."""
+
+    offset: int
+    first_seq: int
+    count: int
+    digest: bytes
+
+
+def _frames_seen(fs: FileSystem, ref: SegmentRef) -> tuple[set[_SeenFrame], int]:
+    """Every CRC-valid frame of ``ref``, and its (plain) length.
 
     Read leniently and resynchronised past damage ([F-15], [F-27]), so a damaged
     segment still shows every commit it holds intact.
     """
-    stream = SegmentStream(fs, ref, lenient=True)
-    start = SEGMENT_HEADER_SIZE if stream.header_damage is None else 0
-    scanner = FrameScanner(start, ref.first_seq, stream.prev_digest, end=stream.end, verify_chain=False)
-    scanner.damage = stream.header_damage
-    frames = {(item.offset, item.first_seq, item.count, item.digest)
-              for item in scan(stream, scanner, start, resync=True) if not isinstance(item, Damage)}
-    return frames, stream.end
+    frames: set[_SeenFrame] = set()
+    size = 0
+    for visit in SegmentWalk.over(fs, [ref], lenient=True, resync=Resync.ALWAYS, locked=True).visits():
+        frames.update(_SeenFrame(item.offset, item.first_seq, item.count, item.digest)
+                      for item in visit.frames(verify_chain=False) if isinstance(item, Frame))
+        size = visit.stream.end
+    return frames, size
 
 
 def _holds_every_commit_of(fs: FileSystem, zref: SegmentRef, plain: SegmentRef) -> bool:
@@ -124,41 +149,48 @@ def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> 
             continue
         zref = SegmentRef(parsed[0], os.path.join(seg_dir, name), True)
         pref = SegmentRef(parsed[0], plain, False)
-        damage = None  # the plain copy's, when the compressed one checks out
+        if _finish_one(fs, root, zref, pref, report):
+            fs.fsync_dir(seg_dir)
+
+
+def _finish_one(fs: FileSystem, root: str, zref: SegmentRef, pref: SegmentRef, report: RecoveryReport) -> bool:
+    """One interrupted compaction (see `finish_interrupted`); True when a file was moved or removed."""
+    damage = None  # the plain copy's, when the compressed one checks out
+    try:
+        zfacts = _scan_all(fs, zref)
+        pfacts: SegmentFacts | None = None
         try:
-            zfacts = _scan_all(fs, zref)
-            try:
-                pfacts = _scan_all(fs, pref)
-            except FormatVersionError:
-                raise
-            except CorruptionError as exc:
-                pfacts, damage = None, exc
-            if pfacts is not None and pfacts != zfacts:
-                raise CorruptionError(zref.path, ZSEGMENT_HEADER_SIZE,
-                                      f"holds seqs to {zfacts[0]}, {plain} to {pfacts[0]}")
+            pfacts = _scan_all(fs, pref)
         except FormatVersionError:
             raise
         except CorruptionError as exc:
-            qpath = quarantine_move(fs, root, zref.path)
-            report.add(RecoveryEntry("quarantined", zref.path, exc.offset,
-                                     f"unfinished compressed copy ({exc.reason}); plain segment kept; "
-                                     f"moved to {qpath}"))
-            continue
-        if damage is None:
-            fs.remove(plain)  # an intact copy of it is checked: nothing is lost
-            report.add(RecoveryEntry("finished-compaction", plain, None,
-                                     "compressed copy was complete; plain segment removed"))
-        elif _holds_every_commit_of(fs, zref, pref):
-            qpath = quarantine_move(fs, root, plain)
-            report.add(RecoveryEntry("quarantined", plain, damage.offset,
-                                     f"damaged ({damage.reason}); its compressed copy holds every commit "
-                                     f"of it; moved to {qpath}"))
-        else:
-            report.add(RecoveryEntry("damaged", plain, damage.offset,
-                                     f"{damage.reason}; its unfinished compressed copy {name} holds fewer "
-                                     f"commits, so both are kept (salvage recovers the intact ones)"))
-            continue
-        fs.fsync_dir(seg_dir)
+            damage = exc
+        if pfacts is not None and pfacts != zfacts:
+            raise CorruptionError(zref.path, ZSEGMENT_HEADER_SIZE,
+                                  f"holds seqs to {zfacts.last_seq}, {pref.path} to {pfacts.last_seq}")
+    except FormatVersionError:
+        raise
+    except CorruptionError as exc:
+        qpath = quarantine_move(fs, root, zref.path)
+        report.add(RecoveryEntry("quarantined", zref.path, exc.offset,
+                                 f"unfinished compressed copy ({exc.reason}); plain segment kept; "
+                                 f"moved to {qpath}"))
+        return False
+    if damage is None:
+        fs.remove(pref.path)  # an intact copy of it is checked: nothing is lost
+        report.add(RecoveryEntry("finished-compaction", pref.path, None,
+                                 "compressed copy was complete; plain segment removed"))
+    elif _holds_every_commit_of(fs, zref, pref):
+        qpath = quarantine_move(fs, root, pref.path)
+        report.add(RecoveryEntry("quarantined", pref.path, damage.offset,
+                                 f"damaged ({damage.reason}); its compressed copy holds every commit "
+                                 f"of it; moved to {qpath}"))
+    else:
+        report.add(RecoveryEntry("damaged", pref.path, damage.offset,
+                                 f"{damage.reason}; its unfinished compressed copy {os.path.basename(zref.path)} "
+                                 f"holds fewer commits, so both are kept (salvage recovers the intact ones)"))
+        return False
+    return True
 
 
 def compress_sealed(fs: FileSystem, seg_dir: str) -> dict[str, int | float]:

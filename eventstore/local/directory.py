@@ -247,6 +247,10 @@ class ThreadFileLock(FileLock):
             self._threads.release()
 
     def close(self) -> None:
+        """Close the lock file; a holder in this thread gives it up first."""
+        if self._owner == threading.get_ident():
+            self._owner, self._depth = 0, 0
+            self._threads.release()
         with self._threads:
             super().close()
 

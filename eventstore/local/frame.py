@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 from hashlib import blake2b
 from typing import NamedTuple, Union
 
 from ..chain import COMMIT_PREFIX, DIGEST_SIZE, chain_digest
 from .layout import FRAME_CRC_START, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_DIGEST_FIELDS, MAX_FRAME_PAYLOAD
 
-__all__ = ["Frame", "Damage", "FrameScanner", "encode_frame", "frame_bytes", "check_frame", "chain_digest",
-           "is_gap", "payload_length"]
+__all__ = ["Frame", "Damage", "SeqRange", "FrameScanner", "encode_frame", "frame_bytes", "check_frame", "chain_digest",
+           "is_gap", "payload_length", "claimed_seqs"]
 
 _crc32 = zlib.crc32
 _unpack_header = FRAME_HEADER.unpack_from
@@ -30,10 +31,13 @@ _pack_crc = struct.Struct("<I").pack
 _CHAINED = FRAME_DIGEST_FIELDS  # header bytes the chain hashes besides the payload
 
 
-class Frame(NamedTuple):
+@dataclass(slots=True)
+class Frame:
+    """One valid frame, as the scanner found it."""
+
     offset: int  # of the frame header within the (uncompressed) segment
     first_seq: int
-    count: int  # type: ignore[assignment]  # a field, shadowing tuple.count
+    count: int  # a field, shadowing nothing: Frame is a dataclass
     ts: int
     digest: bytes
     payload: bytes
@@ -44,11 +48,29 @@ class Frame(NamedTuple):
         return self.first_seq + self.count - 1
 
 
+@dataclass(frozen=True)
+class SeqRange:
+    """The seqs ``first`` to ``last``, both included."""
+
+    first: int
+    last: int
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
+
+    def __contains__(self, seq: object) -> bool:
+        return isinstance(seq, int) and self.first <= seq <= self.last
+
+    def as_tuple(self) -> tuple[int, int]:
+        """As reports hold it (`RecoveryEntry.lost`)."""
+        return self.first, self.last
+
+
 class Damage(NamedTuple):
     offset: int
     reason: str
-    kind: str = "bad"  # short, magic, length, crc, empty, seq, chain
-    seqs: tuple[int, int] | None = None  # "chain": the whole, signed commit's first and last seq
+    kind: str = "bad"  # short, magic, length, crc, empty, seq, chain, header
+    seqs: SeqRange | None = None  # "chain": the whole, signed commit's seqs
 
 
 def is_gap(payload: bytes) -> bool:
@@ -62,6 +84,12 @@ Scanned = Union[Frame, Damage, None]
 def payload_length(buf: bytes | bytearray, pos: int = 0) -> int:
     """The (unchecked) payload length field of the frame header at ``pos``."""
     return _unpack_header(buf, pos)[2]
+
+
+def claimed_seqs(buf: bytes | bytearray, pos: int = 0) -> SeqRange | None:
+    """The seqs the (unchecked) frame header at ``pos`` claims; None when it claims none."""
+    _, _, _, count, first_seq, _, _ = _unpack_header(buf, pos)
+    return SeqRange(first_seq, first_seq + count - 1) if count else None
 
 
 def encode_frame(first_seq: int, count: int, ts: int, payload: bytes,
@@ -170,6 +198,18 @@ class FrameScanner:
                 return result, False
             search = i + 1
 
+    def rewind(self, end: int | None) -> None:
+        """Forget every byte fed and any damage: the next bytes fed start at `position`.
+
+        The seq, chain digest and restart state stay: this is how a walk reads a
+        segment again from its last good frame ([F-30]). ``end`` is its size now.
+        """
+        self._buf = bytearray()
+        self._start = self._pos
+        self.damage = None
+        self.eof = False
+        self.end = end
+
     def _drop_before(self, index: int) -> None:
         """While resynchronising, forget searched bytes so memory stays bounded."""
         if index > 0:
@@ -224,7 +264,7 @@ class FrameScanner:
                     and chain_digest(self.digest, bytes(buf[i + _CHAINED.start:i + _CHAINED.stop]),
                                      payload) != digest):
                 return Damage(pos, "digest chain broken (commit removed, reordered or edited)", "chain",
-                              (first_seq, first_seq + count - 1))
+                              SeqRange(first_seq, first_seq + count - 1))
         return Frame(pos, first_seq, count, ts, bytes(digest), payload, size)
 
 

@@ -59,7 +59,13 @@ SNAPSHOT_HEADER_SIZE = SNAPSHOT_HEADER.size  # 72
 MAX_SNAPSHOT_BYTES = 1 << 30
 KEEP_SNAPSHOTS = 3
 
+# §9 end-of-log record: magic, version, reserved, seq, segment, digest, reserved, crc
+END_NAME = "END"
+END_MAGIC = b"MLEN"
+END_RECORD = struct.Struct("<4sHHQQ16sII")
+END_RECORD_SIZE = END_RECORD.size  # 48
+
 assert SEGMENT_HEADER_SIZE == 40 and FRAME_HEADER_SIZE == 48
-assert ZSEGMENT_HEADER_SIZE == 56 and SNAPSHOT_HEADER_SIZE == 72
+assert ZSEGMENT_HEADER_SIZE == 56 and SNAPSHOT_HEADER_SIZE == 72 and END_RECORD_SIZE == 48
 MAX_SEGMENT_BYTES = 4 << 30  # a plain segment never grows past this ([F-19])
 READ_CHUNK = 1 << 20

@@ -3,8 +3,8 @@
 `SegmentLog` owns this process's file descriptor on the active segment. It
 writes a batch of already-encoded frames with one `write` per segment
 touched, creates the next segment when the active one reaches
-``segment_bytes`` ([F-04]), and syncs. Other processes append to the same
-segment between our commits: `resume` moves it to where the log ends after
+``segment_bytes`` ([F-04]) and records the roll-over in ``END`` ([F-28]),
+and syncs. Other processes append to the same segment between our commits: `resume` moves it to where the log ends after
 the writer caught up with them. It knows nothing of events, seqs' meaning,
 or durability policy, and never takes the commit lock: its caller holds it
 whenever it writes. Not thread-safe: the store serialises calls.
@@ -12,9 +12,11 @@ whenever it writes. Not thread-safe: the store serialises calls.
 from __future__ import annotations
 
 import errno
+import os
 from typing import NamedTuple
 
 from ..fs import FileSystem
+from .endrecord import EndRecord, advance_end
 from .layout import SEGMENT_HEADER_SIZE
 from .segment import create_segment
 
@@ -119,6 +121,8 @@ class SegmentLog:
         """Seal the active segment (durably, whoever wrote it) and start a new one."""
         self.sync_everything()
         path = create_segment(self.fs, self.seg_dir, first_seq, prev_digest)
+        # [F-28]: the log now reaches seq first_seq - 1 durably and goes on in the new segment
+        advance_end(self.fs, os.path.dirname(self.seg_dir), EndRecord(first_seq - 1, first_seq, prev_digest))
         old = self.fd
         self.fd = self.fs.open_rw(path)
         self.fs.seek_end(self.fd)

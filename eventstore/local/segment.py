@@ -24,7 +24,7 @@ from .layout import (
     ZSEGMENT_HEADER_SIZE, ZSEGMENT_MAGIC, ZSEGMENT_SUFFIX,
 )
 
-__all__ = ["SegmentRef", "list_segments", "segment_path", "encode_header", "read_header",
+__all__ = ["SegmentRef", "list_segments", "find_segment", "segment_path", "encode_header", "read_header",
            "SegmentStream", "scan", "create_segment"]
 
 
@@ -60,6 +60,19 @@ def list_segments(fs: FileSystem, directory: str) -> list[SegmentRef]:
             continue
         found[first] = SegmentRef(first, os.path.join(directory, name), compressed)
     return [found[k] for k in sorted(found)]
+
+
+def find_segment(fs: FileSystem, directory: str, first_seq: int) -> SegmentRef | None:
+    """The segment named ``first_seq``: ``N.seg``, else ``N.zseg`` ([F-20], [F-30]).
+
+    Compaction renames ``N.zseg.tmp`` to ``N.zseg`` before it removes ``N.seg``,
+    so when the first is gone the second is there.
+    """
+    for compressed in (False, True):
+        path = segment_path(directory, first_seq, compressed)
+        if fs.exists(path):
+            return SegmentRef(first_seq, path, compressed)
+    return None
 
 
 # -- headers -----------------------------------------------------------------------------
@@ -224,6 +237,20 @@ class SegmentStream:
             head = self._take(SEGMENT_HEADER_SIZE)
         self._read_header(head[:SEGMENT_HEADER_SIZE], "segment header (inside the zstd frame)")
 
+    def read_at(self, offset: int, n: int) -> bytes:
+        """A plain segment: up to ``n`` bytes at ``offset`` of the file opened."""
+        assert not self.ref.compressed
+        self._file.seek(offset)
+        return self._file.read(n)
+
+    def refresh(self) -> bool:
+        """A plain segment: take in bytes appended since it was opened; True when it grew."""
+        if self.ref.compressed:
+            return False
+        end = self.fs.file_size(self._file)
+        grew, self.end = end > self.end, end
+        return grew
+
     def __del__(self) -> None:
         f = getattr(self, "_file", None)
         if f is not None:
@@ -281,13 +308,16 @@ class SegmentStream:
 
 
 def scan(stream: SegmentStream, scanner: FrameScanner, start: int, *,
-         resync: bool = False) -> Iterator[Frame | Damage]:
+         resync: bool | Callable[[Damage], bool] = False) -> Iterator[Frame | Damage]:
     """Feed ``stream`` from ``start`` into ``scanner``; yield what it classifies.
 
-    Without ``resync`` the scan ends at the first `Damage`. With it, each
-    `Damage` is followed by the next frame that resynchronises ([F-15]), so a
-    caller sees ``Damage, Frame`` for a damaged region with good data after
-    it, and a final ``Damage`` when nothing valid follows.
+    The one loop that feeds a scanner; `walk.SegmentWalk` drives it for every
+    reader of the log. After a `Damage` it asks ``resync`` (a flag, or a
+    function of the damage asked once it was yielded): without it the scan
+    ends there. With it the `Damage` is followed by the next frame that
+    resynchronises ([F-15]), so a caller sees ``Damage, Frame`` for a damaged
+    region with good data after it, and a final ``Damage`` when nothing valid
+    follows.
     """
     chunks = stream.chunks(start)
 
@@ -309,7 +339,7 @@ def scan(stream: SegmentStream, scanner: FrameScanner, start: int, *,
             continue
         yield item
         if isinstance(item, Damage):
-            if not resync:
+            if not (resync(item) if callable(resync) else resync):
                 return
             while True:
                 frame, done = scanner.resync()

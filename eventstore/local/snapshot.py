@@ -20,7 +20,7 @@ from .layout import (
     SNAPSHOT_HEADER, SNAPSHOT_HEADER_SIZE, SNAPSHOT_MAGIC, SNAPSHOT_SUFFIX,
 )
 
-__all__ = ["Snapshot", "encode_snapshot", "read_snapshot", "snapshot_position", "list_snapshots", "write_snapshot"]
+__all__ = ["Snapshot", "encode_snapshot", "read_snapshot", "reposition", "snapshot_position", "list_snapshots", "write_snapshot"]
 
 ZSTD_LEVEL = 3
 TRUSTED_BODY_BYTES = 16 << 20
@@ -98,6 +98,19 @@ def snapshot_position(fs: FileSystem, path: str) -> tuple[int, int, int]:
     return seq, seg_first, offset
 
 
+def reposition(data: bytes, path: str, seg_first: int, offset: int, digest: bytes) -> bytes:
+    """The snapshot file ``data`` with a new position and chain digest, its body unchanged.
+
+    Salvage uses it when it keeps lost seqs behind a gap frame that ends where the
+    snapshot's seq now ends ([F-29]): the state is the same, the log around it is not.
+    """
+    head = data[:SNAPSHOT_HEADER_SIZE]
+    seq, ts, _, _, _, body_len, body_crc = _read_head(head, path)
+    new = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, 0, seq, ts, seg_first, offset, digest,
+                               body_len, body_crc, 0)[:-4]
+    return new + zlib.crc32(new).to_bytes(4, "little") + data[SNAPSHOT_HEADER_SIZE:]
+
+
 def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     """Decode and check a snapshot file ([F-21]); CorruptionError when unusable.
 
@@ -131,7 +144,7 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     if len(body) != body_len:
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE,
                               f"snapshot body is {len(body)} bytes, header says {body_len}")
-    doc = unpack(body, path, SNAPSHOT_HEADER_SIZE, "snapshot body")  # type: ignore[arg-type]  # no copy
+    doc = unpack(body, path, SNAPSHOT_HEADER_SIZE, "snapshot body")  # no copy of a large body
     del body
     try:
         versions_raw = doc["versions"]

@@ -29,6 +29,7 @@ from ..publish import KeyVersions, Publisher, keys_of
 from ..report import RecoveryReport, VerifyReport
 from .compaction import compress_sealed, finish_interrupted
 from .directory import FileLock, StoreDirectory
+from .endrecord import proves_a_log
 from .groupcommit import GroupCommit, Pending
 from .layout import MAX_SEGMENT_BYTES, ZERO_DIGEST
 from .log import SegmentLog
@@ -38,7 +39,7 @@ from .segment import create_segment, list_segments
 from .snapshotter import Captured, Snapshotter
 from .syncstate import SharedSync
 from .verify import verify_store
-from .walk import salvage_log
+from .recovery import salvage_pass
 from .writer import Caught, Linger, LogWriter
 
 __all__ = ["LocalStore"]
@@ -87,6 +88,9 @@ class LocalStore:
                 self._open_reader()
             else:
                 self._open_writer()
+        except BaseException:
+            self._maintenance.close()  # a refused open keeps no file open
+            raise
         finally:
             if gc_enabled:
                 gc.enable()
@@ -103,8 +107,7 @@ class LocalStore:
 
     # -- opening -------------------------------------------------------------------------
     def _open_reader(self) -> None:
-        refs = list_segments(self._fs, self._dir.segments)
-        result = self._replay(refs, writer=False)
+        result = self._replay(writer=False)
         self._cursor = result.end
 
     def _open_writer(self) -> None:
@@ -116,13 +119,13 @@ class LocalStore:
         """
         fs, d, options = self._fs, self._dir, self._options
         salvage = options.recovery == "salvage"
+        self._join_writers()  # first: a refused open takes no other lock
         maintenance = self._maintenance
         if salvage:
             maintenance.acquire()
             tidy = True
         else:
             tidy = maintenance.try_acquire()
-        self._join_writers()
         lock = d.commit_lock()
         try:
             lock.acquire()  # an exclusive writer keeps it; nobody else can be waiting for it
@@ -130,13 +133,11 @@ class LocalStore:
                 if tidy:
                     d.quarantine_tmp_files(self.recovery_report)
                     finish_interrupted(fs, d.segments, self.recovery_report)
-                refs = list_segments(fs, d.segments)
-                if not refs:
-                    create_segment(fs, d.segments, 1, ZERO_DIGEST)
-                    refs = list_segments(fs, d.segments)
-                if salvage and salvage_log(fs, self.root, refs, self.recovery_report):
-                    refs = list_segments(fs, d.segments)  # damaged segments were rewritten with gap frames
-                result = self._replay(refs, writer=True)
+                if not list_segments(fs, d.segments) and not proves_a_log(fs, self.root):
+                    create_segment(fs, d.segments, 1, ZERO_DIGEST)  # a new store ([F-03])
+                if salvage:
+                    salvage_pass(fs, self.root, self.recovery_report)
+                result = self._replay(writer=True)
                 self._writer = self._start_writer(result, lock)
             finally:
                 if not options.exclusive:
@@ -159,8 +160,8 @@ class LocalStore:
             writers.close()
             raise LockedError(self.root, holders[0] if holders else None)
 
-    def _replay(self, refs: list, *, writer: bool) -> OpenResult:
-        result = open_log(self._fs, self.root, self._dir.snapshots, refs, self._projections,
+    def _replay(self, *, writer: bool) -> OpenResult:
+        result = open_log(self._fs, self.root, self._dir.snapshots, self._projections,
                           recovery=self._options.recovery, writer=writer, report=self.recovery_report)
         self._versions = result.versions
         self._snapshots.seq = result.snapshot_seq
@@ -173,11 +174,9 @@ class LocalStore:
         if result.walker.damaged:
             result.walker.rewrite_damaged(list_segments(fs, d.segments))
         end = result.end
-        refs = list_segments(fs, d.segments)
-        last = refs[-1]
-        if last.compressed:
-            create_segment(fs, d.segments, end.next_seq, end.digest)
-            last = list_segments(fs, d.segments)[-1]
+        last = result.last_ref
+        if last is None or last.compressed:  # [F-29]: a strict open refused that; salvage repaired it
+            raise CorruptionError(d.segments, None, "the log has no plain segment to append to")
         size = fs.size(last.path)
         segment_log = SegmentLog(fs, d.segments, last.first_seq, last.path, size, end.digest,
                                  self._options.segment_bytes)
@@ -550,6 +549,8 @@ class LocalStore:
                     try:
                         if self._engine.failed is None:
                             writer.log.sync()
+                            if self.durability != "none":  # [F-28]: where a clean close left the log
+                                writer.record_end()
                     except OSError as exc:
                         self._engine.failed = exc
                         raise StoreFailedError(f"closing {self.root}: the final sync failed; "

@@ -1,373 +1,351 @@
-"""Walking the log on open, on `verify` and for salvage: one policy loop.
+"""The one segment walk: the log's segments in order, and what the scanner makes of them.
 
-`Walker` drives `segment.scan` over a run of segments and applies a policy to
-what the scanner classifies ([F-13]–[F-16]):
+`SegmentWalk` opens the segments of the log one after another and hands each
+to its caller as a `Visit`, whose `Visit.frames` feeds it to a `FrameScanner`
+(through `segment.scan`) and yields what the scanner classifies: `Frame`s and
+`Damage`s. Every reader of the log goes through it with its own policy:
+reads, `follow` and writers catching up (`reader`: raise, or stop at a
+tail), open, `verify` and salvage (`recovery.Walker`: raise, collect or
+repair), compaction (raise), salvage's rewrite (keep what is intact) and the
+dump tool (print). The walk decides nothing about damage and never writes;
+it owns what makes one view of a directory that writers change meanwhile
+consistent ([F-30]):
 
-- ``strict``  — damage that is not a torn tail raises `CorruptionError`;
-- ``salvage`` — keep every intact frame, record lost seq ranges, and (for a
-  writer) rewrite damaged segments with a gap frame ([F-25]) after copying the
-  original to ``quarantine/``;
-- ``collect`` — record every problem and go on (used by `verify`).
-
-A torn tail of the last segment is truncated (after a copy to quarantine) only
-when ``writer`` is true; readers stop there. Decoded commits are handed to an
-``on_commit`` callback. Salvage and collect read segments leniently
-(`segment.SegmentStream`); rewriting damaged segments is `salvage`'s; the
-report types are `report`'s (re-exported here).
+- The next segment is never taken from a listing alone. After a segment
+  whose frames end before seq E, the walk opens ``E.seg``, else ``E.zseg``
+  (compaction renames before it unlinks, so one of them exists). A listing,
+  taken when the walk first needs one and again when names and listing
+  disagree, only says whether later segments exist: a segment that does not
+  start at E (a hole, or an overlap) is handed on only when E is still
+  absent after a fresh listing.
+- A plain segment whose frames ended cleanly, whose successor E is absent
+  while a later segment is listed, may have grown since it was read (a writer
+  appended, then rolled over): its new bytes are read first.
+- A walk that does not hold the commit lock (``locked=False``) and meets
+  damage in a plain segment lists the segments (is this one the last?), then
+  reads the segment again once from its last good frame before it hands the
+  damage on: the bytes may have been a commit being written, or a dead
+  writer's torn tail that a writer was cutting and writing over.
+- ``resync`` says where the scan searches past damage ([F-15]): never,
+  everywhere (salvage, verify, dump), or only in the last plain segment
+  (strict reading, to tell a torn tail from corruption, [F-13]).
 """
 from __future__ import annotations
 
-import os
+import bisect
+import enum
 from dataclasses import dataclass
-from typing import Callable
+from typing import Iterator, Sequence
 
+from ..errors import CorruptionError
 from ..fs import FileSystem
-from ..codec import decode_commit
-from ..errors import CorruptionError, FormatVersionError
-from ..event import Event
-from .frame import Damage, Frame, FrameScanner, check_frame, is_gap, payload_length
+from .frame import Damage, Frame, FrameScanner, check_frame, payload_length
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, MAX_FRAME_PAYLOAD, SEGMENT_HEADER_SIZE, ZERO_DIGEST
-from ..report import RecoveryEntry, RecoveryReport
-from .directory import quarantine_copy
-from .salvage import (
-    ChainEntry, gap_segment, rewrite_segment, set_aside_damaged_snapshots, set_aside_stale_snapshots,
-)
-from .segment import SegmentRef, SegmentStream, scan
+from .segment import SegmentRef, SegmentStream, find_segment, list_segments, scan
 
-__all__ = ["Walker", "WalkEnd", "SnapshotMismatch", "salvage_log", "cut_torn_tail"]
+__all__ = ["Cursor", "Resync", "SegmentWalk", "Visit"]
 
 
 @dataclass
-class WalkEnd:
-    next_seq: int
-    digest: bytes
-    last_ts: int
-    last_ref: SegmentRef | None
-    end_offset: int  # where the next frame of last_ref starts
+class Cursor:
+    """Where the next frame of the log is (or will be), and what it must continue."""
+
+    segment: int  # first seq (name) of the segment holding the next frame
+    offset: int  # byte offset of the next frame in that (plain) segment
+    next_seq: int  # the seq the next frame must start with
+    digest: bytes  # the chain digest after the last frame passed
+    last_ts: int = 0  # the time of the last commit passed
+
+    @classmethod
+    def start(cls) -> Cursor:
+        """The start of an empty log."""
+        return cls(1, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST)
+
+    @classmethod
+    def unset(cls) -> Cursor:
+        """No position yet: the first walk finds one (by seq) and keeps it up to date."""
+        return cls(0, 0, 0, ZERO_DIGEST)
+
+    def copy(self) -> Cursor:
+        return Cursor(self.segment, self.offset, self.next_seq, self.digest, self.last_ts)
+
+    def past(self, segment: int, frame: Frame) -> None:
+        """Move past ``frame`` of ``segment``."""
+        self.segment, self.offset = segment, frame.offset + frame.size
+        self.next_seq, self.digest = frame.first_seq + frame.count, frame.digest
+        if frame.ts > self.last_ts:
+            self.last_ts = frame.ts
+
+    def enter(self, other: Cursor) -> None:
+        """Take ``other``'s position."""
+        self.segment, self.offset, self.next_seq = other.segment, other.offset, other.next_seq
+        self.digest, self.last_ts = other.digest, max(self.last_ts, other.last_ts)
 
 
-class SnapshotMismatch(Exception):
-    """The log at a snapshot's position does not continue it ([F-21]).
+class Resync(enum.Enum):
+    """Where a walk searches for a valid frame after damage ([F-15])."""
 
-    ``past_end``: the snapshot claims seqs past the end of the log (evidence of
-    lost commits, which a strict open refuses), not merely another log's state.
+    NEVER = "never"
+    TAIL = "tail"  # only in the last plain segment: a torn tail, or corruption ([F-13])
+    ALWAYS = "always"
+
+
+class Visit:
+    """One segment as the walk reads it.
+
+    ``ref`` is the file opened (``N.zseg`` when compaction replaced ``N.seg``
+    meanwhile); ``at`` is where the walk enters it (the start position for the
+    first segment, else its first frame); ``follows`` is the seq the segment
+    before ended at (None for the first segment), so a caller can tell a hole
+    or an overlap.
     """
 
-    def __init__(self, reason: str, *, past_end: bool = False) -> None:
-        super().__init__(reason)
-        self.past_end = past_end
+    def __init__(self, walk: SegmentWalk, stream: SegmentStream, at: Cursor | None,
+                 follows: int | None, last: bool | None = None) -> None:
+        self.walk = walk
+        self.stream = stream
+        self.ref = ref = stream.ref
+        self.follows = follows
+        self.at = at if at is not None else Cursor(ref.first_seq, SEGMENT_HEADER_SIZE, ref.first_seq,
+                                                   stream.prev_digest)
+        self.scanner: FrameScanner | None = None
+        self._last = last
 
+    @property
+    def last(self) -> bool:
+        """No segment follows this one (asked of a fresh listing, once)."""
+        if self._last is None:
+            self._last = not self.walk.later_exists(self.ref)
+        return self._last
 
-OnCommit = Callable[[Frame, list[Event]], None]
+    @property
+    def next_seq(self) -> int:
+        """The seq after the last frame read (or before the first one)."""
+        return self.scanner.expected_seq if self.scanner is not None else self.at.next_seq
 
+    def frames(self, start: int | None = None, expected: int | None = None, digest: bytes | None = None,
+               *, verify_chain: bool | None = None, restart: bool = False) -> Iterator[Frame | Damage]:
+        """Frames and damage from ``start`` (default: ``at``, or byte 0 of a refused header).
 
-def _frame_ending_at(fs: FileSystem, ref: SegmentRef, offset: int) -> Frame | None:
-    """The CRC-valid frame of ``ref`` that ends exactly at ``offset``, if any.
-
-    Plain segments: searches the last MiB before ``offset`` backwards for a frame
-    header whose length ends there (then, for a larger last frame, hops from
-    header to header from the segment's start); compressed ones are scanned.
-    Used only to confirm a snapshot taken at the very end of the log.
-    """
-    if ref.compressed:
-        try:
-            stream = SegmentStream(fs, ref)
-        except CorruptionError:
-            return None
-        scanner = FrameScanner(SEGMENT_HEADER_SIZE, ref.first_seq, stream.prev_digest, end=stream.end)
-        found = None
-        try:
-            for item in scan(stream, scanner, SEGMENT_HEADER_SIZE):
-                if isinstance(item, Damage) or item.offset >= offset:
+        The scanner expects seq ``expected`` chained from ``digest`` (default:
+        ``at``'s); ``restart`` accepts the first frame's stored digest.
+        A header a lenient walk refused is the first `Damage`. See the module
+        docstring for the re-read and the growth this applies.
+        """
+        stream, at = self.stream, self.at
+        preset = stream.header_damage
+        if start is None:
+            start = 0 if preset is not None else at.offset
+        scanner = FrameScanner(start, at.next_seq if expected is None else expected,
+                               at.digest if digest is None else digest, end=stream.end,
+                               verify_chain=self.walk.verify_chain if verify_chain is None else verify_chain)
+        if restart:
+            scanner.restart_chain()
+        scanner.damage = preset
+        self.scanner = scanner
+        again = not (self.walk.locked or self.ref.compressed)  # one re-read, for a walk without the lock
+        while True:
+            for item in scan(stream, scanner, scanner.position, resync=self._resync):
+                if again and item.__class__ is Damage and item is not preset:
+                    again = False
+                    # list first: a segment after this one then proves it was sealed before the re-read
+                    self._last = not self.walk.later_exists(self.ref)
+                    stream.refresh()
                     break
-                found = item
-        except CorruptionError:
-            return None
-        return found if found is not None and found.offset + found.size == offset else None
-    with fs.open_read(ref.path) as f:
+                yield item
+            else:
+                if scanner.damage is None and self._grew():
+                    scanner.rewind(stream.end)
+                    continue
+                return
+            scanner.rewind(stream.end)  # read again from the last good frame
+
+    def frame_ending_at(self, offset: int) -> Frame | None:
+        """The CRC-valid frame of this segment that ends exactly at ``offset``, if any.
+
+        Plain segments: searches the last MiB before ``offset`` backwards for a
+        frame header whose length ends there (then, for a larger last frame,
+        hops from header to header from the segment's start), in the file this
+        visit opened; compressed ones are scanned again. Used only to confirm
+        a snapshot taken at the very end of the log ([F-21]).
+        """
+        if self.ref.compressed:
+            found = None
+            try:
+                for again in SegmentWalk.over(self.walk.fs, [self.ref], resync=Resync.NEVER).visits():
+                    for item in again.frames():
+                        if item.__class__ is Damage or item.offset >= offset:
+                            break
+                        found = item
+            except CorruptionError:
+                return None
+            return found if isinstance(found, Frame) and found.offset + found.size == offset else None
+        read = self.stream.read_at
         # usually the last frame is small: look for its header just before ``offset``
         window = min(offset - SEGMENT_HEADER_SIZE, _BACKWARD_WINDOW)
-        f.seek(offset - window)
-        tail = f.read(window)
+        tail = read(offset - window, window)
         i = len(tail)
         while (i := tail.rfind(FRAME_MAGIC, 0, i)) >= 0:
-            if i + FRAME_HEADER_SIZE <= len(tail) and \
-                    i + FRAME_HEADER_SIZE + payload_length(tail, i) == len(tail):
-                frame = _probe(tail[i:], offset - window + i)
+            if i + FRAME_HEADER_SIZE <= len(tail) and i + FRAME_HEADER_SIZE + payload_length(tail, i) == len(tail):
+                frame = _whole_frame(tail[i:], offset - window + i)
                 if frame is not None:
                     return frame
         if window == offset - SEGMENT_HEADER_SIZE:
             return None  # the whole segment was searched
         pos = SEGMENT_HEADER_SIZE
         while pos < offset:
-            f.seek(pos)
-            head = f.read(FRAME_HEADER_SIZE)
+            head = read(pos, FRAME_HEADER_SIZE)
             if len(head) < FRAME_HEADER_SIZE:
                 return None
             length = payload_length(head)
             if head[:4] != FRAME_MAGIC or length == 0 or length > MAX_FRAME_PAYLOAD:
                 return None
             if pos + FRAME_HEADER_SIZE + length == offset:
-                return _probe(head + f.read(length), pos)
+                return _whole_frame(head + read(pos + FRAME_HEADER_SIZE, length), pos)
             pos += FRAME_HEADER_SIZE + length
-    return None
+        return None
+
+    def _resync(self, damage: Damage) -> bool:
+        mode = self.walk.resync
+        if mode is Resync.ALWAYS:
+            return True
+        return mode is Resync.TAIL and not self.ref.compressed and self.last
+
+    def _grew(self) -> bool:
+        """A clean end of a plain segment: did a writer append to it before rolling over?"""
+        walk = self.walk
+        if walk.locked or walk.fixed or self.ref.compressed:
+            return False
+        assert self.scanner is not None
+        end = self.scanner.expected_seq
+        later = walk.listed_after(self.ref)
+        if later is None or later.first_seq <= end:
+            return False
+        if end > self.ref.first_seq and walk.find(end) is not None:  # (empty so far: that name is its own)
+            return False
+        return self.stream.refresh()
 
 
 _BACKWARD_WINDOW = 1 << 20
 
 
-def _probe(data: bytes, pos: int) -> Frame | None:
+def _whole_frame(data: bytes, pos: int) -> Frame | None:
     """``data`` as one frame at segment offset ``pos`` if its magic, length and CRC check."""
     frame = check_frame(data, pos)
     return frame if isinstance(frame, Frame) and frame.size == len(data) else None
 
 
-class Walker:
-    """One pass over the log with one policy (see the module docstring)."""
+class SegmentWalk:
+    """The segments of one log directory (or exactly the files given), in log order."""
 
-    def __init__(self, fs: FileSystem, root: str, *, policy: str, writer: bool,
-                 report: RecoveryReport) -> None:
-        assert policy in ("strict", "salvage", "collect")
-        self.fs, self.root, self.policy, self.writer = fs, root, policy, writer
-        self.report = report
-        self.check_payloads = False  # decode payloads even without an on_commit
-        self._rewrite: dict[str, ChainEntry] = {}  # path -> how the walk entered the segment
-        self._lead_gap: tuple[str, int, int, bytes] | None = None  # seqs missing before the first segment
-        self.gaps: list[tuple[int, int]] = []  # seq ranges of the gap frames walked over ([F-25])
+    def __init__(self, fs: FileSystem, seg_dir: str, *, lenient: bool = False, verify_chain: bool = False,
+                 resync: Resync = Resync.TAIL, locked: bool = False,
+                 refs: Sequence[SegmentRef] | None = None) -> None:
+        self.fs, self.seg_dir = fs, seg_dir
+        self.lenient = lenient  # damaged headers and zstd streams are kept as damage ([F-27])
+        self.verify_chain = verify_chain
+        self.resync = resync
+        self.locked = locked  # the caller holds the commit lock: no writer changes the log
+        self.fixed = refs is not None
+        self._refs: list[SegmentRef] = list(refs) if refs is not None else []
+        self._firsts = [r.first_seq for r in self._refs]
+        self._listed = self.fixed
 
-    # -- policy helpers -------------------------------------------------------------
-    def _problem(self, path: str, offset: int | None, reason: str,
-                 lost: tuple[int, int] | None = None) -> None:
-        if self.policy == "strict":
-            raise CorruptionError(path, offset, reason)
-        action = "problem" if self.policy == "collect" else ("lost" if lost else "damaged")
-        self.report.add(RecoveryEntry(action, path, offset, reason, lost=lost))
+    @classmethod
+    def over(cls, fs: FileSystem, refs: Sequence[SegmentRef], *, lenient: bool = False,
+             verify_chain: bool = False, resync: Resync = Resync.TAIL, locked: bool = False) -> SegmentWalk:
+        """A walk over exactly ``refs``, in that order (one segment, or the files a tool was given)."""
+        return cls(fs, "", lenient=lenient, verify_chain=verify_chain, resync=resync, locked=locked, refs=refs)
 
-    def walk(self, refs: list[SegmentRef], start: int, offset: int, expected: int,
-             digest: bytes, last_ts: int, on_commit: OnCommit | None,
-             check_snapshot: bool = False, stop_seq: int | None = None) -> WalkEnd:
-        """Scan ``refs[start:]`` from ``offset`` in the first; return where the log ends.
-
-        With ``check_snapshot`` the walk starts at a snapshot's position and
-        raises `SnapshotMismatch` unless the log there continues the snapshot:
-        the first frame (or the next segment's header) must carry seq
-        ``expected`` and chain from ``digest``; when nothing follows, the frame
-        that ends at ``offset`` must end at seq ``expected - 1`` with ``digest``.
-        """
-        restart = False
-        confirming = check_snapshot
-        end = WalkEnd(expected, digest, last_ts, refs[start] if start < len(refs) else None, offset)
-        decode = on_commit is not None or self.check_payloads
-        prev_entry: ChainEntry | None = None
-        for i in range(start, len(refs)):
-            ref = refs[i]
-            last = i == len(refs) - 1
-            first_in_walk = i == start
+    # -- names and listings --------------------------------------------------------------------
+    def relist(self) -> list[SegmentRef]:
+        """List the directory again (a fixed walk keeps its files); returns the listing."""
+        if not self.fixed:
             try:
-                # salvage and collect read leniently ([F-27]): frames before a damaged header or
-                # zstd block are still seen, and the damage is reported with its own offset
-                stream = SegmentStream(self.fs, ref, lenient=self.policy != "strict", prev_digest=digest)
-            except CorruptionError as exc:
-                if confirming and not isinstance(exc, FormatVersionError):  # [F-06]: never a mismatch
-                    raise SnapshotMismatch(f"{ref.path}: {exc.reason}") from None
-                raise
-            damage = stream.header_damage
-            damaged_segment = damage is not None
-            if damage is not None:  # header unreadable: look for its frames anyway
-                if confirming:
-                    raise SnapshotMismatch(f"{ref.path}: {damage.reason}")
-                offset = 0
-            elif not (first_in_walk and offset > SEGMENT_HEADER_SIZE):
-                if confirming and (ref.first_seq != expected or stream.prev_digest != digest):
-                    raise SnapshotMismatch(self._mismatch(ref, expected))
-                if confirming:
-                    confirming = False  # the header continues the snapshot's chain
-                if ref.first_seq > expected:
-                    self._problem(ref.path, 0, f"seqs {expected}-{ref.first_seq - 1} are missing",
-                                  lost=(expected, ref.first_seq - 1))
-                    restart = True
-                    # the gap frame goes at the end of the segment before, or in a new one
-                    if prev_entry is not None:
-                        self._rewrite.setdefault(prev_entry.ref.path, prev_entry)
-                    else:
-                        self._lead_gap = (os.path.dirname(ref.path), expected, ref.first_seq, digest)
-                elif ref.first_seq < expected:
-                    self._problem(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
-                    restart = True
-                if restart:  # nothing to continue: the header's digest starts the chain again
-                    digest = stream.prev_digest
-                elif stream.prev_digest != digest:
-                    # the first frame is judged against the chain, not the header ([F-26])
-                    self._problem(ref.path, 0, "segment header does not continue the digest chain")
-                    damaged_segment = True
-                expected, offset = ref.first_seq, SEGMENT_HEADER_SIZE
-            elif confirming and offset > stream.end:
-                raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
-                                       f"({stream.end} bytes)", past_end=True)
-            # A strict open trusts stored digests ([F-18]) except for the first frame after
-            # a snapshot, whose chain confirms that the snapshot belongs to this log ([F-21]).
-            scanner = FrameScanner(offset, expected, digest, end=stream.end,
-                                   verify_chain=self.policy != "strict" or confirming)
-            if restart:
-                scanner.restart_chain()
-            if damage is not None:
-                scanner.damage = damage
-            if offset > SEGMENT_HEADER_SIZE:  # from a snapshot's position: the frames before it
-                entry = ChainEntry(ref, stream.prev_digest, True)  # were not judged; take the header's word
-            else:
-                entry = ChainEntry(ref, digest, restart)
-            restart = False
-            # strict: damage in a sealed or compressed segment is corruption at once;
-            # only the last plain segment needs the search for a torn tail ([F-13])
-            resync = self.policy != "strict" or (last and not ref.compressed)
-            for item in scan(stream, scanner, offset, resync=resync):
-                if isinstance(item, Damage):
-                    if confirming and item.offset == offset and item.kind in ("seq", "chain"):
-                        raise SnapshotMismatch(item.reason)
-                    if self.policy == "strict" and not resync:
-                        raise CorruptionError(ref.path, item.offset, item.reason)
-                    damage = item
-                    continue
-                if confirming:  # the first frame after a snapshot was chain-checked ([F-18])
-                    confirming = False
-                    scanner.verify_chain = self.policy != "strict"
-                if damage is not None:  # valid data after damage: corruption ([F-14])
-                    lost = (expected, item.first_seq - 1) if item.first_seq > expected else None
-                    self._problem(ref.path, damage.offset, damage.reason, lost=lost)
-                    damaged_segment = True
-                    damage = None
-                if stop_seq is not None and item.first_seq > stop_seq:
-                    break
-                expected = item.first_seq + item.count
-                digest = item.digest
-                last_ts = max(last_ts, item.ts)
-                gap = is_gap(item.payload)
-                if not gap and decode:
-                    try:
-                        events = decode_commit(item.payload, item.first_seq, item.count, item.ts,
-                                               ref.path, item.offset)
-                    except CorruptionError as exc:
-                        self._problem(ref.path, item.offset, exc.reason,
-                                      lost=(item.first_seq, item.last_seq))  # strict raises
-                        damaged_segment = True
-                        continue
-                    if on_commit is not None:
-                        on_commit(item, events)
-                restart = gap
-                if restart:
-                    self.gaps.append((item.first_seq, item.last_seq))
-            if confirming and last and first_in_walk and offset > SEGMENT_HEADER_SIZE:
-                self._confirm_at_end(ref, offset, expected, digest)  # nothing follows the position
-                confirming = False
-            end = WalkEnd(expected, digest, last_ts, ref, scanner.position)
-            lenient_error = stream.error
-            if damage is not None:
-                # a whole, signed commit that breaks only the chain was edited, not torn ([F-14])
-                if (last and not ref.compressed and lenient_error is None
-                        and damage.kind not in ("header", "chain")):
-                    self._torn_tail(ref, stream, damage)
-                else:
-                    self._problem(ref.path, damage.offset, damage.reason, lost=damage.seqs if last else None)
-                    damaged_segment = True
-                    restart = True
-            if lenient_error is not None:
-                self._problem(lenient_error.file, lenient_error.offset, lenient_error.reason)
-                damaged_segment = True
-                restart = True
-            if damaged_segment:
-                self._rewrite.setdefault(ref.path, entry)
-            prev_entry = entry
-            if stop_seq is not None and expected > stop_seq:
-                break
-        return end
+                self._refs = list_segments(self.fs, self.seg_dir)
+            except FileNotFoundError:
+                self._refs = []
+            self._firsts = [r.first_seq for r in self._refs]
+            self._listed = True
+        return self._refs
 
-    @staticmethod
-    def _mismatch(ref: SegmentRef, expected: int) -> str:
-        if ref.first_seq < expected and ref.first_seq > 0:
-            return (f"the snapshot claims seq {expected - 1}, but {ref.path} starts at seq "
-                    f"{ref.first_seq} right after its position")
-        return f"the log at the snapshot's position in {ref.path} does not continue it"
+    def listed_after(self, ref: SegmentRef) -> SegmentRef | None:
+        """The first segment of the listing (taken now if there is none yet) named after ``ref``."""
+        if not self._listed:
+            self.relist()
+        i = bisect.bisect_right(self._firsts, ref.first_seq)
+        return self._refs[i] if i < len(self._refs) else None
 
-    def _confirm_at_end(self, ref: SegmentRef, offset: int, expected: int, digest: bytes) -> None:
-        """No frame follows a snapshot's position: the frame ending there must be its seq."""
-        frame = _frame_ending_at(self.fs, ref, offset)
-        if frame is None or frame.last_seq < expected - 1:
-            where = "no frame ends there" if frame is None else f"the log ends at seq {frame.last_seq}"
-            raise SnapshotMismatch(f"the snapshot claims seq {expected - 1} at offset {offset} of {ref.path}, "
-                                   f"but {where}: it claims seqs past the end of the log", past_end=True)
-        if frame.digest != digest or frame.last_seq != expected - 1:
-            raise SnapshotMismatch(f"the frame ending at the snapshot's position in {ref.path} "
-                                   f"does not match it (seq {frame.last_seq}, digest)")
+    def later_exists(self, ref: SegmentRef) -> bool:
+        """Whether a segment named after ``ref`` exists now (a fresh listing)."""
+        self.relist()
+        return self.listed_after(ref) is not None
 
-    def _torn_tail(self, ref: SegmentRef, stream: SegmentStream, damage: Damage) -> None:
-        """[F-13]: nothing valid follows the damage in the last segment."""
-        if self.policy == "collect":
-            self.report.add(RecoveryEntry("problem", ref.path, damage.offset,
-                                          f"torn tail: {damage.reason}",
-                                          nbytes=stream.end - damage.offset))
+    def find(self, first_seq: int) -> SegmentRef | None:
+        """The segment named ``first_seq`` now, by name."""
+        return find_segment(self.fs, self.seg_dir, first_seq)
+
+    # -- the walk ----------------------------------------------------------------------------------
+    def visits(self, at: Cursor | None = None, *, seq: int | None = None) -> Iterator[Visit]:
+        """The segments from position ``at``, or from the one holding ``seq``, or (neither) from
+        the first segment of the log; a fixed walk visits its files in order."""
+        if self.fixed:
+            for i, given in enumerate(self._refs):
+                yield Visit(self, SegmentStream(self.fs, given, lenient=self.lenient), None, None,
+                            last=i == len(self._refs) - 1)
             return
-        if self.writer:
-            cut_torn_tail(self.fs, self.root, ref.path, damage, self.report)
+        want = at.next_seq if at is not None else seq if seq is not None else 1
+        ref = self._first(at, want)
+        follows = None
+        if ref is not None and (at is None or ref.first_seq != at.segment):
+            at = None  # start at the segment's first frame (the position's segment is gone)
+            if ref.first_seq > want:
+                follows = want  # nothing holds the seqs before it: the caller reports the hole
+        while ref is not None:
+            visit = Visit(self, self._open(ref), at, follows)
+            yield visit
+            follows = visit.next_seq
+            ref, at = self._next(visit.ref, follows), None
 
-    # -- salvage: rewrite damaged segments with gap frames ([F-25]) -----------------------
-    @property
-    def damaged(self) -> list[SegmentRef]:
-        return [entry.ref for entry in self._rewrite.values()] + (
-            [SegmentRef(self._lead_gap[1], "", False)] if self._lead_gap else [])
+    def _first(self, at: Cursor | None, seq: int) -> SegmentRef | None:
+        """The segment the walk starts in: ``at``'s, else the one holding ``seq``, else the first."""
+        if at is not None:
+            ref = self.find(at.segment)
+            if ref is not None:
+                return ref
+        for _ in range(2):  # a segment being renamed may be missing from one listing
+            refs = self.relist()
+            i = bisect.bisect_right(self._firsts, seq) - 1
+            if i >= 0:
+                return refs[i]
+            first = self.find(1)  # the log's first segment holds seq 1 ([F-03])
+            if first is not None:
+                return first
+        return self._refs[0] if self._refs else None
 
-    def rewrite_damaged(self, refs: list[SegmentRef]) -> None:
-        """Replace each damaged segment by its intact frames plus gap frames."""
-        if self._lead_gap is not None:  # the first segments are gone: a new one holds the gap
-            gap_segment(self.fs, self.report, *self._lead_gap)
-            self._lead_gap = None
-        layouts: dict[int, dict[int, int]] = {}
-        for entry in self._rewrite.values():
-            idx = refs.index(entry.ref)
-            next_first = refs[idx + 1].first_seq if idx + 1 < len(refs) else None
-            layouts[entry.ref.first_seq] = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
-        if layouts:
-            set_aside_stale_snapshots(self.fs, self.root, layouts, self.report)
+    def _next(self, prev: SegmentRef, end: int) -> SegmentRef | None:
+        """The segment after ``prev``, whose frames ended before seq ``end``."""
+        later = self.listed_after(prev)
+        if later is not None and later.first_seq <= end:
+            return later  # the next one (opening it follows a rename), or an overlap to report
+        if end <= prev.first_seq:  # no frame in it: by name it would be itself
+            return later
+        found = self.find(end)
+        if found is not None or later is None:
+            return found
+        self.relist()  # a later segment is listed and `end` is absent: look again before a hole
+        found = self.find(end)
+        return found if found is not None else self.listed_after(prev)
 
-def cut_torn_tail(fs: FileSystem, root: str, path: str, damage: Damage, report: RecoveryReport) -> None:
-    """[F-13]: copy the bytes from ``damage.offset`` to the end to quarantine/, then cut them.
-
-    Only a writer holding the commit lock calls this, so no other writer is
-    appending to ``path`` meanwhile.
-    """
-    fd = fs.open_rw(path)
-    try:
-        size = fs.seek_end(fd)
-        cut = size - damage.offset
-        with fs.open_read(path) as f:
-            f.seek(damage.offset)
-            data = f.read(cut)
-        qpath = quarantine_copy(fs, root, f"{os.path.basename(path)}.{damage.offset}.torn", data)
-        fs.truncate(fd, damage.offset)
-        fs.fsync(fd)
-    finally:
-        fs.close(fd)
-    fs.fsync_dir(os.path.dirname(path))
-    report.add(RecoveryEntry("truncated", path, damage.offset,
-                             f"torn tail ({damage.reason}); copied to {qpath}", nbytes=cut))
-
-
-def salvage_log(fs: FileSystem, root: str, refs: list[SegmentRef], report: RecoveryReport) -> bool:
-    """Salvage pass of a writer's open ([F-15], [F-25]): scan the whole log, decode every
-    payload, report lost seq ranges, cut a torn tail, and rewrite damaged segments with
-    gap frames (originals copied to quarantine/). Returns True when a file was changed.
-
-    Afterwards the log is clean, so the ordinary open (newest usable snapshot and
-    its tail) follows; a snapshot taken after the lost seqs still holds their state.
-    Snapshots that do not read are moved to quarantine/ first, so a salvaged store
-    verifies clean.
-    """
-    moved = set_aside_damaged_snapshots(fs, root, report)
-    if not refs:
-        return moved
-    walker = Walker(fs, root, policy="salvage", writer=True, report=report)
-    walker.check_payloads = True
-    before = len(report)
-    walker.walk(refs, 0, SEGMENT_HEADER_SIZE, 1, ZERO_DIGEST, 0, None)
-    if walker.damaged:
-        walker.rewrite_damaged(refs)
-    return moved or len(report) != before
+    def _open(self, ref: SegmentRef) -> SegmentStream:
+        try:
+            return SegmentStream(self.fs, ref, lenient=self.lenient)  # follows N.seg -> N.zseg
+        except FileNotFoundError:
+            pass
+        again = self.find(ref.first_seq)
+        if again is not None:
+            try:
+                return SegmentStream(self.fs, again, lenient=self.lenient)
+            except FileNotFoundError:
+                pass
+        raise CorruptionError(ref.path, None, "segment vanished while reading")

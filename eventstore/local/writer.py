@@ -17,24 +17,26 @@ lock was taken: `Linger`).
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Callable
 
 from ..commit import PreparedCommit
-from ..errors import ConcurrencyError
+from ..errors import ConcurrencyError, CorruptionError
 from ..event import Event
 from ..fs import FileSystem
 from ..publish import KeyVersions, keys_of
 from ..report import RecoveryReport
 from .directory import FileLock
+from .endrecord import EndRecord, advance_end, read_end
 from .frame import Damage, Frame, encode_frame
 from .groupcommit import Pending
 from .log import PendingFrame, SegmentLog
 from .reader import Cursor, LogReader
 from .segment import SegmentRef, segment_path
 from .syncstate import SharedSync
-from .walk import cut_torn_tail
+from .recovery import cut_torn_tail
 
 __all__ = ["LogWriter", "Caught", "Linger"]
 
@@ -42,6 +44,7 @@ Caught = list[tuple[Frame, list[Event]]]
 """Commits other writers made, in seq order, with their events."""
 Batch = list[Pending[PreparedCommit, list[Event]]]
 _now = time.time_ns
+log = logging.getLogger("eventstore")
 
 
 class LogWriter:
@@ -91,7 +94,8 @@ class LogWriter:
         if not self.reader.moved(cursor):
             return []
         on_tail = None if tails is None else lambda ref, damage: tails.append((ref, damage))
-        return list(self.reader.decoded(cursor.next_seq, None, cursor, verify_chain=True, on_tail=on_tail))
+        return list(self.reader.decoded(cursor.next_seq, None, cursor, verify_chain=True, on_tail=on_tail,
+                                        locked=tails is not None))
 
     # -- committing ------------------------------------------------------------------------
     def commit(self, batch: Batch, versions: KeyVersions) -> Caught:
@@ -188,6 +192,32 @@ class LogWriter:
                 self.log.write_buffer()
         finally:
             self._release()
+
+    def record_end(self) -> None:
+        """A clean close: record in ``END`` how far the log reached ([F-28]).
+
+        Skipped when the record already says as much. Otherwise, holding the
+        lock, catch up (what others committed is not published: we are
+        closing), make the active segment durable, and advance the record.
+        """
+        cursor = self.cursor
+        try:
+            current = read_end(self.fs, self.root)
+        except CorruptionError:
+            current = None  # set aside and replaced below
+        if current is not None and current.covers(EndRecord(cursor.next_seq - 1, cursor.segment, cursor.digest)):
+            return
+        try:
+            self.hold()
+        except CorruptionError as exc:  # another writer's damage: END keeps what it says
+            log.warning("%s: END not advanced at close: %s", self.root, exc)
+            return
+        try:
+            self.log.sync_everything()
+            cursor = self.cursor
+            advance_end(self.fs, self.root, EndRecord(cursor.next_seq - 1, cursor.segment, cursor.digest))
+        finally:
+            self.lock.release()
 
     def close_quietly(self) -> None:
         """Give the lock back and close our files (after the final sync, or a failure)."""
