@@ -157,8 +157,14 @@ def test_backends_killed_during_appends_lose_and_duplicate_nothing(pg_url, pg_ad
     acked, unknown, errors, killed = [], [], [], []
     stop = threading.Event()
 
+    kills_wanted = 10
+    deadline = time.monotonic() + 60
+
     def writer(w):
-        for i in range(40):
+        i = 0
+        # Write at least 40 each, and go on until the killer has struck often enough.
+        while (i < 40 or not stop.is_set()) and time.monotonic() < deadline:
+            i += 1
             try:
                 acked.append(store.append("t", f"w{w}", {"w": w, "i": i}))
             except CommitUnknownError as exc:
@@ -169,9 +175,10 @@ def test_backends_killed_during_appends_lose_and_duplicate_nothing(pg_url, pg_ad
                 errors.append(exc)
 
     def killer():
-        while not stop.is_set():
+        while len(killed) < kills_wanted and time.monotonic() < deadline:
             killed.extend(kill_backends(pg_admin, pg_url))
-            stop.wait(0.02)
+            time.sleep(0.02)
+        stop.set()
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
     k = threading.Thread(target=killer)
@@ -180,10 +187,9 @@ def test_backends_killed_during_appends_lose_and_duplicate_nothing(pg_url, pg_ad
         t.start()
     for t in threads:
         t.join(120)
-    stop.set()
     k.join()
     assert not errors
-    assert len(killed) > 4, "the test killed (almost) nothing"
+    assert len(killed) >= kills_wanted, "the test killed (almost) nothing"
     for cid in unknown:
         acked += store.resolve(cid)
     events = list(store.read())
