@@ -9,6 +9,10 @@ already covered them, it is done. Otherwise it takes the sync lock, looks
 again, and syncs everything written so far, for every writer waiting behind
 it. This is how a database's write-ahead log shares flushes between sessions.
 
+A third slot says where the log ends, as the last writer to hold the commit
+lock left it: a writer taking the lock compares it with where its own view
+of the log ends, and reads the log only when they differ.
+
 The positions are hints for live processes, never trusted across a crash:
 every writer's open makes the whole log durable and resets them while it
 holds the commit lock. Each is checksummed, so a read that races a write is
@@ -30,7 +34,7 @@ __all__ = ["SharedSync", "Position"]
 
 Position = tuple[int, int]  # (segment first seq, offset)
 _NOWHERE: Position = (0, 0)
-_WRITTEN, _DURABLE = 0, SYNC_SLOT.size  # slot offsets in the file
+_WRITTEN, _DURABLE, _END = 0, SYNC_SLOT.size, 2 * SYNC_SLOT.size  # slot offsets in the file
 _PAGE = 4096
 _crc32 = zlib.crc32
 _unpack = SYNC_SLOT.unpack_from
@@ -42,7 +46,7 @@ def _pack(position: Position) -> bytes:
 
 
 class SharedSync:
-    """The sync lock and the written/durable positions every writer of one store shares."""
+    """The sync lock and the written/durable/end positions every writer of one store shares."""
 
     def __init__(self, fs: FileSystem, lock: FileLock) -> None:
         self.fs = fs
@@ -66,6 +70,25 @@ class SharedSync:
         """The whole log up to ``end`` is durable (a writer's open; holding the commit lock)."""
         self._put(_DURABLE, end)
         self._put(_WRITTEN, end)
+        self._put(_END, end)
+
+    def moved(self, mine: Position) -> bool:
+        """Whether the log may end elsewhere than ``mine``, where this writer left it.
+
+        False only when the end slot says exactly ``mine``: no writer has
+        appended, rolled or cut since. Every writer keeps the slot under the
+        commit lock ([F-32]): `writing` before it changes the log, `ended`
+        after; one that died in between left (0, 0), which is nobody's end.
+        """
+        return self._slot(_END) != mine
+
+    def writing(self) -> None:
+        """The log is about to change (holding the commit lock)."""
+        self._put(_END, _NOWHERE)
+
+    def ended(self, end: Position) -> None:
+        """The log ends at ``end`` now (holding the commit lock; frames may still be buffered)."""
+        self._put(_END, end)
 
     def wrote(self, end: Position) -> None:
         """Frames up to ``end`` are written, or about to be (holding the commit lock)."""

@@ -87,11 +87,14 @@ class LogWriter:
         if self.log.position != (cursor.segment, cursor.offset) or tails:
             self.log.resume(cursor.segment, segment_path(self.reader.seg_dir, cursor.segment),
                             cursor.offset, cursor.digest)
+        if (caught or tails) and self.shared_sync is not None:
+            self.shared_sync.ended(self.log.position)
         return caught
 
     def _read_new(self, tails: list[tuple[SegmentRef, Damage]] | None) -> Caught:
         cursor = self.cursor
-        if not self.reader.moved(cursor):
+        shared = self.shared_sync
+        if not (self.reader.moved(cursor) if shared is None else shared.moved((cursor.segment, cursor.offset))):
             return []
         on_tail = None if tails is None else lambda ref, damage: tails.append((ref, damage))
         return list(self.reader.decoded(cursor.next_seq, None, cursor, verify_chain=True, on_tail=on_tail,
@@ -114,10 +117,15 @@ class LogWriter:
                 for _, events in caught:
                     versions.note(keys_of(events))
             frames = self._assign(batch, versions)
+            shared = self.shared_sync
+            if shared is not None:
+                shared.writing()
             self.log.append(frames, buffered=buffered)
             self.after_append()
-            if self.durability == "fsync" and self.shared_sync is not None:
-                self.shared_sync.wrote(self.log.position)
+            if shared is not None:
+                shared.ended(self.log.position)
+                if self.durability == "fsync":
+                    shared.wrote(self.log.position)
         except BaseException:
             self._release()
             raise
@@ -177,9 +185,14 @@ class LogWriter:
 
     def seal(self) -> None:
         """Seal the active segment if it holds a frame, and give the lock back (compaction)."""
+        shared = self.shared_sync
         try:
+            if shared is not None:
+                shared.writing()
             self.log.roll_now(self.cursor.next_seq)
             self.after_append()
+            if shared is not None:
+                shared.ended(self.log.position)
         finally:
             self._release()
 
@@ -251,10 +264,16 @@ class Linger:
         self._thread: threading.Thread | None = None
 
     def held(self) -> None:
-        """A commit left the lock held."""
+        """A commit left the lock held.
+
+        Only the first such commit since the last release wakes the thread (it
+        then sleeps until ``quiet`` after that one); waking it for every commit
+        would cost a thread switch per commit.
+        """
+        if self._first:
+            return  # the thread will release what this commit added, too
         with self._cond:
-            if not self._first:
-                self._first = time.monotonic()
+            self._first = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="metalog-linger", daemon=True)
                 self._thread.start()
