@@ -72,15 +72,16 @@ class SharedSync:
         self._put(_WRITTEN, end)
         self._put(_END, end)
 
-    def moved(self, mine: Position) -> bool:
-        """Whether the log may end elsewhere than ``mine``, where this writer left it.
+    @property
+    def end(self) -> Position:
+        """Where the log ends, as the last writer to change it said; (0, 0): unknown.
 
-        False only when the end slot says exactly ``mine``: no writer has
-        appended, rolled or cut since. Every writer keeps the slot under the
-        commit lock ([F-32]): `writing` before it changes the log, `ended`
-        after; one that died in between left (0, 0), which is nobody's end.
+        Every writer keeps the slot under the commit lock ([F-32]): `writing`
+        before it appends, rolls or cuts, `ended` after; one that died in
+        between left (0, 0), which is nobody's end. A writer whose own view
+        ends exactly there has nothing to catch up with.
         """
-        return self._slot(_END) != mine
+        return self._slot(_END)
 
     def writing(self) -> None:
         """The log is about to change (holding the commit lock)."""

@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Callable
 
+from ..codec import decode_commit
 from ..commit import PreparedCommit
 from ..errors import ConcurrencyError, CorruptionError
 from ..event import Event
@@ -30,12 +31,12 @@ from ..publish import KeyVersions, keys_of
 from ..report import RecoveryReport
 from .directory import FileLock
 from .endrecord import EndRecord, advance_end, read_end
-from .frame import Damage, Frame, encode_frame
+from .frame import Damage, Frame, FrameScanner, encode_frame, is_gap
 from .groupcommit import Pending
 from .log import PendingFrame, SegmentLog
 from .reader import Cursor, LogReader
 from .segment import SegmentRef, segment_path
-from .syncstate import SharedSync
+from .syncstate import Position, SharedSync
 from .recovery import cut_torn_tail
 
 __all__ = ["LogWriter", "Caught", "Linger"]
@@ -44,6 +45,7 @@ Caught = list[tuple[Frame, list[Event]]]
 """Commits other writers made, in seq order, with their events."""
 Batch = list[Pending[PreparedCommit, list[Event]]]
 _now = time.time_ns
+_PREAD_MAX = 4 << 20  # catch up by one read up to this much; a walk streams more
 log = logging.getLogger("eventstore")
 
 
@@ -94,11 +96,53 @@ class LogWriter:
     def _read_new(self, tails: list[tuple[SegmentRef, Damage]] | None) -> Caught:
         cursor = self.cursor
         shared = self.shared_sync
-        if not (self.reader.moved(cursor) if shared is None else shared.moved((cursor.segment, cursor.offset))):
-            return []
+        if shared is None:
+            if not self.reader.moved(cursor):
+                return []
+        else:
+            end = shared.end
+            if end == (cursor.segment, cursor.offset):
+                return []
+            appended = self._read_appended(end)
+            if appended is not None:
+                return appended
         on_tail = None if tails is None else lambda ref, damage: tails.append((ref, damage))
         return list(self.reader.decoded(cursor.next_seq, None, cursor, verify_chain=True, on_tail=on_tail,
                                         locked=tails is not None))
+
+    def _read_appended(self, end: Position) -> Caught | None:
+        """Other writers' frames between our cursor and ``end`` in our own active segment.
+
+        The common case of catching up, read with one `pread` from the file
+        we append to. None when it is not that simple (a roll, an unknown end,
+        bytes not all there yet, or anything but whole chained frames): the
+        segment walk then decides.
+        """
+        cursor = self.cursor
+        size = end[1] - cursor.offset
+        if end[0] != cursor.segment or self.log.position[0] != cursor.segment or not 0 < size <= _PREAD_MAX:
+            return None
+        data = self.fs.pread(self.log.fd, size, cursor.offset)
+        if len(data) != size:
+            return None
+        scanner = FrameScanner(cursor.offset, cursor.next_seq, cursor.digest, end=end[1])
+        scanner.feed(data)
+        scanner.close()
+        frames = []
+        while (frame := scanner.next()) is not None:
+            if isinstance(frame, Damage):
+                return None
+            frames.append(frame)
+        if scanner.position != end[1]:
+            return None
+        caught: Caught = []
+        segment_dir = self.reader.seg_dir
+        for frame in frames:
+            if not is_gap(frame.payload):
+                caught.append((frame, decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts,
+                                                    segment_dir, frame.offset)))
+            cursor.past(cursor.segment, frame)
+        return caught
 
     # -- committing ------------------------------------------------------------------------
     def commit(self, batch: Batch, versions: KeyVersions) -> Caught:
