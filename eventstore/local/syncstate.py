@@ -23,6 +23,7 @@ durable.
 """
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import Callable
 
@@ -38,11 +39,16 @@ _WRITTEN, _DURABLE, _END = 0, SYNC_SLOT.size, 2 * SYNC_SLOT.size  # slot offsets
 _PAGE = 4096
 _crc32 = zlib.crc32
 _unpack = SYNC_SLOT.unpack_from
+_BODY = struct.Struct("<QQ")  # a slot without its CRC
+_CRC = struct.Struct("<I")
 
 
 def _pack(position: Position) -> bytes:
-    body = SYNC_SLOT.pack(position[0], position[1], 0)[:-4]
-    return body + _crc32(body).to_bytes(4, "little")
+    body = _BODY.pack(*position)
+    return body + _CRC.pack(_crc32(body))
+
+
+_UNKNOWN = _pack(_NOWHERE)  # the end slot while a writer changes the log
 
 
 class SharedSync:
@@ -85,15 +91,21 @@ class SharedSync:
 
     def writing(self) -> None:
         """The log is about to change (holding the commit lock)."""
-        self._put(_END, _NOWHERE)
+        self._map[_END:_END + SYNC_SLOT.size] = _UNKNOWN
 
-    def ended(self, end: Position) -> None:
-        """The log ends at ``end`` now (holding the commit lock; frames may still be buffered)."""
-        self._put(_END, end)
+    def ended(self, end: Position, *, written: bool = False, durable: bool = False) -> None:
+        """The log ends at ``end`` now (holding the commit lock; frames may still be buffered).
 
-    def wrote(self, end: Position) -> None:
-        """Frames up to ``end`` are written, or about to be (holding the commit lock)."""
-        self._put(_WRITTEN, end)
+        ``written``: up to ``end`` is written (not buffered); ``durable``: and
+        synced, by this writer, holding the commit lock.
+        """
+        slot = _pack(end)
+        m = self._map
+        m[_END:_END + SYNC_SLOT.size] = slot
+        if written or durable:
+            m[_WRITTEN:_WRITTEN + SYNC_SLOT.size] = slot
+        if durable:
+            m[_DURABLE:_DURABLE + SYNC_SLOT.size] = slot
 
     def sync(self, mine: Position, fdatasync: Callable[[], None]) -> None:
         """Make everything up to ``mine`` durable, sharing the work with other writers.
