@@ -81,6 +81,10 @@ class LogWriter:
 
     def _locked_catch_up(self) -> Caught:
         """Holding the lock: catch up, and cut a torn tail a writer that died left ([F-13])."""
+        cursor, shared = self.cursor, self.shared_sync
+        mine = (cursor.segment, cursor.offset)
+        if shared is not None and shared.end == mine and self.log.position == mine:
+            return []  # nobody changed the log since we last did: the common case, kept short
         tails: list[tuple[SegmentRef, Damage]] = []
         caught = self._read_new(tails)
         for ref, damage in tails:
