@@ -1,6 +1,6 @@
 """A real `kill -9` of a writer process (tools/crash_harness.py).
 
-SPEC §4.1-4.3, docs/FORMAT.md [F-11], [F-13], [F-24]: after a SIGKILL at a
+SPEC §4.1-4.3, docs/FORMAT.md [F-11], [F-13], [F-31]: after a SIGKILL at a
 random moment, a strict reopen succeeds (the lock died with the process),
 every acknowledged commit is there with its exact content, no commit is
 partially present, and seqs are contiguous; also with two writer processes on

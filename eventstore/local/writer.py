@@ -5,10 +5,13 @@ lock, catch up with the frames other writers appended since this process
 last looked (cutting a torn tail a dead writer left, [F-13]), check each
 commit's ``expected_version`` against the caught-up key versions, give it
 its seqs, time and chain digest, append the frames, give the lock back and
-sync. The lock is held per group commit, not per open ([F-24]), so writers
-in several processes interleave whole commits. The sync runs after the lock
-is released: a writer that appends meanwhile only adds to what the next sync
-makes durable, and every unsynced frame is still after every synced one.
+sync. The lock is held per group commit, not per open ([F-31]), so writers
+in several processes interleave whole commits. The sync usually runs after
+the lock is released: a writer that appends meanwhile only adds to what the
+next sync makes durable (`SharedSync` shares it), and every unsynced frame
+is still after every synced one. A writer that found no other writer's
+commit since its own last one syncs holding the lock, as an exclusive writer
+does (`_sync_alone`): one sync lock round trip less when it writes alone.
 
 With durability ``none`` commits are buffered in this process, and their
 seqs are only ours while we hold the lock: the lock is kept until the buffer
@@ -314,9 +317,9 @@ class Linger:
     seconds after the first commit that kept the lock it calls ``release``
     (which writes the buffer under the store's exclusive role). Other writer
     processes wait at most about that long for a writer that buffers, even
-    for one that never pauses. (It used to wait for ``quiet`` seconds without
-    a commit, so a writer committing more often than that kept the lock
-    until its 1 MiB buffer filled: seconds, with small commits.)
+    for one that never pauses (waiting for ``quiet`` seconds *without* a
+    commit instead would let a steady writer keep the lock until its 1 MiB
+    buffer filled: seconds, with small commits).
     """
 
     def __init__(self, release: Callable[[], None], quiet: float = 0.02) -> None:
