@@ -18,6 +18,8 @@ changing directory stays consistent, is the walk's ([F-30]).
 """
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -36,6 +38,7 @@ from .salvage import (
     set_aside_stale_snapshots,
 )
 from .segment import SegmentRef
+from .spares import Spare, SpareCopies, chains, set_aside_spares
 from .walk import Cursor, Resync, SegmentWalk, Visit
 
 __all__ = ["Walker", "LogEnd", "TornTail", "SnapshotMismatch", "salvage_log", "salvage_pass", "cut_torn_tail",
@@ -101,6 +104,7 @@ class _Segment:
     damage: Damage | None = None  # damage not yet followed by a valid frame
     stopped: bool = False  # the walk reached its stop seq
     resumed: bool = field(default=False)  # the scan starts after the first frame (a snapshot's position)
+    spare: Spare | None = None  # it overlaps seqs held before it ([F-26])
 
 
 class Walker:
@@ -115,6 +119,9 @@ class Walker:
         self.check_payloads = False  # decode payloads even without an on_commit
         self._rewrite: dict[str, ChainEntry] = {}  # path -> how the walk entered the segment
         self._lead_gap: LeadGap | None = None  # seqs missing before the first segment
+        self._spares: dict[str, SegmentRef] = {}  # segments that overlap seqs held before them ([F-26])
+        self._holes: dict[tuple[str, int], int] = {}  # (file, first lost seq) -> its report entry
+        self._copies = SpareCopies(fs, [])
         self.gaps: list[SeqRange] = []  # seqs of the gap frames walked over ([F-25])
         self.torn: TornTail | None = None  # the torn tail the walk ended at
 
@@ -124,6 +131,8 @@ class Walker:
             raise CorruptionError(path, offset, reason)
         action = "problem" if self.policy == "collect" else ("lost" if lost else "damaged")
         self.report.add(RecoveryEntry(action, path, offset, reason, lost=lost.as_tuple() if lost else None))
+        if lost is not None and self.policy == "salvage":
+            self._holes[(path, lost.first)] = len(self.report) - 1
 
     def _segments(self) -> SegmentWalk:
         # salvage and collect read leniently ([F-27]): frames before a damaged header or zstd
@@ -165,31 +174,37 @@ class Walker:
             self._leave(seg, walk)
             scanner = visit.scanner
             assert scanner is not None
-            end = LogEnd(Cursor(visit.ref.first_seq, scanner.position, walk.expected, walk.digest,
-                                walk.last_ts), visit.ref)
+            if seg.spare is None or seg.spare.took:  # a spare that adds nothing is not where the log ends
+                end = LogEnd(Cursor(visit.ref.first_seq, scanner.position, walk.expected, walk.digest,
+                                    walk.last_ts), visit.ref)
             if seg.stopped or (stop_seq is not None and walk.expected > stop_seq):
                 break
         return end
 
     def _enter(self, visit: Visit, walk: _Pass) -> _Segment:
-        """Judge a segment's header against the walk: seqs missing or repeated, the chain ([F-14], [F-26])."""
+        """Judge a segment's header against the walk: seqs missing or repeated, the chain ([F-14], [F-26]).
+
+        An unreadable header is judged by the segment's name ([F-03]), and its
+        frames are searched for from byte 0.
+        """
         ref, stream = visit.ref, visit.stream
         first, walk.first = walk.first, False
         offset = visit.at.offset if first else SEGMENT_HEADER_SIZE
-        if stream.header_damage is not None:  # header unreadable: look for its frames anyway
-            if walk.confirming:
-                raise SnapshotMismatch(f"{ref.path}: {stream.header_damage.reason}")
-            return _Segment(visit, 0, ChainEntry(ref, walk.digest, walk.restart), damaged=True)
-        if first and offset > SEGMENT_HEADER_SIZE:  # from a snapshot's position: the frames before it
-            if walk.confirming and offset > stream.end:  # were not judged; take the header's word
-                raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
+        header = stream.header_damage
+        if header is not None and walk.confirming:
+            raise SnapshotMismatch(f"{ref.path}: {header.reason}")
+        if header is None and first and offset > SEGMENT_HEADER_SIZE:  # from a snapshot's position:
+            if walk.confirming and offset > stream.end:  # the frames before it were not judged; take the
+                raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "  # header's word
                                        f"({stream.end} bytes)", past_end=True)
             return _Segment(visit, offset, ChainEntry(ref, stream.prev_digest, True), resumed=True)
         if walk.confirming:
             if ref.first_seq != walk.expected or stream.prev_digest != walk.digest:
                 raise SnapshotMismatch(self._mismatch(ref, walk.expected))
             walk.confirming = False  # the header continues the snapshot's chain
-        damaged = False
+        if ref.first_seq < walk.expected:
+            return self._enter_spare(visit, walk)
+        damaged = header is not None
         if ref.first_seq > walk.expected:
             lost = SeqRange(walk.expected, ref.first_seq - 1)
             self._problem(ref.path, 0, f"seqs {lost.first}-{lost.last} are missing", lost=lost)
@@ -199,25 +214,42 @@ class Walker:
                 self._rewrite.setdefault(walk.prev.ref.path, walk.prev)
             else:
                 self._lead_gap = LeadGap(os.path.dirname(ref.path), lost.first, ref.first_seq, walk.digest)
-        elif ref.first_seq < walk.expected:
-            self._problem(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {walk.expected}")
-            walk.restart = True
-        if walk.restart:  # nothing to continue: the header's digest starts the chain again
+        if header is not None:
+            pass  # its digest is unknown: the chain goes on into its first frame, or restarts there
+        elif walk.restart:  # nothing to continue: the header's digest starts the chain again
             walk.digest = stream.prev_digest
         elif stream.prev_digest != walk.digest:
             # the first frame is judged against the chain, not the header ([F-26])
             self._problem(ref.path, 0, "segment header does not continue the digest chain")
             damaged = True
         walk.expected = ref.first_seq
-        return _Segment(visit, SEGMENT_HEADER_SIZE, ChainEntry(ref, walk.digest, walk.restart), damaged=damaged)
+        start = 0 if header is not None else SEGMENT_HEADER_SIZE
+        return _Segment(visit, start, ChainEntry(ref, walk.digest, walk.restart), damaged=damaged)
+
+    def _enter_spare(self, visit: Visit, walk: _Pass) -> _Segment:
+        """[F-26]: a segment named below the seq expected overlaps seqs the log holds before it
+        (a stale or duplicated file, or one renamed). It is a *spare*: searched for frames from
+        the seq expected up to the next segment's name (that segment holds the seqs from there
+        on), and what it adds is rewritten under the name of the first seq it adds."""
+        ref, header = visit.ref, visit.stream.header_damage
+        reason = f"segment starts at seq {ref.first_seq}, expected {walk.expected}"
+        if header is not None:
+            reason = f"{header.reason}; by its name, {reason}"
+        self._problem(ref.path, 0, f"{reason}: it overlaps seqs the log holds before it")
+        later = visit.walk.listed_after(ref)
+        entry = ChainEntry(ref, walk.digest, walk.restart, spare_from=walk.expected)
+        start = 0 if header is not None else SEGMENT_HEADER_SIZE
+        return _Segment(visit, start, entry, spare=Spare(later.first_seq if later is not None else None))
 
     def _scan(self, seg: _Segment, walk: _Pass) -> None:
         """The frames of one segment: the hot loop of every replay."""
         visit, ref, strict = seg.visit, seg.visit.ref, self.strict
         # A strict open trusts stored digests ([F-18]) except for the first frame after
         # a snapshot, whose chain confirms that the snapshot belongs to this log ([F-21]).
-        items = visit.frames(seg.offset, walk.expected, walk.digest,
-                             verify_chain=not strict or walk.confirming, restart=walk.restart)
+        items = visit.frames(seg.offset, walk.expected, walk.digest, verify_chain=not strict or walk.confirming,
+                             restart=walk.restart, overlap=seg.spare is not None)
+        if seg.spare is not None:
+            items = _spare_items(seg.spare, items)
         walk.restart = False
         decode, on_commit, stop_seq, gaps = walk.decode, walk.on_commit, walk.stop_seq, self.gaps
         for frame in items:
@@ -227,6 +259,9 @@ class Walker:
                     raise SnapshotMismatch(damage.reason)
                 if strict and (ref.compressed or not visit.last):  # sealed: no torn tail there ([F-13])
                     raise CorruptionError(ref.path, damage.offset, damage.reason)
+                if seg.damage is not None and damage.kind == "chain":  # a whole commit found past the damage
+                    first = seg.damage  # that does not chain: it is lost, never a torn write ([F-14])
+                    damage = Damage(first.offset, f"{first.reason}; then {damage.reason}", "chain", damage.seqs)
                 seg.damage = damage
                 continue
             if walk.confirming:  # the first frame after a snapshot was chain-checked ([F-18])
@@ -267,6 +302,9 @@ class Walker:
     def _leave(self, seg: _Segment, walk: _Pass) -> None:
         """The end of a segment: a torn tail, damage that ends it, a snapshot at the very end."""
         visit, ref = seg.visit, seg.visit.ref
+        if seg.spare is not None:
+            self._leave_spare(seg, walk)
+            return
         if walk.confirming and seg.resumed and visit.last:
             self._confirm_at_end(visit, seg.offset, walk.expected, walk.digest)  # nothing follows the position
             walk.confirming = False
@@ -288,6 +326,26 @@ class Walker:
         if seg.damaged:
             self._rewrite.setdefault(ref.path, seg.entry)
         walk.prev = seg.entry
+
+    def _leave_spare(self, seg: _Segment, walk: _Pass) -> None:
+        """A spare's end: its damage proves no lost seq (the log's own segments say which are);
+        what it added is rewritten, and it leaves the log after every rewrite ([F-26])."""
+        visit, ref, spare = seg.visit, seg.visit.ref, seg.spare
+        assert spare is not None
+        ended = False
+        if seg.damage is not None:
+            self._problem(ref.path, seg.damage.offset, seg.damage.reason)
+            ended = True
+        error = visit.stream.error
+        if error is not None:
+            self._problem(error.file, error.offset, error.reason)
+            ended = True
+        self._spares[ref.path] = ref
+        if spare.took:
+            self._rewrite.setdefault(ref.path, seg.entry)
+            walk.prev = seg.entry
+            if ended:
+                walk.restart = True
 
     @staticmethod
     def _mismatch(ref: SegmentRef, expected: int) -> str:
@@ -343,23 +401,71 @@ class Walker:
     # -- salvage: rewrite damaged segments with gap frames ([F-25]) -----------------------
     @property
     def damaged(self) -> bool:
-        """Segments to rewrite (or a segment to create for seqs lost before the first one)."""
-        return bool(self._rewrite) or self._lead_gap is not None
+        """Segments to rewrite or set aside (or a segment to create for seqs lost before the first one)."""
+        return bool(self._rewrite) or bool(self._spares) or self._lead_gap is not None
 
     def rewrite_damaged(self, refs: list[SegmentRef]) -> None:
-        """Replace each damaged segment by its intact frames plus gap frames (``refs``: the segments now)."""
+        """Replace each damaged segment by its intact frames plus gap frames, then move the spares
+        out of the log (``refs``: the segments now)."""
         if self._lead_gap is not None:  # the first segments are gone: a new one holds the gap
             gap_segment(self.fs, self.report, self._lead_gap)
             self._lead_gap = None
-        firsts = [r.first_seq for r in refs]
+        spares = self._spares
+        # where each segment of the repaired log starts: a spare's rewrite starts at the seq it adds
+        firsts = sorted({r.first_seq for r in refs if r.path not in spares}
+                        | {e.first for e in self._rewrite.values()})
         layouts: dict[int, dict[int, int]] = {}
+        self._copies = SpareCopies(self.fs, list(spares.values()))
         for entry in self._rewrite.values():
-            idx = firsts.index(entry.ref.first_seq)
-            next_first = firsts[idx + 1] if idx + 1 < len(firsts) else None
-            layouts[entry.ref.first_seq] = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
+            i = bisect.bisect_right(firsts, entry.first)
+            next_first = firsts[i] if i < len(firsts) else None
+            layouts[entry.first] = rewrite_segment(self.fs, self.root, self.report, entry, next_first, self.fill)
         self._rewrite.clear()
+        if spares:  # last: a frame taken from a spare is written before the spare leaves ([F-05])
+            seg_dir = os.path.join(self.root, SEGMENTS_DIR)
+            log = [r for r in self._segments().relist() if r.path not in spares]
+            set_aside_spares(self.fs, self.root, spares.values(), log, self.report)
+            for ref in spares.values():
+                layouts.setdefault(ref.first_seq, {})  # a snapshot positioned in a spare goes too
+            spares.clear()
+            self.fs.fsync_dir(seg_dir)
         if layouts:
             set_aside_stale_snapshots(self.fs, self.root, layouts, self.report)
+
+    def fill(self, path: str, seqs: SeqRange, digest: bytes, after: Frame) -> list[Frame]:
+        """Intact copies, from a spare, of seqs a rewrite of ``path`` would put behind a gap frame
+        ([F-26]): they must continue the chain from ``digest``, and when they hold every seq the
+        frame ``after`` them must continue it from theirs. The report no longer calls them lost."""
+        index = self._holes.get((path, seqs.first))
+        if index is None or self.report.entries[index].lost != seqs.as_tuple():
+            return []  # only seqs the report lost, as it lost them
+        frames, source = self._copies.run(path, seqs, digest)
+        if frames and frames[-1].last_seq == seqs.last and not chains(frames[-1].digest, after):
+            frames.pop()  # then a gap frame must restart the chain before ``after``
+        if not frames:
+            return []
+        entry, last = self.report.entries[index], frames[-1].last_seq
+        lost = (last + 1, seqs.last) if last < seqs.last else None
+        self.report.entries[index] = dataclasses.replace(
+            entry, action="lost" if lost else "damaged", lost=lost,
+            reason=f"{entry.reason}; seqs {seqs.first}-{last} restored from an intact copy in {source}")
+        return frames
+
+
+def _spare_items(spare: Spare, items: Iterator[Frame | Damage]) -> Iterator[Frame | Damage]:
+    """A spare's frames as the walk takes them: past the first `Damage` (it says the spare
+    overlaps, or its header is unreadable: reported already), up to the next segment's name."""
+    first = True
+    for item in items:
+        if first and isinstance(item, Damage):
+            first = False
+            continue
+        first = False
+        if isinstance(item, Frame):
+            if spare.cap is not None and item.last_seq >= spare.cap:
+                return  # the next segment holds these seqs
+            spare.took = True
+        yield item
 
 
 def cut_torn_tail(fs: FileSystem, root: str, path: str, damage: Damage, report: RecoveryReport) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from ..fs import FileSystem
 from ..codec import decode_commit, pack
@@ -36,10 +36,21 @@ class ChainEntry(NamedTuple):
     ref: SegmentRef
     prev: bytes  # the chain digest before its first frame: what its rewritten header holds
     restart: bool  # the chain restarts at its first frame (after a gap frame or lost seqs, [F-25])
+    spare_from: int = 0  # a spare ([F-26]): the seq the walk expected in it, its rewrite's name
+
+    @property
+    def first(self) -> int:
+        """The first seq its rewrite holds, and so its name."""
+        return self.spare_from or self.ref.first_seq
+
+
+Fill = Callable[[str, SeqRange, bytes, Frame], list[Frame]]
+"""Frames holding some of the seqs a rewrite would put behind a gap frame (`Walker.fill`):
+called with the segment's path, the seqs, the chain digest before them and the frame after them."""
 
 
 def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: ChainEntry,
-                    next_first: int | None) -> dict[int, int]:
+                    next_first: int | None, fill: Fill | None = None) -> dict[int, int]:
     """Rewrite one damaged segment as a plain segment holding every intact frame.
 
     The frames are judged as the walk judged them ([F-26]): chained from
@@ -47,21 +58,30 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     edited and re-signed is lost here too, and the new header holds
     ``entry.prev`` even where the old one held another digest.
     The original is copied to quarantine first ([F-05]). Each run of lost seqs
-    becomes one gap frame ([F-25]); when the damaged bytes it replaces are long
+    becomes one gap frame ([F-25]), unless ``fill`` offers intact copies of
+    some of them; when the damaged bytes it replaces are long
     enough, the gap frame is padded to exactly their length so every intact
-    frame keeps its offset and snapshot positions stay valid. Returns the new
+    frame keeps its offset and snapshot positions stay valid. A spare is
+    written under the name of the first seq it adds, and its original is left
+    for `spares.set_aside_spares`. Returns the new
     layout: the offset of every frame written (gap frames too) mapped to its
     first seq, and the segment's end mapped to the seq after its last frame.
     """
     ref, prev = entry.ref, entry.prev
     kept = _intact_frames(fs, entry, next_first)
-    out = [encode_header(ref.first_seq, prev)]
+    out = [encode_header(entry.first, prev)]
     pos = SEGMENT_HEADER_SIZE
     layout: dict[int, int] = {}
-    expected, digest = ref.first_seq, prev
+    expected, digest = entry.first, prev
     ending: list[Frame | None] = [*kept.frames, None]
     for frame in ending:
         upto = frame.first_seq if frame is not None else kept.upto
+        if upto > expected and frame is not None and fill is not None:
+            for copy in fill(ref.path, SeqRange(expected, upto - 1), digest, frame):
+                layout[pos] = copy.first_seq
+                out.append(frame_bytes(copy))
+                pos += copy.size
+                expected, digest = copy.last_seq + 1, copy.digest
         if upto > expected:
             room = frame.offset - pos if frame is not None else 0
             gap, digest = gap_frame(expected, upto - expected, digest, room)
@@ -76,9 +96,17 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
         pos += frame.size
         expected, digest = frame.first_seq + frame.count, frame.digest
     layout[pos] = expected
+    new_path = segment_path(os.path.dirname(ref.path), entry.first)
+    if entry.spare_from:
+        if fs.exists(new_path):  # never replaced: the walk would have read it
+            raise CorruptionError(new_path, 0, f"salvage would write what {ref.path} adds here, but it exists")
+        fs.create_atomic(new_path, b"".join(out))
+        report.add(RecoveryEntry("rewrote", new_path, None,
+                                 f"new segment holding the {len(kept.frames)} commits {ref.path} adds to the "
+                                 f"log (seqs {entry.first}-{expected - 1})"))
+        return layout
     original = fs.read_file(ref.path, fs.size(ref.path))
     qpath = quarantine_copy(fs, root, os.path.basename(ref.path), original)
-    new_path = segment_path(os.path.dirname(ref.path), ref.first_seq)
     fs.create_atomic(new_path, b"".join(out))
     if ref.compressed:
         fs.remove(ref.path)  # a copy is in quarantine
@@ -98,14 +126,16 @@ class _Kept:
 
 def _intact_frames(fs: FileSystem, entry: ChainEntry, next_first: int | None) -> _Kept:
     """The frames of ``entry.ref`` a rewrite keeps, read through the walk as the `Walker` read them."""
-    ref = entry.ref
+    ref, spare = entry.ref, bool(entry.spare_from)
     frames: list[Frame] = []
-    expected = ref.first_seq
+    expected = entry.first
     seen_end = expected  # one past the last seq of any signed frame seen, kept or not
     for visit in SegmentWalk.over(fs, [ref], lenient=True, resync=Resync.ALWAYS, locked=True).visits():
-        for item in visit.frames(None, ref.first_seq, entry.prev, verify_chain=True, restart=entry.restart):
+        for item in visit.frames(None, expected, entry.prev, verify_chain=True, restart=entry.restart,
+                                 overlap=spare):
             if not isinstance(item, Frame):
-                if item.seqs is not None and item.seqs.first >= expected:  # a signed commit the chain refused
+                # a signed commit the chain refused (a spare's proves nothing: the walk lost none)
+                if not spare and item.seqs is not None and item.seqs.first >= expected:
                     seen_end = max(seen_end, item.seqs.last + 1)
                 continue
             if item.first_seq < expected:
