@@ -825,3 +825,44 @@ def test_damage_in_a_spare_never_costs_a_seq_the_next_segment_holds(fast_tmp) ->
     flip(spare, frames_of(spare)[-2].offset + FRAME_HEADER_SIZE + 5)
     report = _salvage_agrees(root, events)
     assert report.lost_ranges == [], str(report)
+
+
+@pytest.mark.parametrize("case", ["a spare restores a damaged commit", "a renamed segment"])
+def test_power_cut_during_a_spare_salvage_then_salvage_again_loses_nothing(fast_tmp, case) -> None:
+    """[F-05], [F-26]: a power cut at any mutating call of a salvage that takes commits from a
+    spare: the next salvage still loses nothing, since the spare leaves the log only after
+    every rewrite that took from it is durable."""
+    from faultfs import FaultyFS
+    template = str(fast_tmp / "template")
+    events = _four_segments(template)
+    second, third = seg_files(template, ".seg")[1:3]
+    f2, f3 = frames_of(second), frames_of(third)
+    if case == "a renamed segment":
+        os.rename(third, os.path.join(template, "segments", f"{f2[2].first_seq:020d}.seg"))
+    else:
+        _stale_copy(template, second, f2[2:], (third, f3[:4]))
+        flip(third, f3[1].offset + FRAME_HEADER_SIZE + 5)
+    counting = FaultyFS()
+    probe = str(fast_tmp / "probe")
+    shutil.copytree(template, probe)
+    counting.track(probe)
+    eventstore.open(probe, [KV()], recovery="salvage", fs=counting, snapshot_every=0).close()
+    total = sum(counting.calls.values())
+    counting.close_held()
+    assert total > 5
+    for n in range(1, total + 1):
+        root = str(fast_tmp / f"c{n}")
+        shutil.copytree(template, root)
+        fs = FaultyFS()
+        fs.track(root)
+        fs.crash_at(n)
+        try:
+            eventstore.open(root, [KV()], recovery="salvage", fs=fs, snapshot_every=0).close()
+        except OSError:
+            pass
+        fs.close_held()
+        with eventstore.open(root, [KV()], recovery="salvage", fs=FAST, snapshot_every=0) as s:
+            assert s.recovery_report.lost_ranges == [], (n, str(s.recovery_report))
+            assert events_tuple(s.read()) == events_tuple(events), n
+        with eventstore.open(root, [KV()], fs=FAST, snapshot_every=0) as s:
+            assert s.verify().ok, n
