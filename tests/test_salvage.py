@@ -866,3 +866,30 @@ def test_power_cut_during_a_spare_salvage_then_salvage_again_loses_nothing(fast_
             assert events_tuple(s.read()) == events_tuple(events), n
         with eventstore.open(root, [KV()], fs=FAST, snapshot_every=0) as s:
             assert s.verify().ok, n
+
+
+def test_only_a_salvage_that_repaired_says_it_lost_events_a_reader_reports_damage(fast_tmp, caplog) -> None:
+    """SPEC §4.4, [F-16], [F-26]: a readonly open with ``recovery="salvage"`` repairs nothing, so
+    it never logs that a salvage lost events: it says the store is damaged and which seqs it
+    cannot read. The writer's salvage open that repairs it says what it lost, once."""
+    import logging
+    root = str(fast_tmp / "s")
+    make_store(root, n=12)
+    path = seg_files(root, ".seg")[0]
+    victim = frames_of(path)[3]
+    flip(path, victim.offset + FRAME_HEADER_SIZE + 2)
+    with caplog.at_level(logging.WARNING, logger="eventstore"):
+        eventstore.open(root, [KV()], readonly=True, recovery="salvage", fs=FAST).close()
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("salvage recovery" in m for m in said), said
+    assert any("is damaged" in m and f"seqs {victim.first_seq}" in m and "nothing was repaired" in m
+               for m in said), said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eventstore"):
+        open_read(root, recovery="salvage")
+    said = [r.getMessage() for r in caplog.records]
+    assert [m for m in said if "salvage recovery" in m and "lost 1 event " in m], said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eventstore"):
+        open_read(root, recovery="salvage")  # repaired already: nothing more is lost
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
