@@ -18,8 +18,6 @@ changing directory stays consistent, is the walk's ([F-30]).
 """
 from __future__ import annotations
 
-import bisect
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -29,20 +27,16 @@ from ..errors import CorruptionError, FormatVersionError
 from ..event import Event
 from ..fs import FileSystem
 from ..report import RecoveryEntry, RecoveryReport
-from .directory import quarantine_copy, quarantine_move
-from .endrecord import EndRecord, read_end, write_end
+from .directory import quarantine_copy
+from .endrecord import EndRecord, read_end
 from .frame import Damage, Frame, SeqRange, claimed_seqs, is_gap
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, SEGMENT_HEADER_SIZE, SEGMENTS_DIR
-from .salvage import (
-    ChainEntry, LeadGap, gap_segment, keep_lost_tail, rewrite_segment, set_aside_damaged_snapshots,
-    set_aside_stale_snapshots,
-)
+from .salvage import ChainEntry, LeadGap, RepairPlan
 from .segment import SegmentRef
-from .spares import Spare, SpareCopies, chains, set_aside_spares
+from .spares import Spare
 from .walk import Cursor, Resync, SegmentWalk, Visit
 
-__all__ = ["Walker", "LogEnd", "TornTail", "SnapshotMismatch", "salvage_log", "salvage_pass", "cut_torn_tail",
-           "read_evidence"]
+__all__ = ["Walker", "LogEnd", "TornTail", "SnapshotMismatch", "cut_torn_tail", "read_evidence"]
 
 
 @dataclass
@@ -117,11 +111,7 @@ class Walker:
         self.strict = policy == "strict"
         self.report = report
         self.check_payloads = False  # decode payloads even without an on_commit
-        self._rewrite: dict[str, ChainEntry] = {}  # path -> how the walk entered the segment
-        self._lead_gap: LeadGap | None = None  # seqs missing before the first segment
-        self._spares: dict[str, SegmentRef] = {}  # segments that overlap seqs held before them ([F-26])
-        self._holes: dict[tuple[str, int], int] = {}  # (file, first lost seq) -> its report entry
-        self._copies = SpareCopies(fs, [])
+        self.plan = RepairPlan()  # what a salvage writer rewrites after the walk (`repair`)
         self.gaps: list[SeqRange] = []  # seqs of the gap frames walked over ([F-25])
         self.torn: TornTail | None = None  # the torn tail the walk ended at
 
@@ -132,7 +122,7 @@ class Walker:
         action = "problem" if self.policy == "collect" else ("lost" if lost else "damaged")
         self.report.add(RecoveryEntry(action, path, offset, reason, lost=lost.as_tuple() if lost else None))
         if lost is not None and self.policy == "salvage":
-            self._holes[(path, lost.first)] = len(self.report) - 1
+            self.plan.holes[(path, lost.first)] = len(self.report) - 1
 
     def _segments(self) -> SegmentWalk:
         # salvage and collect read leniently ([F-27]): frames before a damaged header or zstd
@@ -211,9 +201,9 @@ class Walker:
             walk.restart = True
             # the gap frame goes at the end of the segment before, or in a new one
             if walk.prev is not None:
-                self._rewrite.setdefault(walk.prev.ref.path, walk.prev)
+                self.plan.rewrite(walk.prev)
             else:
-                self._lead_gap = LeadGap(os.path.dirname(ref.path), lost.first, ref.first_seq, walk.digest)
+                self.plan.lead_gap = LeadGap(os.path.dirname(ref.path), lost.first, ref.first_seq, walk.digest)
         if header is not None:
             pass  # its digest is unknown: the chain goes on into its first frame, or restarts there
         elif walk.restart:  # nothing to continue: the header's digest starts the chain again
@@ -324,7 +314,7 @@ class Walker:
             seg.damaged = True
             walk.restart = True
         if seg.damaged:
-            self._rewrite.setdefault(ref.path, seg.entry)
+            self.plan.rewrite(seg.entry)
         walk.prev = seg.entry
 
     def _leave_spare(self, seg: _Segment, walk: _Pass) -> None:
@@ -340,9 +330,9 @@ class Walker:
         if error is not None:
             self._problem(error.file, error.offset, error.reason)
             ended = True
-        self._spares[ref.path] = ref
+        self.plan.spares[ref.path] = ref
         if spare.took:
-            self._rewrite.setdefault(ref.path, seg.entry)
+            self.plan.rewrite(seg.entry)
             walk.prev = seg.entry
             if ended:
                 walk.restart = True
@@ -398,60 +388,6 @@ class Walker:
         claimed = torn.claimed  # None: too short or too damaged to say what it held
         return claimed is None or (claimed.first == end.cursor.next_seq and claimed.last >= record.seq)
 
-    # -- salvage: rewrite damaged segments with gap frames ([F-25]) -----------------------
-    @property
-    def damaged(self) -> bool:
-        """Segments to rewrite or set aside (or a segment to create for seqs lost before the first one)."""
-        return bool(self._rewrite) or bool(self._spares) or self._lead_gap is not None
-
-    def rewrite_damaged(self, refs: list[SegmentRef]) -> None:
-        """Replace each damaged segment by its intact frames plus gap frames, then move the spares
-        out of the log (``refs``: the segments now)."""
-        if self._lead_gap is not None:  # the first segments are gone: a new one holds the gap
-            gap_segment(self.fs, self.report, self._lead_gap)
-            self._lead_gap = None
-        spares = self._spares
-        # where each segment of the repaired log starts: a spare's rewrite starts at the seq it adds
-        firsts = sorted({r.first_seq for r in refs if r.path not in spares}
-                        | {e.first for e in self._rewrite.values()})
-        layouts: dict[int, dict[int, int]] = {}
-        self._copies = SpareCopies(self.fs, list(spares.values()))
-        for entry in self._rewrite.values():
-            i = bisect.bisect_right(firsts, entry.first)
-            next_first = firsts[i] if i < len(firsts) else None
-            layouts[entry.first] = rewrite_segment(self.fs, self.root, self.report, entry, next_first, self.fill)
-        self._rewrite.clear()
-        if spares:  # last: a frame taken from a spare is written before the spare leaves ([F-05])
-            seg_dir = os.path.join(self.root, SEGMENTS_DIR)
-            log = [r for r in self._segments().relist() if r.path not in spares]
-            set_aside_spares(self.fs, self.root, spares.values(), log, self.report)
-            for ref in spares.values():
-                layouts.setdefault(ref.first_seq, {})  # a snapshot positioned in a spare goes too
-            spares.clear()
-            self.fs.fsync_dir(seg_dir)
-        if layouts:
-            set_aside_stale_snapshots(self.fs, self.root, layouts, self.report)
-
-    def fill(self, path: str, seqs: SeqRange, digest: bytes, after: Frame) -> list[Frame]:
-        """Intact copies, from a spare, of seqs a rewrite of ``path`` would put behind a gap frame
-        ([F-26]): they must continue the chain from ``digest``, and when they hold every seq the
-        frame ``after`` them must continue it from theirs. The report no longer calls them lost."""
-        index = self._holes.get((path, seqs.first))
-        if index is None or self.report.entries[index].lost != seqs.as_tuple():
-            return []  # only seqs the report lost, as it lost them
-        frames, source = self._copies.run(path, seqs, digest)
-        if frames and frames[-1].last_seq == seqs.last and not chains(frames[-1].digest, after):
-            frames.pop()  # then a gap frame must restart the chain before ``after``
-        if not frames:
-            return []
-        entry, last = self.report.entries[index], frames[-1].last_seq
-        lost = (last + 1, seqs.last) if last < seqs.last else None
-        self.report.entries[index] = dataclasses.replace(
-            entry, action="lost" if lost else "damaged", lost=lost,
-            reason=f"{entry.reason}; seqs {seqs.first}-{last} restored from an intact copy in {source}")
-        return frames
-
-
 def _spare_items(spare: Spare, items: Iterator[Frame | Damage]) -> Iterator[Frame | Damage]:
     """A spare's frames as the walk takes them: past the first `Damage` (it says the spare
     overlaps, or its header is unreadable: reported already), up to the next segment's name."""
@@ -489,53 +425,6 @@ def cut_torn_tail(fs: FileSystem, root: str, path: str, damage: Damage, report: 
     fs.fsync_dir(os.path.dirname(path))
     report.add(RecoveryEntry("truncated", path, damage.offset,
                              f"torn tail ({damage.reason}); copied to {qpath}", nbytes=cut))
-
-
-def salvage_log(fs: FileSystem, root: str, report: RecoveryReport) -> tuple[bool, LogEnd, Walker]:
-    """Salvage pass of a writer's open ([F-15], [F-25]): scan the whole log, decode every
-    payload, report lost seq ranges, cut a torn tail, and rewrite damaged segments with
-    gap frames (originals copied to quarantine/). Returns whether a file was changed, and
-    where the log ends.
-
-    Afterwards the log is clean, so the ordinary open (newest usable snapshot and
-    its tail) follows; a snapshot taken after the lost seqs still holds their state.
-    Snapshots that do not read are moved to quarantine/ first, so a salvaged store
-    verifies clean.
-    """
-    moved = set_aside_damaged_snapshots(fs, root, report)
-    walker = Walker(fs, root, policy="salvage", writer=True, report=report)
-    walker.check_payloads = True
-    before = len(report)
-    end = walker.walk(Cursor.start(), None)
-    if walker.damaged:
-        walker.rewrite_damaged(walker._segments().relist())
-        # where the repaired log ends (gap frames may now hold seqs past the old end)
-        end = Walker(fs, root, policy="collect", writer=False, report=RecoveryReport()).walk(Cursor.start(), None)
-    return moved or len(report) != before, end, walker
-
-
-def salvage_pass(fs: FileSystem, root: str, report: RecoveryReport) -> bool:
-    """A salvage writer's repairs before its open, holding both locks ([F-26], [F-29]).
-
-    `salvage_log` repairs damage in the log; then the seqs the store proves its
-    log held past its end (snapshots, the end-of-log record) are kept behind gap
-    frames (`salvage.keep_lost_tail`). A torn tail the pass cut explains the
-    record's last seqs (the tail rule judged that commit incomplete, [F-13]):
-    the record then follows the log. Returns True when a file was changed.
-    """
-    try:
-        record = read_end(fs, root)
-    except FormatVersionError:
-        raise
-    except CorruptionError as exc:  # evidence that does not read: out of use, never deleted ([F-05])
-        qpath = quarantine_move(fs, root, exc.file)
-        report.add(RecoveryEntry("skipped-end-record", exc.file, exc.offset, f"{exc.reason}; moved to {qpath}"))
-        record = None
-    changed, end, walker = salvage_log(fs, root, report)
-    if record is not None and walker.tail_explains(end, record):
-        record = EndRecord(end.cursor.next_seq - 1, end.ref.first_seq if end.ref else 1, end.cursor.digest)
-        write_end(fs, root, record)
-    return keep_lost_tail(fs, root, end.cursor, end.ref, record, report) or changed
 
 
 def read_evidence(fs: FileSystem, root: str, report: RecoveryReport) -> EndRecord | None:

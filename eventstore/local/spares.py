@@ -18,7 +18,6 @@ It never decides what is damage and never rewrites a segment itself.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Iterable
 

@@ -24,7 +24,7 @@ from .layout import ZERO_DIGEST
 from .log import SegmentLog
 from .opening import OpenResult, open_log
 from .reader import Cursor, LogReader
-from .recovery import salvage_pass
+from .repair import apply_plan, salvage_pass
 from .segment import create_segment, list_segments
 from .syncstate import SharedSync
 from .writer import LogWriter
@@ -112,8 +112,8 @@ class Startup:
 
     def _start_writer(self, result: OpenResult, lock: FileLock) -> LogWriter:
         fs, d, options = self.fs, self.dir, self.options
-        if result.walker.damaged:
-            result.walker.rewrite_damaged(list_segments(fs, d.segments))
+        if result.walker.plan.pending:  # readonly salvage only plans; a salvage writer repairs
+            apply_plan(fs, d.root, self.report, result.walker.plan)
         end = result.end
         last = result.last_ref
         if last is None or last.compressed:  # [F-29]: a strict open refused that; salvage repaired it
