@@ -11,17 +11,24 @@ its lock around all of it.
 from __future__ import annotations
 
 import time as _time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from eventstore.event import Event
 
 from .events import CONT, TYPE_OF_FIELD, VALUE, MediaRecord
 from .media import MediaProjection
 
-__all__ = ["Batch", "Overlay", "Item", "batch_items"]
+__all__ = ["Batch", "Pending", "Overlay", "Item", "batch_items", "committed_value"]
 
 Item = tuple[str, str, dict[str, Any], dict[str, Any]]
 """An event to append: ``(type, key, data, meta)``."""
+
+
+class Pending(NamedTuple):
+    """A field's pending value in a batch, and the reason given with it."""
+
+    value: str
+    reason: str | None
 
 
 class Batch:
@@ -33,18 +40,18 @@ class Batch:
     """
 
     def __init__(self) -> None:
-        self.changes: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self.changes: dict[tuple[str, str], Pending] = {}  # (key, field) -> its pending value
         self.events: list[Event] = []
         self.refused: str | None = None
         self._keys: set[str] = set()
 
     def put(self, key: str, field: str, value: str, reason: str | None) -> None:
-        self.changes[(key, field)] = (value, reason)
+        self.changes[(key, field)] = Pending(value, reason)
         self._keys.add(key)
 
     def value(self, key: str, field: str) -> str | None:
         entry = self.changes.get((key, field))
-        return None if entry is None else entry[0]
+        return None if entry is None else entry.value
 
     def keys(self) -> set[str]:
         return self._keys

@@ -175,7 +175,7 @@ class MediaCatalog(CatalogReads):
                 if batch.refused is not None:
                     raise ValidationError(batch.refused)
                 pending = batch.changes.get((key, field))
-                current = pending[0] if pending is not None else committed_value(self._proj, key, field)
+                current = pending.value if pending is not None else committed_value(self._proj, key, field)
                 if value != current:
                     batch.put(key, field, value, reason)
                 return None

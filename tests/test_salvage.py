@@ -893,3 +893,29 @@ def test_only_a_salvage_that_repaired_says_it_lost_events_a_reader_reports_damag
     with caplog.at_level(logging.WARNING, logger="eventstore"):
         open_read(root, recovery="salvage")  # repaired already: nothing more is lost
     assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_a_writer_catching_up_never_cuts_a_whole_frame_after_damage_as_a_torn_tail(fast_tmp) -> None:
+    """[F-13], [F-14]: bytes another writer left at the end of the log are junk followed by a
+    whole, signed frame carrying the next seq that does not continue the chain (edited and
+    re-signed). A writer catching up with them checks the chain: that frame is damage after
+    damage, so the log is corrupt there, not torn; nothing is cut, nothing is acknowledged."""
+    import struct
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], fs=FAST, snapshot_every=0) as s:
+        for i in range(3):
+            s.append("set", "k", {"i": i, "pad": "xxxx"})
+        path = seg_files(root, ".seg")[-1]
+        last = frames_of(path)[-1]
+        forged = bytearray(open(path, "rb").read()[last.offset:last.offset + last.size])
+        struct.pack_into("<Q", forged, 16, last.first_seq + 1)  # the next seq...
+        with open(path, "ab") as f:
+            f.write(b"\x00junk\x00")
+            at = f.tell()
+            f.write(bytes(forged))
+        resign(path, at)  # ...signed, but chained from nowhere
+        size = os.path.getsize(path)
+        with pytest.raises(eventstore.EventStoreError):
+            s.append("set", "k", {"i": 9})
+    assert os.path.getsize(path) == size
+    assert not os.path.exists(os.path.join(root, "quarantine"))
