@@ -17,7 +17,7 @@ from .event import Event, Value
 from .projection import Projection
 from .report import RecoveryReport, VerifyReport
 
-__all__ = ["Store", "Transaction", "StoreOptions", "SnapshotState", "Value", "Data", "Item",
+__all__ = ["Store", "Transaction", "StoreOptions", "SnapshotState", "Commit", "Value", "Data", "Item",
            "StoreStats", "CompactResult", "ProgressCallback", "DURABILITY", "RECOVERY"]
 
 Data = Mapping[str, Value]
@@ -42,6 +42,28 @@ class SnapshotState:
 
     seq: int  # the state is the one after every event up to and including this seq
     state: object
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit as a store holds it: its seqs, time, place in the digest chain, and events.
+
+    ``Store.read_commits`` yields these and ``Store.import_commit`` takes them,
+    so a copy between backends keeps seqs, times and digests (`metalog copy`).
+    ``digest`` is ``chain.commit_digest(prev, first_seq, len(events), ts,
+    payload)``, where ``payload`` is the codec's encoding of the events.
+    """
+
+    first_seq: int
+    ts: int  # ns since the epoch, shared by its events
+    prev: bytes  # the chain digest before it (that of the commit before, or the zero digest)
+    digest: bytes  # the chain digest after it
+    payload: bytes
+    events: list[Event]
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.events) - 1
 
 
 @dataclass(frozen=True)
@@ -143,6 +165,21 @@ class Store(Protocol):
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]: ...
 
     def version(self, key: str) -> int: ...
+
+    def read_commits(self, start: int = 1) -> Iterator[Commit]:
+        """Whole commits from the one holding seq ``start``, in seq order. Seqs a salvage lost
+        (gap frames) are skipped: the commit after them has its own ``prev``."""
+        ...
+
+    def import_commit(self, commit: Commit) -> list[Event]:
+        """Store a commit read from another store, with its seqs, time and digest.
+
+        It must chain on this store's head: start at ``last_seq + 1``, with
+        ``prev`` the digest of this store's last commit, a time no earlier than
+        that commit's, a payload that encodes its events, and a digest that
+        recomputes. Anything else is a `ValidationError` and nothing is written.
+        """
+        ...
 
     @property
     def last_seq(self) -> int: ...

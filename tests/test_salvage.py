@@ -675,14 +675,7 @@ def test_resigned_last_commit_is_lost_not_cut_as_a_torn_tail(fast_tmp, digest, a
         assert s.append("set", "k0", {"i": -1}).seq == victim.last_seq + 1
 
 
-# -- known salvage gaps: segments that overlap seqs already held, gaps before an unreadable header --
-# Salvage does not repair these (docs/ARCHITECTURE.md, "Known gaps"). A repair must take each seq
-# from whichever file holds an intact, chaining copy, and report every frame it refuses: keeping
-# the first copy of each seq drops an intact later copy of a seq damaged in its own segment, and
-# refusing non-chaining frames without a report lets an edited last commit be cut as a torn tail.
-# These tests say what a fix must do; strict xfail makes them fail loudly once it does, so the
-# marker goes with the fix.
-_KNOWN_GAP = pytest.mark.xfail(strict=True, reason="known salvage gap (docs/ARCHITECTURE.md, Known gaps)")
+# -- segments that overlap seqs already held, gaps before an unreadable header ([F-26]) --------
 def _digest_before(path: str, frame) -> bytes:
     """The chain digest before ``frame`` of the plain segment at ``path`` (read before damage)."""
     data = open(path, "rb").read()
@@ -707,16 +700,15 @@ def _segment_of_frames(root: str, first_seq: int, prev: bytes, parts: list) -> s
     return path
 
 
-@_KNOWN_GAP
 @pytest.mark.parametrize("case", ["stale copy", "stale copy running into the next segment",
                                   "renamed, header lowered", "renamed, header left as it was",
                                   "stale copy of the last segment's tail"])
 def test_segment_starting_below_the_expected_seq_is_set_aside_and_nothing_is_lost(fast_tmp, case) -> None:
-    """[F-14], [F-26]: a segment whose first seq (name and header agreeing) is below the seq the
-    log expects overlaps seqs the segment before already holds. Salvage must keep one intact
-    copy of every seq (whichever file holds it), lose nothing intact, read every seq once, and
-    leave a store that strict opens accept. (A known gap, hence the xfail: salvage reports the
-    segment and rewrites nothing, so reads and strict opens still refuse the store.)"""
+    """[F-14], [F-26]: a segment named below the seq the log expects (its header agreeing, or
+    unreadable) overlaps seqs the segment before already holds: a spare. Salvage keeps one intact
+    copy of every seq (a renamed segment's frames are written under the right name), loses
+    nothing intact, reads every seq once, moves the spare to quarantine/, and leaves a store that
+    strict opens accept."""
     root = str(fast_tmp / "s")
     events = _four_segments(root)
     segs = seg_files(root, ".seg")
@@ -745,11 +737,12 @@ def test_segment_starting_below_the_expected_seq_is_set_aside_and_nothing_is_los
     report = _salvage_agrees(root, events)
     assert report.lost_ranges == [], str(report)
     assert any(e.file == extra and e.offset == 0 for e in report if e.action == "damaged"), str(report)
+    assert [e.action for e in report if e.file == extra][-1] == "quarantined", str(report)
+    assert not os.path.exists(extra)
     with eventstore.open(root, [KV()], fs=FAST) as s:
         assert s.append("set", "k0", {"i": -1}).seq == len(events) + 1
 
 
-@_KNOWN_GAP
 @pytest.mark.parametrize("snapshot", [False, True])
 @pytest.mark.parametrize("missing", ["the last commits of the segment before", "the whole segment before"])
 def test_unreadable_header_after_missing_seqs_gets_a_gap_frame(fast_tmp, missing, snapshot) -> None:
@@ -757,8 +750,7 @@ def test_unreadable_header_after_missing_seqs_gets_a_gap_frame(fast_tmp, missing
     segment before lost its last commits, or is gone). Salvage reports them lost once and puts
     them behind a gap frame at the end of the segment before, so strict opens, ``read`` and
     ``verify`` see contiguous seqs. With a snapshot after the damage the open that follows the
-    salvage pass starts there and never looks back. (A known gap, hence the xfail: salvage
-    reports the seqs lost but writes no gap frame for them, or reports them twice.)"""
+    salvage pass starts there and never looks back."""
     root = str(fast_tmp / "s")
     events = _four_segments(root)
     if snapshot:
@@ -777,3 +769,151 @@ def test_unreadable_header_after_missing_seqs_gets_a_gap_frame(fast_tmp, missing
     assert report.lost_ranges == [gone], str(report)
     holder = first if missing == "the whole segment before" else before
     assert frames_of(holder)[-1].last_seq == gone[1]  # the gap frame ends the segment before
+
+
+def _stale_copy(root: str, seg: str, frames: list, more: tuple[str, list] | None = None) -> str:
+    """A spare: copies of ``frames`` of ``seg`` (and then ``more``'s) in a file named after the first."""
+    parts = [(seg, f) for f in frames] + ([(more[0], f) for f in more[1]] if more else [])
+    return _segment_of_frames(root, frames[0].first_seq, _digest_before(seg, frames[0]), parts)
+
+
+@pytest.mark.parametrize("where", ["in the segment before the spare", "in the segment after the spare"])
+def test_a_seq_damaged_in_its_segment_is_restored_from_a_spare_copy(fast_tmp, where) -> None:
+    """[F-26]: a commit damaged in its own segment, of which a spare holds an intact copy that
+    continues the digest chain on both sides, is restored from it instead of lost behind a gap
+    frame, whichever side of the spare its segment is; the report says where it came from."""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    second, third = seg_files(root, ".seg")[1:3]
+    f2, f3 = frames_of(second), frames_of(third)
+    _stale_copy(root, second, f2[2:], (third, f3[:4]))
+    path, victim = (second, f2[3]) if where == "in the segment before the spare" else (third, f3[1])
+    flip(path, victim.offset + FRAME_HEADER_SIZE + 5)
+    report = _salvage_agrees(root, events)
+    assert report.lost_ranges == [], str(report)
+    assert any("restored from an intact copy" in e.reason and e.file == path for e in report), str(report)
+
+
+def test_a_spare_copy_that_does_not_chain_is_never_taken_for_the_logs_commit(fast_tmp) -> None:
+    """[F-26]: where the log lost a commit and a spare's copy of it was edited and re-signed (its
+    CRC recomputed, so only the chain can tell), the copy is not taken: the seq stays lost behind
+    a gap frame, and the spare goes to quarantine/ as it is, reported as holding copies that
+    differ from the log's."""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    second = seg_files(root, ".seg")[1]
+    f2 = frames_of(second)
+    spare = _stale_copy(root, second, f2[2:])
+    _edit_and_resign(spare, frames_of(spare)[1], "left as is")
+    flip(second, f2[3].offset + FRAME_HEADER_SIZE + 5)
+    report = _salvage_agrees(root, events)
+    assert report.lost_ranges == [(f2[3].first_seq, f2[3].last_seq)], str(report)
+    moved = [e for e in report if e.file == spare and e.action == "quarantined"]
+    assert moved and "differ" in moved[0].reason, str(report)
+
+
+def test_damage_in_a_spare_never_costs_a_seq_the_next_segment_holds(fast_tmp) -> None:
+    """[F-26]: a spare running into the next segment is searched only up to that segment's
+    name, so its own damaged copy of a seq the next segment holds intact costs nothing."""
+    root = str(fast_tmp / "s")
+    events = _four_segments(root)
+    second, third = seg_files(root, ".seg")[1:3]
+    f2, f3 = frames_of(second), frames_of(third)
+    spare = _stale_copy(root, second, f2[2:], (third, f3[:3]))
+    flip(spare, frames_of(spare)[-2].offset + FRAME_HEADER_SIZE + 5)
+    report = _salvage_agrees(root, events)
+    assert report.lost_ranges == [], str(report)
+
+
+@pytest.mark.parametrize("case", ["a spare restores a damaged commit", "a renamed segment"])
+def test_power_cut_during_a_spare_salvage_then_salvage_again_loses_nothing(fast_tmp, case) -> None:
+    """[F-05], [F-26]: a power cut at any mutating call of a salvage that takes commits from a
+    spare: the next salvage still loses nothing, since the spare leaves the log only after
+    every rewrite that took from it is durable."""
+    from faultfs import FaultyFS
+    template = str(fast_tmp / "template")
+    events = _four_segments(template)
+    second, third = seg_files(template, ".seg")[1:3]
+    f2, f3 = frames_of(second), frames_of(third)
+    if case == "a renamed segment":
+        os.rename(third, os.path.join(template, "segments", f"{f2[2].first_seq:020d}.seg"))
+    else:
+        _stale_copy(template, second, f2[2:], (third, f3[:4]))
+        flip(third, f3[1].offset + FRAME_HEADER_SIZE + 5)
+    counting = FaultyFS()
+    probe = str(fast_tmp / "probe")
+    shutil.copytree(template, probe)
+    counting.track(probe)
+    eventstore.open(probe, [KV()], recovery="salvage", fs=counting, snapshot_every=0).close()
+    total = sum(counting.calls.values())
+    counting.close_held()
+    assert total > 5
+    for n in range(1, total + 1):
+        root = str(fast_tmp / f"c{n}")
+        shutil.copytree(template, root)
+        fs = FaultyFS()
+        fs.track(root)
+        fs.crash_at(n)
+        try:
+            eventstore.open(root, [KV()], recovery="salvage", fs=fs, snapshot_every=0).close()
+        except OSError:
+            pass
+        fs.close_held()
+        with eventstore.open(root, [KV()], recovery="salvage", fs=FAST, snapshot_every=0) as s:
+            assert s.recovery_report.lost_ranges == [], (n, str(s.recovery_report))
+            assert events_tuple(s.read()) == events_tuple(events), n
+        with eventstore.open(root, [KV()], fs=FAST, snapshot_every=0) as s:
+            assert s.verify().ok, n
+
+
+def test_only_a_salvage_that_repaired_says_it_lost_events_a_reader_reports_damage(fast_tmp, caplog) -> None:
+    """SPEC §4.4, [F-16], [F-26]: a readonly open with ``recovery="salvage"`` repairs nothing, so
+    it never logs that a salvage lost events: it says the store is damaged and which seqs it
+    cannot read. The writer's salvage open that repairs it says what it lost, once."""
+    import logging
+    root = str(fast_tmp / "s")
+    make_store(root, n=12)
+    path = seg_files(root, ".seg")[0]
+    victim = frames_of(path)[3]
+    flip(path, victim.offset + FRAME_HEADER_SIZE + 2)
+    with caplog.at_level(logging.WARNING, logger="eventstore"):
+        eventstore.open(root, [KV()], readonly=True, recovery="salvage", fs=FAST).close()
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("salvage recovery" in m for m in said), said
+    assert any("is damaged" in m and f"seqs {victim.first_seq}" in m and "nothing was repaired" in m
+               for m in said), said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eventstore"):
+        open_read(root, recovery="salvage")
+    said = [r.getMessage() for r in caplog.records]
+    assert [m for m in said if "salvage recovery" in m and "lost 1 event " in m], said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eventstore"):
+        open_read(root, recovery="salvage")  # repaired already: nothing more is lost
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_a_writer_catching_up_never_cuts_a_whole_frame_after_damage_as_a_torn_tail(fast_tmp) -> None:
+    """[F-13], [F-14]: bytes another writer left at the end of the log are junk followed by a
+    whole, signed frame carrying the next seq that does not continue the chain (edited and
+    re-signed). A writer catching up with them checks the chain: that frame is damage after
+    damage, so the log is corrupt there, not torn; nothing is cut, nothing is acknowledged."""
+    import struct
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], fs=FAST, snapshot_every=0) as s:
+        for i in range(3):
+            s.append("set", "k", {"i": i, "pad": "xxxx"})
+        path = seg_files(root, ".seg")[-1]
+        last = frames_of(path)[-1]
+        forged = bytearray(open(path, "rb").read()[last.offset:last.offset + last.size])
+        struct.pack_into("<Q", forged, 16, last.first_seq + 1)  # the next seq...
+        with open(path, "ab") as f:
+            f.write(b"\x00junk\x00")
+            at = f.tell()
+            f.write(bytes(forged))
+        resign(path, at)  # ...signed, but chained from nowhere
+        size = os.path.getsize(path)
+        with pytest.raises(eventstore.EventStoreError):
+            s.append("set", "k", {"i": 9})
+    assert os.path.getsize(path) == size
+    assert not os.path.exists(os.path.join(root, "quarantine"))

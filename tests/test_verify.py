@@ -152,6 +152,32 @@ def test_damaged_snapshot_and_zseg_are_reported_with_file_and_offset(fast_tmp) -
     assert "junk" in problems[zseg].reason
 
 
+@pytest.mark.parametrize("damage", ["a flipped byte", "cut short"])
+def test_damaged_zseg_under_a_snapshot_is_damage_not_a_snapshot_problem(fast_tmp, damage) -> None:
+    """[F-27]: a damaged `.zseg` whose last commits are the seq a snapshot was taken at loses
+    those commits to the lenient read. ``verify`` reports the zstd damage and the seqs lost,
+    and not the snapshot as "not on a commit": the snapshot is sound, the log is damaged."""
+    root = str(fast_tmp / "s")
+    with eventstore.open(root, [KV()], snapshot_every=0, segment_bytes=4096, fs=FAST) as s:
+        for i in range(60):
+            s.append("set", f"k{i % 3}", {"title": f"title {i:03d}", "pad": "x" * 300})
+        at = s.compact()["snapshot_seq"]
+        for i in range(5):
+            s.append("set", f"k{i % 3}", {"title": f"after {i}"})
+        s.snapshot()
+    zseg = seg_files(root, ".zseg")[-1]
+    if damage == "a flipped byte":
+        flip(zseg, os.path.getsize(zseg) // 2)
+    else:
+        os.truncate(zseg, os.path.getsize(zseg) - 20)
+    with eventstore.open(root, [KV()], readonly=True, recovery="salvage", fs=FAST) as s:
+        report = s.verify()
+    assert not report.ok
+    assert [p.file for p in report.problems if "snap" in os.path.basename(p.file)] == [], str(report)
+    assert report.problems[0].file == zseg, str(report)
+    assert any(p.lost is not None and p.lost[0] <= at <= p.lost[1] for p in report.problems), str(report)
+
+
 def test_verify_never_writes(fast_tmp) -> None:
     root = str(fast_tmp / "s")
     make(root, n=20)

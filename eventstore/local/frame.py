@@ -168,12 +168,17 @@ class FrameScanner:
             self.damage = result
         return result
 
-    def resync(self) -> tuple[Frame | None, bool]:
+    def resync(self) -> tuple[Frame | Damage | None, bool]:
         """After damage, find the next frame whose magic, CRC and seq verify ([F-15]).
 
+        A frame carrying exactly the seq expected must also continue the chain
+        (where it is checked and does not restart): the first frame found after
+        an unreadable header or in an overlapping segment is judged like any
+        first frame ([F-26]). One that does not is returned as a ``chain``
+        `Damage` naming its seqs, and the next call searches on past it.
         Returns ``(frame, done)``: a frame (the chain restarts from its stored
-        digest), or ``(None, False)`` when more bytes are needed, or
-        ``(None, True)`` when no such frame exists before the end.
+        digest when it skips seqs), such a `Damage`, ``(None, False)`` when
+        more bytes are needed, or ``(None, True)`` when no frame follows.
         """
         assert self.damage is not None
         buf, start = self._buf, self._start
@@ -193,6 +198,12 @@ class FrameScanner:
                 self._drop_before(i)  # bytes before the candidate are searched
                 return None, False
             if isinstance(result, Frame) and result.first_seq >= self.expected_seq:
+                if (result.first_seq == self.expected_seq and self.verify_chain and not self._restart
+                        and chain_digest(self.digest, bytes(buf[i + _CHAINED.start:i + _CHAINED.stop]),
+                                         result.payload) != result.digest):
+                    self.damage = Damage(result.offset, "digest chain broken (commit removed, reordered or "
+                                         "edited)", "chain", SeqRange(result.first_seq, result.last_seq))
+                    return self.damage, False
                 self.damage = None
                 self._accept(result, result.digest)
                 return result, False

@@ -205,5 +205,18 @@ def open_log(fs: FileSystem, root: str, snap_dir: str, projections: Sequence[Pro
     opening.check_end(end, record)
     lost = seqs_in(report.lost_ranges)
     if lost and recovery == "salvage":
-        log.warning("salvage recovery of %s lost %d event%s", root, lost, "" if lost == 1 else "s")
+        _tell_lost(root, report, lost, writer)
     return OpenResult(end.cursor, end.ref, opening.versions, snapshot_seq, lost, opening.walker)
+
+
+def _tell_lost(root: str, report: RecoveryReport, lost: int, writer: bool) -> None:
+    """One warning: what a salvage writer's repair lost, or (a reader, which repairs nothing)
+    what damage keeps it from reading."""
+    events = f"{lost} event{'' if lost == 1 else 's'}"
+    seqs = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in report.lost_ranges)
+    if writer:
+        log.warning("salvage recovery of %s lost %s (seqs %s); the damaged bytes are in quarantine/",
+                    root, events, seqs)
+    else:
+        log.warning("%s is damaged: %s cannot be read (seqs %s); opened readonly, nothing was repaired",
+                    root, events, seqs)

@@ -79,6 +79,8 @@ class LogReader:
                 if isinstance(frame, Damage):
                     if ref.compressed or not visit.last:  # damage in a sealed segment ([F-14])
                         raise CorruptionError(ref.path, frame.offset, frame.reason)
+                    if damage is not None:  # a whole frame after damage, which breaks the chain:
+                        raise CorruptionError(ref.path, damage.offset, damage.reason)  # not a torn tail
                     damage = frame
                     continue
                 if damage is not None:  # valid data after damage: not a torn tail ([F-14])

@@ -27,19 +27,16 @@ from ..errors import CorruptionError, FormatVersionError
 from ..event import Event
 from ..fs import FileSystem
 from ..report import RecoveryEntry, RecoveryReport
-from .directory import quarantine_copy, quarantine_move
-from .endrecord import EndRecord, read_end, write_end
+from .directory import quarantine_copy
+from .endrecord import EndRecord, read_end
 from .frame import Damage, Frame, SeqRange, claimed_seqs, is_gap
 from .layout import FRAME_HEADER_SIZE, FRAME_MAGIC, SEGMENT_HEADER_SIZE, SEGMENTS_DIR
-from .salvage import (
-    ChainEntry, LeadGap, gap_segment, keep_lost_tail, rewrite_segment, set_aside_damaged_snapshots,
-    set_aside_stale_snapshots,
-)
+from .salvage import ChainEntry, LeadGap, RepairPlan
 from .segment import SegmentRef
+from .spares import Spare
 from .walk import Cursor, Resync, SegmentWalk, Visit
 
-__all__ = ["Walker", "LogEnd", "TornTail", "SnapshotMismatch", "salvage_log", "salvage_pass", "cut_torn_tail",
-           "read_evidence"]
+__all__ = ["Walker", "LogEnd", "TornTail", "SnapshotMismatch", "cut_torn_tail", "read_evidence"]
 
 
 @dataclass
@@ -101,6 +98,7 @@ class _Segment:
     damage: Damage | None = None  # damage not yet followed by a valid frame
     stopped: bool = False  # the walk reached its stop seq
     resumed: bool = field(default=False)  # the scan starts after the first frame (a snapshot's position)
+    spare: Spare | None = None  # it overlaps seqs held before it ([F-26])
 
 
 class Walker:
@@ -113,8 +111,7 @@ class Walker:
         self.strict = policy == "strict"
         self.report = report
         self.check_payloads = False  # decode payloads even without an on_commit
-        self._rewrite: dict[str, ChainEntry] = {}  # path -> how the walk entered the segment
-        self._lead_gap: LeadGap | None = None  # seqs missing before the first segment
+        self.plan = RepairPlan()  # what a salvage writer rewrites after the walk (`repair`)
         self.gaps: list[SeqRange] = []  # seqs of the gap frames walked over ([F-25])
         self.torn: TornTail | None = None  # the torn tail the walk ended at
 
@@ -124,6 +121,8 @@ class Walker:
             raise CorruptionError(path, offset, reason)
         action = "problem" if self.policy == "collect" else ("lost" if lost else "damaged")
         self.report.add(RecoveryEntry(action, path, offset, reason, lost=lost.as_tuple() if lost else None))
+        if lost is not None and self.policy == "salvage":
+            self.plan.holes[(path, lost.first)] = len(self.report) - 1
 
     def _segments(self) -> SegmentWalk:
         # salvage and collect read leniently ([F-27]): frames before a damaged header or zstd
@@ -165,59 +164,82 @@ class Walker:
             self._leave(seg, walk)
             scanner = visit.scanner
             assert scanner is not None
-            end = LogEnd(Cursor(visit.ref.first_seq, scanner.position, walk.expected, walk.digest,
-                                walk.last_ts), visit.ref)
+            if seg.spare is None or seg.spare.took:  # a spare that adds nothing is not where the log ends
+                end = LogEnd(Cursor(visit.ref.first_seq, scanner.position, walk.expected, walk.digest,
+                                    walk.last_ts), visit.ref)
             if seg.stopped or (stop_seq is not None and walk.expected > stop_seq):
                 break
         return end
 
     def _enter(self, visit: Visit, walk: _Pass) -> _Segment:
-        """Judge a segment's header against the walk: seqs missing or repeated, the chain ([F-14], [F-26])."""
+        """Judge a segment's header against the walk: seqs missing or repeated, the chain ([F-14], [F-26]).
+
+        An unreadable header is judged by the segment's name ([F-03]), and its
+        frames are searched for from byte 0.
+        """
         ref, stream = visit.ref, visit.stream
         first, walk.first = walk.first, False
         offset = visit.at.offset if first else SEGMENT_HEADER_SIZE
-        if stream.header_damage is not None:  # header unreadable: look for its frames anyway
-            if walk.confirming:
-                raise SnapshotMismatch(f"{ref.path}: {stream.header_damage.reason}")
-            return _Segment(visit, 0, ChainEntry(ref, walk.digest, walk.restart), damaged=True)
-        if first and offset > SEGMENT_HEADER_SIZE:  # from a snapshot's position: the frames before it
-            if walk.confirming and offset > stream.end:  # were not judged; take the header's word
-                raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "
+        header = stream.header_damage
+        if header is not None and walk.confirming:
+            raise SnapshotMismatch(f"{ref.path}: {header.reason}")
+        if header is None and first and offset > SEGMENT_HEADER_SIZE:  # from a snapshot's position:
+            if walk.confirming and offset > stream.end:  # the frames before it were not judged; take the
+                raise SnapshotMismatch(f"snapshot position {offset} is past the end of {ref.path} "  # header's word
                                        f"({stream.end} bytes)", past_end=True)
             return _Segment(visit, offset, ChainEntry(ref, stream.prev_digest, True), resumed=True)
         if walk.confirming:
             if ref.first_seq != walk.expected or stream.prev_digest != walk.digest:
                 raise SnapshotMismatch(self._mismatch(ref, walk.expected))
             walk.confirming = False  # the header continues the snapshot's chain
-        damaged = False
+        if ref.first_seq < walk.expected:
+            return self._enter_spare(visit, walk)
+        damaged = header is not None
         if ref.first_seq > walk.expected:
             lost = SeqRange(walk.expected, ref.first_seq - 1)
             self._problem(ref.path, 0, f"seqs {lost.first}-{lost.last} are missing", lost=lost)
             walk.restart = True
             # the gap frame goes at the end of the segment before, or in a new one
             if walk.prev is not None:
-                self._rewrite.setdefault(walk.prev.ref.path, walk.prev)
+                self.plan.rewrite(walk.prev)
             else:
-                self._lead_gap = LeadGap(os.path.dirname(ref.path), lost.first, ref.first_seq, walk.digest)
-        elif ref.first_seq < walk.expected:
-            self._problem(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {walk.expected}")
-            walk.restart = True
-        if walk.restart:  # nothing to continue: the header's digest starts the chain again
+                self.plan.lead_gap = LeadGap(os.path.dirname(ref.path), lost.first, ref.first_seq, walk.digest)
+        if header is not None:
+            pass  # its digest is unknown: the chain goes on into its first frame, or restarts there
+        elif walk.restart:  # nothing to continue: the header's digest starts the chain again
             walk.digest = stream.prev_digest
         elif stream.prev_digest != walk.digest:
             # the first frame is judged against the chain, not the header ([F-26])
             self._problem(ref.path, 0, "segment header does not continue the digest chain")
             damaged = True
         walk.expected = ref.first_seq
-        return _Segment(visit, SEGMENT_HEADER_SIZE, ChainEntry(ref, walk.digest, walk.restart), damaged=damaged)
+        start = 0 if header is not None else SEGMENT_HEADER_SIZE
+        return _Segment(visit, start, ChainEntry(ref, walk.digest, walk.restart), damaged=damaged)
+
+    def _enter_spare(self, visit: Visit, walk: _Pass) -> _Segment:
+        """[F-26]: a segment named below the seq expected overlaps seqs the log holds before it
+        (a stale or duplicated file, or one renamed). It is a *spare*: searched for frames from
+        the seq expected up to the next segment's name (that segment holds the seqs from there
+        on), and what it adds is rewritten under the name of the first seq it adds."""
+        ref, header = visit.ref, visit.stream.header_damage
+        reason = f"segment starts at seq {ref.first_seq}, expected {walk.expected}"
+        if header is not None:
+            reason = f"{header.reason}; by its name, {reason}"
+        self._problem(ref.path, 0, f"{reason}: it overlaps seqs the log holds before it")
+        later = visit.walk.listed_after(ref)
+        entry = ChainEntry(ref, walk.digest, walk.restart, spare_from=walk.expected)
+        start = 0 if header is not None else SEGMENT_HEADER_SIZE
+        return _Segment(visit, start, entry, spare=Spare(later.first_seq if later is not None else None))
 
     def _scan(self, seg: _Segment, walk: _Pass) -> None:
         """The frames of one segment: the hot loop of every replay."""
         visit, ref, strict = seg.visit, seg.visit.ref, self.strict
         # A strict open trusts stored digests ([F-18]) except for the first frame after
         # a snapshot, whose chain confirms that the snapshot belongs to this log ([F-21]).
-        items = visit.frames(seg.offset, walk.expected, walk.digest,
-                             verify_chain=not strict or walk.confirming, restart=walk.restart)
+        items = visit.frames(seg.offset, walk.expected, walk.digest, verify_chain=not strict or walk.confirming,
+                             restart=walk.restart, overlap=seg.spare is not None)
+        if seg.spare is not None:
+            items = _spare_items(seg.spare, items)
         walk.restart = False
         decode, on_commit, stop_seq, gaps = walk.decode, walk.on_commit, walk.stop_seq, self.gaps
         for frame in items:
@@ -227,6 +249,9 @@ class Walker:
                     raise SnapshotMismatch(damage.reason)
                 if strict and (ref.compressed or not visit.last):  # sealed: no torn tail there ([F-13])
                     raise CorruptionError(ref.path, damage.offset, damage.reason)
+                if seg.damage is not None and damage.kind == "chain":  # a whole commit found past the damage
+                    first = seg.damage  # that does not chain: it is lost, never a torn write ([F-14])
+                    damage = Damage(first.offset, f"{first.reason}; then {damage.reason}", "chain", damage.seqs)
                 seg.damage = damage
                 continue
             if walk.confirming:  # the first frame after a snapshot was chain-checked ([F-18])
@@ -267,6 +292,9 @@ class Walker:
     def _leave(self, seg: _Segment, walk: _Pass) -> None:
         """The end of a segment: a torn tail, damage that ends it, a snapshot at the very end."""
         visit, ref = seg.visit, seg.visit.ref
+        if seg.spare is not None:
+            self._leave_spare(seg, walk)
+            return
         if walk.confirming and seg.resumed and visit.last:
             self._confirm_at_end(visit, seg.offset, walk.expected, walk.digest)  # nothing follows the position
             walk.confirming = False
@@ -286,8 +314,28 @@ class Walker:
             seg.damaged = True
             walk.restart = True
         if seg.damaged:
-            self._rewrite.setdefault(ref.path, seg.entry)
+            self.plan.rewrite(seg.entry)
         walk.prev = seg.entry
+
+    def _leave_spare(self, seg: _Segment, walk: _Pass) -> None:
+        """A spare's end: its damage proves no lost seq (the log's own segments say which are);
+        what it added is rewritten, and it leaves the log after every rewrite ([F-26])."""
+        visit, ref, spare = seg.visit, seg.visit.ref, seg.spare
+        assert spare is not None
+        ended = False
+        if seg.damage is not None:
+            self._problem(ref.path, seg.damage.offset, seg.damage.reason)
+            ended = True
+        error = visit.stream.error
+        if error is not None:
+            self._problem(error.file, error.offset, error.reason)
+            ended = True
+        self.plan.spares[ref.path] = ref
+        if spare.took:
+            self.plan.rewrite(seg.entry)
+            walk.prev = seg.entry
+            if ended:
+                walk.restart = True
 
     @staticmethod
     def _mismatch(ref: SegmentRef, expected: int) -> str:
@@ -340,26 +388,20 @@ class Walker:
         claimed = torn.claimed  # None: too short or too damaged to say what it held
         return claimed is None or (claimed.first == end.cursor.next_seq and claimed.last >= record.seq)
 
-    # -- salvage: rewrite damaged segments with gap frames ([F-25]) -----------------------
-    @property
-    def damaged(self) -> bool:
-        """Segments to rewrite (or a segment to create for seqs lost before the first one)."""
-        return bool(self._rewrite) or self._lead_gap is not None
-
-    def rewrite_damaged(self, refs: list[SegmentRef]) -> None:
-        """Replace each damaged segment by its intact frames plus gap frames (``refs``: the segments now)."""
-        if self._lead_gap is not None:  # the first segments are gone: a new one holds the gap
-            gap_segment(self.fs, self.report, self._lead_gap)
-            self._lead_gap = None
-        firsts = [r.first_seq for r in refs]
-        layouts: dict[int, dict[int, int]] = {}
-        for entry in self._rewrite.values():
-            idx = firsts.index(entry.ref.first_seq)
-            next_first = firsts[idx + 1] if idx + 1 < len(firsts) else None
-            layouts[entry.ref.first_seq] = rewrite_segment(self.fs, self.root, self.report, entry, next_first)
-        self._rewrite.clear()
-        if layouts:
-            set_aside_stale_snapshots(self.fs, self.root, layouts, self.report)
+def _spare_items(spare: Spare, items: Iterator[Frame | Damage]) -> Iterator[Frame | Damage]:
+    """A spare's frames as the walk takes them: past the first `Damage` (it says the spare
+    overlaps, or its header is unreadable: reported already), up to the next segment's name."""
+    first = True
+    for item in items:
+        if first and isinstance(item, Damage):
+            first = False
+            continue
+        first = False
+        if isinstance(item, Frame):
+            if spare.cap is not None and item.last_seq >= spare.cap:
+                return  # the next segment holds these seqs
+            spare.took = True
+        yield item
 
 
 def cut_torn_tail(fs: FileSystem, root: str, path: str, damage: Damage, report: RecoveryReport) -> None:
@@ -383,53 +425,6 @@ def cut_torn_tail(fs: FileSystem, root: str, path: str, damage: Damage, report: 
     fs.fsync_dir(os.path.dirname(path))
     report.add(RecoveryEntry("truncated", path, damage.offset,
                              f"torn tail ({damage.reason}); copied to {qpath}", nbytes=cut))
-
-
-def salvage_log(fs: FileSystem, root: str, report: RecoveryReport) -> tuple[bool, LogEnd, Walker]:
-    """Salvage pass of a writer's open ([F-15], [F-25]): scan the whole log, decode every
-    payload, report lost seq ranges, cut a torn tail, and rewrite damaged segments with
-    gap frames (originals copied to quarantine/). Returns whether a file was changed, and
-    where the log ends.
-
-    Afterwards the log is clean, so the ordinary open (newest usable snapshot and
-    its tail) follows; a snapshot taken after the lost seqs still holds their state.
-    Snapshots that do not read are moved to quarantine/ first, so a salvaged store
-    verifies clean.
-    """
-    moved = set_aside_damaged_snapshots(fs, root, report)
-    walker = Walker(fs, root, policy="salvage", writer=True, report=report)
-    walker.check_payloads = True
-    before = len(report)
-    end = walker.walk(Cursor.start(), None)
-    if walker.damaged:
-        walker.rewrite_damaged(walker._segments().relist())
-        # where the repaired log ends (gap frames may now hold seqs past the old end)
-        end = Walker(fs, root, policy="collect", writer=False, report=RecoveryReport()).walk(Cursor.start(), None)
-    return moved or len(report) != before, end, walker
-
-
-def salvage_pass(fs: FileSystem, root: str, report: RecoveryReport) -> bool:
-    """A salvage writer's repairs before its open, holding both locks ([F-26], [F-29]).
-
-    `salvage_log` repairs damage in the log; then the seqs the store proves its
-    log held past its end (snapshots, the end-of-log record) are kept behind gap
-    frames (`salvage.keep_lost_tail`). A torn tail the pass cut explains the
-    record's last seqs (the tail rule judged that commit incomplete, [F-13]):
-    the record then follows the log. Returns True when a file was changed.
-    """
-    try:
-        record = read_end(fs, root)
-    except FormatVersionError:
-        raise
-    except CorruptionError as exc:  # evidence that does not read: out of use, never deleted ([F-05])
-        qpath = quarantine_move(fs, root, exc.file)
-        report.add(RecoveryEntry("skipped-end-record", exc.file, exc.offset, f"{exc.reason}; moved to {qpath}"))
-        record = None
-    changed, end, walker = salvage_log(fs, root, report)
-    if record is not None and walker.tail_explains(end, record):
-        record = EndRecord(end.cursor.next_seq - 1, end.ref.first_seq if end.ref else 1, end.cursor.digest)
-        write_end(fs, root, record)
-    return keep_lost_tail(fs, root, end.cursor, end.ref, record, report) or changed
 
 
 def read_evidence(fs: FileSystem, root: str, report: RecoveryReport) -> EndRecord | None:

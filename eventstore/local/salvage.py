@@ -5,14 +5,16 @@
 one holding every intact frame and a gap frame ([F-25]) for each run of lost
 seqs, after copying the original to ``quarantine/``; `gap_segment` writes
 the segment that holds seqs lost before the first one;
-`set_aside_damaged_snapshots` moves unreadable snapshots out of the way.
-Deciding *what* is damaged in the log is the `recovery.Walker`'s job.
+`set_aside_damaged_snapshots` moves unreadable snapshots out of the way;
+`keep_lost_tail` keeps the seqs a store proves it held past its end.
+Deciding *what* is damaged in the log is the `recovery.Walker`'s job: it
+fills a `RepairPlan`, which `repair.apply_plan` carries out with these tools.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 from ..fs import FileSystem
 from ..codec import decode_commit, pack
@@ -26,7 +28,7 @@ from .segment import SegmentRef, encode_header, segment_path
 from .snapshot import Snapshot, list_snapshots, read_snapshot, reposition, snapshot_position
 from .walk import Cursor, Resync, SegmentWalk
 
-__all__ = ["ChainEntry", "LeadGap", "rewrite_segment", "set_aside_stale_snapshots", "set_aside_damaged_snapshots",
+__all__ = ["ChainEntry", "LeadGap", "RepairPlan", "Fill", "rewrite_segment", "set_aside_stale_snapshots", "set_aside_damaged_snapshots",
            "gap_segment", "gap_frame", "keep_lost_tail", "GAP_REASON"]
 
 
@@ -36,10 +38,39 @@ class ChainEntry(NamedTuple):
     ref: SegmentRef
     prev: bytes  # the chain digest before its first frame: what its rewritten header holds
     restart: bool  # the chain restarts at its first frame (after a gap frame or lost seqs, [F-25])
+    spare_from: int = 0  # a spare ([F-26]): the seq the walk expected in it, its rewrite's name
+
+    @property
+    def first(self) -> int:
+        """The first seq its rewrite holds, and so its name."""
+        return self.spare_from or self.ref.first_seq
+
+
+@dataclass
+class RepairPlan:
+    """What a salvage walk found to repair (carried out by `repair.apply_plan`)."""
+
+    segments: dict[str, ChainEntry] = field(default_factory=dict)  # path -> how the walk entered it
+    lead_gap: LeadGap | None = None  # seqs missing before the first segment
+    spares: dict[str, SegmentRef] = field(default_factory=dict)  # segments overlapping seqs held before
+    holes: dict[tuple[str, int], int] = field(default_factory=dict)  # (file, first lost seq) -> report entry
+
+    def rewrite(self, entry: ChainEntry) -> None:
+        """Plan the rewrite of ``entry.ref`` (once: the first way the walk entered it)."""
+        self.segments.setdefault(entry.ref.path, entry)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.segments) or bool(self.spares) or self.lead_gap is not None
+
+
+Fill = Callable[[str, SeqRange, bytes, Frame], list[Frame]]
+"""Frames holding some of the seqs a rewrite would put behind a gap frame (`repair`):
+called with the segment's path, the seqs, the chain digest before them and the frame after them."""
 
 
 def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: ChainEntry,
-                    next_first: int | None) -> dict[int, int]:
+                    next_first: int | None, fill: Fill | None = None) -> dict[int, int]:
     """Rewrite one damaged segment as a plain segment holding every intact frame.
 
     The frames are judged as the walk judged them ([F-26]): chained from
@@ -47,21 +78,63 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
     edited and re-signed is lost here too, and the new header holds
     ``entry.prev`` even where the old one held another digest.
     The original is copied to quarantine first ([F-05]). Each run of lost seqs
-    becomes one gap frame ([F-25]); when the damaged bytes it replaces are long
+    becomes one gap frame ([F-25]), unless ``fill`` offers intact copies of
+    some of them; when the damaged bytes it replaces are long
     enough, the gap frame is padded to exactly their length so every intact
-    frame keeps its offset and snapshot positions stay valid. Returns the new
+    frame keeps its offset and snapshot positions stay valid. A spare is
+    written under the name of the first seq it adds, and its original is left
+    for `spares.set_aside_spares`. Returns the new
     layout: the offset of every frame written (gap frames too) mapped to its
     first seq, and the segment's end mapped to the seq after its last frame.
     """
-    ref, prev = entry.ref, entry.prev
+    ref = entry.ref
     kept = _intact_frames(fs, entry, next_first)
-    out = [encode_header(ref.first_seq, prev)]
+    new = _rewritten(entry, kept, fill)
+    new_path = segment_path(os.path.dirname(ref.path), entry.first)
+    if entry.spare_from:
+        if fs.exists(new_path):  # never replaced: the walk would have read it
+            raise CorruptionError(new_path, 0, f"salvage would write what {ref.path} adds here, but it exists")
+        fs.create_atomic(new_path, new.body)
+        report.add(RecoveryEntry("rewrote", new_path, None,
+                                 f"new segment holding the {len(kept.frames)} commits {ref.path} adds to the "
+                                 f"log (seqs {entry.first}-{new.end_seq - 1})"))
+        return new.layout
+    original = fs.read_file(ref.path, fs.size(ref.path))
+    qpath = quarantine_copy(fs, root, os.path.basename(ref.path), original)
+    fs.create_atomic(new_path, new.body)
+    if ref.compressed:
+        fs.remove(ref.path)  # a copy is in quarantine
+        fs.fsync_dir(os.path.dirname(ref.path))
+    report.add(RecoveryEntry("rewrote", ref.path, None,
+                             f"kept {len(kept.frames)} intact commits; original copied to {qpath}"))
+    return new.layout
+
+
+@dataclass
+class _Rewritten:
+    """A rewritten segment's bytes and layout (see `rewrite_segment`)."""
+
+    body: bytes
+    layout: dict[int, int]
+    end_seq: int  # the seq after its last frame
+
+
+def _rewritten(entry: ChainEntry, kept: _Kept, fill: Fill | None) -> _Rewritten:
+    """The kept frames laid out after a header holding ``entry.prev``, each run of lost seqs
+    between them filled from a spare or put behind a gap frame ([F-25])."""
+    out = [encode_header(entry.first, entry.prev)]
     pos = SEGMENT_HEADER_SIZE
     layout: dict[int, int] = {}
-    expected, digest = ref.first_seq, prev
+    expected, digest = entry.first, entry.prev
     ending: list[Frame | None] = [*kept.frames, None]
     for frame in ending:
         upto = frame.first_seq if frame is not None else kept.upto
+        if upto > expected and frame is not None and fill is not None:
+            for copy in fill(entry.ref.path, SeqRange(expected, upto - 1), digest, frame):
+                layout[pos] = copy.first_seq
+                out.append(frame_bytes(copy))
+                pos += copy.size
+                expected, digest = copy.last_seq + 1, copy.digest
         if upto > expected:
             room = frame.offset - pos if frame is not None else 0
             gap, digest = gap_frame(expected, upto - expected, digest, room)
@@ -76,16 +149,7 @@ def rewrite_segment(fs: FileSystem, root: str, report: RecoveryReport, entry: Ch
         pos += frame.size
         expected, digest = frame.first_seq + frame.count, frame.digest
     layout[pos] = expected
-    original = fs.read_file(ref.path, fs.size(ref.path))
-    qpath = quarantine_copy(fs, root, os.path.basename(ref.path), original)
-    new_path = segment_path(os.path.dirname(ref.path), ref.first_seq)
-    fs.create_atomic(new_path, b"".join(out))
-    if ref.compressed:
-        fs.remove(ref.path)  # a copy is in quarantine
-        fs.fsync_dir(os.path.dirname(ref.path))
-    report.add(RecoveryEntry("rewrote", ref.path, None,
-                             f"kept {len(kept.frames)} intact commits; original copied to {qpath}"))
-    return layout
+    return _Rewritten(b"".join(out), layout, expected)
 
 
 @dataclass
@@ -98,14 +162,16 @@ class _Kept:
 
 def _intact_frames(fs: FileSystem, entry: ChainEntry, next_first: int | None) -> _Kept:
     """The frames of ``entry.ref`` a rewrite keeps, read through the walk as the `Walker` read them."""
-    ref = entry.ref
+    ref, spare = entry.ref, bool(entry.spare_from)
     frames: list[Frame] = []
-    expected = ref.first_seq
+    expected = entry.first
     seen_end = expected  # one past the last seq of any signed frame seen, kept or not
     for visit in SegmentWalk.over(fs, [ref], lenient=True, resync=Resync.ALWAYS, locked=True).visits():
-        for item in visit.frames(None, ref.first_seq, entry.prev, verify_chain=True, restart=entry.restart):
+        for item in visit.frames(None, expected, entry.prev, verify_chain=True, restart=entry.restart,
+                                 overlap=spare):
             if not isinstance(item, Frame):
-                if item.seqs is not None and item.seqs.first >= expected:  # a signed commit the chain refused
+                # a signed commit the chain refused (a spare's proves nothing: the walk lost none)
+                if not spare and item.seqs is not None and item.seqs.first >= expected:
                     seen_end = max(seen_end, item.seqs.last + 1)
                 continue
             if item.first_seq < expected:

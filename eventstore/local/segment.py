@@ -342,9 +342,11 @@ def scan(stream: SegmentStream, scanner: FrameScanner, start: int, *,
             if not (resync(item) if callable(resync) else resync):
                 return
             while True:
-                frame, done = scanner.resync()
-                if frame is not None:
-                    yield frame
-                    break
+                found, done = scanner.resync()
+                if found is not None:
+                    yield found
+                    if found.__class__ is Frame:
+                        break
+                    continue  # a whole frame that does not chain: the search goes on past it
                 if done or not feed():
                     return

@@ -75,7 +75,8 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
     end = walker.walk(Cursor.start(), on_commit, stop_seq=bound)
     report.last_seq = end.cursor.next_seq - 1
     report.lost = [gap.as_tuple() for gap in walker.gaps]
-    _unmatched_snapshots(wanted.values(), walker.gaps, report.last_seq, collected)
+    lost = walker.gaps + [SeqRange(*e.lost) for e in collected if e.lost is not None]
+    _unmatched_snapshots(wanted.values(), lost, report.last_seq, collected)
     _end_problems(root, record, end, bound, collected)
     if progress is not None:
         progress(report.last_seq, report.last_seq)
@@ -109,14 +110,19 @@ def _read_snapshots(fs: FileSystem, snap_dir: str, report: VerifyReport,
     return snaps
 
 
-def _unmatched_snapshots(snaps: Iterable[Snapshot], gaps: list[SeqRange], last_seq: int,
+def _unmatched_snapshots(snaps: Iterable[Snapshot], lost: list[SeqRange], last_seq: int,
                          collected: RecoveryReport) -> None:
-    """Snapshots whose seq no commit the replay passed ends at."""
+    """Snapshots whose seq no commit the replay passed ends at.
+
+    A snapshot whose seq is lost (behind a gap frame of a salvage, or in
+    damage this walk reported with its seqs, a damaged `.zseg` among them) is
+    not one: the log cannot show where its commit ended, and the damage is
+    reported already."""
     for snap in snaps:
         if snap.seq == 0 and snap.digest == ZERO_DIGEST:
             continue  # a snapshot of the empty store
-        if any(snap.seq in gap for gap in gaps):
-            continue  # its commit was lost to a salvage; the snapshot still holds its state
+        if any(snap.seq in seqs for seqs in lost):
+            continue  # its commit is lost; the snapshot still holds its state
         collected.add(RecoveryEntry("problem", snap.path, 8,
                                     f"snapshot at seq {snap.seq} does not fall on a commit of the log "
                                     f"(last seq {last_seq})"))

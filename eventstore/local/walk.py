@@ -124,18 +124,24 @@ class Visit:
         return self.scanner.expected_seq if self.scanner is not None else self.at.next_seq
 
     def frames(self, start: int | None = None, expected: int | None = None, digest: bytes | None = None,
-               *, verify_chain: bool | None = None, restart: bool = False) -> Iterator[Frame | Damage]:
+               *, verify_chain: bool | None = None, restart: bool = False,
+               overlap: bool = False) -> Iterator[Frame | Damage]:
         """Frames and damage from ``start`` (default: ``at``, or byte 0 of a refused header).
 
         The scanner expects seq ``expected`` chained from ``digest`` (default:
         ``at``'s); ``restart`` accepts the first frame's stored digest.
-        A header a lenient walk refused is the first `Damage`. See the module
+        A header a lenient walk refused is the first `Damage`. ``overlap``: the
+        segment starts below ``expected`` (it overlaps seqs the log holds before
+        it): its frames are searched for the first one carrying ``expected`` or
+        more ([F-15]) after a first `Damage` of kind ``overlap``. See the module
         docstring for the re-read and the growth this applies.
         """
         stream, at = self.stream, self.at
         preset = stream.header_damage
         if start is None:
             start = 0 if preset is not None else at.offset
+        if overlap and preset is None:
+            preset = Damage(start - 1, "the segment overlaps seqs held before it", "overlap")
         scanner = FrameScanner(start, at.next_seq if expected is None else expected,
                                at.digest if digest is None else digest, end=stream.end,
                                verify_chain=self.walk.verify_chain if verify_chain is None else verify_chain)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
+from ..api import Commit
 from ..chain import ZERO_DIGEST, commit_digest
 from ..codec import decode_commit, pack
 from ..errors import CorruptionError
@@ -41,17 +42,6 @@ class Cursor:
         return Cursor(self.next_seq, self.digest, self.last_ts)
 
 
-@dataclass(frozen=True)
-class Commit:
-    """One commit taken in: its place in the chain and its events."""
-
-    first_seq: int
-    ts: int
-    digest: bytes
-    payload: bytes
-    events: list[Event]
-
-
 def take(rows: Iterable[Sequence[Any]], cursor: Cursor, where: str) -> list[Commit]:
     """The commits of ``rows`` (in seq order, from ``cursor.next_seq``), checked; moves ``cursor``.
 
@@ -67,7 +57,7 @@ def take(rows: Iterable[Sequence[Any]], cursor: Cursor, where: str) -> list[Comm
             raise CorruptionError(where, first_seq, "digest chain broken: the commit or one before it "
                                                     "was changed")
         events = decode_commit(payload, first_seq, n, ts, where, first_seq)
-        out.append(Commit(first_seq, ts, bytes(digest), bytes(payload), events))
+        out.append(Commit(first_seq, ts, cursor.digest, bytes(digest), bytes(payload), events))
         cursor.next_seq, cursor.digest, cursor.last_ts = first_seq + n, bytes(digest), max(cursor.last_ts, ts)
     return out
 

@@ -19,20 +19,21 @@ import uuid
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ..api import (CompactResult, Data, Item, ProgressCallback, SnapshotState, StoreOptions, StoreStats,
-                   check_projections)
+from ..api import (Commit, CompactResult, Data, Item, ProgressCallback, SnapshotState, StoreOptions,
+                   StoreStats, check_projections)
 from ..chain import ZERO_DIGEST
 from ..codec import decode_commit
 from ..commit import BatchTransaction, Intake, PreparedCommit
 from ..errors import CorruptionError, ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError
 from ..event import Event, validate_key
+from ..imports import prepare_import
 from ..local.groupcommit import GroupCommit
 from ..projection import Projection
 from ..publish import Publisher, keys_of
 from ..report import RecoveryReport, VerifyReport
 from .connection import Conn, Link
 from .listen import Listener
-from .log import PAGE_COMMITS, Commit, Cursor, LogReader, take
+from .log import PAGE_COMMITS, Cursor, LogReader, take
 from .opening import load_snapshots, open_log
 from .schema import Sql, prepare_schema
 from .snapshots import Captured, Snapshotter
@@ -126,9 +127,9 @@ class PostgresStore:
         self._engine.check_writable()
 
     def _submit(self, commit: PreparedCommit, commit_id: str | uuid.UUID | None = None,
-                at: tuple[int, int] | None = None) -> list[Event]:
+                imported: Commit | None = None) -> list[Event]:
         cid, given = _commit_id(commit_id)
-        return self._engine.submit(Work(commit, cid, given, at))
+        return self._engine.submit(Work(commit, cid, given, imported))
 
     def append(self, type: str, key: str, data: Data | None = None, *, meta: Data | None = None,
                expected_version: int | None = None, commit_id: str | uuid.UUID | None = None) -> Event:
@@ -165,7 +166,7 @@ class PostgresStore:
         work = writer.in_doubt.get(cid) if writer is not None else None
         if work is not None:
             self._writable()
-            return self._engine.submit(Work(work.commit, cid, True, work.at))
+            return self._engine.submit(Work(work.commit, cid, True, work.imported))
         self._open_check()
 
         def find(conn: Conn) -> list[tuple[Any, ...]]:
@@ -179,15 +180,12 @@ class PostgresStore:
         _, first_seq, n, ts, _, payload = rows[0]
         return decode_commit(bytes(payload), first_seq, n, ts, self._reader.where, first_seq)
 
-    def import_commit(self, first_seq: int, ts: int, items: Iterable[Item]) -> list[Event]:
-        """Store a commit copied from another store, with its seq and time (for `metalog copy`
-        only: the digest chain then matches the source's). It must start at ``last_seq + 1``
-        at a time no earlier than the last commit's."""
+    def import_commit(self, commit: Commit) -> list[Event]:
+        """Store a commit read from another store with its seqs, time and digest (see
+        `eventstore.Store.import_commit`): checked on its own now, and against the head
+        under the head lock; a `ValidationError` writes nothing."""
         self._writable()
-        commit = self._intake.many(items)
-        if commit is None:
-            raise ValidationError("an imported commit holds at least one event")
-        return self._submit(commit, None, (first_seq, ts))
+        return self._submit(prepare_import(commit, self._intake), None, commit)
 
     def _write_batch(self, batch: Batch) -> None:
         """The group-commit leader's work: one transaction, then publication."""
@@ -272,7 +270,9 @@ class PostgresStore:
         cursor = Cursor(first, self._digest_before(first), 0)
         while True:
             rows = self._reader.page(cursor.next_seq)
-            yield from take(rows, cursor, self._reader.where)
+            for commit in take(rows, cursor, self._reader.where):
+                if commit.last_seq >= start:  # (past the last seq, the last commit is "the one before")
+                    yield commit
             if len(rows) < PAGE_COMMITS:
                 return
 

@@ -39,7 +39,9 @@ from ..local.groupcommit import Pending
 from ..publish import KeyVersions, keys_of
 from .connection import Conn, Link, connection_lost
 from .errors import CommitUnknownError, StoreUnavailableError
-from .log import Commit, Cursor, take
+from ..api import Commit
+from ..imports import check_chains_on
+from .log import Cursor, take
 from .schema import Sql
 
 __all__ = ["Work", "LogWriter", "Batch"]
@@ -54,7 +56,7 @@ class Work:
     commit: PreparedCommit
     commit_id: UUID
     given: bool = False  # the id may be stored already (a retry, or the caller's id): look it up
-    at: tuple[int, int] | None = None  # an import: the first seq and the time it must get
+    imported: Commit | None = None  # an import: the seqs, time and digest it must get
 
 
 Batch = list[Pending[Work, list[Event]]]
@@ -213,25 +215,23 @@ class LogWriter:
                 self._settle_found(p, row)
                 continue
             try:
-                mine = self._check(work, after, known, next_seq, last_ts)
+                if work.imported is not None:
+                    check_chains_on(work.imported, next_seq, prev, last_ts)
+                mine = self._check(work, after, known)
             except EventStoreError as exc:
                 p.error, p.done = exc, True
                 self.in_doubt.pop(work.commit_id, None)
                 continue
             after.update(mine)
-            ts = work.at[1] if work.at is not None else max(now, last_ts)
+            ts = work.imported.ts if work.imported is not None else max(now, last_ts)
             digest = commit_digest(prev, next_seq, work.commit.n, ts, work.commit.payload)
             planned.append(_Planned(p, next_seq, ts, digest))
             next_seq, prev, last_ts = next_seq + work.commit.n, digest, ts
         return planned
 
     @staticmethod
-    def _check(work: Work, after: dict[str, int], known: dict[str, int], next_seq: int,
-               last_ts: int) -> dict[str, int]:
+    def _check(work: Work, after: dict[str, int], known: dict[str, int]) -> dict[str, int]:
         """The versions the commit leaves, or the error that refuses it."""
-        if work.at is not None and (work.at[0] != next_seq or work.at[1] < last_ts):
-            raise ValidationError(f"an imported commit must start at seq {next_seq} at a time >= "
-                                  f"{last_ts}, not seq {work.at[0]} at {work.at[1]}")
         c = work.commit
         mine: dict[str, int] = {}
         expected = c.expected or [None] * c.n
