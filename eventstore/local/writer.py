@@ -86,7 +86,7 @@ class LogWriter:
         """Holding the lock: catch up, and cut a torn tail a writer that died left ([F-13])."""
         cursor, shared = self.cursor, self.shared_sync
         mine = (cursor.segment, cursor.offset)
-        if shared is not None and shared.end == mine and self.log.position == mine:
+        if shared is not None and shared.end == mine and self.log.position == mine and self._file_ends_at(mine):
             return []  # nobody changed the log since we last did: the common case, kept short
         tails: list[tuple[SegmentRef, Damage]] = []
         caught = self._read_new(tails)
@@ -108,14 +108,22 @@ class LogWriter:
                 return []
         else:
             end = shared.end
-            if end == (cursor.segment, cursor.offset):
-                return []
-            appended = self._read_appended(end)
-            if appended is not None:
-                return appended
+            mine = (cursor.segment, cursor.offset)
+            if end == mine:
+                if self._file_ends_at(mine) if self.log.position[0] == mine[0] else not self.reader.moved(cursor):
+                    return []
+            else:
+                appended = self._read_appended(end)
+                if appended is not None:
+                    return appended
         on_tail = None if tails is None else lambda ref, damage: tails.append((ref, damage))
         return list(self.reader.decoded(cursor.next_seq, None, cursor, verify_chain=True, on_tail=on_tail,
                                         locked=tails is not None))
+
+    def _file_ends_at(self, mine: Position) -> bool:
+        """Whether our active segment is ``mine``'s and ends there: no process appended to it,
+        even one that does not keep the end slot (an older metalog, or anything else)."""
+        return self.log.position[0] == mine[0] and self.fs.fd_size(self.log.fd) == mine[1]
 
     def _read_appended(self, end: Position) -> Caught | None:
         """Other writers' frames between our cursor and ``end`` in our own active segment.
