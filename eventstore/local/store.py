@@ -10,21 +10,21 @@ process or many, may write one directory at once.
 """
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import os
-from types import TracebackType
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from ..api import (Commit, CompactResult, Data, Item, ProgressCallback, SnapshotState, StoreOptions, StoreStats,
                    check_projections)
-from ..commit import BatchTransaction, Intake, PreparedCommit
-from ..errors import ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError
-from ..event import Event, validate_key
+from ..commit import Intake, PreparedCommit
+from ..errors import StoreFailedError, ValidationError
+from ..event import Event
 from ..fs import DEFAULT_FS, FileSystem
 from ..projection import Projection
+from ..publish import KeyVersions, Publisher
 from ..report import RecoveryReport, VerifyReport
+from ..storebase import StoreBase, check_position
 from .directory import FileLock, StoreDirectory
 from .groupcommit import GroupCommit, Pending
 from .layout import MAX_SEGMENT_BYTES
@@ -45,7 +45,7 @@ log = logging.getLogger("eventstore")
 Batch = list[Pending[PreparedCommit, list[Event]]]
 
 
-class LocalStore:
+class LocalStore(StoreBase):
     """An open store in a directory (see `eventstore.open` and `eventstore.Store`)."""
 
     def __init__(self, path: str | os.PathLike[str], projections: Iterable[Projection],
@@ -101,22 +101,21 @@ class LocalStore:
 
     # -- properties of the Store protocol ------------------------------------------------------
     location = property(lambda self: self.root, doc="The store's directory.")
-    readonly = property(lambda self: self._options.readonly)
-    durability = property(lambda self: self._options.durability)
-    recovery = property(lambda self: self._options.recovery)
-    max_event_bytes = property(lambda self: self._options.max_event_bytes)
     segment_bytes = property(lambda self: self._options.segment_bytes)
-    snapshot_every = property(lambda self: self._options.snapshot_every)
-    closed = property(lambda self: self._engine.closed)
+
+    def _submit_prepared(self, commit: PreparedCommit) -> list[Event]:
+        return self._engine.submit(commit)
+
+    def _current_versions(self) -> KeyVersions:
+        return self._publication.versions
+
+    def _current_seq(self) -> int:
+        return self._publication.seq
+
+    def _current_publisher(self) -> Publisher:
+        return self._publication.publisher
 
     # -- writing -------------------------------------------------------------------------------
-    def _writable(self) -> None:
-        if self.readonly:
-            if self._engine.closed:
-                raise StoreClosedError(f"store {self.root} is closed")
-            raise ReadOnlyError(f"store {self.root} was opened readonly")
-        self._engine.check_writable()
-
     def append(self, type: str, key: str, data: Data | None = None, *,
                meta: Data | None = None, expected_version: int | None = None) -> Event:
         """Append one event as one commit; returns it once durable per ``durability``."""
@@ -128,20 +127,6 @@ class LocalStore:
         self._writable()
         commit = self._intake.many(items)
         return [] if commit is None else self._engine.submit(commit)
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[BatchTransaction]:
-        """Appends inside commit atomically on clean exit; nothing is written on exception."""
-        self._writable()
-        tx = BatchTransaction(self._intake)
-        try:
-            yield tx
-        finally:
-            tx.done = True
-        commit = tx.prepared()
-        if commit is not None:
-            self._writable()
-            tx.events = self._engine.submit(commit)
 
     def import_commit(self, commit: Commit) -> list[Event]:
         """Append a commit read from another store with its seqs, time and digest (see
@@ -189,11 +174,6 @@ class LocalStore:
             writer.flush(sync=True)
 
     # -- reading -------------------------------------------------------------------------------
-    def _open_check(self) -> None:
-        """A closed store refuses every member but `close` (an answer would be stale)."""
-        if self._engine.closed:
-            raise StoreClosedError(f"store {self.root} is closed")
-
     def _readable_bound(self) -> int | None:
         """The last seq a reader may return (None: whatever is valid on disk)."""
         if self.readonly:
@@ -211,21 +191,14 @@ class LocalStore:
     def read(self, start: int = 1, stop: int | None = None, *, key: str | None = None,
              types: str | Iterable[str] | None = None) -> Iterator[Event]:
         """Events with ``start <= seq < stop`` in seq order, optionally filtered."""
-        self._open_check()
-        for name, value in (("start", start), ("stop", stop)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ValidationError(f"{name} must be a non-negative int")
-        if key is not None:
-            validate_key(key)
-        type_set = None if types is None else ({types} if isinstance(types, str) else set(types))
+        type_set = self._read_args(start, stop, key, types)
         return self._reader.read_events(max(start, 1), stop, key, type_set, self._readable_bound())
 
     def read_commits(self, start: int = 1) -> Iterator[Commit]:
         """Whole commits from the one holding seq ``start``, with their chain digests (see
         `eventstore.Store.read_commits`)."""
         self._open_check()
-        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
-            raise ValidationError("start must be a non-negative int")
+        check_position("start", start)
         return read_commits(self._reader, start, self._readable_bound())
 
     def follow(self, start: int | None = None, *, poll: float = 0.05,
@@ -249,33 +222,6 @@ class LocalStore:
         the store meanwhile or the new bytes are damaged; `read` still raises.
         """
         return self._publication.refresh(self._writer, strict=strict)
-
-    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        """Call ``callback(event)`` for each event this store publishes from now on
-        (its own commits, and other writers' as it catches up with them)."""
-        self._open_check()
-        if not callable(callback):
-            raise ValidationError("callback must be callable")
-        return self._publication.publisher.subscribe(callback)
-
-    def version(self, key: str) -> int:
-        self._open_check()
-        self.refresh(strict=False)
-        validate_key(key)
-        with self._engine.mutex:
-            return self._publication.versions.get(key)
-
-    @property
-    def last_seq(self) -> int:
-        self._open_check()
-        self.refresh(strict=False)
-        return self._publication.seq
-
-    @property
-    def projections(self) -> tuple[Projection, ...]:
-        self._open_check()
-        self.refresh(strict=False)
-        return self._projections
 
     def stats(self) -> StoreStats:
         self._open_check()
@@ -356,14 +302,3 @@ class LocalStore:
                 self._engine.close()
                 self._snapshots.join()  # no snapshot may outlive the store
                 writer.close_quietly()
-
-    def __enter__(self) -> LocalStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        mode = "readonly" if self.readonly else self.durability
-        return f"<eventstore.Store {self.root!r} {mode} last_seq={self._publication.seq}>"

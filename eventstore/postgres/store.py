@@ -16,21 +16,21 @@ import gc
 import logging
 import threading
 import uuid
-from types import TracebackType
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..api import (Commit, CompactResult, Data, Item, ProgressCallback, SnapshotState, StoreOptions,
                    StoreStats, check_projections)
 from ..chain import ZERO_DIGEST
 from ..codec import decode_commit
-from ..commit import BatchTransaction, Intake, PreparedCommit
-from ..errors import CorruptionError, ReadOnlyError, StoreClosedError, StoreFailedError, ValidationError
-from ..event import Event, validate_key
+from ..commit import Intake, PreparedCommit
+from ..errors import CorruptionError, StoreClosedError, StoreFailedError, ValidationError
+from ..event import Event
 from ..imports import prepare_import
 from ..local.groupcommit import GroupCommit
 from ..projection import Projection
-from ..publish import Publisher, keys_of
+from ..publish import KeyVersions, Publisher, keys_of
 from ..report import RecoveryReport, VerifyReport
+from ..storebase import StoreBase, check_position
 from .connection import Conn, Link
 from .listen import Listener
 from .log import PAGE_COMMITS, Cursor, LogReader, take
@@ -58,7 +58,7 @@ def _commit_id(value: str | uuid.UUID | None) -> tuple[uuid.UUID, bool]:
         raise ValidationError(f"commit_id must be a UUID, not {value!r}") from None
 
 
-class PostgresStore:
+class PostgresStore(StoreBase):
     """An open store in a PostgreSQL schema (see `eventstore.open` and `eventstore.Store`)."""
 
     def __init__(self, url: StoreURL, projections: Iterable[Projection], options: StoreOptions) -> None:
@@ -111,21 +111,23 @@ class PostgresStore:
 
     # -- properties of the Store protocol ------------------------------------------------------
     location = property(lambda self: self._url.redacted, doc="The store's URL, without its password.")
-    readonly = property(lambda self: self._options.readonly)
-    durability = property(lambda self: self._options.durability)
-    recovery = property(lambda self: self._options.recovery)
-    max_event_bytes = property(lambda self: self._options.max_event_bytes)
-    snapshot_every = property(lambda self: self._options.snapshot_every)
-    closed = property(lambda self: self._engine.closed)
+
+    def _submit_prepared(self, commit: PreparedCommit) -> list[Event]:
+        return self._submit(commit)
+
+    def _current_versions(self) -> KeyVersions:
+        return self._versions
+
+    def _current_seq(self) -> int:
+        return self._published
+
+    def _current_publisher(self) -> Publisher:
+        return self._publisher
+
+    def _subscribed(self) -> None:
+        self._listen()
 
     # -- writing -------------------------------------------------------------------------------
-    def _writable(self) -> None:
-        if self.readonly:
-            if self._engine.closed:
-                raise StoreClosedError(f"store {self.location} is closed")
-            raise ReadOnlyError(f"store {self.location} was opened readonly")
-        self._engine.check_writable()
-
     def _submit(self, commit: PreparedCommit, commit_id: str | uuid.UUID | None = None,
                 imported: Commit | None = None) -> list[Event]:
         cid, given = _commit_id(commit_id)
@@ -143,20 +145,6 @@ class PostgresStore:
         self._writable()
         commit = self._intake.many(items)
         return [] if commit is None else self._submit(commit, commit_id)
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[BatchTransaction]:
-        """Appends inside commit atomically on clean exit; nothing is written on exception."""
-        self._writable()
-        tx = BatchTransaction(self._intake)
-        try:
-            yield tx
-        finally:
-            tx.done = True
-        commit = tx.prepared()
-        if commit is not None:
-            self._writable()
-            tx.events = self._submit(commit)
 
     def resolve(self, commit_id: str | uuid.UUID) -> list[Event]:
         """Settle a commit that failed with `CommitUnknownError`: its events, found stored or
@@ -245,20 +233,10 @@ class PostgresStore:
             writer.link.run(sync)
 
     # -- reading -------------------------------------------------------------------------------
-    def _open_check(self) -> None:
-        if self._engine.closed:
-            raise StoreClosedError(f"store {self.location} is closed")
-
     def read(self, start: int = 1, stop: int | None = None, *, key: str | None = None,
              types: str | Iterable[str] | None = None) -> Iterator[Event]:
         """Events with ``start <= seq < stop`` in seq order, optionally filtered."""
-        self._open_check()
-        for name, value in (("start", start), ("stop", stop)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ValidationError(f"{name} must be a non-negative int")
-        if key is not None:
-            validate_key(key)
-        type_set = None if types is None else ({types} if isinstance(types, str) else set(types))
+        type_set = self._read_args(start, stop, key, types)
         self.refresh(strict=False)
         return self._reader.events(max(start, 1), stop, self._published, key, type_set)
 
@@ -266,6 +244,10 @@ class PostgresStore:
         """Whole commits, checked, from the one holding seq ``start`` (up to the last one now):
         their seqs, time, chain digest, payload and events. `metalog copy` reads these."""
         self._open_check()
+        check_position("start", start)
+        return self._commits_from(start)
+
+    def _commits_from(self, start: int) -> Iterator[Commit]:
         first = self._reader.commit_start(start) if start > 1 else 1
         cursor = Cursor(first, self._digest_before(first), 0)
         while True:
@@ -324,16 +306,6 @@ class PostgresStore:
         if self._publisher.subscribers and (last_seq == 0 or last_seq > self._published) and not self.closed:
             self.refresh(strict=False)
 
-    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        """Call ``callback(event)`` for each event this store publishes from now on: its own
-        commits, and other writers' (woken by NOTIFY, or caught up with by any call)."""
-        self._open_check()
-        if not callable(callback):
-            raise ValidationError("callback must be callable")
-        unsubscribe = self._publisher.subscribe(callback)
-        self._listen()
-        return unsubscribe
-
     def refresh(self, *, strict: bool = True) -> int:
         """Take in the commits other writers made since; returns how many events."""
         if not strict:
@@ -368,25 +340,6 @@ class PostgresStore:
             n += sum(len(c.events) for c in commits)
             if len(commits) < PAGE_COMMITS:
                 return n
-
-    def version(self, key: str) -> int:
-        self._open_check()
-        validate_key(key)
-        self.refresh(strict=False)
-        with self._engine.mutex:
-            return self._versions.get(key)
-
-    @property
-    def last_seq(self) -> int:
-        self._open_check()
-        self.refresh(strict=False)
-        return self._published
-
-    @property
-    def projections(self) -> tuple[Projection, ...]:
-        self._open_check()
-        self.refresh(strict=False)
-        return self._projections
 
     def stats(self) -> StoreStats:
         self._open_check()
@@ -479,14 +432,3 @@ class PostgresStore:
             if self._writer is not None:
                 self._writer.link.close()
             self._read_link.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        mode = "readonly" if self.readonly else self.durability
-        return f"<eventstore.Store {self.location!r} {mode} last_seq={self._published}>"

@@ -42,6 +42,9 @@ def test_read_commits_gives_whole_commits_linked_by_the_digest_chain(make_store)
             prev = c.digest
         assert [c.first_seq for c in store.read_commits(5)] == [4, 7]  # from the commit holding 5
         assert list(store.read_commits(8)) == []
+        for bad in (-1, True, "1", 1.0):
+            with pytest.raises(ValidationError):
+                store.read_commits(bad)  # refused at the call, before anything is iterated
 
 
 def test_imported_commits_keep_seqs_times_and_digests(make_store):
