@@ -19,11 +19,11 @@ from .errors import (
 )
 from .event import Event, Value
 from .fs import FileSystem
-from .projection import Projection
+from .projection import BatchProjection, Projection
 from .report import RecoveryEntry, RecoveryReport, VerifyReport
 
 __all__ = [
-    "open", "Store", "Transaction", "Event", "Value", "Projection", "SnapshotState", "FileSystem",
+    "open", "Store", "Transaction", "Event", "Value", "Projection", "BatchProjection", "SnapshotState", "FileSystem",
     "RecoveryReport", "RecoveryEntry", "VerifyReport",
     "EventStoreError", "CorruptionError", "FormatVersionError", "LockedError", "ConcurrencyError",
     "ValidationError", "ReadOnlyError", "StoreClosedError", "StoreFailedError", "StoreIOError",

@@ -3,24 +3,28 @@
 `encode_commit` turns a commit's validated events into its payload with one
 msgpack call (the store calls it outside its lock); the payload is the
 concatenation of each event's `encode_event` bytes behind an array header
-(`join_payload` builds one by hand, for tests and tools). `decode_commit` unpacks a payload
-with explicit limits and checks its shape; any failure is a `CorruptionError`
-carrying the file and offset the caller names. No I/O here.
+(`join_payload` builds one by hand, for tests and tools). `decode_columns`
+unpacks a payload and checks its shape into an `EventBatch` (`decode_commit`:
+its events): flat payloads in one typed msgspec call, everything else by
+msgpack with explicit limits; any failure is a `CorruptionError` carrying the
+file and offset the caller names. No I/O here.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 import msgpack
-from msgspec.msgpack import Encoder as _MsgspecEncoder
+from msgspec.msgpack import Decoder as _MsgspecDecoder, Encoder as _MsgspecEncoder
 
+from .batch import EventBatch
 from .errors import CorruptionError, ValidationError
 from .event import Event, check_unicode
 
 MAX_COMMIT_BYTES = 256 << 20
 """The largest encoded commit (its payload), whatever the backend ([F-09])."""
 
-__all__ = ["MAX_COMMIT_BYTES", "encode_commit", "encode_event", "join_payload", "decode_commit", "decode_rows", "pack", "unpack"]
+__all__ = ["MAX_COMMIT_BYTES", "encode_commit", "encode_event", "join_payload", "decode_commit", "decode_columns",
+           "decode_rows", "pack", "unpack"]
 
 # msgspec writes the same bytes as msgpack for the exact built-in types (SPEC §7.7;
 # tests/test_codec.py checks it on generated values) in about two thirds of the time.
@@ -29,6 +33,11 @@ __all__ = ["MAX_COMMIT_BYTES", "encode_commit", "encode_event", "join_payload", 
 # where msgpack asks the subclass. msgpack, the reference, encodes everything else
 # and names what cannot be encoded.
 _fast_encode = _MsgspecEncoder().encode
+Scalar = Union[str, int, float, bool, None]
+"""A value of the flat payloads `decode_columns` decodes in one typed msgspec call."""
+# A payload of events whose data and meta hold scalars only: msgspec checks every
+# field's type while decoding (in C), and gives what msgpack gives for these types.
+_decode_flat = _MsgspecDecoder(list[tuple[str, str, dict[str, Scalar], dict[str, Scalar]]]).decode
 
 
 def pack(value: Any) -> bytes:
@@ -114,9 +123,34 @@ def decode_rows(payload: bytes) -> list[list[Any]]:
     return msgpack.unpackb(payload, raw=False, strict_map_key=False)
 
 
+def decode_columns(payload: bytes, first_seq: int, count: int, ts: int,
+                   file: str, offset: int) -> EventBatch:
+    """Decode a frame's payload into exactly ``count`` events ([F-08], [F-09]).
+
+    Payloads whose data and meta hold only scalars (str, int, float, bool,
+    None) are decoded and checked in one typed msgspec call; anything else,
+    valid or not, is decoded by msgpack, the reference, which decides (and
+    names the damage): both accept exactly the same payloads and give equal
+    events (tests/test_decode_fast.py).
+    """
+    try:
+        rows = _decode_flat(payload)
+    except Exception:  # noqa: BLE001 - not flat, or damaged: the reference path decides
+        rows = None
+    if rows and len(rows) == count:
+        return EventBatch(first_seq, ts, rows)
+    return EventBatch.of(_reference_events(payload, first_seq, count, ts, file, offset))
+
+
 def decode_commit(payload: bytes, first_seq: int, count: int, ts: int,
                   file: str, offset: int) -> list[Event]:
-    """Decode a frame's payload into exactly ``count`` events."""
+    """Decode a frame's payload into exactly ``count`` events (see `decode_columns`)."""
+    return decode_columns(payload, first_seq, count, ts, file, offset).events
+
+
+def _reference_events(payload: bytes, first_seq: int, count: int, ts: int,
+                      file: str, offset: int) -> list[Event]:
+    """`decode_columns` by msgpack, the reference: any payload, checked event by event."""
     items = unpack(payload, file, offset, "commit payload")
     if type(items) is not list or len(items) != count:
         raise CorruptionError(file, offset, f"commit payload does not hold {count} events")

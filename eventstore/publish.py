@@ -15,9 +15,10 @@ from itertools import chain
 from operator import attrgetter
 from typing import Callable, Iterable, Sequence
 
+from .batch import EventBatch
 from .errors import ConcurrencyError
 from .event import Event
-from .projection import Projection
+from .projection import Projection, applier
 
 __all__ = ["KeyVersions", "Publisher", "ProjectionFailed"]
 
@@ -94,24 +95,26 @@ class Publisher:
 
     def __init__(self, projections: Sequence[Projection]) -> None:
         self.projections = tuple(projections)
+        self._appliers = [(p, applier(p)) for p in self.projections]
         self.subscribers: list[Callable[[Event], None]] = []
         self._to_deliver: collections.deque[Event] = collections.deque()
         self._delivering = False
 
-    def apply(self, events: Sequence[Event]) -> ProjectionFailed | None:
+    def apply(self, events: list[Event] | EventBatch) -> ProjectionFailed | None:
         """Apply one commit to every projection; the first failure is returned, not raised.
 
         Every projection still gets the commit (a failing one keeps what it had).
         """
+        if not self._appliers:
+            return None
+        batch = events if isinstance(events, EventBatch) else EventBatch.of(events)
         failed = None
-        for p in self.projections:
+        for p, apply in self._appliers:
             try:
-                apply = p.apply
-                for e in events:
-                    apply(e)
+                apply(batch)
             except Exception as exc:  # noqa: BLE001 - reported to the store, which fails itself
                 if failed is None:
-                    failed = ProjectionFailed(getattr(p, "name", repr(p)), events[0].seq, exc)
+                    failed = ProjectionFailed(getattr(p, "name", repr(p)), batch.first_seq, exc)
         return failed
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:

@@ -20,20 +20,20 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
+from ..batch import EventBatch
 from ..codec import pack, unpack
 from ..errors import CorruptionError, FormatVersionError
-from ..event import Event
 from ..fs import FileSystem
-from ..projection import Projection
-from ..publish import KeyVersions, keys_of
+from ..projection import Projection, applier
+from ..publish import KeyVersions
 from ..report import RecoveryEntry, RecoveryReport, seqs_in
 from . import snapshot as snap_mod
 from .endrecord import EndRecord, end_path, write_end
 from .frame import Frame
 from .layout import SEGMENTS_DIR
-from .recovery import LogEnd, SnapshotMismatch, Walker, read_evidence
+from .recovery import LogEnd, OnCommit, SnapshotMismatch, Walker, read_evidence
 from .segment import SegmentRef, find_segment, list_segments
 from .walk import Cursor
 
@@ -80,16 +80,16 @@ class _Opening:
         self.versions = KeyVersions()
         self.walker = Walker(fs, root, policy=recovery, writer=writer, report=report)
 
-    def apply_to(self, targets: Sequence[Projection], count: bool) -> Callable[[Frame, list[Event]], None]:
+    def apply_to(self, targets: Sequence[Projection], count: bool) -> OnCommit:
+        """Replay into ``targets`` (and, with ``count``, note every key for the versions)."""
         versions = self.versions
+        appliers = [applier(p) for p in targets]  # Event objects are built only when one iterates
 
-        def on_commit(frame: Frame, events: list[Event]) -> None:
-            for p in targets:
-                apply = p.apply
-                for e in events:
-                    apply(e)
+        def on_commit(frame: Frame, batch: EventBatch) -> None:
+            for apply in appliers:
+                apply(batch)
             if count:
-                versions.note(keys_of(events))
+                versions.note(batch.keys)
         return on_commit
 
     def from_snapshots(self, candidates: list[tuple[int, str]]) -> tuple[LogEnd | None, int, _Claim]:

@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..codec import decode_commit
+from ..batch import EventBatch
+from ..codec import decode_columns
 from ..errors import CorruptionError, FormatVersionError
-from ..event import Event
 from ..fs import FileSystem
 from ..report import RecoveryEntry, RecoveryReport
 from .directory import quarantine_copy
@@ -59,7 +59,8 @@ class SnapshotMismatch(Exception):
         self.past_end = past_end
 
 
-OnCommit = Callable[[Frame, list[Event]], None]
+OnCommit = Callable[[Frame, EventBatch], None]
+"""Called with each valid commit a walk decodes (`EventBatch.events` builds its events)."""
 
 
 @dataclass
@@ -281,12 +282,12 @@ class Walker:
 
     def _decoded(self, frame: Frame, ref: SegmentRef, on_commit: OnCommit | None) -> bool:
         try:
-            events = decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts, ref.path, frame.offset)
+            commit = decode_columns(frame.payload, frame.first_seq, frame.count, frame.ts, ref.path, frame.offset)
         except CorruptionError as exc:  # strict raises; the others lose the commit
             self._problem(ref.path, frame.offset, exc.reason, lost=SeqRange(frame.first_seq, frame.last_seq))
             return False
         if on_commit is not None:
-            on_commit(frame, events)
+            on_commit(frame, commit)
         return True
 
     def _leave(self, seg: _Segment, walk: _Pass) -> None:

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..fs import FileSystem
 from ..errors import CorruptionError
-from ..event import Event
+from ..batch import EventBatch
 from .frame import Frame, SeqRange
 from .layout import SEGMENTS_DIR, SNAPSHOT_HEADER_SIZE, SNAPSHOTS_DIR, ZERO_DIGEST
 from ..projection import Projection
@@ -54,11 +54,11 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
 
     walker = Walker(fs, root, policy="collect", writer=False, report=collected)
 
-    def on_commit(frame: Frame, events: list[Event]) -> None:
+    def on_commit(frame: Frame, batch: EventBatch) -> None:
         report.commits += 1
-        report.events += len(events)
-        for e in events:
-            versions[e.key] = versions.get(e.key, 0) + 1
+        report.events += len(batch)
+        for key in batch.keys:
+            versions[key] = versions.get(key, 0) + 1
         snap = wanted.pop(frame.last_seq, None)
         if snap is not None:
             if snap.digest != frame.digest:
