@@ -17,13 +17,14 @@ from .errors import (
     NotAStoreError, ReadOnlyError, StoreClosedError, StoreFailedError, StoreIOError,
     ValidationError,
 )
+from .batch import EventBatch
 from .event import Event, Value
 from .fs import FileSystem
 from .projection import BatchProjection, Projection
 from .report import RecoveryEntry, RecoveryReport, VerifyReport
 
 __all__ = [
-    "open", "Store", "Transaction", "Event", "Value", "Projection", "BatchProjection", "SnapshotState", "FileSystem",
+    "open", "Store", "Transaction", "Event", "Value", "Projection", "BatchProjection", "EventBatch", "SnapshotState", "FileSystem",
     "RecoveryReport", "RecoveryEntry", "VerifyReport",
     "EventStoreError", "CorruptionError", "FormatVersionError", "LockedError", "ConcurrencyError",
     "ValidationError", "ReadOnlyError", "StoreClosedError", "StoreFailedError", "StoreIOError",

@@ -139,9 +139,9 @@ def plain_columns(items: list[Any], known_types: Set[str]) -> Columns | None:
     """``(types, keys, datas, metas)`` of a batch every item of which is plainly valid.
 
     Plainly valid: all items are tuples or lists of one length (3 or 4), their values are of
-    exact built-in types (so msgspec encodes them as msgpack does; see
-    `codec.encode_commit`; map keys may be str subclasses, which both encode
-    alike), the type is one of
+    exact built-in types (so msgspec encodes them as msgpack does, see
+    `codec.encode_commit`, and the copies the events hold are what a replay
+    decodes: a str subclass, even as a map key, takes the full path), the type is one of
     ``known_types`` (names validated before), the key is a str of at most
     1024 characters without NUL, and ``data`` (and ``meta``) are dicts with str
     keys and scalar values. The checks run column by column in C, which is what
@@ -170,7 +170,8 @@ def plain_columns(items: list[Any], known_types: Set[str]) -> Columns | None:
                 continue
             if not _DICT_ONLY.issuperset(map(type, maps)):
                 return None
-            "".join(_chain(maps))  # TypeError unless every map key is a str (as msgpack packs it)
+            if not _STR_ONLY.issuperset(map(type, _chain(maps))):  # exact str keys, as a replay gives
+                return None
             if not _SCALARS.issuperset(map(type, _chain(map(_values, maps)))):
                 return None
     except (TypeError, ValueError):  # an item without len(), a key that is not a str, ...

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import bisect
 from itertools import islice
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from eventstore.event import Event
 
@@ -164,6 +164,12 @@ class MediaProjection:
         self._times: list[int] = []     # ts of seq TIME_STRIDE, 2*TIME_STRIDE, ...
 
     # ---------------------------------------------------------------- protocol
+
+    def apply_batch(self, events: Sequence[Event]) -> None:
+        """The events of one commit, in seq order (`eventstore.BatchProjection`): ``apply`` on each."""
+        apply = self.apply
+        for event in events:
+            apply(event)
 
     def apply(self, event: Event) -> None:
         if self._frozen:
