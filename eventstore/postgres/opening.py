@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..batch import EventBatch
 from ..errors import CorruptionError
-from ..projection import Projection
+from ..projection import Projection, applier
 from ..publish import KeyVersions, keys_of
 from ..report import RecoveryEntry, RecoveryReport
 from .connection import Conn
@@ -34,13 +35,14 @@ class Opened:
 def replay(reader: LogReader, cursor: Cursor, targets: Sequence[Projection],
            versions: KeyVersions | None, stop: int | None = None) -> None:
     """Apply every commit after ``cursor`` (up to the commit ending at ``stop``) to ``targets``."""
+    appliers = [applier(p) for p in targets]  # apply_batch where a projection has it
     while stop is None or cursor.next_seq <= stop:
         commits = reader.tail(cursor)
         for c in commits:
-            for p in targets:
-                apply = p.apply
-                for e in c.events:
-                    apply(e)
+            if appliers:
+                batch = EventBatch.of(c.events)
+                for apply in appliers:
+                    apply(batch)
             if versions is not None:
                 versions.note(keys_of(c.events))
             if stop is not None and c.events[-1].seq >= stop:
