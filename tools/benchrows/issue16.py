@@ -18,15 +18,18 @@ same rounds, interleaved, and is judged on CPU time (medians).
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import msgpack
+import msgspec
 
 import eventstore
 from eventstore import Event, EventBatch
+from eventstore.codec import _reference_events, decode_columns
+from eventstore.event import plain_columns
 from projections.media import MediaProjection
 
-from .common import Bench, Span, cpu_row, interleaved, ms, now
+from .common import Bench, Row, Span, cpu_row, interleaved, med, ms, now
 from .data import sqlite_insert, sqlite_open, title_events
 
 KEYS = 20_000
@@ -65,6 +68,41 @@ def bench_append16(b: Bench) -> None:
             "append_many of 100, durability=none)", n, ours, theirs, "SQLite", 3.5,
             f"metalog includes the final flush() (median {ms(sorted(flushes)[len(flushes) // 2])} wall); "
             "SQLite: executemany in one transaction, WAL, synchronous=NORMAL")
+    _check_costs(b, items)
+
+
+# A typed msgspec conversion checks shapes, str map keys and scalar values in C and copies the
+# dicts, but passes str subclasses (str enums too) through as they are and turns a Decimal into a
+# float: alone it is not the plain check (docs/decisions/perf-append-checks.md). What each costs:
+_CONVERT_TYPE = list[tuple[str, str, dict[str, Union[str, int, float, bool, None]]]]
+
+
+def _check_costs(b: Bench, items: list[Any]) -> None:
+    batches = [items[i:i + 100] for i in range(0, len(items), 100)]
+    known = {"title.set"}
+
+    def column_check() -> float:
+        with Span() as span:
+            for batch in batches:
+                _, _, datas, _ = plain_columns(batch, known)  # type: ignore[misc]
+                list(map(dict.copy, datas))
+        return span.cpu
+
+    def typed_conversion() -> float:
+        with Span() as span:
+            for batch in batches:
+                msgspec.convert(batch, _CONVERT_TYPE)
+        return span.cpu
+
+    ours, theirs = interleaved(b.repeats + 2, column_check, typed_conversion)
+    n = len(items)
+    b.add(Row("append16", "16/1", "check and copy a batch: exact column-wise check + dict copies vs "
+              "msgspec.convert to a typed schema", f"{med(ours) / n * 1e6:.3f} us/event",
+              f"msgspec.convert {med(theirs) / n * 1e6:.3f} us/event", med(theirs) / med(ours), "", None,
+              {"column_check_cpu_s": ours, "typed_conversion_cpu_s": theirs},
+              note="event.plain_columns (what Intake.many runs) vs msgspec.convert(batch, list[tuple[str, str, "
+                   "dict[str, scalar]]]), CPU time; the conversion alone would let str subclasses and Decimal "
+                   "through"))
 
 
 class Plain:
@@ -160,6 +198,33 @@ def bench_replay16(b: Bench) -> None:
     for name in ("plain", "batch", "columns", "sqlite"):
         assert set(states[name]) == {KEYS}, (name, states[name])
     _replay_rows(b, n, results)
+    _decode_costs(b, n)
+
+
+def _decode_costs(b: Bench, n: int) -> None:
+    """The decode alone: one typed msgspec call per flat payload vs msgpack, the reference."""
+    items = title_events(n, KEYS)
+    payloads = [msgpack.packb([[*item, {}] for item in items[i:i + 100]]) for i in range(0, n, 100)]
+    assert decode_columns(payloads[0], 1, 100, 0, "", 0).events == _reference_events(payloads[0], 1, 100, 0, "", 0)
+
+    def typed() -> float:
+        with Span() as span:
+            for p in payloads:
+                decode_columns(p, 1, 100, 0, "", 0).events
+        return span.cpu
+
+    def reference() -> float:
+        with Span() as span:
+            for p in payloads:
+                _reference_events(p, 1, 100, 0, "", 0)
+        return span.cpu
+
+    ours, theirs = interleaved(b.repeats + 2, typed, reference)
+    b.add(Row("replay16", "16/2", "decode commits of 100 into events: typed msgspec vs msgpack + a check per event",
+              f"{med(ours) / n * 1e6:.3f} us/event", f"msgpack {med(theirs) / n * 1e6:.3f} us/event",
+              med(theirs) / med(ours), "", None, {"typed_cpu_s": ours, "reference_cpu_s": theirs},
+              note="codec.decode_columns(...).events vs codec._reference_events, CPU time; the events are "
+                   "checked equal"))
 
 
 def _size(projections: list[Any]) -> int:
