@@ -10,7 +10,7 @@ Run from a checkout (``pip install -e .`` done)::
     python tools/bench.py --dir /some/fs  # where the temporary data lives
 
 Each benchmark prints its figure, the baseline it measured itself, and the
-ratio against the target of issues 3, 4, 5 and 14 (SPEC §7.8: scripts, not
+ratio against the target of issues 3, 4, 5, 14 and 16 (SPEC §7.8: scripts, not
 timed tests). Short measurements are repeated (``--repeats``, default 3)
 with metalog and baseline rounds interleaved, so a noisy neighbour hurts
 both sides alike; the median of each side is reported. The baselines:
