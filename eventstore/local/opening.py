@@ -27,6 +27,7 @@ from ..errors import CorruptionError, FormatVersionError
 from ..event import Event
 from ..fs import FileSystem
 from ..projection import Projection
+from ..keytable import versions_builder
 from ..publish import KeyVersions, keys_of
 from ..report import RecoveryEntry, RecoveryReport, seqs_in
 from . import snapshot as snap_mod
@@ -145,7 +146,7 @@ class _Opening:
                 p.restore(state)
             else:
                 missing.append(p)
-        self.versions = KeyVersions(dict(snap.versions))
+        self.versions = KeyVersions(base=versions_builder(snap.versions, self.projections))
         if missing:  # [F-22]: rebuild those by replay up to the snapshot
             Walker(self.fs, self.root, policy=self.recovery, writer=False, report=self.report).walk(
                 Cursor.start(), self.apply_to(missing, False), stop_seq=snap.seq)
