@@ -233,7 +233,7 @@ def test_protocol_attributes() -> None:
     from eventstore.projection import Projection
     p = MediaProjection()
     assert isinstance(p, Projection)
-    assert (p.name, p.version) == ("media", 4)       # plain values, not methods
+    assert (p.name, p.version) == ("media", 5)       # plain values, not methods
 
 
 # ------------------------------------------------------------------ undo horizon
