@@ -27,7 +27,7 @@ import getpass
 import os
 import threading
 import time as _time
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import eventstore
 from eventstore.errors import ConcurrencyError, StoreClosedError, ValidationError
@@ -36,12 +36,13 @@ from eventstore.event import Event
 
 from .checks import check_actor, check_text
 from .events import ACTOR, CONT, FORGOTTEN, MERGE, REASON, TYPE_OF_FIELD, VALUE, Change, MediaRecord
-from .history import item_history
 from .keys import PathChecker, _normalise_absolute, media_key
-from .legacy import ImportReport, import_legacy_json
 from .media import MediaProjection, UndoUnit
 from .timetravel import diff_states, replay_to, seq_at_time
 from .undo import Plan, UndoError, UndoResult, plan_step, rename_items
+
+if TYPE_CHECKING:   # history and legacy are imported when used: `metalog get` needs neither
+    from .legacy import ImportReport
 
 __all__ = ["MediaCatalog", "Batch", "UndoError", "UndoResult"]
 
@@ -557,6 +558,8 @@ class MediaCatalog:
         key = media_key(media)
         with self._lock:
             self._check_open()
+            from .history import item_history
+
             return item_history(self._store, key)
 
     # -------------------------------------------------------------- undo/redo
@@ -645,6 +648,8 @@ class MediaCatalog:
 
         See `projections.legacy.import_legacy_json`; returns its report.
         """
+        from .legacy import import_legacy_json
+
         return import_legacy_json(self, path, overwrite=overwrite, encoding=encoding,
                                   reason=reason, progress=progress)
 

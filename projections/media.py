@@ -52,6 +52,7 @@ UNDO_HORIZON = 10_000    # items (most recently changed) that keep undo/redo sta
 _STATE_VERSION = 4       # the item columns of projections.mediastate
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
 _PACKED = frozenset(("_index", "_keys", "_titles", "_descs", "_cols"))  # absent while packed
+_STACKS = frozenset(("_undo", "_redo"))    # absent until a restored projection needs its stacks
 
 
 def _legacy_times(data: dict[str, Any], ts: int) -> tuple[int, int]:
@@ -76,7 +77,8 @@ class MediaProjection(UndoStacks):
     A projection restored from a snapshot answers queries from its packed
     columns; whatever changes items (`apply`, and any batch variant of it)
     reaches the columns through the attributes in ``_PACKED``, which unpack
-    them first.
+    them first; the undo stacks are built from the snapshot's flat lists
+    the first time ``_undo`` or ``_redo`` is used (`_STACKS`).
     """
 
     name = "media"
@@ -117,6 +119,7 @@ class MediaProjection(UndoStacks):
         self._updated: IntColumn = int_column()
         self._vers: IntColumn = int_column()
         self._packed: tuple[KeyColumn, TextColumn, TextColumn] | None = None
+        self._flat: tuple[list[str], list[int], Stack, bool] | None = None  # stacks not yet built
         self._free: list[int] = []
         self._gone: dict[str, int] = {}     # event counts of keys without a live record
         # Every key with stacks is in _undo (its list is empty when only redo
@@ -374,16 +377,25 @@ class MediaProjection(UndoStacks):
         self._packed = columns
         self._created, self._updated, self._vers = ints
         self._free, self._gone = state["free"], state["gone"]
-        if self.track_undo:
-            self._restore_stacks(state["stack_keys"], state["stack_sizes"], state["stack_slots"],
-                                 state["depth"] > self.undo_depth)
+        if self.track_undo:                 # built when first needed
+            self._flat = (state["stack_keys"], state["stack_sizes"], state["stack_slots"],
+                          state["depth"] > self.undo_depth)
+            for name in _STACKS:
+                delattr(self, name)
         self.imports.restore(state["imports"])
         self._times = state["times"]
 
     def __getattr__(self, name: str) -> Any:
-        # Called only for a missing attribute: a column of a projection still packed.
+        # Called only for a missing attribute: a column of a projection still packed,
+        # or the stacks of one restored and not yet changed.
         if name in _PACKED and self.__dict__.get("_packed") is not None:
             self._unpack()
+            return getattr(self, name)
+        flat = self.__dict__.get("_flat")
+        if name in _STACKS and flat is not None:
+            self._flat = None
+            self._undo, self._redo = {}, {}
+            self._restore_stacks(*flat)
             return getattr(self, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 

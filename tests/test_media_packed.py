@@ -84,6 +84,15 @@ def test_packed_queries_equal_the_live_and_the_unpacked_projection(chunk: int, l
     # a packed projection's snapshot is the same bytes as the live one's
     assert msgpack.packb(packed.snapshot()) == msgpack.packb(live.snapshot())
     assert packed._packed is not None                   # queries and snapshots never unpack
+    # the stacks, built from the snapshot's flat lists when first asked for
+    fresh = MediaProjection(undo_depth=3, undo_horizon=4)
+    fresh.restore(through_msgpack(live.snapshot()))
+    assert fresh._flat is not None and "_undo" not in vars(fresh)
+    assert [(fresh.undo_top(k), fresh.redo_top(k)) for k in probes] == \
+        [(live.undo_top(k), live.redo_top(k)) for k in probes]
+    assert (fresh.last_undo_group(), fresh.last_redo_group(), fresh.undo_depths()) == \
+        (live.last_undo_group(), live.last_redo_group(), live.undo_depths())
+    assert fresh._flat is None and fresh._packed is not None
     unpacked = MediaProjection(undo_depth=3, undo_horizon=4)
     unpacked.restore(through_msgpack(live.snapshot()))
     unpacked._unpack()
