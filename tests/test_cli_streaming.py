@@ -22,8 +22,8 @@ def build(store: Path, keys: list[str], title: str = "Holiday footage") -> None:
 
 
 def test_ls_prints_its_first_lines_before_it_formats_the_last(tmp_path: Path) -> None:
-    """Keys are shown relative to the current directory, looked up as each row is
-    formatted. The reader takes the first line, then renames the directory the
+    """Keys are shown relative to the current directory, looked up as rows are
+    formatted (once per 1024 rows). The reader takes the first line, then renames the directory the
     command runs in (the process stays in it, under the new name), then reads
     on. The pipe holds a few dozen KiB, so a streaming `ls` is still far from
     its last row: rows formatted after the rename show their keys whole. A

@@ -48,13 +48,19 @@ def display_width(text: str) -> int:
     """The number of terminal cells ``text`` takes ("映画" takes 4, "e\u0301" 1).
 
     ASCII text is its length; otherwise only the non-ASCII characters are
-    measured one by one (a shortened cell ends in one "…": one lookup)."""
+    measured one by one (a shortened cell ends in one "…": one lookup);
+    `display_width_measured` is the reference, every character measured."""
     if text.isascii():
         return len(text)
     width = len(text)
     for char in _NON_ASCII.findall(text):
         width += _char_width(char) - 1
     return width
+
+
+def display_width_measured(text: str) -> int:
+    """`display_width`, one character at a time (the plain path)."""
+    return sum(map(_char_width, text))
 
 
 def pad(text: str, width: int, *, right: bool = False) -> str:
@@ -66,8 +72,13 @@ def pad(text: str, width: int, *, right: bool = False) -> str:
 def _head(text: str, width: int) -> str:
     """The longest prefix of ``text`` that fits in ``width`` cells; the marks
     combining with a character that does not fit go with it."""
-    if text.isascii():
-        return text[:width]
+    if text.isascii():                      # every character one cell
+        return text[:max(width, 0)]
+    return _head_measured(text, width)
+
+
+def _head_measured(text: str, width: int) -> str:
+    """`_head`, one character at a time (the plain path)."""
     used = 0
     for i, char in enumerate(text):
         used += _char_width(char)
@@ -79,8 +90,13 @@ def _head(text: str, width: int) -> str:
 def _tail(text: str, width: int) -> str:
     """The longest suffix of ``text`` that fits in ``width`` cells, never
     starting with a combining mark whose base character was cut off."""
-    if text.isascii():
+    if text.isascii():                      # every character one cell, none combining
         return text[max(len(text) - width, 0):] if width > 0 else ""
+    return _tail_measured(text, width)
+
+
+def _tail_measured(text: str, width: int) -> str:
+    """`_tail`, one character at a time (the plain path)."""
     used, start = 0, len(text)
     for i in range(len(text) - 1, -1, -1):
         used += _char_width(text[i])
@@ -148,7 +164,7 @@ def cell(text: str, width: int) -> str:
     characters escaped first (so their escapes count), on one line, cut with
     an ellipsis."""
     if text.isascii() and text.isprintable():        # the common case, without a call
-        return text if len(text) <= width else text[:width - 1] + "\u2026"
+        return text if width <= 0 or len(text) <= width else text[:width - 1] + "\u2026"
     return shorten(visible(text), width)
 
 
