@@ -78,7 +78,7 @@ def encode_table(versions: dict[str, int]) -> bytes:
     return pack([keys, counts.tobytes()])
 
 
-def decode_table(raw: bytes, file: str, offset: int) -> KeyTable:
+def decode_table(raw: bytes | memoryview, file: str, offset: int) -> KeyTable:
     """A checked table ([F-34]): its keys a str, one positive count per key."""
     table = unpack(raw, file, offset, "snapshot key versions")
     if (type(table) is not list or len(table) != 2 or type(table[0]) is not str

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from ..fs import FileSystem
 from ..codec import pack, unpack
 from ..keytable import KeyTable, decode_table
+from ..snapshotbody import split_body
 from .compression import ZstdFrameError, compress, stream_decompress
 from ..errors import CorruptionError, FormatVersionError
 from .layout import (
@@ -28,6 +29,9 @@ TRUSTED_BODY_BYTES = 16 << 20
 """A body up to this size is inflated whatever its compression ratio."""
 MAX_RATIO = 1024
 """Beyond `TRUSTED_BODY_BYTES`, a body may be at most this many times its compressed size."""
+
+
+_BIN = (bytes, memoryview)  # a bin of the body: a copy (plain path) or a view (`split_body`)
 
 
 class Snapshot(NamedTuple):
@@ -148,13 +152,10 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     if len(body) != body_len:
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE,
                               f"snapshot body is {len(body)} bytes, header says {body_len}")
-    doc = unpack(body, path, SNAPSHOT_HEADER_SIZE, "snapshot body")  # no copy of a large body
-    del body
-    try:
-        versions_raw = doc["versions"]
-        entries = [(name, ver, state) for name, ver, state in doc["projections"]]
-        if not isinstance(versions_raw, bytes) or not all(
-                type(n) is str and type(v) is int and type(s) is bytes for n, v, s in entries):
+    try:    # the bins as views of the body, not copies (`snapshotbody`)
+        versions_raw, entries = split_body(body, path, SNAPSHOT_HEADER_SIZE)
+        if not isinstance(versions_raw, _BIN) or not all(
+                type(n) is str and type(v) is int and isinstance(s, _BIN) for n, v, s in entries):
             raise TypeError
     except (TypeError, KeyError, ValueError):
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body has the wrong shape") from None
@@ -167,7 +168,7 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     return Snapshot(path, seq, ts, seg_first, offset, bytes(digest), versions, states)
 
 
-def _map_v1(raw: bytes, path: str) -> KeyTable:
+def _map_v1(raw: bytes | memoryview, path: str) -> KeyTable:
     """A version 1 snapshot's key versions: the msgpack of ``{key: version}``."""
     versions = unpack(raw, path, SNAPSHOT_HEADER_SIZE, "snapshot key versions") if raw else {}
     if not isinstance(versions, dict) or not all(
