@@ -29,7 +29,9 @@ normalises keys (the catalog does).
 from __future__ import annotations
 
 import bisect
-from typing import Any, Iterable, Iterator
+from itertools import repeat
+from operator import truediv
+from typing import Any, Callable, Iterable, Iterator, cast
 
 from eventstore.event import Event
 
@@ -441,28 +443,38 @@ class MediaProjection(UndoStacks):
 
     def get(self, key: str) -> MediaRecord | None:
         i = self._slot(key)
-        if i is None:
-            return None
+        return None if i is None else self._record(i)
+
+    def records(self, keys: Iterable[str]) -> Iterator[MediaRecord | None]:
+        """`get` of each key in turn, for many keys at once (a listing): each
+        column is read by one C-level ``map`` and no Python code runs per key
+        when every key is live; a packed projection's values are cut out whole
+        (a few C calls a column) when most keys are asked for. Do not change
+        the projection while iterating."""
+        found = list(map(self._live().get, keys))
+        if None in found:                   # some key is not live: key by key
+            return iter([None if i is None else self._record(i) for i in found])
+        slots = cast(list[int], found)
+        packed = self._packed
+        titles: Callable[[int], str]
+        descs: Callable[[int], str]
+        if packed is None:
+            titles, descs = self._titles.__getitem__, self._descs.__getitem__
+        elif len(slots) * 8 < len(packed[1]):
+            titles, descs = packed[1].__getitem__, packed[2].__getitem__
+        else:
+            titles, descs = packed[1].to_list().__getitem__, packed[2].to_list().__getitem__
+        column: Callable[[IntColumn], Iterator[int]] = lambda c: map(c.__getitem__, slots)
+        # seconds as ns_to_seconds gives them (ns / 1e9), divided in C
+        created = map(truediv, column(self._created), repeat(1e9))
+        updated = map(truediv, column(self._updated), repeat(1e9))
+        values = zip(map(titles, slots), map(descs, slots), column(self._vers), created, updated)
+        return map(tuple.__new__, repeat(MediaRecord), values)
+
+    def _record(self, i: int) -> MediaRecord:
         title, desc = self._values(i)
         return MediaRecord(title, desc, self._vers[i], ns_to_seconds(self._created[i]),
                            ns_to_seconds(self._updated[i]))
-
-    def records(self, keys: Iterable[str]) -> Iterator[MediaRecord | None]:
-        """`get` of each key in turn, for many keys at once (a listing): the
-        columns are looked up once, and a packed projection's values are cut
-        out whole (a few C calls a column), not one slice per call. Do not
-        change the projection while iterating."""
-        index = self._live()
-        packed = self._packed
-        if packed is None:
-            titles, descs = self._titles, self._descs
-        else:
-            titles, descs = packed[1].to_list(), packed[2].to_list()
-        vers, created, updated, seconds = self._vers, self._created, self._updated, ns_to_seconds
-        for key in keys:
-            i = index.get(key)
-            yield None if i is None else MediaRecord(titles[i], descs[i], vers[i], seconds(created[i]),
-                                                     seconds(updated[i]))
 
     def title(self, key: str) -> str:
         i = self._slot(key)

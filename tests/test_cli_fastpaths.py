@@ -44,6 +44,16 @@ def test_cell_equals_shortening_the_visible_text(text: str, width: int) -> None:
     assert cells.cell(text, width) == cells.shorten(cells.visible(text), width)
 
 
+@settings(max_examples=400, deadline=None)
+@given(text=TEXT, width=WIDTHS)
+def test_plain_cell_is_cell_for_printable_ascii_and_none_otherwise(text: str, width: int) -> None:
+    made = cells.plain_cell(text, width)
+    if made is None:
+        assert not (text.isascii() and text.isprintable())
+    else:
+        assert made == cells.cell(text, width) and cells._plain_row([made])
+
+
 @settings(max_examples=200, deadline=None)
 @given(rows=st.lists(st.tuples(TEXT, TEXT, st.integers(0, 10**6).map(str)), max_size=12),
        first=st.integers(1, 5), block=st.integers(1, 5))
@@ -68,6 +78,15 @@ def test_a_stream_table_in_one_block_equals_the_whole_table(rows: list[tuple[str
     lines = parts.getvalue().splitlines()
     assert len(lines) == len(expected)
     assert [line.split() for line in lines] == [line.split() for line in expected]
+    # a row vouched plain (by cells plain_cell made and a printable ASCII key) goes the same way
+    vouched = io.StringIO()
+    told = cells.StreamTable(vouched, headers, right=("VER",), first=first, block=block)
+    for (a, b, c), row in zip(rows, made):
+        plain = (cells.plain_cell(b, 12) is not None and a.isascii() and a.isprintable()
+                 and cells.plain_cell(a, 8) is not None)
+        told.add(row, plain)
+    told.flush()
+    assert vouched.getvalue() == parts.getvalue()
 
 
 SUFFIX = st.text(st.sampled_from("ab/.-_0映\u0301\x1b\U0001F600"), max_size=8)

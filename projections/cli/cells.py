@@ -14,8 +14,8 @@ import re
 import unicodedata
 from typing import Any, Iterable, Sequence, TextIO
 
-__all__ = ["visible", "display_width", "pad", "shorten", "shorten_middle", "cell", "table",
-           "StreamTable"]
+__all__ = ["visible", "display_width", "pad", "shorten", "shorten_middle", "cell", "plain_cell",
+           "table", "StreamTable"]
 
 # Control characters other than tab and newline, shown escaped in human output:
 # a title holding ESC [ ... must not recolour or rewrite the reader's terminal.
@@ -168,6 +168,23 @@ def cell(text: str, width: int) -> str:
     return shorten(visible(text), width)
 
 
+def plain_cell(text: str, width: int) -> str | None:
+    """`cell` of printable ASCII text (so the cell is printable ASCII, but for
+    the ellipsis it may end in: a `StreamTable` row of such cells is plain);
+    None for any other text."""
+    if text.isascii() and text.isprintable():
+        return text if width <= 0 or len(text) <= width else text[:width - 1] + "\u2026"
+    return None
+
+
+def _plain_row(row: Sequence[str]) -> bool:
+    """Whether every cell is printable ASCII, but for our own marks (one cell each)."""
+    joined = "".join(row)
+    if not joined.isascii():        # our own marks take one cell: they may stay on the fast path
+        joined = joined.replace("\u2026", "").replace("\u21b5", "")
+    return joined.isascii() and joined.isprintable()
+
+
 class StreamTable:
     """Aligned columns written while rows still arrive, for listings too long
     to hold (``ls`` of a large store, ``log``).
@@ -195,11 +212,11 @@ class StreamTable:
         self._pending: list[tuple[Sequence[str], list[int] | None]] = []
         self._limit = first
 
-    def add(self, row: Sequence[str]) -> None:
-        joined = "".join(row)
-        if not joined.isascii():    # our own marks take one cell: they may stay on the fast path
-            joined = joined.replace("\u2026", "").replace("\u21b5", "")
-        if joined.isascii() and joined.isprintable():
+    def add(self, row: Sequence[str], plain: bool = False) -> None:
+        """One row. ``plain``: the caller knows every cell is printable ASCII but
+        for our own marks (``…``, ``↵``), as `plain_cell` makes them, so the row
+        goes on the fast path without the check (which would decide the same)."""
+        if plain or _plain_row(row):
             self._pending.append((row, None))       # every cell is as wide as it is long
         else:
             shown = [visible(c) for c in row]

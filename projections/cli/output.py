@@ -20,14 +20,15 @@ import threading
 import time
 from typing import Any, Callable, Sequence, TextIO
 
-from .cells import (StreamTable, cell, display_width, pad, shorten, shorten_middle, table,
-                    visible)
+from .cells import (StreamTable, cell, display_width, pad, plain_cell, shorten, shorten_middle,
+                    table, visible)
 
 __all__ = [
     "Printer",
     "Progress",
     "display_key",
     "key_shower",
+    "plain_cell",
     "plural",
     "event_dict",
     "format_time",
