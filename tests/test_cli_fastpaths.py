@@ -130,3 +130,41 @@ def test_records_equal_get(values: list[tuple[str, str, bool]], probes: list[str
     for p in (live, packed):
         assert list(p.records(probes)) == [p.get(k) for k in probes]
         assert list(p.records(probes)) == [live.get(k) for k in probes]
+
+
+# -------------------------------------------------- the parser of one command
+
+def _outcome(parser_argv: tuple[object, list[str]]) -> object:
+    """What parsing gives: the namespace (its handler as a yes/no), or the error."""
+    import contextlib
+    import io as _io
+
+    from projections.cli import app
+
+    parser, argv = parser_argv
+    out, err = _io.StringIO(), _io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            ns = parser.parse_args(argv)  # type: ignore[attr-defined]
+    except app._UsageExit as exc:
+        return ("usage", exc.prog, exc.usage, exc.message)
+    except SystemExit as exc:
+        return ("exit", exc.code, out.getvalue(), err.getvalue())
+    found = vars(ns)
+    return {k: (callable(v) if k == "handler" else v) for k, v in found.items()}
+
+
+WORDS = st.sampled_from(["get", "ls", "log", "set-title", "tail", "copy", "nope", "--store", "--sto",
+                         "--store=get", "--actor", "--act", "--json", "--js", "-h", "--help", "--version",
+                         "--", "-", "x.mp4", "5", "--from", "--reason", "-m", "-f", "--bogus", "a b"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(argv=st.lists(WORDS, max_size=6))
+def test_the_parser_of_the_named_command_parses_as_the_whole_parser(argv: list[str]) -> None:
+    from projections.cli import app
+
+    only = app.command_named(argv)
+    whole = _outcome((app.build_parser(), argv))
+    if only is not None:
+        assert _outcome((app.build_parser(only), argv)) == whole

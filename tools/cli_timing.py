@@ -32,7 +32,8 @@ and the catalog, opening the store (snapshot read and replay), and the
 command's own work: ``get``'s lookup and printing, and ``ls``'s sort, key
 column and rows.
 
-The command run is the ``metalog`` script next to this Python, with this
+The command run is what this checkout's ``pyproject.toml`` declares as the
+``metalog`` console script, run as an installed script runs it, with this
 checkout first on ``PYTHONPATH``, so the figures are this checkout's. The
 checkout's modules are byte-compiled first and the children run without
 ``PYTHONDONTWRITEBYTECODE``, as an installed package has its ``.pyc`` files
@@ -65,10 +66,17 @@ from projections import MediaCatalog  # noqa: E402
 
 
 def metalog_command() -> list[str]:
-    beside = Path(sys.executable).parent / "metalog"
-    if beside.exists():
-        return [str(beside)]
-    return [sys.executable, "-m", "projections"]
+    """The `metalog` command as this checkout's pyproject.toml declares it: what the
+    installed console script runs (``from MODULE import FUNC; sys.exit(FUNC())``),
+    so a script installed from an older checkout cannot stand in for this one."""
+    entry = "projections.cli:main"
+    for line in (REPO / "pyproject.toml").read_text(encoding="utf-8").splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "metalog":
+            entry = value.strip().strip('"')
+    module, func = entry.split(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {func}; sys.argv[0] = 'metalog'; "
+                                  f"sys.exit({func}())"]
 
 
 def environment() -> dict[str, str]:
