@@ -1456,6 +1456,23 @@ def bench_writers(b: Bench) -> None:
                    f"with 1, on {os.cpu_count()} CPUs"))
 
 
+# --------------------------------------------------------------------------- issue 16 items 4, 5
+# Measured by tools/catalog_memory.py and tools/cli_timing.py; tools/bench_cli.py makes the rows.
+
+def bench_memory(b: Bench) -> None:
+    """Live bytes of a 100k-item catalog opened from a snapshot vs the old JSON file's dict (16/4)"""
+    import bench_cli
+    for row in bench_cli.memory_rows(b.root, b.quick):
+        b.add(Row(**row))
+
+
+def bench_cli(b: Bench) -> None:
+    """metalog --help, get, ls and ls | head -1 on a 100k-item store, vs python -c pass (16/5)"""
+    import bench_cli
+    for row in bench_cli.cli_rows(b.root, b.quick):
+        b.add(Row(**row))
+
+
 # --------------------------------------------------------------------------- driver
 
 BENCHES: dict[str, Callable[[Bench], None]] = {
@@ -1472,6 +1489,7 @@ BENCHES: dict[str, Callable[[Bench], None]] = {
     "writers": bench_writers,
 }
 BENCHES.update(PG_BENCHES)  # the PostgreSQL section's
+BENCHES.update({"memory": bench_memory, "cli": bench_cli})  # issue 16 items 4, 5
 
 
 def fs_type(path: str) -> str:
