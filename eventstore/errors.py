@@ -99,7 +99,7 @@ class StoreIOError(StoreFailedError, OSError):
     nothing; it can be retried once the cause is fixed. ``path`` is the store,
     ``file`` the file being written, ``errno``/``strerror`` the OS error,
     ``needed`` the bytes the write needed (None when unknown), ``what`` a short
-    phrase for the operation. It is also an `OSError` (it used to surface as one).
+    phrase for the operation. It is also an `OSError`, so code catching the OS error keeps working.
     """
 
     def __init__(self, path: str, file: str, err: int | None, strerror: str | None, what: str,

@@ -1,4 +1,4 @@
-"""Writers in several processes on one store, and the checks of what they leave (issue 14).
+"""Writers in several processes on one store, and the checks of what they leave (SPEC §2, §4).
 
 `run(target, workdir, plan)` starts ``plan.processes`` writer processes of
 ``plan.threads`` threads each (this file, run as a script), optionally one

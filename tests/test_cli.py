@@ -307,8 +307,7 @@ def test_demo_keeps_dir(tmp_path: Path) -> None:
 
 def test_control_characters_never_reach_the_terminal_raw(store: Path, tmp_path: Path) -> None:
     """A title, key or actor holding ESC sequences is shown escaped (\\x1b) in human output,
-    so it cannot recolour or rewrite the reader's terminal; JSON keeps the value whole.
-    (They used to be printed raw.)"""
+    so it cannot recolour or rewrite the reader's terminal; JSON keeps the value whole."""
     evil = "red\x1b[31m!\x07\x9b"
     # the command refuses such an actor (test_actor_must_be_one_printable_line); an
     # application writing through the API may still record one
@@ -327,8 +326,8 @@ def test_control_characters_never_reach_the_terminal_raw(store: Path, tmp_path: 
 
 def test_export_and_json_output_are_strict_json_with_nan_and_infinity(store: Path) -> None:
     """JSON has no NaN: non-finite floats an application stored print as the strings
-    "NaN", "Infinity", "-Infinity", so every exported line parses as strict JSON.
-    (export used to print a bare NaN.)"""
+    "NaN", "Infinity", "-Infinity", so every exported line parses as strict JSON
+    (a bare NaN would not)."""
     import eventstore
     with eventstore.open(store) as s:
         s.append("measure", "/m", {"a": float("nan"), "b": float("inf"), "c": -float("inf"), "d": 1.5})
@@ -349,9 +348,9 @@ def cells(text: str) -> int:
 
 
 def test_log_cuts_long_keys_in_human_output_only(store: Path, tmp_path: Path) -> None:
-    """One long key used to widen the KEY column of every line of `log`/`tail`; it is
-    now cut in the middle (the file name stays), and the columns line up by display
-    width even for wide characters. --json keeps every key whole."""
+    """A long key is cut in the middle in `log`/`tail` (the file name stays), so it does
+    not widen the KEY column of every line, and the columns line up by display width even
+    for wide characters. --json keeps every key whole."""
     long_key = ("/media/" + "/".join(f"a-rather-long-directory-name-{i}" for i in range(6))
                 + "/final-cut.mp4")
     keys = ["/media/a.mp4", long_key, "/media/映画/予告編.mp4"]
@@ -401,7 +400,7 @@ def test_ls_pads_columns_by_display_width(store: Path, tmp_path: Path) -> None:
 
 def test_json_events_keep_the_cont_meta_the_catalog_writes(store: Path, tmp_path: Path) -> None:
     """`cont` is not store-internal: the catalog writes it on every event of a commit
-    but the first (projections/events.py, DESIGN "Events"), and it is how a replay of
+    but the first (projections/events.py), and it is how a replay of
     the log tells commit boundaries (a batch is one undo step). So `--json` output and
     `export` print `meta` as stored, `cont` included; human output leaves it out."""
     with MediaCatalog.open(store, actor="tester") as cat:

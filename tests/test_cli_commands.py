@@ -1,5 +1,5 @@
-"""Commands a user reaches for, and results that agree with each other
-(issue 13, items 15 and 16): unknown items exit 1 everywhere, out-of-range
+"""Commands a user reaches for, and results that agree with each other:
+unknown items exit 1 everywhere, out-of-range
 seqs and bad actors are refused, `demo` never touches `--store`; `rename`,
 `forget`/`delete` (events, undoable), `restore` from an export into a new
 store (read back equal), and clearing an item's last field is refused.
@@ -125,8 +125,9 @@ def test_delete_says_it_is_forget(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_clearing_the_last_field_is_refused_so_the_item_cannot_vanish(store: Path) -> None:
-    """`set-title K ""` on an item without a description used to end the item: `get`
-    said "no media item" while `history` showed it."""
+    """`set-title K ""` on an item without a description is refused: it would end the
+    item silently (`get` saying "no media item" while `history` shows it); `forget` is
+    the way to end one."""
     before = events_of(store)
     proc = run("set-title", "/m/b.mp4", "", store=store)
     assert proc.returncode == 2, proc

@@ -1,5 +1,4 @@
-"""The command on a store that an open repaired or that is damaged (issue 13,
-items 13 and 14): a writer's repair is told in one line on stderr; read-only
+"""The command on a store that an open repaired or that is damaged: a writer's repair is told in one line on stderr; read-only
 commands show what is intact, name the damage and `recover --salvage` on
 stderr and exit 4; `verify` says what it found, not a salvage it never ran,
 and names the media items of lost events where a snapshot still counts them.

@@ -98,7 +98,7 @@ def test_import_of_missing_file_is_a_usage_error(store: Path, tmp_path: Path) ->
 
 
 def test_import_of_a_directory_says_it_is_a_directory(store: Path, tmp_path: Path) -> None:
-    """`import-json .` used to say "no such file" about a directory that plainly exists."""
+    """`import-json .` says the path is a directory, not "no such file"."""
     events = run_json("stats", store=store)["events"]
     proc = run("import-json", ".", store=store, cwd=tmp_path)
     assert proc.returncode == 2, proc

@@ -1,5 +1,5 @@
-"""`metalog import-json` and `metalog undo` of an import, run as the real command
-(issue 13, items 8-12): conflicts, Ctrl-C, encodings, kept fields, one-line undo.
+"""`metalog import-json` and `metalog undo` of an import, run as the real command:
+conflicts, Ctrl-C, encodings, kept fields, one-line undo.
 """
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`metalog ls` streams, and `--help` loads no store code (issue 13 item 17,
-issue 16 item 5). No timings here (SPEC §7.8): `tools/cli_timing.py` has
+"""`metalog ls` streams, and `--help` loads no store code. No timings here (SPEC §7.8): `tools/cli_timing.py` has
 them. Streaming is shown by order instead: rows are formatted after the
 first line went out, which a listing built whole before printing cannot do.
 """

@@ -1,6 +1,6 @@
 """A real `kill -9` of a writer process (tools/crash_harness.py).
 
-SPEC §4.1-4.3, docs/FORMAT.md [F-11], [F-13], [F-24]: after a SIGKILL at a
+SPEC §4.1-4.3, docs/FORMAT.md [F-11], [F-13], [F-31]: after a SIGKILL at a
 random moment, a strict reopen succeeds (the lock died with the process),
 every acknowledged commit is there with its exact content, no commit is
 partially present, and seqs are contiguous; also with two writer processes on
@@ -59,7 +59,7 @@ def test_kill_9_many_rounds(tmp_path, durability, power_loss, threads):
     assert stats.rounds == 100 and stats.acked_commits > 100
 
 
-# -- two writer processes on one store (issue 14 item 3) -------------------------------------
+# -- two writer processes on one store (SPEC §2, §4.1-4.3) ---------------------------------
 @pytest.mark.parametrize("durability,power_loss", [("fsync", False), ("fsync", True)],
                          ids=["fsync", "fsync-power-loss"])
 def test_kill_9_of_one_or_both_of_two_writer_processes(tmp_path, durability, power_loss):

@@ -1,5 +1,5 @@
 """Data safety when files go missing or half-made, disks fill and readers race a writer
-(issue 13, items 1-7).
+(SPEC §4).
 
 Each test states what a user may rely on and checks it through the public API
 (`eventstore.open`, `Store` members) or the `metalog` command: "nothing
@@ -51,7 +51,7 @@ def names_missing(exc: CorruptionError, root: str, last_missing: int) -> None:
     assert re.search(rf"\b{last_missing}\b", str(exc)), exc
 
 
-# -- item 1: a read never silently starts later ------------------------------------------------
+# -- a read never silently starts later ------------------------------------------------
 @pytest.mark.parametrize("readonly", [False, True], ids=["writer", "readonly"])
 @pytest.mark.parametrize("compacted", [False, True], ids=["plain", "compacted"])
 def test_a_missing_first_segment_is_never_read_past(tmp_path, compacted: bool, readonly: bool) -> None:
@@ -82,7 +82,7 @@ def test_a_missing_first_segment_is_never_read_past(tmp_path, compacted: bool, r
             names_missing(info.value, root, last_missing)
 
 
-# -- item 2: an interrupted compaction's damaged plain copy is never simply deleted ---------------
+# -- an interrupted compaction's damaged plain copy is never simply deleted ---------------
 def _interrupted_compaction(root: str, frames_in_copy: int | None) -> tuple[str, list, list]:
     """A store whose second segment exists as N.seg and as N.zseg (compaction stopped between its
     rename and the removal, [F-20]); the .zseg holds the first ``frames_in_copy`` frames of it
@@ -138,7 +138,7 @@ def test_an_interrupted_compaction_never_deletes_the_only_copy_of_a_commit(tmp_p
         assert events_tuple(s.read()) == events_tuple(expected)
 
 
-# -- item 4: a full disk -------------------------------------------------------------------------
+# -- a full disk -------------------------------------------------------------------------
 class AlmostFullFS(FaultyFS):
     """A disk with ``room`` bytes free (None: plenty): a write that does not fit writes what
     does, then fails with ENOSPC, as a real one does."""
@@ -224,7 +224,7 @@ def test_cli_says_in_one_line_that_recovery_has_no_room(tmp_path) -> None:
     assert "Two" in ok("get", "a.mp4", store=store)
 
 
-# -- item 5: salvage clears a damaged snapshot ------------------------------------------------------
+# -- salvage clears a damaged snapshot ------------------------------------------------------
 SNAPSHOT_DAMAGE = {
     "body": lambda p: flip(p, os.path.getsize(p) - 5),
     "header": lambda p: flip(p, 10),
@@ -273,7 +273,7 @@ def test_cli_recover_salvage_leaves_a_store_that_verifies_with_a_fresh_snapshot(
     assert stats["snapshot_seq"] == stats["last_seq"] > 0
 
 
-# -- item 6: tail loss with evidence ------------------------------------------------------------
+# -- tail loss with evidence ------------------------------------------------------------
 def _cut(verb: str, path: str) -> None:
     if verb == "deleted":
         os.remove(path)
@@ -347,7 +347,7 @@ def test_a_cleanly_closed_log_that_lost_its_tail_is_never_reused_silently(tmp_pa
     names_missing(info.value, root, 130)
 
 
-# -- item 3: readers racing a writer that rolls over and compacts -----------------------------------
+# -- readers racing a writer that rolls over and compacts -----------------------------------
 # The writer: ~1,000 small segments first (so `segments/` is large enough that one listing takes
 # several getdents calls, as in a store that has run for a while), then a commit and a `compact()`
 # at a time (seal, compress: rename N.zseg.tmp -> N.zseg then unlink N.seg, snapshot) until the
@@ -463,19 +463,18 @@ def test_readers_see_a_consistent_log_while_a_writer_rolls_over_and_compacts_tor
     _assert_no_false_damage(_race(tmp_path, 60.0))
 
 
-# -- item 7: Ctrl-C on a parked committer, made deterministic ---------------------------------------
-# test_faults.test_ctrl_c_on_a_parked_committer_strands_nobody aims a timed `interrupt_main()` at
-# the main thread while it waits in a group commit; under load the interrupt lands elsewhere
-# (in `Thread.start()` of the timer thread, outside any `try`; or while main leads the sync,
-# which fails the store by design), so it fails about 2 runs in 14. Here nothing is timed: a
+# -- Ctrl-C on a parked committer, made deterministic ---------------------------------------------
+# A timed `interrupt_main()` aimed at the main thread while it waits in a group commit lands
+# elsewhere under load (in `Thread.start()` of the timer thread, outside any `try`; or while main
+# leads the sync, which fails the store by design), so a timed test is flaky. Here nothing is timed: a
 # FileSystem whose fdatasync the scenario holds keeps a leader in its sync, and the group
 # commit's seam for the lock a committer parks on (`_allocate_lock` in eventstore.local.groupcommit)
 # hands out locks that raise KeyboardInterrupt exactly where a Ctrl-C can land: in the wait
 # ("wait"), just after it ended ("wake"), while the first commit of a batch waits for the rest
 # ("gather"), and once the batch was led by a later committer ("gather-led"). The gather modes
 # also set the batch width the group commit expects (`_expect`, `_widest`), which it otherwise
-# derives from timings. The restructured group commit should keep both seams (a park-lock
-# factory, an expected-width setting) so this stays deterministic.
+# derives from timings. The group commit keeps both seams (a park-lock factory, an
+# expected-width setting) so this stays deterministic.
 _PARK_HOOK = "eventstore.local.groupcommit"  # the module whose `_allocate_lock` makes the locks committers park on
 
 _CTRL_C_SCENARIO = r'''

@@ -295,9 +295,9 @@ class _InterruptedSync(FileSystem):
 
 
 def test_group_commit_interrupted_mid_sync_fails_the_store_and_strands_nobody(fast_tmp) -> None:
-    """Found by review: an exception other than OSError in the leader's write path once left
-    the batch's committers parked forever and the store writing on. Now it fails the store:
-    the leader gets the exception, everyone else an answer, and nothing acknowledged is lost."""
+    """An exception other than OSError in the leader's write path (a Ctrl-C during the sync)
+    fails the store: the leader gets the exception, every other committer of the batch an
+    answer (none stays parked), and nothing acknowledged is lost."""
     root = str(fast_tmp / "s")
     s = eventstore.open(root, fs=_InterruptedSync(at=30), durability="fsync", snapshot_every=0)
     acked: list = []
@@ -343,8 +343,8 @@ class _Unsnapshottable(KV):
 
 def test_a_projection_that_cannot_snapshot_does_not_fail_commits(fast_tmp, caplog) -> None:
     """An automatic snapshot that fails to capture is logged and retried later; the commit
-    that triggered it and every later one succeed (found by review: it used to raise out of
-    the leader and strand the batch)."""
+    that triggered it and every later one succeed: the error never leaves the leader to
+    strand the batch."""
     root = str(fast_tmp / "s")
     with caplog.at_level(logging.ERROR, logger="eventstore"):
         with eventstore.open(root, [_Unsnapshottable()], durability="none", snapshot_every=50) as s:
@@ -358,8 +358,7 @@ def test_a_projection_that_cannot_snapshot_does_not_fail_commits(fast_tmp, caplo
 
 def test_a_writer_open_makes_what_it_shows_durable(fast_tmp) -> None:
     """[F-13]: a killed writer's unsynced commits that the next open accepts are fsynced by
-    that open, so a power cut afterwards cannot take back events a reader was shown (found by
-    the 8-thread crash harness with power loss)."""
+    that open, so a power cut afterwards cannot take back events a reader was shown."""
     root = str(fast_tmp / "s")
     eventstore.open(root).close()
     fs = FaultyFS()

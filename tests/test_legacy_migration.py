@@ -1,4 +1,4 @@
-"""Migrating from the old JSON store (issue 13, items 8-12; issue 14), through the API.
+"""Migrating from the old JSON store, through the API.
 
 Re-imports keep fields edited since the file's last import; an import cut
 short is resumed; encodings never turn into U+FFFD; an entry's other fields

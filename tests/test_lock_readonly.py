@@ -43,8 +43,8 @@ def test_failed_open_releases_the_lock(tmp_path):
 
 def test_an_idle_readonly_store_does_not_rescan_the_log(store_dir):
     """`last_seq` on a readonly store whose writer is idle costs a few stat calls, also on a
-    new empty store and after the writer's compaction left an empty active segment (each
-    call used to list and rescan the segments, decompressing the compacted one again)."""
+    new empty store and after the writer's compaction left an empty active segment: no call
+    lists and rescans the segments, or decompresses the compacted one again."""
     from eventstore.fs import FileSystem
 
     class Listing(FileSystem):

@@ -1,4 +1,4 @@
-"""Writers in several processes on one directory (issue 14 item 3, SPEC §2, §4.1-4.3, §4.7).
+"""Writers in several processes on one directory (SPEC §2, §4.1-4.3, §4.7).
 
 - N processes x M threads append to shared keys, with and without
   ``expected_version``, in mixed durabilities, across segment rollovers, while
@@ -147,9 +147,9 @@ def test_power_cut_keeps_what_the_fsync_writer_acknowledged_beside_another_write
     """Two writers on one directory (one ``fsync``, one ``flush``), 4 KiB segments: when
     the fsync writer rolls over to a new segment, the other writer's last frames are in the
     segment it seals, unsynced. A power cut must not leave the durable commits of the
-    fsync writer after a hole: the store opens strictly with every one of them (it used to
-    raise CorruptionError, 'seqs are missing', because the roll did not sync the frames the
-    other writer had left in the segment it sealed)."""
+    fsync writer after a hole: the store opens strictly with every one of them (a roll that
+    did not sync the other writer's frames in the segment it seals would leave 'seqs are
+    missing')."""
     from faultfs import FaultyFS
 
     root = str(tmp_path / "s")
@@ -198,8 +198,7 @@ OPENER = textwrap.dedent("""
 def test_processes_creating_one_store_at_once_all_open_it(tmp_path):
     """SPEC §2: a directory is created if missing, and several processes may open a store
     for writing at once; so several may create it at once. Every opener gets the one store
-    (it used to fail with FileNotFoundError: the openers raced on METALOG.tmp), and every
-    commit is in it."""
+    (none fails on another's METALOG.tmp), and every commit is in it."""
     for attempt in range(3):
         path, go = str(tmp_path / f"s{attempt}"), str(tmp_path / f"go{attempt}")
         procs = [subprocess.Popen([sys.executable, "-c", OPENER, path, go], stderr=subprocess.PIPE, text=True)
@@ -274,10 +273,9 @@ def test_an_open_that_creates_the_store_while_another_is_creating_it_waits_for_i
 # -- durability none beside other writers ----------------------------------------------------------
 def test_a_buffering_writer_that_never_pauses_still_gives_the_lock_back():
     """Durability none keeps the commit lock while commits are buffered and gives it back
-    through `Linger`. A writer committing more often than ``quiet`` used to keep it until
-    its 1 MiB buffer filled (another process waited 8 s to open beside one committing
-    every millisecond, found by tools/crash_harness.py --writers 2 --durability none):
-    the lock goes back ``quiet`` after it was taken, however busy the writer."""
+    through `Linger`: the lock goes back ``quiet`` after it was taken, however busy the
+    writer, so one committing every millisecond does not keep it until its 1 MiB buffer
+    fills while another process waits to open."""
     import time
 
     from eventstore.local.writer import Linger

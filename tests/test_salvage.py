@@ -339,8 +339,8 @@ def test_truncated_zseg_keeps_the_frames_decompressed_before_the_cut(fast_tmp) -
 
 def test_zseg_inflating_past_its_declared_size_loses_exactly_what_salvage_reports(fast_tmp) -> None:
     """[F-19], [F-26]: output past a .zseg's declared plain length is corruption, for the rewrite as
-    for the walk that reported the loss. (The rewrite used to read on to MAX_SEGMENT_BYTES and
-    keep the commits past the declared length that the report called lost.)"""
+    for the walk that reported the loss: the rewrite does not read on to MAX_SEGMENT_BYTES and
+    keep commits past the declared length that the report calls lost."""
     root = str(fast_tmp / "s")
     events = make_store(root, n=120, segment_bytes=4096, pad=40)
     with eventstore.open(root, [KV()], fs=FAST) as s:
@@ -530,9 +530,9 @@ def test_snapshot_positioned_inside_a_gap_frame_is_set_aside(fast_tmp, snap_at, 
     """[F-25]: when the commits on both sides of a snapshot's position are lost, the padded
     gap frame covers the position, so no frame starts there any more. Salvage sets that
     snapshot aside, like one whose frames moved, and reports every lost seq once; snapshots
-    whose position still starts a frame with the next seq are kept. (The open after the
-    salvage pass used to walk from the stale position, report the second lost seq a second
-    time, and every later strict open raised CorruptionError there.)"""
+    whose position still starts a frame with the next seq are kept. (An open walking from the
+    stale position would report the second lost seq twice, and every later strict open would
+    raise CorruptionError there.)"""
     root = str(fast_tmp / "s")
     events = make_store(root, n=snap_at)
     with eventstore.open(root, [KV()], snapshot_every=0, fs=FAST) as s:
@@ -592,8 +592,7 @@ def test_resigned_segment_header_is_rewritten_with_the_chains_digest(fast_tmp) -
     """[F-26]: the digest in segment 2's header edited and its CRC recomputed, so the header
     reads but does not continue the chain. Salvage rewrites it with the chain's digest (the
     original goes to quarantine/) and loses nothing, as its first frame chains from that
-    digest; a strict open and verify are clean afterwards. (Salvage used to report the header
-    and rewrite nothing, so every later strict open still raised.)"""
+    digest; a strict open and verify are clean afterwards, not only the report."""
     root = str(fast_tmp / "s")
     events = _four_segments(root)
     second = seg_files(root, ".seg")[1]
@@ -613,8 +612,7 @@ def test_segment_resigned_from_another_chain_loses_only_its_first_commit(fast_tm
     """[F-26]: the last segment re-signed whole as if the chain entered it with another digest
     (its header and every frame's digest and CRC). Its header is rewritten with the chain's
     digest; its first commit does not chain from that digest and is lost, like any re-signed
-    commit, and the frames after it resynchronise ([F-15]): the report and the rewrite agree.
-    (Salvage used to keep every commit and rewrite nothing.)"""
+    commit, and the frames after it resynchronise ([F-15]): the report and the rewrite agree."""
     root = str(fast_tmp / "s")
     events = _four_segments(root)
     last = seg_files(root, ".seg")[-1]
@@ -643,8 +641,8 @@ def _edit_and_resign(path: str, victim, digest: str) -> bytes:
 def test_resigned_first_commit_of_a_segment_is_lost_as_reported(fast_tmp, segment, digest) -> None:
     """[F-26]: a segment's first commit edited and its CRC recomputed (its stored digest left
     as is, or recomputed from a wrong prev) fails only the chain check. The report calls it
-    lost and the rewrite leaves it out. (The rewrite used to restart the chain at every
-    segment and keep it: a modified event survived the salvage that called it lost.)"""
+    lost and the rewrite leaves it out: restarting the chain at every segment would keep a
+    modified event that the salvage called lost."""
     root = str(fast_tmp / "s")
     events = _four_segments(root)
     path = seg_files(root, ".seg")[segment]
@@ -661,7 +659,7 @@ def test_resigned_last_commit_is_lost_not_cut_as_a_torn_tail(fast_tmp, digest, a
     signed, so it is not a torn write: only the chain says it was changed. Salvage reports it
     lost and keeps its seq behind a gap frame, so the next append does not reuse that seq
     (a follower that saw the original would skip the new event). Torn bytes after it are
-    dropped with it. (Salvage used to truncate it as a torn tail.)"""
+    dropped with it; it is never truncated as a torn tail."""
     root = str(fast_tmp / "s")
     events = _four_segments(root)
     path = seg_files(root, ".seg")[-1]
@@ -678,11 +676,13 @@ def test_resigned_last_commit_is_lost_not_cut_as_a_torn_tail(fast_tmp, digest, a
 
 
 # -- known salvage gaps: segments that overlap seqs already held, gaps before an unreadable header --
-# Salvage does not handle these yet. Two attempts this session were withdrawn after review found
-# that each could lose or misjudge intact commits (see the session note of 2026-11-26 and the
-# branches salvage-gaps and salvage-overlap). These tests say what a fix must do; strict xfail
-# makes them fail loudly once it does, so the marker goes with the fix.
-_KNOWN_GAP = pytest.mark.xfail(strict=True, reason="known salvage gap (session note 2026-11-26)")
+# Salvage does not repair these (docs/ARCHITECTURE.md, "Known gaps"). A repair must take each seq
+# from whichever file holds an intact, chaining copy, and report every frame it refuses: keeping
+# the first copy of each seq drops an intact later copy of a seq damaged in its own segment, and
+# refusing non-chaining frames without a report lets an edited last commit be cut as a torn tail.
+# These tests say what a fix must do; strict xfail makes them fail loudly once it does, so the
+# marker goes with the fix.
+_KNOWN_GAP = pytest.mark.xfail(strict=True, reason="known salvage gap (docs/ARCHITECTURE.md, Known gaps)")
 def _digest_before(path: str, frame) -> bytes:
     """The chain digest before ``frame`` of the plain segment at ``path`` (read before damage)."""
     data = open(path, "rb").read()
@@ -715,8 +715,8 @@ def test_segment_starting_below_the_expected_seq_is_set_aside_and_nothing_is_los
     """[F-14], [F-26]: a segment whose first seq (name and header agreeing) is below the seq the
     log expects overlaps seqs the segment before already holds. Salvage must keep one intact
     copy of every seq (whichever file holds it), lose nothing intact, read every seq once, and
-    leave a store that strict opens accept. (Today it reports the segment and rewrites nothing:
-    reads and strict opens still refuse the store.)"""
+    leave a store that strict opens accept. (A known gap, hence the xfail: salvage reports the
+    segment and rewrites nothing, so reads and strict opens still refuse the store.)"""
     root = str(fast_tmp / "s")
     events = _four_segments(root)
     segs = seg_files(root, ".seg")
@@ -757,8 +757,8 @@ def test_unreadable_header_after_missing_seqs_gets_a_gap_frame(fast_tmp, missing
     segment before lost its last commits, or is gone). Salvage reports them lost once and puts
     them behind a gap frame at the end of the segment before, so strict opens, ``read`` and
     ``verify`` see contiguous seqs. With a snapshot after the damage the open that follows the
-    salvage pass starts there and never looks back. (Today salvage reports the seqs lost but
-    writes no gap frame for them, or reports them twice.)"""
+    salvage pass starts there and never looks back. (A known gap, hence the xfail: salvage
+    reports the seqs lost but writes no gap frame for them, or reports them twice.)"""
     root = str(fast_tmp / "s")
     events = _four_segments(root)
     if snapshot:

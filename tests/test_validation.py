@@ -198,7 +198,7 @@ class _Row(tuple):
 
 
 class _Liar(str):
-    """Hashes and compares like a known type name, holds NULs (found by review)."""
+    """Hashes and compares like a known type name, holds NULs: the fast check must not trust it."""
 
     def __hash__(self):
         return hash("t")
@@ -246,8 +246,8 @@ def test_fast_check_accepts_only_what_the_full_check_accepts(items):
 
 def test_a_commit_over_the_frame_limit_is_refused_whatever_max_event_bytes(store_dir, monkeypatch):
     """[F-12]: a commit whose payload passes MAX_COMMIT_BYTES is refused even when
-    max_event_bytes is larger (found by review: the frame limit was only checked when a
-    commit was over max_event_bytes, so it reached the disk and read back as damage)."""
+    max_event_bytes is larger: a frame over the limit would reach the disk and read back
+    as damage."""
     monkeypatch.setattr("eventstore.codec.MAX_COMMIT_BYTES", 200)
     with eventstore.open(store_dir, max_event_bytes=10_000) as s:
         with pytest.raises(ValidationError, match="the limit is 200"):

@@ -1,6 +1,7 @@
 """The one segment walk gives readers a consistent view while writers roll over and compact ([F-30]).
 
-The races of issue 13 item 3 are made deterministic here: a `FileSystem` whose
+The races between a reader and a writer that rolls over and compacts are made
+deterministic here: a `FileSystem` whose
 directory listing misses names (as one `getdents` pass does while compaction
 renames ``N.seg`` to ``N.zseg`` and unlinks), or that lets a writer act at the
 moment the walk lists the directory (after it read a segment, before it reads

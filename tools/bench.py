@@ -359,7 +359,7 @@ def bench_append(b: Bench) -> None:
             f"metalog includes the final flush() (write + fdatasync, median {ms(med(flushes))} wall); "
             f"SQLite: executemany in one transaction, WAL, synchronous=NORMAL, commit without fsync")
 
-    # Why msgspec encodes plain commits (DESIGN.md, Dependencies): the same commits, both encoders.
+    # Why msgspec encodes plain commits (docs/decisions/0010): the same commits, both encoders.
     commits = [[(*item, {}) for item in items[i:i + 100]] for i in range(0, n, 100)]
     fast, ref = interleaved(b.repeats + 2, lambda: _encode_cpu(commits, True), lambda: _encode_cpu(commits, False))
     assert all(encode_commit(c, 1 << 20, plain=True) == msgpack.packb(c, use_bin_type=True) for c in commits[:50])
@@ -492,7 +492,7 @@ def bench_durable(b: Bench) -> None:
                    f"appends alternate one by one with the raw loop; rates from the median latency "
                    f"(metalog {ms(m)}, raw {ms(s)}); from the totals the ratio is {mean_ratio:.2f}x"))
 
-    # What preallocating segment space would buy (DESIGN.md says why the log does not):
+    # What preallocating segment space would buy (docs/decisions/0014 says why the log does not):
     # the raw loop into a file whose size is already set, so fdatasync has no size or
     # extent change to journal, alternating op by op with the appending raw loop.
     fd = os.open(raw_path, os.O_WRONLY | os.O_APPEND)
@@ -519,7 +519,7 @@ def bench_durable(b: Bench) -> None:
               {"appending_median_s": a, "preallocated_median_s": p},
               note=f"{n} records of {size} bytes written in place into a posix_fallocate'd file "
                    f"({ms(p)}) vs appended ({ms(a)}), one by one alternating; why the log "
-                   f"still appends: DESIGN.md, 'Segment files grow by appending'"))
+                   f"still appends: docs/decisions/0014-no-preallocation.md"))
 
     # The store's own CPU cost per durable append: the same path with a no-op sync.
     class NoSyncFS(FileSystem):
@@ -604,7 +604,7 @@ def bench_group(b: Bench) -> None:
     b.add(Row("group", "3d", "thread switch: two threads passing a lock back and forth",
               f"{trip * 1e6:.1f} us per round trip", "", None, "", None, {"round_trip_s": trip},
               note="what waking a parked committer costs on this machine (two switches per round "
-                   "trip); why group commit wakes committers one by one (DESIGN.md)", score=trip))
+                   "trip); why group commit wakes committers one by one (docs/decisions/0013)", score=trip))
 
 
 def thread_round_trip(n: int) -> float:

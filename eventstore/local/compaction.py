@@ -129,7 +129,7 @@ def finish_interrupted(fs: FileSystem, seg_dir: str, report: RecoveryReport) -> 
     moved to quarantine/ and N.seg stays. A future format version is never
     treated as damage ([F-06]): it raises.
 
-    A damaged N.seg is never simply removed ([F-05], issue 13 item 2): it is
+    A damaged N.seg is never simply removed ([F-05]): it is
     moved to quarantine/ only when the checked N.zseg provably holds every
     commit it has (`_holds_every_commit_of`). Otherwise (N.zseg holds fewer
     frames) both stay: reading uses N.seg, so a strict open reports the damage

@@ -3,7 +3,7 @@
 `StoreDirectory` creates a store or checks that a path is one ([F-01], [F-06]),
 refusing a foreign directory without touching it. `FileLock` is an exclusive
 `flock` taken and released many times: writers hold ``LOCK`` per group
-commit (not per open, [F-24]) and ``LOCK.maintenance`` while they compact or
+commit (not per open, [F-31]) and ``LOCK.maintenance`` while they compact or
 salvage. `quarantine_copy` is the one way recovery keeps bytes it is about to
 cut or replace ([F-05]). Every OS call goes through the `FileSystem`.
 """
@@ -103,7 +103,7 @@ class StoreDirectory:
             raise CorruptionError(self.segments, None, "the store's segments directory is missing")
 
     def commit_lock(self) -> FileLock:
-        """``LOCK``: held by a writer while it appends one group commit ([F-24])."""
+        """``LOCK``: held by a writer while it appends one group commit ([F-31])."""
         return FileLock(self.fs, os.path.join(self.root, LOCK_NAME))
 
     def sync_lock(self) -> FileLock:

@@ -16,7 +16,7 @@ paying a sync for each of them (`_lead`, `_batch_incomplete`).
 
 This module knows nothing of logs, seqs or files: ``write`` decides what
 each commit becomes (its events, or an error such as `ConcurrencyError`),
-and sets it on the `Pending`. It is tested alone (tests/local/test_groupcommit.py).
+and sets it on the `Pending`. It is tested alone (tests/test_groupcommit.py).
 ``exclusive()`` gives a caller (snapshot, flush, close, catch-up) the leader's
 role with no commit in flight.
 """

@@ -22,7 +22,8 @@ LOCK_NAME = "LOCK"
 MAINTENANCE_LOCK_NAME = "LOCK.maintenance"
 WRITERS_LOCK_NAME = "LOCK.writers"
 SYNC_LOCK_NAME = "LOCK.sync"
-# §8 LOCK.sync content: two slots, "written up to" at 0 and "durable up to" at SYNC_SLOT.size,
+# §8 LOCK.sync content: three slots, "written up to" at 0, "durable up to" at SYNC_SLOT.size and
+# "the log ends at" at 2 * SYNC_SLOT.size,
 # each a position (segment first seq, offset) and the CRC-32 of those 16 bytes
 SYNC_SLOT = struct.Struct("<QQI")
 SEGMENTS_DIR = "segments"

@@ -159,7 +159,7 @@ def set_aside_stale_snapshots(fs: FileSystem, root: str, layouts: dict[int, dict
 
 
 def set_aside_damaged_snapshots(fs: FileSystem, root: str, report: RecoveryReport) -> bool:
-    """Move every snapshot that does not read ([F-21]) into quarantine/ (issue 13 item 5).
+    """Move every snapshot that does not read ([F-21]) into quarantine/ so that a salvaged store verifies clean.
 
     A strict open skips such a snapshot each time and `verify` keeps reporting
     it; salvage is the repair, so it takes it out of use ([F-05]: moved, never

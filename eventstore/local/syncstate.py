@@ -9,6 +9,10 @@ already covered them, it is done. Otherwise it takes the sync lock, looks
 again, and syncs everything written so far, for every writer waiting behind
 it. This is how a database's write-ahead log shares flushes between sessions.
 
+A third slot says where the log ends, as the last writer to hold the commit
+lock left it: a writer taking the lock compares it with where its own view
+of the log ends, and reads the log only when they differ.
+
 The positions are hints for live processes, never trusted across a crash:
 every writer's open makes the whole log durable and resets them while it
 holds the commit lock. Each is checksummed, so a read that races a write is
@@ -19,6 +23,7 @@ durable.
 """
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import Callable
 
@@ -30,19 +35,24 @@ __all__ = ["SharedSync", "Position"]
 
 Position = tuple[int, int]  # (segment first seq, offset)
 _NOWHERE: Position = (0, 0)
-_WRITTEN, _DURABLE = 0, SYNC_SLOT.size  # slot offsets in the file
+_WRITTEN, _DURABLE, _END = 0, SYNC_SLOT.size, 2 * SYNC_SLOT.size  # slot offsets in the file
 _PAGE = 4096
 _crc32 = zlib.crc32
 _unpack = SYNC_SLOT.unpack_from
+_BODY = struct.Struct("<QQ")  # a slot without its CRC
+_CRC = struct.Struct("<I")
 
 
 def _pack(position: Position) -> bytes:
-    body = SYNC_SLOT.pack(position[0], position[1], 0)[:-4]
-    return body + _crc32(body).to_bytes(4, "little")
+    body = _BODY.pack(*position)
+    return body + _CRC.pack(_crc32(body))
+
+
+_UNKNOWN = _pack(_NOWHERE)  # the end slot while a writer changes the log
 
 
 class SharedSync:
-    """The sync lock and the written/durable positions every writer of one store shares."""
+    """The sync lock and the written/durable/end positions every writer of one store shares."""
 
     def __init__(self, fs: FileSystem, lock: FileLock) -> None:
         self.fs = fs
@@ -66,10 +76,36 @@ class SharedSync:
         """The whole log up to ``end`` is durable (a writer's open; holding the commit lock)."""
         self._put(_DURABLE, end)
         self._put(_WRITTEN, end)
+        self._put(_END, end)
 
-    def wrote(self, end: Position) -> None:
-        """Frames up to ``end`` are written, or about to be (holding the commit lock)."""
-        self._put(_WRITTEN, end)
+    @property
+    def end(self) -> Position:
+        """Where the log ends, as the last writer to change it said; (0, 0): unknown.
+
+        Every writer keeps the slot under the commit lock ([F-32]): `writing`
+        before it appends, rolls or cuts, `ended` after; one that died in
+        between left (0, 0), which is nobody's end. A writer whose own view
+        ends exactly there has nothing to catch up with.
+        """
+        return self._slot(_END)
+
+    def writing(self) -> None:
+        """The log is about to change (holding the commit lock)."""
+        self._map[_END:_END + SYNC_SLOT.size] = _UNKNOWN
+
+    def ended(self, end: Position, *, written: bool = False, durable: bool = False) -> None:
+        """The log ends at ``end`` now (holding the commit lock; frames may still be buffered).
+
+        ``written``: up to ``end`` is written (not buffered); ``durable``: and
+        synced, by this writer, holding the commit lock.
+        """
+        slot = _pack(end)
+        m = self._map
+        m[_END:_END + SYNC_SLOT.size] = slot
+        if written or durable:
+            m[_WRITTEN:_WRITTEN + SYNC_SLOT.size] = slot
+        if durable:
+            m[_DURABLE:_DURABLE + SYNC_SLOT.size] = slot
 
     def sync(self, mine: Position, fdatasync: Callable[[], None]) -> None:
         """Make everything up to ``mine`` durable, sharing the work with other writers.

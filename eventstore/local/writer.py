@@ -5,10 +5,13 @@ lock, catch up with the frames other writers appended since this process
 last looked (cutting a torn tail a dead writer left, [F-13]), check each
 commit's ``expected_version`` against the caught-up key versions, give it
 its seqs, time and chain digest, append the frames, give the lock back and
-sync. The lock is held per group commit, not per open ([F-24]), so writers
-in several processes interleave whole commits. The sync runs after the lock
-is released: a writer that appends meanwhile only adds to what the next sync
-makes durable, and every unsynced frame is still after every synced one.
+sync. The lock is held per group commit, not per open ([F-31]), so writers
+in several processes interleave whole commits. The sync usually runs after
+the lock is released: a writer that appends meanwhile only adds to what the
+next sync makes durable (`SharedSync` shares it), and every unsynced frame
+is still after every synced one. A writer that found no other writer's
+commit since its own last one syncs holding the lock, as an exclusive writer
+does (`_sync_alone`): one sync lock round trip less when it writes alone.
 
 With durability ``none`` commits are buffered in this process, and their
 seqs are only ours while we hold the lock: the lock is kept until the buffer
@@ -22,6 +25,7 @@ import threading
 import time
 from typing import Callable
 
+from ..codec import decode_commit
 from ..commit import PreparedCommit
 from ..errors import ConcurrencyError, CorruptionError
 from ..event import Event
@@ -30,12 +34,12 @@ from ..publish import KeyVersions, keys_of
 from ..report import RecoveryReport
 from .directory import FileLock
 from .endrecord import EndRecord, advance_end, read_end
-from .frame import Damage, Frame, encode_frame
+from .frame import Damage, Frame, FrameScanner, encode_frame, is_gap
 from .groupcommit import Pending
 from .log import PendingFrame, SegmentLog
 from .reader import Cursor, LogReader
 from .segment import SegmentRef, segment_path
-from .syncstate import SharedSync
+from .syncstate import Position, SharedSync
 from .recovery import cut_torn_tail
 
 __all__ = ["LogWriter", "Caught", "Linger"]
@@ -44,6 +48,7 @@ Caught = list[tuple[Frame, list[Event]]]
 """Commits other writers made, in seq order, with their events."""
 Batch = list[Pending[PreparedCommit, list[Event]]]
 _now = time.time_ns
+_PREAD_MAX = 4 << 20  # catch up by one read up to this much; a walk streams more
 log = logging.getLogger("eventstore")
 
 
@@ -79,6 +84,10 @@ class LogWriter:
 
     def _locked_catch_up(self) -> Caught:
         """Holding the lock: catch up, and cut a torn tail a writer that died left ([F-13])."""
+        cursor, shared = self.cursor, self.shared_sync
+        mine = (cursor.segment, cursor.offset)
+        if shared is not None and shared.end == mine and self.log.position == mine:
+            return []  # nobody changed the log since we last did: the common case, kept short
         tails: list[tuple[SegmentRef, Damage]] = []
         caught = self._read_new(tails)
         for ref, damage in tails:
@@ -87,15 +96,60 @@ class LogWriter:
         if self.log.position != (cursor.segment, cursor.offset) or tails:
             self.log.resume(cursor.segment, segment_path(self.reader.seg_dir, cursor.segment),
                             cursor.offset, cursor.digest)
+        if (caught or tails) and self.shared_sync is not None:
+            self.shared_sync.ended(self.log.position)
         return caught
 
     def _read_new(self, tails: list[tuple[SegmentRef, Damage]] | None) -> Caught:
         cursor = self.cursor
-        if not self.reader.moved(cursor):
-            return []
+        shared = self.shared_sync
+        if shared is None:
+            if not self.reader.moved(cursor):
+                return []
+        else:
+            end = shared.end
+            if end == (cursor.segment, cursor.offset):
+                return []
+            appended = self._read_appended(end)
+            if appended is not None:
+                return appended
         on_tail = None if tails is None else lambda ref, damage: tails.append((ref, damage))
         return list(self.reader.decoded(cursor.next_seq, None, cursor, verify_chain=True, on_tail=on_tail,
                                         locked=tails is not None))
+
+    def _read_appended(self, end: Position) -> Caught | None:
+        """Other writers' frames between our cursor and ``end`` in our own active segment.
+
+        The common case of catching up, read with one `pread` from the file
+        we append to. None when it is not that simple (a roll, an unknown end,
+        bytes not all there yet, or anything but whole chained frames): the
+        segment walk then decides.
+        """
+        cursor = self.cursor
+        size = end[1] - cursor.offset
+        if end[0] != cursor.segment or self.log.position[0] != cursor.segment or not 0 < size <= _PREAD_MAX:
+            return None
+        data = self.fs.pread(self.log.fd, size, cursor.offset)
+        if len(data) != size:
+            return None
+        scanner = FrameScanner(cursor.offset, cursor.next_seq, cursor.digest, end=end[1])
+        scanner.feed(data)
+        scanner.close()
+        frames = []
+        while (frame := scanner.next()) is not None:
+            if isinstance(frame, Damage):
+                return None
+            frames.append(frame)
+        if scanner.position != end[1]:
+            return None
+        caught: Caught = []
+        segment_dir = self.reader.seg_dir
+        for frame in frames:
+            if not is_gap(frame.payload):
+                caught.append((frame, decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts,
+                                                    segment_dir, frame.offset)))
+            cursor.past(cursor.segment, frame)
+        return caught
 
     # -- committing ------------------------------------------------------------------------
     def commit(self, batch: Batch, versions: KeyVersions) -> Caught:
@@ -107,6 +161,7 @@ class LogWriter:
         """
         caught: Caught = []
         buffered = self.durability == "none"
+        synced = False
         try:
             if not self.lock.held:
                 self.lock.acquire()
@@ -114,18 +169,38 @@ class LogWriter:
                 for _, events in caught:
                     versions.note(keys_of(events))
             frames = self._assign(batch, versions)
+            shared = self.shared_sync
+            if shared is not None:
+                shared.writing()
             self.log.append(frames, buffered=buffered)
             self.after_append()
-            if self.durability == "fsync" and self.shared_sync is not None:
-                self.shared_sync.wrote(self.log.position)
+            if shared is not None:
+                if self.durability != "fsync":
+                    shared.ended(self.log.position)
+                elif caught:
+                    shared.ended(self.log.position, written=True)
+                else:
+                    synced = self._sync_alone(shared)
         except BaseException:
             self._release()
             raise
         if not (buffered and self.log.buffered):
             self._release()
-        if self.durability == "fsync":
+        if self.durability == "fsync" and not synced:
             self.sync()
         return caught
+
+    def _sync_alone(self, shared: SharedSync) -> bool:
+        """Holding the lock, with no other writer's commit since our last one: sync now.
+
+        A writer appending alone then pays what an exclusive writer pays (no
+        sync lock, one system call less each way). Another writer waiting for
+        the lock meanwhile waits one sync; its commit then shows up in our next
+        catch-up, and we share syncs through ``LOCK.sync`` again (`sync`).
+        """
+        self.log.sync()
+        shared.ended(self.log.position, durable=True)
+        return True
 
     def sync(self) -> None:
         """Make what this writer wrote durable (sharing the sync with other writers)."""
@@ -177,9 +252,14 @@ class LogWriter:
 
     def seal(self) -> None:
         """Seal the active segment if it holds a frame, and give the lock back (compaction)."""
+        shared = self.shared_sync
         try:
+            if shared is not None:
+                shared.writing()
             self.log.roll_now(self.cursor.next_seq)
             self.after_append()
+            if shared is not None:
+                shared.ended(self.log.position)
         finally:
             self._release()
 
@@ -237,9 +317,9 @@ class Linger:
     seconds after the first commit that kept the lock it calls ``release``
     (which writes the buffer under the store's exclusive role). Other writer
     processes wait at most about that long for a writer that buffers, even
-    for one that never pauses. (It used to wait for ``quiet`` seconds without
-    a commit, so a writer committing more often than that kept the lock
-    until its 1 MiB buffer filled: seconds, with small commits.)
+    for one that never pauses (waiting for ``quiet`` seconds *without* a
+    commit instead would let a steady writer keep the lock until its 1 MiB
+    buffer filled: seconds, with small commits).
     """
 
     def __init__(self, release: Callable[[], None], quiet: float = 0.02) -> None:
@@ -251,10 +331,16 @@ class Linger:
         self._thread: threading.Thread | None = None
 
     def held(self) -> None:
-        """A commit left the lock held."""
+        """A commit left the lock held.
+
+        Only the first such commit since the last release wakes the thread (it
+        then sleeps until ``quiet`` after that one); waking it for every commit
+        would cost a thread switch per commit.
+        """
+        if self._first:
+            return  # the thread will release what this commit added, too
         with self._cond:
-            if not self._first:
-                self._first = time.monotonic()
+            self._first = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="metalog-linger", daemon=True)
                 self._thread.start()

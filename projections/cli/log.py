@@ -207,7 +207,7 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
         report = store.recovery_report
         lines = [describe_entry(entry, root) for entry in report]
         if mode == "salvage" and any(e.action == "skipped-snapshot" for e in report):
-            store.snapshot()  # salvage set an unusable snapshot aside: keep opens fast (issue 13 item 5)
+            store.snapshot()  # salvage set an unusable snapshot aside: keep opens fast
         verified = _verify(store)
     if lines:
         ctx.out.text(f"recovery ({mode}) repaired {ctx.store}:", *(f"  {line}" for line in lines))

@@ -151,7 +151,7 @@ def test_append_returns_copies_the_caller_cannot_change_afterwards(make_store):
 def test_nested_values_are_not_shared_with_the_caller(make_store, how):
     """Nested lists and dicts too: the events append returns (and subscribers get) hold the
     values as read() returns them (tuples as lists), sharing nothing the caller can change
-    afterwards. (They used to share the caller's nested lists and keep tuples.)"""
+    afterwards."""
     data = {"tags": ["a", "b"], "size": {"w": 1}, "pair": (1, 2)}
     meta = {"by": ["me"]}
     seen = []

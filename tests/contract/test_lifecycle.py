@@ -29,7 +29,7 @@ def test_closed_store_raises(make_store):
 def test_closed_store_refuses_its_accessors_too(make_store, readonly):
     """A closed store no longer follows the log (a writer has released its lock, so another
     may move the log on): `last_seq`, `version`, `stats` and the rest raise StoreClosedError as `read` does,
-    instead of answering from stale state (they used to answer). `close` stays idempotent."""
+    instead of answering from stale state. `close` stays idempotent."""
     with make_store() as writer:
         writer.append("t", "k")
     store = make_store(readonly=readonly)

@@ -1,4 +1,4 @@
-"""Writers in several processes on one target, on every backend (issue 14 item 3, SPEC §2).
+"""Writers in several processes on one target, on every backend (SPEC §2, §4.7).
 
 A short run of tests/_many_writers.py: 2 processes x 2 threads append to shared keys with
 and without ``expected_version`` while a third process compacts and snapshots and a

@@ -292,7 +292,7 @@ class Reading(Counter):
 def test_a_projection_may_read_a_readonly_store_while_it_catches_up(make_store):
     """Applying new commits happens outside the store's lock, so a projection that reads
     `last_seq` or `version` meanwhile gets the state before that commit instead of
-    deadlocking (it used to hang: the catch-up held the lock the reads take)."""
+    deadlocking on the lock the reads take."""
     with make_store(durability="flush") as w:
         w.append("w", "k", {})
         reading = Reading()

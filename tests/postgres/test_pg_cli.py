@@ -1,5 +1,5 @@
 """The `metalog` command on PostgreSQL stores, and `metalog copy` between backends (SPEC §6,
-§8; issue 15 items 1 and 8). In process (``main``), so a copy can be interrupted."""
+§8; docs/POSTGRES.md §8). In process (``main``), so a copy can be interrupted."""
 from __future__ import annotations
 
 import json

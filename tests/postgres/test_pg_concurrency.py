@@ -1,4 +1,4 @@
-"""Many writers on PostgreSQL (SPEC §8, issue 15 items 3 and 5): seqs contiguous and in
+"""Many writers on PostgreSQL (SPEC §8; [P-05]-[P-07], [P-17], [P-18]): seqs contiguous and in
 commit order across processes, per-key versions enforced by the database, followers and
 subscribers that see every event once, in order."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Faults on PostgreSQL (SPEC §8, issue 15 items 4 and 9): lost connections, lost
+"""Faults on PostgreSQL (SPEC §8; [P-10]-[P-12]): lost connections, lost
 acknowledgements, a killed backend, a server that goes away. No acknowledged commit is
 lost, none is stored twice, the error says what is known, and the store works again."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Tamper evidence, snapshots, schema versions and open errors on PostgreSQL (SPEC §8,
-issue 15 items 1, 2, 6 and 7). The damage verbs edit the tables directly, as someone with
+"""Tamper evidence, snapshots, schema versions and open errors on PostgreSQL (SPEC §8;
+docs/POSTGRES.md [P-02]-[P-04], [P-13]-[P-16], [P-19], [P-20]). The damage verbs edit the tables directly, as someone with
 write access to the database could, making the edited row's own columns agree."""
 from __future__ import annotations
 
