@@ -17,9 +17,10 @@ shares no mutable container with the projection, so the store may pack it
 later on another thread), and compact msgpack with few objects to decode.
 `restore` takes ownership of the state it is given, checks it, and keeps
 the item columns packed: queries slice values out of them, and the first
-change unpacks them into lists (any access to an unpacked column does,
-through ``__getattr__``: code that changes the items cannot see a packed
-column by mistake). A coarse time index (the time of every 1024th seq)
+change unpacks them into lists (`apply` checks one flag, ``_locked``, as it
+checked ``_frozen`` before; while packed, the list attributes do not exist,
+so code that forgets to unlock fails loudly instead of changing a packed
+column). A coarse time index (the time of every 1024th seq)
 lets time travel find a seq by time without a search through the log.
 
 `apply` is on the replay hot path and does a handful of dict and list
@@ -53,8 +54,8 @@ UNDO_DEPTH = 16          # undo (and redo) field changes kept per item: 16 to 32
 UNDO_HORIZON = 10_000    # items (most recently changed) that keep undo/redo stacks
 _STATE_VERSION = 4       # the item columns of projections.mediastate
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
-_PACKED = frozenset(("_index", "_keys", "_titles", "_descs", "_cols"))  # absent while packed
-_STACKS = frozenset(("_undo", "_redo"))    # absent until a restored projection needs its stacks
+_PACKED = ("_index", "_keys", "_titles", "_descs", "_cols")  # absent while packed
+_STACKS = ("_undo", "_redo")    # absent until a restored projection needs its stacks
 
 
 def _legacy_times(data: dict[str, Any], ts: int) -> tuple[int, int]:
@@ -77,10 +78,10 @@ class MediaProjection(UndoStacks):
     returns, frozen, so `apply` and `restore` raise on it.
 
     A projection restored from a snapshot answers queries from its packed
-    columns; whatever changes items (`apply`, and any batch variant of it)
-    reaches the columns through the attributes in ``_PACKED``, which unpack
-    them first; the undo stacks are built from the snapshot's flat lists
-    the first time ``_undo`` or ``_redo`` is used (`_STACKS`).
+    columns, and builds its undo stacks from the snapshot's flat lists when
+    a query first needs them. Whatever changes items (`apply`, and any batch
+    variant of it) starts with ``if self._locked: self._unlock()``: that
+    raises on a frozen projection and unpacks a restored one.
     """
 
     name = "media"
@@ -105,6 +106,7 @@ class MediaProjection(UndoStacks):
         self.track_undo = track_undo    # False: items only (time-travel views)
         self.last_seq = 0
         self._frozen = False
+        self._locked = False            # frozen, or packed: `apply` must `_unlock` first
         self._clear()
 
     def _clear(self) -> None:
@@ -135,8 +137,8 @@ class MediaProjection(UndoStacks):
     # ---------------------------------------------------------------- protocol
 
     def apply(self, event: Event) -> None:
-        if self._frozen:
-            raise RuntimeError("this MediaProjection is read-only")
+        if self._locked:
+            self._unlock()
         seq, ts, typ, key, data, meta = event.seq, event.ts, event.type, event.key, event.data, event.meta
         self.last_seq = seq
         if not seq % TIME_STRIDE:
@@ -386,20 +388,24 @@ class MediaProjection(UndoStacks):
                 delattr(self, name)
         self.imports.restore(state["imports"])
         self._times = state["times"]
+        self._locked = True
 
-    def __getattr__(self, name: str) -> Any:
-        # Called only for a missing attribute: a column of a projection still packed,
-        # or the stacks of one restored and not yet changed.
-        if name in _PACKED and self.__dict__.get("_packed") is not None:
+    def _unlock(self) -> None:
+        """Make the projection changeable: unpack its columns and build its stacks
+        (RuntimeError when it is frozen)."""
+        if self._frozen:
+            raise RuntimeError("this MediaProjection is read-only")
+        if self._packed is not None:
             self._unpack()
-            return getattr(self, name)
-        flat = self.__dict__.get("_flat")
-        if name in _STACKS and flat is not None:
+        self._need_stacks()
+        self._locked = False
+
+    def _need_stacks(self) -> None:
+        flat = self._flat
+        if flat is not None:
             self._flat = None
             self._undo, self._redo = {}, {}
             self._restore_stacks(*flat)
-            return getattr(self, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _unpack(self) -> None:
         """The packed columns as the lists and the index `apply` works on."""
@@ -419,7 +425,7 @@ class MediaProjection(UndoStacks):
 
     def freeze(self) -> "MediaProjection":
         """Make this projection read-only (used for `state_at` views)."""
-        self._frozen = True
+        self._frozen = self._locked = True
         return self
 
     @property

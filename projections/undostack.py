@@ -79,6 +79,10 @@ class UndoStacks:
     _keep_slots: int            # ...down to at most this (amortised O(1))
     _evict_at: int              # evict in batches past this many keys
 
+    def _need_stacks(self) -> None:
+        """Build stacks kept in a flat form until now (the projection's hook;
+        queries and snapshots call it first)."""
+
     def _evict(self) -> None:
         """Drop the stacks of the least recently changed items, down to the horizon.
 
@@ -180,6 +184,7 @@ class UndoStacks:
 
     def _stack_state(self) -> tuple[list[str], list[int], Stack]:
         """(keys in horizon order, undo and redo slot counts per key, every slot)."""
+        self._need_stacks()
         undo, redo = self._undo, self._redo
         keys = list(undo)
         sizes: list[int] = []
@@ -215,23 +220,28 @@ class UndoStacks:
     # ---------------------------------------------------------------- queries
 
     def undo_top(self, key: str) -> UndoUnit | None:
+        self._need_stacks()
         stack = self._undo.get(key)
         return unit_view(key, stack, top_start(stack)) if stack else None
 
     def redo_top(self, key: str) -> UndoUnit | None:
+        self._need_stacks()
         stack = self._redo.get(key)
         return unit_view(key, stack, top_start(stack)) if stack else None
 
     def last_undo_group(self) -> list[UndoUnit]:
         """The units of the most recent step that can be undone (one commit)."""
+        self._need_stacks()
         return _last_group(self._undo)
 
     def last_redo_group(self) -> list[UndoUnit]:
         """The units of the most recent undo that can be redone."""
+        self._need_stacks()
         return _last_group(self._redo)
 
     def undo_depths(self) -> tuple[int, int]:
         """Entries (field changes) on the done and undone stacks, for stats."""
+        self._need_stacks()
         return (sum(map(len, self._undo.values())) // E,
                 sum(map(len, self._redo.values())) // E)
 
