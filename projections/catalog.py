@@ -38,13 +38,21 @@ from .checks import check_actor, check_text
 from .events import ACTOR, CONT, FORGOTTEN, MERGE, REASON, TYPE_OF_FIELD, VALUE, Change, MediaRecord
 from .keys import PathChecker, _normalise_absolute, media_key
 from .media import MediaProjection, UndoUnit
-from .timetravel import diff_states, replay_to, seq_at_time
-from .undo import Plan, UndoError, UndoResult, plan_step, rename_items
 
-if TYPE_CHECKING:   # history and legacy are imported when used: `metalog get` needs neither
+if TYPE_CHECKING:   # imported when used (`metalog get` needs none of them)
     from .legacy import ImportReport
+    from .undo import Plan, UndoError, UndoResult
 
 __all__ = ["MediaCatalog", "Batch", "UndoError", "UndoResult"]
+
+
+def __getattr__(name: str) -> object:
+    """`UndoError` and `UndoResult` are `projections.undo`'s, imported on first use."""
+    if name in ("UndoError", "UndoResult"):
+        from . import undo
+
+        return getattr(undo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Media = Any   # str | os.PathLike | object with .path / .file_path
 Item = tuple[str, str, dict[str, Any], dict[str, Any]]
@@ -365,6 +373,8 @@ class MediaCatalog:
                     raise KeyError(f"no media item at {k_old}")
                 if k_new in self._proj:
                     raise ValueError(f"{k_new} already has metadata; forget it first")
+                from .undo import rename_items
+
                 return rename_items(k_old, k_new, dict(meta))
             events = self._append_planned(plan)
             self._last_edit = None
@@ -583,6 +593,8 @@ class MediaCatalog:
         return self._undo_redo(media, reason, redo=True)
 
     def _undo_redo(self, media: Media | None, reason: str | None, *, redo: bool) -> UndoResult:
+        from .undo import plan_step
+
         key = None if media is None else media_key(media)
         meta = self._meta(reason)
         with self._lock:
@@ -615,10 +627,14 @@ class MediaCatalog:
             self._check_open()
             self._fresh()
             if time is not None:
+                from .timetravel import seq_at_time
+
                 seq = seq_at_time(self._store, self._proj, time)
             assert seq is not None
             if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
                 raise ValueError(f"seq must be an int >= 0, not {seq!r}")
+            from .timetravel import replay_to
+
             return replay_to(self._store, self._proj, seq).freeze()
 
     def diff(self, a: int, b: int) -> dict[str, tuple[MediaRecord | None, MediaRecord | None]]:
@@ -634,6 +650,8 @@ class MediaCatalog:
         with self._lock:
             self._check_open()
             hi = min(hi, self._store.last_seq)
+            from .timetravel import diff_states
+
             out = diff_states(self._store, self._proj, min(lo, hi), hi)
         if a > b:
             out = {k: (v[1], v[0]) for k, v in out.items()}

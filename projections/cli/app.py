@@ -264,7 +264,7 @@ def _failure(exc: Exception, ctx: Context) -> int | None:
     """The exit code for an error a user can cause (reported on stderr), or
     None for a bug (raised again, with its traceback)."""
     import eventstore
-    from ..catalog import UndoError
+    from ..undo import UndoError
 
     js = ctx.json
     if isinstance(exc, UsageError):
