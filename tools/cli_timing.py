@@ -7,6 +7,7 @@ Run from a checkout (``pip install -e .`` done)::
     python tools/cli_timing.py --items 10000 --runs 3
     python tools/cli_timing.py --store /tmp/big --keep   # build once, reuse later
     python tools/cli_timing.py --json
+    python tools/cli_timing.py --compare main   # main's code on its own store, taking turns
 
 It builds a store of ``--items`` media items (a title and a description
 each, long enough that `ls` shortens them) through `MediaCatalog` in
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import inspect
 import json
 import os
 import shutil
@@ -65,12 +67,12 @@ sys.path.insert(0, str(REPO))
 from projections import MediaCatalog  # noqa: E402
 
 
-def metalog_command() -> list[str]:
-    """The `metalog` command as this checkout's pyproject.toml declares it: what the
+def metalog_command(repo: Path = REPO) -> list[str]:
+    """The `metalog` command as the checkout's pyproject.toml declares it: what the
     installed console script runs (``from MODULE import FUNC; sys.exit(FUNC())``),
     so a script installed from an older checkout cannot stand in for this one."""
     entry = "projections.cli:main"
-    for line in (REPO / "pyproject.toml").read_text(encoding="utf-8").splitlines():
+    for line in (repo / "pyproject.toml").read_text(encoding="utf-8").splitlines():
         name, _, value = line.partition("=")
         if name.strip() == "metalog":
             entry = value.strip().strip('"')
@@ -79,18 +81,36 @@ def metalog_command() -> list[str]:
                                   f"sys.exit({func}())"]
 
 
-def environment() -> dict[str, str]:
+def environment(repo: Path = REPO) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("METALOG_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
+           if not k.startswith("METALOG_") and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(repo)
     env["METALOG_PROGRESS"] = "0"
     return env
 
 
-def byte_compile() -> None:
+def byte_compile(repo: Path = REPO) -> None:
     """The checkout's ``.pyc`` files, as an installed package has them."""
     for package in ("eventstore", "projections"):
-        compileall.compile_dir(str(REPO / package), quiet=1)
+        compileall.compile_dir(str(repo / package), quiet=1)
+
+
+def build_with(repo: Path, store: Path, items: int) -> None:
+    """`build` run by another checkout's code (its store format), as `--compare` needs:
+    the same source, in a process that imports that checkout's `projections`."""
+    script = "\n".join(["import sys", "from pathlib import Path", "from projections import MediaCatalog",
+                        inspect.getsource(key_of), inspect.getsource(build),
+                        "build(Path(sys.argv[1]), int(sys.argv[2]))"])
+    subprocess.run([sys.executable, "-c", script, str(store), str(items)], env=environment(repo),
+                   check=True)
+
+
+def checkout(ref: str, into: Path) -> Path:
+    """The files of commit ``ref`` of this repository, unpacked into ``into``."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
 
 
 # (name, target in seconds or None): issue 16 item 5
@@ -203,22 +223,31 @@ def breakdown(store: Path, runs: int) -> list[Result]:
     return [(name, statistics.median(times), times) for name, times in samples.items()]
 
 
-def measure(store: Path, runs: int) -> list[tuple[str, list[Sample]]]:
-    """Every command ``runs`` times, the commands taking turns; the samples per command."""
-    env = environment()
-    byte_compile()
-    cmd = metalog_command() + ["--store", str(store)]
+def cases_of(store: Path, repo: Path = REPO, label: str = "") -> list[tuple[str, Callable[[], Sample]]]:
+    """The commands timed, run by the checkout at ``repo`` on ``store``."""
+    env = environment(repo)
+    byte_compile(repo)
+    command = metalog_command(repo)
+    cmd = command + ["--store", str(store)]
     probe = key_of(0)
-    cases: list[tuple[str, Callable[[], Sample]]] = [
+    return [(label + name, once) for name, once in [
         ("python -c pass", lambda: timed([sys.executable, "-c", "pass"], env)),
-        ("metalog --help", lambda: timed(metalog_command() + ["--help"], env)),
+        ("metalog --help", lambda: timed(command + ["--help"], env)),
         ("metalog get KEY", lambda: timed(cmd + ["get", probe], env)),
         ("metalog ls > /dev/null", lambda: timed(cmd + ["ls"], env)),
         ("metalog ls | head -1 (first line)", lambda: first_line(cmd + ["ls"], env)),
         ("metalog --json ls > /dev/null", lambda: timed(cmd + ["--json", "ls"], env)),
         ("store open alone (readonly, media projection)",
          lambda: timed([sys.executable, "-c", OPEN_ONLY, str(store)], env)),
-    ]
+    ]]
+
+
+def measure(store: Path, runs: int, *others: tuple[str, Path, Path]) -> list[tuple[str, list[Sample]]]:
+    """Every command ``runs`` times, the commands taking turns; the samples per command.
+    ``others``: (label, checkout, its store) timed in the same turns."""
+    cases = cases_of(store)
+    for label, repo, their_store in others:
+        cases += cases_of(their_store, repo, f"{label}: ")
     for _, once in cases:        # warm the page cache and the .pyc files
         once()
     samples: dict[str, list[Sample]] = {name: [] for name, _ in cases}
@@ -250,23 +279,33 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="machine output")
     parser.add_argument("--breakdown", action="store_true",
                         help="also split get and ls into phases inside one process")
+    parser.add_argument("--compare", metavar="REF",
+                        help="also time commit REF of this repository (git archive) on a store its "
+                             "own code builds, in the same turns")
     args = parser.parse_args()
 
-    temp = None
+    temps: list[Path] = []
     store = args.store
     if store is None:
-        temp = Path(tempfile.mkdtemp(prefix="metalog-cli-timing-"))
-        store = temp / "store"
+        temps.append(Path(tempfile.mkdtemp(prefix="metalog-cli-timing-")))
+        store = temps[0] / "store"
     try:
         if not store.exists():
             start = time.perf_counter()
             build(store, args.items)
             if not args.json:
                 print(f"built {args.items} items in {store} in {time.perf_counter() - start:.1f} s")
-        results = report(measure(store, args.runs))
+        others = []
+        if args.compare:
+            base = Path(tempfile.mkdtemp(prefix="metalog-cli-compare-"))
+            temps.append(base)
+            repo = checkout(args.compare, base / "checkout")
+            build_with(repo, base / "store", args.items)
+            others.append((args.compare, repo, base / "store"))
+        results = report(measure(store, args.runs, *others))
         phases = breakdown(store, args.runs) if args.breakdown else []
     finally:
-        if temp is not None and not args.keep:
+        for temp in temps if not args.keep else []:
             shutil.rmtree(temp, ignore_errors=True)
     if args.json:
         print(json.dumps({"items": args.items, "runs": args.runs, "results": results,
