@@ -20,7 +20,7 @@ from .errors import CorruptionError
 
 __all__ = ["split_body", "Entries"]
 
-Entries = list[tuple[Any, Any, Any]]   # (name, version, state) as the body holds them
+Entries = list[tuple[object, object, object]]   # (name, version, state) as the body holds them
 
 _BIN = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 _STR = {0xD9: 1, 0xDA: 2, 0xDB: 4}
@@ -117,7 +117,7 @@ def _split(view: memoryview) -> tuple[memoryview, Entries]:
     return found["versions"], found["projections"]
 
 
-def split_body(body: bytes | bytearray, file: str, offset: int) -> tuple[Any, Entries]:
+def split_body(body: bytes | bytearray, file: str, offset: int) -> tuple[object, Entries]:
     """``(versions, entries)`` of a body: memoryviews of its bins when it has the
     writers' layout, else what `codec.unpack` of the whole body gives (its
     `CorruptionError` when that does not decode; ``KeyError``, ``TypeError`` or

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ..fs import FileSystem
 from ..codec import pack, unpack
@@ -159,8 +159,9 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
             raise TypeError
     except (TypeError, KeyError, ValueError):
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body has the wrong shape") from None
+    checked = cast(list[tuple[str, int, "bytes | memoryview"]], entries)
     states = {name: (ver, unpack(state, path, SNAPSHOT_HEADER_SIZE, f"state of projection {name!r}"))
-              for name, ver, state in entries}
+              for name, ver, state in checked}
     if version == 1:
         versions = _map_v1(versions_raw, path)
     else:
