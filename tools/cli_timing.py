@@ -85,6 +85,7 @@ def environment(repo: Path = REPO) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("METALOG_") and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
     env["PYTHONPATH"] = str(repo)
+    env["PYTHONSAFEPATH"] = "1"     # `python -c` must not import from the current directory
     env["METALOG_PROGRESS"] = "0"
     return env
 
