@@ -10,9 +10,13 @@ checksum recomputed is detected. No I/O here.
 from __future__ import annotations
 
 import struct
-from hashlib import blake2b
 
-__all__ = ["DIGEST_SIZE", "ZERO_DIGEST", "COMMIT_PREFIX", "chain_digest", "commit_digest"]
+try:    # the builtin module hashlib takes blake2b from: hashlib itself also loads OpenSSL (2 ms)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2b
+
+__all__ = ["DIGEST_SIZE", "ZERO_DIGEST", "COMMIT_PREFIX", "chain_digest", "commit_digest", "blake2b"]
 
 DIGEST_SIZE = 16
 ZERO_DIGEST = bytes(DIGEST_SIZE)  # the digest "before" the first commit

@@ -106,7 +106,7 @@ def join_payload(encoded: list[bytes]) -> bytes:
     return head + b"".join(encoded)
 
 
-def unpack(data: bytes | bytearray, file: str, offset: int, what: str) -> Any:
+def unpack(data: bytes | bytearray | memoryview, file: str, offset: int, what: str) -> Any:
     """Unpack untrusted bytes with every length limited by their size."""
     n = len(data)
     try:

@@ -21,6 +21,12 @@ Optional: a projection whose ``snapshot()`` returns a value that later
 ``apply`` calls never mutate (a copy, or immutable data) may set
 ``snapshot_detached = True``; the store then packs that value in its
 background snapshot thread instead of on the commit path.
+
+Optional: a projection that holds the event keys as str objects may offer
+``key_strings()``, an iterable of them; the store then builds the key
+versions of a snapshot on those very objects, so each key is in memory once
+(docs/FORMAT.md [F-34]). It is called at most once per open, possibly long
+after the open, and must not change the projection.
 """
 from __future__ import annotations
 

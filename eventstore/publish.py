@@ -36,10 +36,17 @@ except ImportError:  # pragma: no cover - other Pythons
 
 
 class KeyVersions:
-    """Per key, the number of events ever committed for it (``Store.version``)."""
+    """Per key, the number of events ever committed for it (``Store.version``).
 
-    def __init__(self, counted: dict[str, int] | None = None) -> None:
+    ``base``, when given, builds the versions counted so far (a snapshot's
+    checked key table) the first time a version is needed: an open that is
+    never asked for one never builds them.
+    """
+
+    def __init__(self, counted: dict[str, int] | None = None, *,
+                 base: Callable[[], dict[str, int]] | None = None) -> None:
         self._versions: dict[str, int] = {} if counted is None else counted
+        self._base = base
         self._uncounted: list[Sequence[str]] = []  # keys of commits not yet counted
         self._uncounted_n = 0
 
@@ -52,6 +59,8 @@ class KeyVersions:
 
     def counted(self) -> dict[str, int]:
         """Every version, with every commit counted (the dict itself: do not change it)."""
+        if self._base is not None:
+            self._versions, self._base = self._base(), None
         if self._uncounted:
             _count_elements(self._versions, _chain_keys(self._uncounted))
             self._uncounted.clear()
@@ -155,3 +164,4 @@ class Publisher:
 
 def keys_of(events: Sequence[Event]) -> list[str]:
     return list(map(_event_key, events))
+

@@ -1,9 +1,7 @@
 """`python -m projections`: the same as the `metalog` command."""
 from __future__ import annotations
 
-import sys
-
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time as _time
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import eventstore
 from eventstore.errors import ValidationError
@@ -36,12 +36,23 @@ from .checks import check_actor, check_text
 from .edits import MergeWindow, append_planned, check_window, default_actor, mark_cont
 from .events import ACTOR, FORGOTTEN, MERGE, REASON, TYPE_OF_FIELD, VALUE
 from .keys import PathChecker, media_key
-from .legacy import ImportReport, import_legacy_json
 from .media import MediaProjection
 from .reads import CatalogReads, Media
-from .undo import Plan, UndoError, UndoResult, plan_step, rename_items
+
+if TYPE_CHECKING:   # imported when used (`metalog get` needs none of them)
+    from .legacy import ImportReport
+    from .undo import Plan, UndoError, UndoResult
 
 __all__ = ["MediaCatalog", "Batch", "UndoError", "UndoResult"]
+
+
+def __getattr__(name: str) -> object:
+    """`UndoError` and `UndoResult` are `projections.undo`'s, imported on first use."""
+    if name in ("UndoError", "UndoResult"):
+        from . import undo
+
+        return getattr(undo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20   # eventstore.open's default, for a store that does not say
 
@@ -229,6 +240,8 @@ class MediaCatalog(CatalogReads):
                     raise KeyError(f"no media item at {k_old}")
                 if k_new in self._proj:
                     raise ValueError(f"{k_new} already has metadata; forget it first")
+                from .undo import rename_items
+
                 return rename_items(k_old, k_new, dict(meta))
             events = self._append_planned(plan)
             self._merge.forget()
@@ -346,6 +359,8 @@ class MediaCatalog(CatalogReads):
         return self._undo_redo(media, reason, redo=True)
 
     def _undo_redo(self, media: Media | None, reason: str | None, *, redo: bool) -> UndoResult:
+        from .undo import plan_step
+
         key = None if media is None else media_key(media)
         meta = self._meta(reason)
         with self._lock:
@@ -374,6 +389,8 @@ class MediaCatalog(CatalogReads):
 
         See `projections.legacy.import_legacy_json`; returns its report.
         """
+        from .legacy import import_legacy_json
+
         return import_legacy_json(self, path, overwrite=overwrite, encoding=encoding,
                                   reason=reason, progress=progress)
 

@@ -4,41 +4,25 @@ This module owns the read model the store feeds: for each live key its
 title, description, created and updated times (ns) and ``version`` (the
 events ever applied for the key; keys with events but no live item keep
 their count in a small side map), and two bounded undo stacks (done and
-undone) for each of the ``undo_horizon`` most recently changed items.
-Items are stored as columns: a ``key -> slot`` index and one list per
-field, a freed slot being reused.
+undone) for each of the ``undo_horizon`` most recently changed items
+(their layout and upkeep: `projections.undostack`; the queries of the
+items: `projections.mediaread`). Items are stored as
+columns: a ``key -> slot`` index and one column per field, a freed slot
+being reused; times and versions are arrays of u64 (no int object per
+value).
 
-A stack is one flat list of 5-slot entries ``step, order, field, old,
-new`` (``field`` 0 = title, 1 = description, 2 = the item's key): one
-entry per field a commit changed, so a *unit* (one commit's change to one
-item) is the run of top entries sharing a ``step``. A rename is a unit of
-one key entry ``(old key, new key)``; a forget is a key entry ``(key, "")``
-followed by one entry per non-empty field ``(value, "")``, so undoing it
-restores the values and redoing it forgets again. ``step`` is the first seq of the commit that
-made the change, ``order`` the first seq of the commit that last did or
-undid it, so "the last commit overall" is the unit with the largest
-``order`` on top of its stack. Flat lists keep replay cheap: no object per
-edit, nothing for the garbage collector to walk.
-
-**Undo horizon.** Only the most recently changed items keep stacks. The
-undo map is in least-recently-changed-first order (a change re-inserts the
-key at the end; an item with only redo left keeps an empty undo list). When more than ``undo_horizon + undo_horizon // 8`` items
-have stacks, the least recently changed are dropped down to
-``undo_horizon`` in one pass (batched: popping one key per edit from the
-front of a dict, or an `OrderedDict`, cost ~0.4 µs per event when every
-edit evicts), and undoing such an item then finds nothing to undo.
-Eviction depends only on the event sequence and the state, so a snapshot
-plus replay equals a full replay.
-
-Everything is derived from the log (see `projections.events`), so undo and
-redo survive a reopen. `snapshot` copies the columns (list slices of
-strings and ints) and flattens the stacks into one list: a value that
-later `apply` calls leave alone (it shares no mutable container with the
-projection, so the store may pack it later on another thread), ~10 ms to
-take for 100k items, and compact msgpack with few objects to decode.
-`restore` takes ownership of the state it is given (the store hands over
-freshly decoded values) and only rebuilds the index and the stacks. A coarse time index (the time of every 1024th seq) lets
-time travel find a seq by time without a search through the log.
+`snapshot` copies the columns into the packed form `projections.mediastate`
+defines (a few long strings per column, arrays as bytes) and flattens the
+stacks into one list: a value that later `apply` calls leave alone (it
+shares no mutable container with the projection, so the store may pack it
+later on another thread), and compact msgpack with few objects to decode.
+`restore` takes ownership of the state it is given, checks it, and keeps
+the item columns packed: queries slice values out of them, and the first
+change unpacks them into lists (`apply` checks one flag, ``_locked``, as it
+checked ``_frozen`` before; while packed, the list attributes do not exist,
+so code that forgets to unlock fails loudly instead of changing a packed
+column). A coarse time index (the time of every 1024th seq)
+lets time travel find a seq by time without a search through the log.
 
 `apply` is on the replay hot path and does a handful of dict and list
 operations per event. This module never writes to the store and never
@@ -47,38 +31,29 @@ normalises keys (the catalog does).
 from __future__ import annotations
 
 import bisect
-from itertools import islice
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Sequence
 
 from eventstore.event import Event
 
 from .events import (AT, CONT, CREATED, DESCRIPTION_SET, FORGOTTEN, LEGACY_TYPES, MERGE, OP,
-                     REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, UNIT_FIELDS, VALUE, MediaRecord,
-                     ns_to_seconds, step_of)
+                     REDO_OF, RENAMED, TITLE_SET, TO, UNDO_OF, VALUE, step_of)
 from .ledger import ImportLedger
+from .mediastate import (IntColumn, KeyColumn, TextColumn, fits, int_column, pack_ints, pack_keys,
+                         pack_text, unpack_ints)
+from .undostack import E as _E
+from .undostack import KEY as _KEY
+from .mediaread import ItemReads
+from .undostack import Stack, UndoStacks, UndoUnit
 
 __all__ = ["MediaProjection", "UndoUnit", "UNDO_DEPTH", "UNDO_HORIZON", "TIME_STRIDE"]
 
 TIME_STRIDE = 1024       # one event time remembered per this many seqs (time travel)
 UNDO_DEPTH = 16          # undo (and redo) field changes kept per item: 16 to 32
 UNDO_HORIZON = 10_000    # items (most recently changed) that keep undo/redo stacks
-_STATE_VERSION = 3
+_STATE_VERSION = 4       # the item columns of projections.mediastate
 _FIELD_INDEX = {TITLE_SET: 0, DESCRIPTION_SET: 1}
-# stack entry layout (flat, _E slots per entry), offsets from the entry start
-_E = 5
-_STEP, _ORDER, _FIELD, _OLD, _NEW = 0, 1, 2, 3, 4
-_KEY = 2                 # field of a rename (old key, new key) or forget (key, "") entry
-
-Stack = list[Any]
-
-
-class UndoUnit(NamedTuple):
-    """One item's part of an undoable step, as the catalog sees it."""
-
-    key: str
-    step: int       # first seq of the commit that made the change
-    order: int      # first seq of the commit that last did/undid it
-    changes: dict[str, tuple[str, str]]   # field -> (old, new); "key": rename or forget
+_PACKED = ("_index", "_keys", "_titles", "_descs", "_cols")  # absent while packed
+_STACKS = ("_undo", "_redo")    # absent until a restored projection needs its stacks
 
 
 def _legacy_times(data: dict[str, Any], ts: int) -> tuple[int, int]:
@@ -89,23 +64,7 @@ def _legacy_times(data: dict[str, Any], ts: int) -> tuple[int, int]:
     return at, created if created.__class__ is int else at
 
 
-def _top_start(stack: Stack) -> int:
-    """Index of the first entry of the top unit (stack must be non-empty)."""
-    step = stack[-_E + _STEP]
-    i = len(stack) - _E
-    while i >= _E and stack[i - _E + _STEP] == step:
-        i -= _E
-    return i
-
-
-def _unit_view(key: str, stack: Stack, start: int) -> UndoUnit:
-    changes = {}
-    for i in range(start, len(stack), _E):
-        changes[UNIT_FIELDS[stack[i + _FIELD]]] = (stack[i + _OLD], stack[i + _NEW])
-    return UndoUnit(key, stack[start + _STEP], stack[start + _ORDER], changes)
-
-
-class MediaProjection:
+class MediaProjection(ItemReads, UndoStacks):
     """Current media metadata, replayed from the log.
 
     Query methods take already-normalised keys. ``undo_depth`` bounds each
@@ -115,13 +74,20 @@ class MediaProjection:
     ``track_undo=False`` only items, versions and the time index are kept
     (cheaper replay, no undo stacks): that is what `MediaCatalog.state_at`
     returns, frozen, so `apply` and `restore` raise on it.
+
+    A projection restored from a snapshot answers queries from its packed
+    columns, and builds its undo stacks from the snapshot's flat lists when
+    a query first needs them. Whatever changes items (`apply`, and any batch
+    variant of it) starts with ``if self._locked: self._unlock()``: that
+    raises on a frozen projection and unpacks a restored one.
     """
 
     name = "media"
     # 3: renames and forgets are undo units. A version-2 snapshot has stacks
     # without them, so it is ignored and the state rebuilt by replay (SPEC §4.8).
     # 4: steps of multi-commit imports (meta ``op``), legacy times, the import ledger.
-    version = 4
+    # 5: the item columns packed (projections.mediastate).
+    version = 5
     snapshot_detached = True  # snapshot() shares nothing with later applies: packed off the commit path
 
     def __init__(self, undo_depth: int = UNDO_DEPTH, *, undo_horizon: int = UNDO_HORIZON,
@@ -138,6 +104,7 @@ class MediaProjection:
         self.track_undo = track_undo    # False: items only (time-travel views)
         self.last_seq = 0
         self._frozen = False
+        self._locked = False            # frozen, or packed: `apply` must `_unlock` first
         self._clear()
 
     def _clear(self) -> None:
@@ -150,9 +117,11 @@ class MediaProjection:
         self._titles: list[str] = []
         self._descs: list[str] = []
         self._cols = (self._titles, self._descs)
-        self._created: list[int] = []
-        self._updated: list[int] = []
-        self._vers: list[int] = []
+        self._created: IntColumn = int_column()
+        self._updated: IntColumn = int_column()
+        self._vers: IntColumn = int_column()
+        self._packed: tuple[KeyColumn, TextColumn, TextColumn] | None = None
+        self._flat: tuple[list[str], list[int], Stack, bool] | None = None  # stacks not yet built
         self._free: list[int] = []
         self._gone: dict[str, int] = {}     # event counts of keys without a live record
         # Every key with stacks is in _undo (its list is empty when only redo
@@ -167,13 +136,15 @@ class MediaProjection:
 
     def apply_batch(self, events: Sequence[Event]) -> None:
         """The events of one commit, in seq order (`eventstore.BatchProjection`): ``apply`` on each."""
+        if self._locked:
+            self._unlock()
         apply = self.apply
         for event in events:
             apply(event)
 
     def apply(self, event: Event) -> None:
-        if self._frozen:
-            raise RuntimeError("this MediaProjection is read-only")
+        if self._locked:
+            self._unlock()
         seq, ts, typ, key, data, meta = event.seq, event.ts, event.type, event.key, event.data, event.meta
         self.last_seq = seq
         if not seq % TIME_STRIDE:
@@ -203,6 +174,8 @@ class MediaProjection:
             born = ts
         else:                           # a legacy import dates the value (events.AT, CREATED)
             ts, born = _legacy_times(data, ts)
+            if not fits(ts, born):
+                self._widen()
         if i is None:
             gone = self._gone
             version = gone.pop(key, 0) + 1 if gone else 1
@@ -283,53 +256,6 @@ class MediaProjection:
         self._created[i] = self._updated[i] = self._vers[i] = 0
         self._free.append(i)
 
-    def _evict(self) -> None:
-        """Drop the stacks of the least recently changed items, down to the horizon.
-
-        The dropped undo lists are emptied and kept for reuse by the next
-        new stacks: freeing hundreds of lists at once and then allocating
-        one per edit makes the cyclic GC run 3x as often (its allocation
-        count only drops to zero), which cost a full collection (~0.5 s
-        with a big heap) per million events of round-robin edits.
-        """
-        undo, redo, spare = self._undo, self._redo, self._spare
-        for key in list(islice(undo, len(undo) - self.undo_horizon)):
-            stack = undo.pop(key)
-            stack.clear()
-            spare.append(stack)
-            redo.pop(key, None)
-
-    def _extend_top(self, stack: Stack, step: int, fi: int, old: str, value: str,
-                    merge: bool) -> bool:
-        """Fold an edit into the top unit if it belongs there."""
-        start = _top_start(stack)
-        if stack[start + _STEP] == step:                # same commit touched it again
-            for i in range(start, len(stack), _E):
-                if stack[i + _FIELD] == fi:
-                    stack[i + _NEW] = value
-                    return True
-            stack += (step, stack[start + _ORDER], fi, old, value)
-            return True
-        if merge and start == len(stack) - _E and stack[start + _FIELD] == fi:
-            stack[start + _NEW] = value                 # same single field: merge
-            stack[start + _ORDER] = step
-            return True
-        return False
-
-    def _trim(self, stack: Stack) -> None:
-        """Drop the oldest whole units until at most ``undo_depth`` entries remain.
-
-        Called only when a stack holds more than twice that, so the cost is
-        amortised over ``undo_depth`` edits: an item keeps between
-        ``undo_depth`` and ``2 * undo_depth`` field changes of undo.
-        """
-        cut, excess = 0, len(stack) - self._keep_slots
-        while cut < excess:
-            first = stack[cut + _STEP]
-            while cut < len(stack) and stack[cut + _STEP] == first:
-                cut += _E
-        del stack[:cut]
-
     def _apply_other(self, seq: int, ts: int, typ: str, key: str, data: dict[str, Any],
                      meta: dict[str, Any], step: int) -> None:
         # the event is already counted in the key's version
@@ -339,25 +265,6 @@ class MediaProjection:
             self._apply_rename(ts, key, data, meta, step)
         elif typ in LEGACY_TYPES:
             self.imports.apply(seq, step, typ, data)
-
-    def _push(self, key: str, entries: Stack) -> None:
-        """A new change that is not a set (rename, forget): push its unit.
-
-        Like a new edit it clears the item's redo stack and makes the item
-        the most recently changed. Off the hot path, so not inlined.
-        """
-        self._redo.pop(key, None)
-        undo = self._undo
-        stack = undo.pop(key, None)
-        if stack is None:
-            spare = self._spare
-            stack = spare.pop() if spare else []
-        undo[key] = stack
-        stack += entries
-        if len(stack) > self._max_slots:
-            self._trim(stack)
-        if len(undo) > self._evict_at:
-            self._evict()
 
     def _apply_forget(self, key: str, meta: dict[str, Any], step: int) -> None:
         i = self._index.get(key)
@@ -377,37 +284,6 @@ class MediaProjection:
         if desc:
             entries += (step, step, 1, desc, "")
         self._push(key, entries)
-
-    def _move(self, key: str, ref: Any, step: int,
-              src: dict[str, Stack], dst: dict[str, Stack]) -> None:
-        """Move the entries made by step ``ref`` from one stack to the other."""
-        stack = src.get(key)
-        if not stack:
-            return
-        moved: Stack = []
-        kept: Stack = []
-        for i in range(0, len(stack), _E):
-            entry = stack[i:i + _E]
-            (moved if entry[_STEP] == ref else kept).extend(entry)
-        if not moved:
-            return                      # already moved by an earlier event of this commit
-        undo = self._undo
-        if kept:
-            stack[:] = kept
-        elif src is undo:
-            stack.clear()               # an empty undo list keeps the key in the horizon
-        else:
-            del src[key]
-        for i in range(_ORDER, len(moved), _E):
-            moved[i] = step
-        target = dst.get(key)
-        if target is None:
-            dst[key] = moved
-        else:
-            target += moved
-            if len(target) > self._max_slots:
-                self._trim(target)
-        undo[key] = undo.pop(key)       # now the most recently changed
 
     def _apply_rename(self, ts: int, key: str, data: dict[str, Any],
                       meta: dict[str, Any], step: int) -> None:
@@ -450,135 +326,118 @@ class MediaProjection:
             return
         self._push(new, [step, step, _KEY, key, new])
 
+    def _widen(self) -> None:
+        """Keep times in lists from now on: a legacy entry dated them outside a u64."""
+        self._created, self._updated = list(self._created), list(self._updated)
+
+    # ---------------------------------------------------------------- snapshot
+
     def snapshot(self, *, stacks: bool = True) -> dict[str, Any]:
-        """The whole state as msgpack-able lists and dicts of str and int.
+        """The whole state as msgpack-able values: str, int, bin, and lists and
+        dicts of them (the item columns as `projections.mediastate` lays them out).
 
         ``stacks=False`` leaves the undo/redo stacks out (empty), for a copy
         that a ``track_undo=False`` view restores (time travel to the head).
 
         Nothing in it is shared with a container that a later `apply`
-        mutates, so it may be serialised later, on another thread. Items
-        are the columns ``keys`` (None for a free slot), ``titles``,
-        ``descs``, ``created``, ``updated``, ``versions`` and the free-slot
-        stack ``free``; stacks are ``stack_keys`` in horizon order (least
-        recently changed first), ``stack_sizes`` (undo and redo slot counts
-        per key) and ``stack_slots`` (every stack's slots one after the
-        other).
+        mutates, so it may be serialised later, on another thread. Stacks
+        are ``stack_keys`` in horizon order (least recently changed first),
+        ``stack_sizes`` (undo and redo slot counts per key) and
+        ``stack_slots`` (every stack's slots one after the other).
         """
-        undo, redo = self._undo, self._redo
-        keys = list(undo) if stacks else []
-        sizes: list[int] = []
-        slots: list[Any] = []           # one list for all stacks: no object per stack
-        empty: Stack = []
-        for key in keys:
-            u = undo[key]
-            r = redo.get(key, empty)
-            sizes += (len(u), len(r))
-            slots += u
-            slots += r
+        packed = self._packed
+        if packed is None:
+            keys = pack_keys(self._keys, bool(self._free))
+            (titles, title_lens), (descs, desc_lens) = pack_text(self._titles), pack_text(self._descs)
+        else:               # still as restored: the same chunks again
+            keys = packed[0].chunks[:]
+            (titles, title_lens), (descs, desc_lens) = packed[1].packed(), packed[2].packed()
+        stack_keys, sizes, slots = self._stack_state() if stacks else ([], [], [])
         return {"v": _STATE_VERSION, "seq": self.last_seq, "step": self._step,
-                "depth": self.undo_depth, "horizon": self.undo_horizon,
-                "keys": self._keys[:], "titles": self._titles[:], "descs": self._descs[:],
-                "created": self._created[:], "updated": self._updated[:],
-                "versions": self._vers[:], "free": self._free[:], "gone": self._gone.copy(),
-                "stack_keys": keys, "stack_sizes": sizes, "stack_slots": slots,
+                "depth": self.undo_depth, "horizon": self.undo_horizon, "n": len(self._vers),
+                "keys": keys, "titles": titles, "title_lens": title_lens, "descs": descs,
+                "desc_lens": desc_lens, "created": pack_ints(self._created),
+                "updated": pack_ints(self._updated), "versions": pack_ints(self._vers),
+                "free": self._free[:], "gone": self._gone.copy(),
+                "stack_keys": stack_keys, "stack_sizes": sizes, "stack_slots": slots,
                 "imports": self.imports.state(), "times": self._times[:]}
 
     def restore(self, state: Any) -> None:
-        """Load a `snapshot` state, taking ownership of its containers."""
+        """Load a `snapshot` state, taking ownership of its containers; ValueError
+        when it is not one (its shapes are all checked before anything changes)."""
         if self._frozen:
             raise RuntimeError("this MediaProjection is read-only")
         if not isinstance(state, dict) or state.get("v") != _STATE_VERSION:
             raise ValueError("not a MediaProjection snapshot of a known version")
+        try:
+            n = state["n"]
+            if type(n) is not int or n < 0:
+                raise ValueError("n is not a slot count")
+            columns = (KeyColumn.from_state(state["keys"], n),
+                       TextColumn.from_state(state["titles"], state["title_lens"], n, "titles"),
+                       TextColumn.from_state(state["descs"], state["desc_lens"], n, "descriptions"))
+            ints = [unpack_ints(state[name], n, name) for name in ("created", "updated", "versions")]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a MediaProjection snapshot: {exc}") from None
         self._clear()
         self.last_seq = int(state["seq"])
         self._step = int(state["step"])
-        keys = self._keys = state["keys"]
-        self._titles, self._descs = state["titles"], state["descs"]
-        self._cols = (self._titles, self._descs)
-        self._created, self._updated = state["created"], state["updated"]
-        self._vers, self._free = state["versions"], state["free"]
-        index = self._index = dict(zip(keys, range(len(keys))))
-        index.pop(None, None)  # type: ignore[call-overload]  # freed slots
-        self._gone = state["gone"]
-        if self.track_undo:
-            keys, sizes, slots = state["stack_keys"], state["stack_sizes"], state["stack_slots"]
-            undo, redo = self._undo, self._redo
-            it = iter(slots)
-            # Taken with a larger undo_depth: cut to ours. With the same depth a stack may
-            # hold a little more than the trim point (one commit changing both fields),
-            # and a replay would keep it as it is.
-            deeper, longest = state["depth"] > self.undo_depth, self._max_slots
-            for key, nu, nr in zip(keys, sizes[0::2], sizes[1::2]):
-                undo[key] = stack = list(islice(it, nu))
-                if deeper and nu > longest:
-                    self._trim(stack)
-                if nr:
-                    redo[key] = stack = list(islice(it, nr))
-                    if deeper and nr > longest:
-                        self._trim(stack)
-            if len(undo) > self._evict_at:      # taken with a larger horizon
-                self._evict()
+        for name in _PACKED:                # unpacked from `columns` when first needed
+            delattr(self, name)
+        self._packed = columns
+        self._created, self._updated, self._vers = ints
+        self._free, self._gone = state["free"], state["gone"]
+        if self.track_undo:                 # built when first needed
+            self._flat = (state["stack_keys"], state["stack_sizes"], state["stack_slots"],
+                          state["depth"] > self.undo_depth)
+            for name in _STACKS:
+                delattr(self, name)
         self.imports.restore(state["imports"])
         self._times = state["times"]
+        self._locked = True
+
+    def _unlock(self) -> None:
+        """Make the projection changeable: unpack its columns and build its stacks
+        (RuntimeError when it is frozen)."""
+        if self._frozen:
+            raise RuntimeError("this MediaProjection is read-only")
+        if self._packed is not None:
+            self._unpack()
+        self._need_stacks()
+        self._locked = False
+
+    def _need_stacks(self) -> None:
+        flat = self._flat
+        if flat is not None:
+            self._flat = None
+            self._undo, self._redo = {}, {}
+            self._restore_stacks(*flat)
+
+    def _unpack(self) -> None:
+        """The packed columns as the lists and the index `apply` works on."""
+        packed = self._packed
+        assert packed is not None
+        keys_col, titles, descs = packed
+        index = keys_col.index()
+        keys: list[str | None] = keys_col.slot_list()  # type: ignore[assignment]
+        for i in self._free:
+            keys[i] = None
+        self._titles, self._descs = titles.to_list(), descs.to_list()
+        self._cols = (self._titles, self._descs)
+        self._keys, self._index = keys, index
+        self._packed = None
 
     # ------------------------------------------------------------------ queries
+    # (the items' are `ItemReads`', the stacks' `UndoStacks`')
 
     def freeze(self) -> "MediaProjection":
         """Make this projection read-only (used for `state_at` views)."""
-        self._frozen = True
+        self._frozen = self._locked = True
         return self
 
     @property
     def frozen(self) -> bool:
         return self._frozen
-
-    def get(self, key: str) -> MediaRecord | None:
-        i = self._index.get(key)
-        if i is None:
-            return None
-        return MediaRecord(self._titles[i], self._descs[i], self._vers[i],
-                           ns_to_seconds(self._created[i]), ns_to_seconds(self._updated[i]))
-
-    def title(self, key: str) -> str:
-        i = self._index.get(key)
-        return "" if i is None else self._titles[i]
-
-    def description(self, key: str) -> str:
-        i = self._index.get(key)
-        return "" if i is None else self._descs[i]
-
-    def values(self, key: str) -> tuple[str, str] | None:
-        """(title, description) of a live item, else None."""
-        i = self._index.get(key)
-        return None if i is None else (self._titles[i], self._descs[i])
-
-    def key_version(self, key: str) -> int:
-        """Events ever applied for ``key`` (the store's ``version(key)``)."""
-        i = self._index.get(key)
-        return self._gone.get(key, 0) if i is None else self._vers[i]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._index
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._index))
-
-    def keys(self) -> list[str]:
-        """Keys of the live items, in no particular order."""
-        return list(self._index)
-
-    def items(self) -> list[tuple[str, MediaRecord]]:
-        """(key, record) for every live item, sorted by key."""
-        return [(k, self.get(k)) for k in sorted(self._index)]  # type: ignore[misc]
-
-    def as_dict(self) -> dict[str, tuple[str, str]]:
-        """{key: (title, description)}: handy for comparisons and diffs."""
-        t, d = self._titles, self._descs
-        return {k: (t[i], d[i]) for k, i in self._index.items()}
 
     def seq_window(self, ts: int) -> tuple[int, int | None]:
         """Seqs ``(lo, hi)`` such that the last event stamped at or before
@@ -592,34 +451,3 @@ class MediaProjection:
     def imported(self, digest: str) -> int | None:
         """The seq of the marker of the import in effect of the legacy file with this SHA-256."""
         return self.imports.imported(digest)
-
-    # ------------------------------------------------------------- undo stacks
-
-    def undo_top(self, key: str) -> UndoUnit | None:
-        stack = self._undo.get(key)
-        return _unit_view(key, stack, _top_start(stack)) if stack else None
-
-    def redo_top(self, key: str) -> UndoUnit | None:
-        stack = self._redo.get(key)
-        return _unit_view(key, stack, _top_start(stack)) if stack else None
-
-    def last_undo_group(self) -> list[UndoUnit]:
-        """The units of the most recent step that can be undone (one commit)."""
-        return self._last_group(self._undo)
-
-    def last_redo_group(self) -> list[UndoUnit]:
-        """The units of the most recent undo that can be redone."""
-        return self._last_group(self._redo)
-
-    @staticmethod
-    def _last_group(stacks: dict[str, Stack]) -> list[UndoUnit]:
-        best = max((s[-_E + _ORDER] for s in stacks.values() if s), default=None)
-        if best is None:
-            return []
-        keys = sorted(k for k, s in stacks.items() if s and s[-_E + _ORDER] == best)
-        return [_unit_view(k, stacks[k], _top_start(stacks[k])) for k in keys]
-
-    def undo_depths(self) -> tuple[int, int]:
-        """Entries (field changes) on the done and undone stacks, for stats."""
-        return (sum(map(len, self._undo.values())) // _E,
-                sum(map(len, self._redo.values())) // _E)

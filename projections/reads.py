@@ -19,10 +19,8 @@ from eventstore.errors import StoreClosedError, ValidationError
 
 from .batch import Batch, Overlay
 from .events import Change, MediaRecord
-from .history import item_history
 from .keys import PathChecker, _normalise_absolute, media_key
 from .media import MediaProjection
-from .timetravel import diff_states, replay_to, seq_at_time
 
 __all__ = ["CatalogReads", "Media"]
 
@@ -136,6 +134,8 @@ class CatalogReads:
         key = media_key(media)
         with self._lock:
             self._check_open()
+            from .history import item_history
+
             return item_history(self._store, key)
 
     # ------------------------------------------------------------- time travel
@@ -151,10 +151,14 @@ class CatalogReads:
             self._check_open()
             self._fresh()
             if time is not None:
+                from .timetravel import seq_at_time
+
                 seq = seq_at_time(self._store, self._proj, time)
             assert seq is not None
             if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
                 raise ValueError(f"seq must be an int >= 0, not {seq!r}")
+            from .timetravel import replay_to
+
             return replay_to(self._store, self._proj, seq).freeze()
 
     def diff(self, a: int, b: int) -> dict[str, tuple[MediaRecord | None, MediaRecord | None]]:
@@ -170,6 +174,8 @@ class CatalogReads:
         with self._lock:
             self._check_open()
             hi = min(hi, self._store.last_seq)
+            from .timetravel import diff_states
+
             out = diff_states(self._store, self._proj, min(lo, hi), hi)
         if a > b:
             out = {k: (v[1], v[0]) for k, v in out.items()}

@@ -21,8 +21,8 @@ def build(store: Path, keys: list[str], title: str = "Holiday footage") -> None:
 
 
 def test_ls_prints_its_first_lines_before_it_formats_the_last(tmp_path: Path) -> None:
-    """Keys are shown relative to the current directory, looked up as each row is
-    formatted. The reader takes the first line, then renames the directory the
+    """Keys are shown relative to the current directory, looked up as rows are
+    formatted (once per 1024 rows). The reader takes the first line, then renames the directory the
     command runs in (the process stays in it, under the new name), then reads
     on. The pipe holds a few dozen KiB, so a streaming `ls` is still far from
     its last row: rows formatted after the rename show their keys whole. A
@@ -87,3 +87,26 @@ def test_help_loads_no_store_code() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "[]", proc.stderr
     assert "restore" in proc.stdout and "exit codes" in proc.stdout
+
+
+def test_the_console_entry_ends_quickly_with_every_line_and_the_exit_code(tmp_path: Path) -> None:
+    """`run` (the console script, ``python -m projections``) ends read-only commands with
+    ``os._exit`` after flushing: every line is out, stderr too, and the exit code is main's."""
+    keys = [f"/m/{i:05d}.mp4" for i in range(3000)]
+    store = tmp_path / "store"
+    build(store, keys)
+    entry = [sys.executable, "-m", "projections", "--store", str(store)]
+    listed = subprocess.run(entry + ["ls"], capture_output=True, env=cli_env(), timeout=60)
+    assert listed.returncode == 0 and len(listed.stdout.decode().splitlines()) == len(keys) + 1
+    as_json = subprocess.run(entry + ["--json", "ls"], capture_output=True, env=cli_env(), timeout=60)
+    assert as_json.returncode == 0 and len(__import__("json").loads(as_json.stdout)["items"]) == len(keys)
+    missing = subprocess.run(entry + ["get", "/m/none.mp4"], capture_output=True, env=cli_env(), timeout=60)
+    assert missing.returncode == 1 and b"none.mp4" in missing.stderr
+    found = subprocess.run(entry + ["get", keys[7]], capture_output=True, env=cli_env(), timeout=60)
+    assert found.returncode == 0 and b"Holiday footage" in found.stdout
+    # the reader leaves after one line: not an error
+    proc = subprocess.Popen(entry + ["ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().split()[0] == b"KEY"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0 and proc.stderr.read() == b""

@@ -233,7 +233,7 @@ def test_protocol_attributes() -> None:
     from eventstore.projection import Projection
     p = MediaProjection()
     assert isinstance(p, Projection)
-    assert (p.name, p.version) == ("media", 4)       # plain values, not methods
+    assert (p.name, p.version) == ("media", 5)       # plain values, not methods
 
 
 # ------------------------------------------------------------------ undo horizon
@@ -285,6 +285,7 @@ def test_snapshot_is_not_mutated_by_later_applies_and_restore_trims_to_the_horiz
     assert msgpack.packb(state) == before
     small = MediaProjection(undo_horizon=2)
     small.restore(msgpack.unpackb(before, strict_map_key=False))
+    small._need_stacks()                               # built when first needed
     assert list(small._undo) == ["/m/1", "/m/2"]      # the two most recently changed
     assert small.undo_top("/m/1").step == 9
 

@@ -218,11 +218,12 @@ def forge_snapshot(path: str, versions: dict[str, int] | None = None, digest: by
     chain digest changed."""
     from eventstore.local import snapshot as snap_mod
     from eventstore.codec import pack
+    from eventstore.keytable import encode_table
     snap = snap_mod.read_snapshot(FAST, path)
-    forged = dict(snap.versions, **(versions or {}))
+    forged = dict(snap.versions.to_dict(), **(versions or {}))
     states = [(name, ver, pack(state)) for name, (ver, state) in snap.states.items()]
     data = snap_mod.encode_snapshot(snap.seq, snap.ts, (snap.seg_first, snap.offset),
-                                    snap.digest if digest is None else digest, pack(forged), states)
+                                    snap.digest if digest is None else digest, encode_table(forged), states)
     open(path, "wb").write(data)
 
 

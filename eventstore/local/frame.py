@@ -15,10 +15,9 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from hashlib import blake2b
 from typing import NamedTuple, Union
 
-from ..chain import COMMIT_PREFIX, DIGEST_SIZE, chain_digest
+from ..chain import COMMIT_PREFIX, DIGEST_SIZE, blake2b, chain_digest
 from .layout import FRAME_CRC_START, FRAME_HEADER, FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_DIGEST_FIELDS, MAX_FRAME_PAYLOAD
 
 __all__ = ["Frame", "Damage", "SeqRange", "FrameScanner", "encode_frame", "frame_bytes", "check_frame", "chain_digest",

@@ -26,6 +26,7 @@ from ..batch import EventBatch
 from ..codec import pack, unpack
 from ..errors import CorruptionError, FormatVersionError
 from ..fs import FileSystem
+from ..keytable import versions_builder
 from ..projection import Projection, applier
 from ..publish import KeyVersions
 from ..report import RecoveryEntry, RecoveryReport, seqs_in
@@ -145,7 +146,7 @@ class _Opening:
                 p.restore(state)
             else:
                 missing.append(p)
-        self.versions = KeyVersions(dict(snap.versions))
+        self.versions = KeyVersions(base=versions_builder(snap.versions, self.projections))
         if missing:  # [F-22]: rebuild those by replay up to the snapshot
             Walker(self.fs, self.root, policy=self.recovery, writer=False, report=self.report).walk(
                 Cursor.start(), self.apply_to(missing, False), stop_seq=snap.seq)

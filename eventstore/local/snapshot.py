@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ..fs import FileSystem
 from ..codec import pack, unpack
+from ..keytable import KeyTable, decode_table
+from ..snapshotbody import split_body
 from .compression import ZstdFrameError, compress, stream_decompress
 from ..errors import CorruptionError, FormatVersionError
 from .layout import (
-    FORMAT_VERSION, KEEP_SNAPSHOTS, MAX_SNAPSHOT_BYTES, NAME_DIGITS, READ_CHUNK,
-    SNAPSHOT_HEADER, SNAPSHOT_HEADER_SIZE, SNAPSHOT_MAGIC, SNAPSHOT_SUFFIX,
+    KEEP_SNAPSHOTS, MAX_SNAPSHOT_BYTES, NAME_DIGITS, READ_CHUNK, SNAPSHOT_HEADER,
+    SNAPSHOT_HEADER_SIZE, SNAPSHOT_MAGIC, SNAPSHOT_SUFFIX, SNAPSHOT_VERSION, SNAPSHOT_VERSIONS_READ,
 )
 
 __all__ = ["Snapshot", "encode_snapshot", "read_snapshot", "reposition", "snapshot_position", "list_snapshots", "write_snapshot"]
@@ -29,6 +31,9 @@ MAX_RATIO = 1024
 """Beyond `TRUSTED_BODY_BYTES`, a body may be at most this many times its compressed size."""
 
 
+_BIN = (bytes, memoryview)  # a bin of the body: a copy (plain path) or a view (`split_body`)
+
+
 class Snapshot(NamedTuple):
     path: str
     seq: int
@@ -36,7 +41,7 @@ class Snapshot(NamedTuple):
     seg_first: int
     offset: int
     digest: bytes
-    versions: dict[str, int]
+    versions: KeyTable  # checked; a dict when first needed ([F-34])
     states: dict[str, tuple[int, Any]]  # name -> (version, decoded state)
 
     def state(self, name: str, version: int) -> tuple[bool, Any]:
@@ -49,9 +54,10 @@ class Snapshot(NamedTuple):
 
 def encode_snapshot(seq: int, ts: int, position: tuple[int, int], digest: bytes,
                     versions: bytes, states: list[tuple[str, int, bytes]]) -> bytes:
+    """A version 2 snapshot file; ``versions`` is `keytable.encode_table`'s ([F-34])."""
     body = pack({"versions": versions, "projections": [list(s) for s in states]})
     compressed = compress(body, ZSTD_LEVEL)
-    head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, 0, seq, ts, position[0], position[1],
+    head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, seq, ts, position[0], position[1],
                                 digest, len(body), zlib.crc32(compressed), 0)[:-4]
     return head + zlib.crc32(head).to_bytes(4, "little") + compressed
 
@@ -76,8 +82,9 @@ def _max_body(compressed_len: int) -> int:
     return min(MAX_SNAPSHOT_BYTES, max(TRUSTED_BODY_BYTES, compressed_len * MAX_RATIO))
 
 
-def _read_head(head: bytes, path: str) -> tuple[int, int, int, int, bytes, int, int]:
-    """A checked snapshot header: (seq, ts, seg_first, offset, digest, body length, body CRC)."""
+def _read_head(head: bytes, path: str) -> tuple[int, int, int, int, bytes, int, int, int]:
+    """A checked snapshot header: (seq, ts, seg_first, offset, digest, body length, body CRC,
+    format version)."""
     if len(head) < SNAPSHOT_HEADER_SIZE:
         raise CorruptionError(path, 0, "snapshot header is short")
     (magic, version, _, seq, ts, seg_first, offset, digest, body_len, body_crc,
@@ -86,15 +93,15 @@ def _read_head(head: bytes, path: str) -> tuple[int, int, int, int, bytes, int, 
         raise CorruptionError(path, 0, "bad snapshot magic")
     if zlib.crc32(head[:-4]) != crc:
         raise CorruptionError(path, 0, "snapshot header checksum mismatch")
-    if version != FORMAT_VERSION:
-        raise FormatVersionError(path, version, FORMAT_VERSION)
-    return seq, ts, seg_first, offset, digest, body_len, body_crc
+    if version not in SNAPSHOT_VERSIONS_READ:
+        raise FormatVersionError(path, version, SNAPSHOT_VERSION)
+    return seq, ts, seg_first, offset, digest, body_len, body_crc, version
 
 
 def snapshot_position(fs: FileSystem, path: str) -> tuple[int, int, int]:
     """(seq, segment first seq, offset) from a snapshot's checked header, without reading its body."""
     with fs.open_read(path) as f:
-        seq, _, seg_first, offset, _, _, _ = _read_head(f.read(SNAPSHOT_HEADER_SIZE), path)
+        seq, _, seg_first, offset, _, _, _, _ = _read_head(f.read(SNAPSHOT_HEADER_SIZE), path)
     return seq, seg_first, offset
 
 
@@ -105,8 +112,8 @@ def reposition(data: bytes, path: str, seg_first: int, offset: int, digest: byte
     snapshot's seq now ends ([F-29]): the state is the same, the log around it is not.
     """
     head = data[:SNAPSHOT_HEADER_SIZE]
-    seq, ts, _, _, _, body_len, body_crc = _read_head(head, path)
-    new = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, 0, seq, ts, seg_first, offset, digest,
+    seq, ts, _, _, _, body_len, body_crc, version = _read_head(head, path)
+    new = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, version, 0, seq, ts, seg_first, offset, digest,
                                body_len, body_crc, 0)[:-4]
     return new + zlib.crc32(new).to_bytes(4, "little") + data[SNAPSHOT_HEADER_SIZE:]
 
@@ -121,7 +128,8 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     """
     file_size = fs.size(path)
     with fs.open_read(path) as f:
-        seq, ts, seg_first, offset, digest, body_len, body_crc = _read_head(f.read(SNAPSHOT_HEADER_SIZE), path)
+        seq, ts, seg_first, offset, digest, body_len, body_crc, version = _read_head(
+            f.read(SNAPSHOT_HEADER_SIZE), path)
         compressed_len = file_size - SNAPSHOT_HEADER_SIZE
         if body_len > _max_body(compressed_len):
             raise CorruptionError(path, 56, f"snapshot body of {body_len} bytes exceeds the limit "
@@ -144,23 +152,30 @@ def read_snapshot(fs: FileSystem, path: str) -> Snapshot:
     if len(body) != body_len:
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE,
                               f"snapshot body is {len(body)} bytes, header says {body_len}")
-    doc = unpack(body, path, SNAPSHOT_HEADER_SIZE, "snapshot body")  # no copy of a large body
-    del body
-    try:
-        versions_raw = doc["versions"]
-        entries = [(name, ver, state) for name, ver, state in doc["projections"]]
-        if not isinstance(versions_raw, bytes) or not all(
-                type(n) is str and type(v) is int and type(s) is bytes for n, v, s in entries):
+    try:    # the bins as views of the body, not copies (`snapshotbody`)
+        versions_raw, entries = split_body(body, path, SNAPSHOT_HEADER_SIZE)
+        if not isinstance(versions_raw, _BIN) or not all(
+                type(n) is str and type(v) is int and isinstance(s, _BIN) for n, v, s in entries):
             raise TypeError
     except (TypeError, KeyError, ValueError):
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot body has the wrong shape") from None
+    checked = cast(list[tuple[str, int, "bytes | memoryview"]], entries)
     states = {name: (ver, unpack(state, path, SNAPSHOT_HEADER_SIZE, f"state of projection {name!r}"))
-              for name, ver, state in entries}
-    versions = unpack(versions_raw, path, SNAPSHOT_HEADER_SIZE, "snapshot key versions") if versions_raw else {}
+              for name, ver, state in checked}
+    if version == 1:
+        versions = _map_v1(versions_raw, path)
+    else:
+        versions = decode_table(versions_raw, path, SNAPSHOT_HEADER_SIZE)
+    return Snapshot(path, seq, ts, seg_first, offset, bytes(digest), versions, states)
+
+
+def _map_v1(raw: bytes | memoryview, path: str) -> KeyTable:
+    """A version 1 snapshot's key versions: the msgpack of ``{key: version}``."""
+    versions = unpack(raw, path, SNAPSHOT_HEADER_SIZE, "snapshot key versions") if raw else {}
     if not isinstance(versions, dict) or not all(
             type(k) is str and type(v) is int and v > 0 for k, v in versions.items()):
         raise CorruptionError(path, SNAPSHOT_HEADER_SIZE, "snapshot key versions have the wrong shape")
-    return Snapshot(path, seq, ts, seg_first, offset, bytes(digest), versions, states)
+    return KeyTable.from_dict(versions)
 
 
 def write_snapshot(fs: FileSystem, directory: str, seq: int, data: bytes,

@@ -19,6 +19,7 @@ from ..api import SnapshotState
 from ..codec import pack
 from ..errors import CorruptionError
 from ..fs import FileSystem
+from ..keytable import encode_table
 from ..projection import Projection
 from . import snapshot as snap_mod
 from .directory import FileLock
@@ -83,7 +84,7 @@ class Snapshotter:
         """Pack, compress and write the snapshot file, then prune old ones."""
         states = [(s.name, s.version, s.value if s.packed else pack(s.value)) for s in captured.states]
         data = snap_mod.encode_snapshot(captured.seq, captured.ts, captured.position, captured.digest,
-                                        pack(captured.versions), states)  # type: ignore[arg-type]
+                                        encode_table(captured.versions), states)  # type: ignore[arg-type]
         with self.maintenance:  # one at a time, in this process (a background and a foreground
             # one may overlap) and across processes (no compaction or salvage meanwhile)
             snap_mod.write_snapshot(self.fs, self.snap_dir, captured.seq, data)

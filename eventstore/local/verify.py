@@ -65,7 +65,7 @@ def verify_store(fs: FileSystem, root: str, projections: Sequence[Projection], b
                 snapshot_problem(RecoveryEntry("problem", snap.path, 40,
                                                f"snapshot digest does not match the log at seq {snap.seq}"))
             elif not log_damaged():
-                reason = _versions_problem(snap.versions, versions, sum(len(gap) for gap in walker.gaps))
+                reason = _versions_problem(snap.versions.to_dict(), versions, sum(len(gap) for gap in walker.gaps))
                 if reason is not None:
                     snapshot_problem(RecoveryEntry("problem", snap.path, SNAPSHOT_HEADER_SIZE,
                                                    f"snapshot key versions {reason} a replay to seq {snap.seq}"))

@@ -9,7 +9,7 @@ only when one runs. `eventstore` never imports this package.
 from __future__ import annotations
 
 from .app import (EXIT_CORRUPTION, EXIT_LOCKED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, build_parser,
-                  main)
+                  main, run)
 
-__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "EXIT_LOCKED",
+__all__ = ["main", "run", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "EXIT_LOCKED",
            "EXIT_CORRUPTION"]

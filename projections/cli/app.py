@@ -12,6 +12,7 @@ the commands themselves live in `media`, `listing`, `edit`, `log`,
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -23,7 +24,7 @@ from .commands import COMMANDS, actor_problem, actor_type
 from .context import DEFAULT_STORE, Context, UsageError, default_actor, is_url, store_url
 from .output import Printer, visible
 
-__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
+__all__ = ["main", "run", "build_parser", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
            "EXIT_LOCKED", "EXIT_CORRUPTION"]
 
 # Nothing here imports `eventstore`, the catalog or the command modules at
@@ -115,7 +116,9 @@ def _common_options(defaults: bool) -> _Parser:
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``metalog`` parser; with ``only``, a command's name, only that
+    command's subparser is built (a command line naming it parses the same)."""
     parser = _Parser(
         prog="metalog", description=_DESCRIPTION, epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -126,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _common_options(defaults=False)
     for name, help_, examples, add_args, handler in COMMANDS:
+        if only is not None and name != only:
+            continue
         p = sub.add_parser(
             name, help=help_, description=help_[:1].upper() + help_[1:] + ".",
             epilog="examples:\n  " + examples, parents=[common],
@@ -190,10 +195,32 @@ def _context(args: argparse.Namespace) -> Context:
     return Context(store=where, actor=actor, out=Printer(args.json), explicit_store=args.store is not None)
 
 
+_VALUED = ("--store", "--actor")   # the global options that take a value
+_NAMES = frozenset(name for name, *_ in COMMANDS)
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command an ``argv`` names, when plainly so: its first word that is
+    neither an option nor a global option's value, if that is a command."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word.startswith("--") and len(word) > 2 and any(v.startswith(word) for v in _VALUED):
+            skip = True                     # --store, or an abbreviation argparse takes for it
+        elif word in ("--", "-h", "--help") or word.startswith(("--h", "--v")):
+            return None                     # the whole parser answers these
+        elif not word.startswith("-") or word == "-":
+            return word if word in _NAMES else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``metalog``; returns the exit code instead of raising SystemExit."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    # A command line that names its command parses with that command's subparser
+    # alone: building all of them costs more than `metalog get` does otherwise.
+    parser = build_parser(command_named(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or --version
@@ -237,7 +264,7 @@ def _failure(exc: Exception, ctx: Context) -> int | None:
     """The exit code for an error a user can cause (reported on stderr), or
     None for a bug (raised again, with its traceback)."""
     import eventstore
-    from ..catalog import UndoError
+    from ..undo import UndoError
 
     js = ctx.json
     if isinstance(exc, UsageError):
@@ -271,3 +298,42 @@ def _failure(exc: Exception, ctx: Context) -> int | None:
     if isinstance(exc, (PermissionError, IsADirectoryError, NotADirectoryError)):
         return _fail(js, EXIT_USAGE, "os", f"{exc.filename or ''}: {exc.strerror or exc}")
     return None
+
+
+# Commands that only read the store and write only to stdout/stderr: after them
+# the process may end without tearing the interpreter down (`run`).
+_QUICK_EXIT = frozenset(("get", "ls", "history", "log", "state-at", "diff", "stats", "verify"))
+
+
+def run() -> None:
+    """The `metalog` command (console script and ``python -m projections``): `main`,
+    then the process ends with its exit code.
+
+    A command of `_QUICK_EXIT` (a short read) runs without the cyclic GC,
+    which would only walk the modules it imports (32 collections for `get`),
+    and the process ends at once when stdout and stderr are flushed
+    (``os._exit``) if no other thread runs: tearing down the interpreter (its
+    modules, the store's state, a last garbage collection) costs more than
+    `metalog get` itself does. Every other command, and any process with
+    another thread, runs and exits the usual way.
+    """
+    argv = sys.argv[1:]
+    quick = command_named(argv) in _QUICK_EXIT
+    if quick:       # a short read: the cyclic GC would only walk the modules being imported
+        gc.disable()
+    code = main(argv)
+    if not quick:
+        sys.exit(code)
+    import threading
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):   # the reader left (or a stream was closed)
+        sys.exit(code)
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    os._exit(code)
+

@@ -14,8 +14,8 @@ import re
 import unicodedata
 from typing import Any, Iterable, Sequence, TextIO
 
-__all__ = ["visible", "display_width", "pad", "shorten", "shorten_middle", "cell", "table",
-           "StreamTable"]
+__all__ = ["visible", "display_width", "pad", "shorten", "shorten_middle", "cell", "plain_cell",
+           "table", "StreamTable"]
 
 # Control characters other than tab and newline, shown escaped in human output:
 # a title holding ESC [ ... must not recolour or rewrite the reader's terminal.
@@ -48,13 +48,19 @@ def display_width(text: str) -> int:
     """The number of terminal cells ``text`` takes ("映画" takes 4, "e\u0301" 1).
 
     ASCII text is its length; otherwise only the non-ASCII characters are
-    measured one by one (a shortened cell ends in one "…": one lookup)."""
+    measured one by one (a shortened cell ends in one "…": one lookup);
+    `display_width_measured` is the reference, every character measured."""
     if text.isascii():
         return len(text)
     width = len(text)
     for char in _NON_ASCII.findall(text):
         width += _char_width(char) - 1
     return width
+
+
+def display_width_measured(text: str) -> int:
+    """`display_width`, one character at a time (the plain path)."""
+    return sum(map(_char_width, text))
 
 
 def pad(text: str, width: int, *, right: bool = False) -> str:
@@ -66,8 +72,13 @@ def pad(text: str, width: int, *, right: bool = False) -> str:
 def _head(text: str, width: int) -> str:
     """The longest prefix of ``text`` that fits in ``width`` cells; the marks
     combining with a character that does not fit go with it."""
-    if text.isascii():
-        return text[:width]
+    if text.isascii():                      # every character one cell
+        return text[:max(width, 0)]
+    return _head_measured(text, width)
+
+
+def _head_measured(text: str, width: int) -> str:
+    """`_head`, one character at a time (the plain path)."""
     used = 0
     for i, char in enumerate(text):
         used += _char_width(char)
@@ -79,8 +90,13 @@ def _head(text: str, width: int) -> str:
 def _tail(text: str, width: int) -> str:
     """The longest suffix of ``text`` that fits in ``width`` cells, never
     starting with a combining mark whose base character was cut off."""
-    if text.isascii():
+    if text.isascii():                      # every character one cell, none combining
         return text[max(len(text) - width, 0):] if width > 0 else ""
+    return _tail_measured(text, width)
+
+
+def _tail_measured(text: str, width: int) -> str:
+    """`_tail`, one character at a time (the plain path)."""
     used, start = 0, len(text)
     for i in range(len(text) - 1, -1, -1):
         used += _char_width(text[i])
@@ -148,8 +164,25 @@ def cell(text: str, width: int) -> str:
     characters escaped first (so their escapes count), on one line, cut with
     an ellipsis."""
     if text.isascii() and text.isprintable():        # the common case, without a call
-        return text if len(text) <= width else text[:width - 1] + "\u2026"
+        return text if width <= 0 or len(text) <= width else text[:width - 1] + "\u2026"
     return shorten(visible(text), width)
+
+
+def plain_cell(text: str, width: int) -> str | None:
+    """`cell` of printable ASCII text (so the cell is printable ASCII, but for
+    the ellipsis it may end in: a `StreamTable` row of such cells is plain);
+    None for any other text."""
+    if text.isascii() and text.isprintable():
+        return text if width <= 0 or len(text) <= width else text[:width - 1] + "\u2026"
+    return None
+
+
+def _plain_row(row: Sequence[str]) -> bool:
+    """Whether every cell is printable ASCII, but for our own marks (one cell each)."""
+    joined = "".join(row)
+    if not joined.isascii():        # our own marks take one cell: they may stay on the fast path
+        joined = joined.replace("\u2026", "").replace("\u21b5", "")
+    return joined.isascii() and joined.isprintable()
 
 
 class StreamTable:
@@ -179,11 +212,11 @@ class StreamTable:
         self._pending: list[tuple[Sequence[str], list[int] | None]] = []
         self._limit = first
 
-    def add(self, row: Sequence[str]) -> None:
-        joined = "".join(row)
-        if not joined.isascii():    # our own marks take one cell: they may stay on the fast path
-            joined = joined.replace("\u2026", "").replace("\u21b5", "")
-        if joined.isascii() and joined.isprintable():
+    def add(self, row: Sequence[str], plain: bool = False) -> None:
+        """One row. ``plain``: the caller knows every cell is printable ASCII but
+        for our own marks (``…``, ``↵``), as `plain_cell` makes them, so the row
+        goes on the fast path without the check (which would decide the same)."""
+        if plain or _plain_row(row):
             self._pending.append((row, None))       # every cell is as wide as it is long
         else:
             shown = [visible(c) for c in row]

@@ -14,13 +14,15 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .output import Progress, display_key, format_time, iso_time, plain, plural, shorten, table, visible
 from .context import Context, UsageError
 from .damage import Damage
 from ..events import FIELD_OF_TYPE, FIELDS, VALUE, Change, MediaRecord
-from ..legacy import ImportInterrupted, ImportReport, LegacyDecodeError
+
+if TYPE_CHECKING:   # imported by import-json only: `get` never loads the importer
+    from ..legacy import ImportReport
 
 __all__ = [
     "cmd_init", "cmd_set_title", "cmd_set_description", "cmd_get", "cmd_history",
@@ -256,6 +258,8 @@ def cmd_import_json(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"{args.file}: no such file")
     if not os.path.isfile(args.file):
         raise UsageError(f"{args.file}: not a regular file (a JSON file is read once, whole)")
+    from ..legacy import ImportInterrupted, LegacyDecodeError
+
     name = os.path.basename(args.file)
     try:
         with ctx.catalog() as cat, Progress(f"importing {args.file}") as bar, \

@@ -20,13 +20,15 @@ import threading
 import time
 from typing import Any, Callable, Sequence, TextIO
 
-from .cells import (StreamTable, cell, display_width, pad, shorten, shorten_middle, table,
-                    visible)
+from .cells import (StreamTable, cell, display_width, pad, plain_cell, shorten, shorten_middle,
+                    table, visible)
 
 __all__ = [
     "Printer",
     "Progress",
     "display_key",
+    "key_shower",
+    "plain_cell",
     "plural",
     "event_dict",
     "format_time",
@@ -182,6 +184,20 @@ def display_key(key: str) -> str:
         return key
     prefix = here.rstrip(os.sep) + os.sep
     return key[len(prefix):] if key.startswith(prefix) and len(key) > len(prefix) else key
+
+
+def key_shower() -> Callable[[str], str]:
+    """`display_key` for many keys: the current directory is looked up once
+    (not one ``getcwd`` call a key)."""
+    try:
+        prefix = os.getcwd().rstrip(os.sep) + os.sep
+    except OSError:
+        prefix = "\0"                       # no current directory: keys are shown whole
+    cut = len(prefix)
+
+    def show(key: str) -> str:
+        return key[cut:] if key.startswith(prefix) and len(key) > cut else key
+    return show
 
 
 # --------------------------------------------------------------------------

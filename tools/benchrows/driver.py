@@ -23,7 +23,7 @@ import zstandard
 
 import eventstore
 
-from . import bigstore, catalog, core, durable, issue16, pg, writers
+from . import bigstore, catalog, cli, core, durable, issue16, pg, writers
 from .common import REPO, Bench, now
 
 DESCRIPTION = "metalog benchmarks: every figure against a baseline measured in the same run."
@@ -43,6 +43,8 @@ BENCHES: dict[str, Callable[[Bench], None]] = {
     "writers": writers.bench_writers,
     "append16": issue16.bench_append16,
     "replay16": issue16.bench_replay16,
+    "memory": cli.bench_memory,
+    "cli": cli.bench_cli,
 }
 BENCHES.update(pg.PG_BENCHES)  # the PostgreSQL section's
 
