@@ -148,7 +148,7 @@ def test_a_store_open_builds_no_key_versions_until_asked(fast_tmp) -> None:  # n
             s.append("set", f"k{i % 3}", {"i": i})
         s.snapshot()
     with eventstore.open(root, [Keyed()], fs=FAST, readonly=True) as s:
-        assert s._versions._base is not None           # type: ignore[attr-defined]
+        assert s._current_versions()._base is not None           # type: ignore[attr-defined]
         assert s.version("k0") == 4
-        assert s._versions._base is None               # type: ignore[attr-defined]
+        assert s._current_versions()._base is None               # type: ignore[attr-defined]
     assert msgpack.unpackb(encode_table({"a": 1})) == ["a", (1).to_bytes(8, "little")]
