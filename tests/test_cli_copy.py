@@ -7,26 +7,12 @@ from __future__ import annotations
 import json
 
 import eventstore
-from projections import MediaCatalog
-from projections.cli import main
-
-
-def cli(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from test_cli_helpers import cli_in_process as cli
+from test_cli_helpers import copy_interrupted_then_resumed, fill_for_copy
 
 
 def fill(path, n):
-    with MediaCatalog.open(path, actor="me", segment_bytes=4096) as cat:
-        for i in range(n):
-            if i % 4 == 3:
-                with cat.batch():
-                    cat.set_title(f"/m/{i}.mp4", f"T{i}")
-                    cat.set_description(f"/m/{i}.mp4", f"D{i}")
-            else:
-                cat.set_title(f"/m/{i % 5}.mp4", f"T{i} " + "x" * 200)
-        cat.undo()
+    fill_for_copy(path, n, pad=" " + "x" * 200, segment_bytes=4096)
 
 
 def commits(path):
@@ -48,25 +34,10 @@ def test_copy_between_directories_keeps_seqs_times_digests_and_commits(tmp_path,
 
 
 def test_an_interrupted_copy_into_a_directory_goes_on_where_it_stopped(tmp_path, capsys, monkeypatch):
-    from projections.cli import copy as copy_mod
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     fill(src, 40)
-    real, calls = copy_mod._Copy.write, []
-
-    def write_then_stop(self, commit):
-        if len(calls) == 9:
-            raise KeyboardInterrupt
-        calls.append(commit.first_seq)
-        real(self, commit)
-    monkeypatch.setattr(copy_mod._Copy, "write", write_then_stop)
-    assert cli(capsys, "copy", src, dst)[0] == 130
-    monkeypatch.undo()
-    with eventstore.open(dst, readonly=True) as half:
-        held = half.last_seq
+    held = copy_interrupted_then_resumed(capsys, monkeypatch, src, dst, stop_after=9)
     assert 9 <= held < 40
-    code, out, _ = cli(capsys, "--json", "copy", src, dst)
-    result = json.loads(out)
-    assert code == 0 and result["resumed_at"] == held and result["equal"]
     assert commits(dst) == commits(src)
 
 

@@ -103,3 +103,48 @@ def tear_tail(store: Path, nbytes: int = 5) -> Path:
     with open(segment, "r+b") as f:
         f.truncate(segment.stat().st_size - nbytes)
     return segment
+
+
+def cli_in_process(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """Run ``metalog argv`` in this process: (exit code, stdout, stderr)."""
+    from projections.cli import main
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def fill_for_copy(path: str, n: int, *, pad: str = "", **options: Any) -> None:
+    """``n`` edits through a catalog: single sets on five items (each title padded with
+    ``pad``), every fourth a two-event batch, then one undo. A source for `metalog copy`."""
+    from projections import MediaCatalog
+    with MediaCatalog.open(path, actor="me", **options) as cat:
+        for i in range(n):
+            if i % 4 == 3:
+                with cat.batch():
+                    cat.set_title(f"/m/{i}.mp4", f"T{i}")
+                    cat.set_description(f"/m/{i}.mp4", f"D{i}")
+            else:
+                cat.set_title(f"/m/{i % 5}.mp4", f"T{i}" + pad)
+        cat.undo()
+
+
+def copy_interrupted_then_resumed(capsys: Any, monkeypatch: Any, src: str, dst: str, stop_after: int) -> int:
+    """`metalog copy` stopped by Ctrl-C after ``stop_after`` commits (exit 130), then run again
+    to the end (exit 0, resumed where the first stopped, verified equal); the seq it resumed at."""
+    from projections.cli import copy as copy_mod
+    real, calls = copy_mod._Copy.write, []
+
+    def write_then_stop(self: Any, commit: Any) -> None:
+        if len(calls) == stop_after:
+            raise KeyboardInterrupt
+        calls.append(commit.first_seq)
+        real(self, commit)
+    monkeypatch.setattr(copy_mod._Copy, "write", write_then_stop)
+    assert cli_in_process(capsys, "copy", src, dst)[0] == 130
+    monkeypatch.undo()
+    with eventstore.open(dst, readonly=True) as half:
+        held = half.last_seq
+    code, out, _ = cli_in_process(capsys, "--json", "copy", src, dst)
+    result = json.loads(out)
+    assert code == 0 and result["resumed_at"] == held and result["equal"]
+    return held

@@ -6,13 +6,8 @@ import json
 
 import eventstore
 from pg_support import drop_schema, fresh_schema_url
-from projections.cli import main
-
-
-def cli(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from test_cli_helpers import cli_in_process as cli
+from test_cli_helpers import copy_interrupted_then_resumed, fill_for_copy
 
 
 def test_commands_work_on_a_url_given_by_option_or_environment(pg_url, capsys, monkeypatch, tmp_path):
@@ -42,16 +37,7 @@ def test_a_password_in_the_url_is_never_shown(pg_base, capsys, monkeypatch):
 
 
 def fill_catalog(path, n):
-    from projections import MediaCatalog
-    with MediaCatalog.open(path, actor="me") as cat:
-        for i in range(n):
-            if i % 4 == 3:
-                with cat.batch():
-                    cat.set_title(f"/m/{i}.mp4", f"T{i}")
-                    cat.set_description(f"/m/{i}.mp4", f"D{i}")
-            else:
-                cat.set_title(f"/m/{i % 5}.mp4", f"T{i}")
-        cat.undo()
+    fill_for_copy(path, n)
 
 
 def test_copy_directory_to_postgres_and_back(pg_url, tmp_path, capsys):
@@ -75,25 +61,10 @@ def test_copy_directory_to_postgres_and_back(pg_url, tmp_path, capsys):
 
 
 def test_an_interrupted_copy_goes_on_where_it_stopped(pg_url, tmp_path, capsys, monkeypatch):
-    from projections.cli import copy as copy_mod
     src = str(tmp_path / "src")
     fill_catalog(src, 40)
-    real, calls = copy_mod._Copy.write, []
-
-    def write_then_stop(self, commit):
-        if len(calls) == 7:
-            raise KeyboardInterrupt
-        calls.append(commit.first_seq)
-        real(self, commit)
-    monkeypatch.setattr(copy_mod._Copy, "write", write_then_stop)
-    assert cli(capsys, "copy", src, pg_url)[0] == 130
-    monkeypatch.undo()
-    with eventstore.open(pg_url, readonly=True) as half:
-        held = half.last_seq
+    held = copy_interrupted_then_resumed(capsys, monkeypatch, src, pg_url, stop_after=7)
     assert 7 <= held < 40
-    code, out, _ = cli(capsys, "--json", "copy", src, pg_url)
-    result = json.loads(out)
-    assert code == 0 and result["resumed_at"] == held and result["equal"]
     with eventstore.open(src, readonly=True) as a, eventstore.open(pg_url, readonly=True) as b:
         assert list(a.read()) == list(b.read()) and b.verify().ok
 
