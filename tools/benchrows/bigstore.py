@@ -4,7 +4,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-from typing import Any
+from typing import Any, Callable
 
 import eventstore
 from projections import MediaCatalog

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Any
+from typing import Any, Callable
 
 from eventstore import Event
 from projections import MediaCatalog, MediaPersistenceService

@@ -11,7 +11,7 @@ from eventstore.codec import encode_commit
 from projections.media import MediaProjection
 
 from .common import Bench, Row, Span, cpu_row, interleaved, med, ms, now
-from .data import media_events, sqlite_insert, sqlite_open
+from .data import media_events, replay_fixture, sqlite_insert, sqlite_open
 
 
 # --------------------------------------------------------------------------- issue 3
@@ -70,23 +70,10 @@ def _encode_cpu(commits: list, plain: bool) -> float:
     return span.cpu
 
 
-def _replay_fixture(b: Bench, n: int) -> tuple[str, str]:
-    items = media_events(n, n // 10)
-    path = b.fresh("replay")
-    with eventstore.open(path, durability="none", snapshot_every=0) as store:
-        for i in range(0, n, 100):
-            store.append_many(items[i:i + 100])
-    db_path = b.fresh("replay.sqlite")
-    db = sqlite_open(db_path)
-    sqlite_insert(db, items)
-    db.close()
-    return path, db_path
-
-
 def bench_replay(b: Bench) -> None:
     """3b: reopen replaying 200k events into MediaProjection vs SQLite SELECT + unpack."""
     n = 50_000 if b.quick else 200_000
-    path, db_path = _replay_fixture(b, n)
+    path, db_path = replay_fixture(b, "replay", media_events(n, n // 10))
     states: list[int] = []
 
     def metalog() -> tuple[float, float]:

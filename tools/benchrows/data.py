@@ -13,8 +13,12 @@ import os
 import random
 import sqlite3
 import time
+from typing import TYPE_CHECKING
 
 import msgpack
+
+if TYPE_CHECKING:
+    from .common import Bench
 
 
 # --------------------------------------------------------------------------- data
@@ -151,3 +155,18 @@ def sqlite_insert(db: sqlite3.Connection, items: list[tuple], first_seq: int = 1
                    ((first_seq + i, ts(), t, k, pack(d, use_bin_type=True))
                     for i, (t, k, d) in enumerate(items)))
     db.execute("COMMIT")
+
+
+def replay_fixture(b: Bench, name: str, items: list[tuple]) -> tuple[str, str]:
+    """The same events in a fresh store (commits of 100) and a fresh SQLite table: the two
+    sides of a replay row. Returns (store path, SQLite path)."""
+    import eventstore
+    path = b.fresh(name)
+    with eventstore.open(path, durability="none", snapshot_every=0) as store:
+        for i in range(0, len(items), 100):
+            store.append_many(items[i:i + 100])
+    db_path = b.fresh(f"{name}.sqlite")
+    db = sqlite_open(db_path)
+    sqlite_insert(db, items)
+    db.close()
+    return path, db_path

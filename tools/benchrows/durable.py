@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+from typing import Any
 
 import eventstore
 from eventstore.fs import FileSystem

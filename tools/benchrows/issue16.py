@@ -30,7 +30,7 @@ from eventstore.event import plain_columns
 from projections.media import MediaProjection
 
 from .common import Bench, Row, Span, cpu_row, interleaved, med, ms, now
-from .data import sqlite_insert, sqlite_open, title_events
+from .data import replay_fixture, sqlite_insert, sqlite_open, title_events
 
 KEYS = 20_000
 
@@ -139,23 +139,10 @@ class PlainColumns(Plain):
         self.state.update(zip(events.keys, events.datas))
 
 
-def _replay_fixture(b: Bench, n: int) -> tuple[str, str]:
-    items = title_events(n, KEYS)
-    path = b.fresh("replay16")
-    with eventstore.open(path, durability="none", snapshot_every=0) as store:
-        for i in range(0, n, 100):
-            store.append_many(items[i:i + 100])
-    db_path = b.fresh("replay16.sqlite")
-    db = sqlite_open(db_path)
-    sqlite_insert(db, items)
-    db.close()
-    return path, db_path
-
-
 def bench_replay16(b: Bench) -> None:
     """16/2: open replaying issue 16's events (plain, batch, MediaProjection, none) vs SQLite."""
     n = _count(b)
-    path, db_path = _replay_fixture(b, n)
+    path, db_path = replay_fixture(b, "replay16", title_events(n, KEYS))
     states: dict[str, list[int]] = {}
 
     def opening(name: str, make: Callable[[], Any] | None) -> Callable[[], tuple[float, float]]:
