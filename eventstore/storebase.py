@@ -88,8 +88,7 @@ class StoreBase:
 
     def _writable(self) -> None:
         if self.readonly:
-            if self._engine.closed:
-                raise StoreClosedError(f"store {self.location} is closed")
+            self._open_check()
             raise ReadOnlyError(f"store {self.location} was opened readonly")
         self._engine.check_writable()
 

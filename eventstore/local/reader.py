@@ -102,14 +102,17 @@ class LogReader:
                                                 f"(the log continues at seq {ref.first_seq})")
         return CorruptionError(ref.path, 0, f"segment starts at seq {ref.first_seq}, expected {expected}")
 
+    def decode(self, frame: Frame) -> list[Event]:
+        """The events of a valid frame of this log (damage named by its segment and offset)."""
+        return decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts, self.seg_dir, frame.offset)
+
     def decoded(self, start: int, bound: int | None, cursor: Cursor | None = None, *,
                 verify_chain: bool = False, on_tail: TailCallback | None = None, locked: bool = False
                 ) -> Iterator[tuple[Frame, list[Event]]]:
         """Each frame from ``start`` with its events (all of them, even those before ``start``)."""
         for frame in self.frames(start, bound, cursor, verify_chain=verify_chain, on_tail=on_tail,
                                  locked=locked):
-            yield frame, decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts,
-                                       self.seg_dir, frame.offset)
+            yield frame, self.decode(frame)
 
     def read_events(self, start: int, stop: int | None, key: str | None, types: set[str] | None,
                     bound: int | None, cursor: Cursor | None = None) -> Iterator[Event]:
@@ -122,8 +125,7 @@ class LogReader:
                 return
             if needles and not any(n in frame.payload for n in needles):
                 continue
-            for e in decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts,
-                                   self.seg_dir, frame.offset):
+            for e in self.decode(frame):
                 if e.seq < start or (bound is not None and e.seq > bound):
                     continue
                 if stop is not None and e.seq >= stop:

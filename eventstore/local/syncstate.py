@@ -67,11 +67,6 @@ class SharedSync:
     def _put(self, at: int, position: Position) -> None:
         self._map[at:at + SYNC_SLOT.size] = _pack(position)
 
-    @property
-    def written(self) -> Position:
-        """Where the log has been written up to, as the last writer to append said."""
-        return self._slot(_WRITTEN)
-
     def reset(self, end: Position) -> None:
         """The whole log up to ``end`` is durable (a writer's open; holding the commit lock)."""
         self._put(_DURABLE, end)

@@ -25,7 +25,6 @@ import threading
 import time
 from typing import Callable
 
-from ..codec import decode_commit
 from ..commit import PreparedCommit
 from ..errors import ConcurrencyError, CorruptionError
 from ..event import Event
@@ -84,10 +83,6 @@ class LogWriter:
 
     def _locked_catch_up(self) -> Caught:
         """Holding the lock: catch up, and cut a torn tail a writer that died left ([F-13])."""
-        cursor, shared = self.cursor, self.shared_sync
-        mine = (cursor.segment, cursor.offset)
-        if shared is not None and shared.end == mine and self.log.position == mine and self._file_ends_at(mine):
-            return []  # nobody changed the log since we last did: the common case, kept short
         tails: list[tuple[SegmentRef, Damage]] = []
         caught = self._read_new(tails)
         for ref, damage in tails:
@@ -96,7 +91,7 @@ class LogWriter:
         if self.log.position != (cursor.segment, cursor.offset) or tails:
             self.log.resume(cursor.segment, segment_path(self.reader.seg_dir, cursor.segment),
                             cursor.offset, cursor.digest)
-        if (caught or tails) and self.shared_sync is not None:
+        if tails and self.shared_sync is not None:  # we changed the log (a commit records its own end)
             self.shared_sync.ended(self.log.position)
         return caught
 
@@ -109,8 +104,8 @@ class LogWriter:
         else:
             end = shared.end
             mine = (cursor.segment, cursor.offset)
-            if end == mine:
-                if self._file_ends_at(mine) if self.log.position[0] == mine[0] else not self.reader.moved(cursor):
+            if end == mine:  # nobody changed the log since we last did: the common case, kept short
+                if self._file_ends_at(mine) or (self.log.position[0] != mine[0] and not self.reader.moved(cursor)):
                     return []
             else:
                 appended = self._read_appended(end)
@@ -151,11 +146,9 @@ class LogWriter:
         if scanner.position != end[1]:
             return None
         caught: Caught = []
-        segment_dir = self.reader.seg_dir
         for frame in frames:
             if not is_gap(frame.payload):
-                caught.append((frame, decode_commit(frame.payload, frame.first_seq, frame.count, frame.ts,
-                                                    segment_dir, frame.offset)))
+                caught.append((frame, self.reader.decode(frame)))
             cursor.past(cursor.segment, frame)
         return caught
 
@@ -188,7 +181,8 @@ class LogWriter:
                 elif caught:
                     shared.ended(self.log.position, written=True)
                 else:
-                    synced = self._sync_alone(shared)
+                    self._sync_alone(shared)
+                    synced = True
         except BaseException:
             self._release()
             raise
@@ -198,7 +192,7 @@ class LogWriter:
             self.sync()
         return caught
 
-    def _sync_alone(self, shared: SharedSync) -> bool:
+    def _sync_alone(self, shared: SharedSync) -> None:
         """Holding the lock, with no other writer's commit since our last one: sync now.
 
         A writer appending alone then pays what an exclusive writer pays (no
@@ -208,7 +202,6 @@ class LogWriter:
         """
         self.log.sync()
         shared.ended(self.log.position, durable=True)
-        return True
 
     def sync(self) -> None:
         """Make what this writer wrote durable (sharing the sync with other writers)."""
