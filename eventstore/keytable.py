@@ -55,12 +55,11 @@ class KeyTable:
     def to_dict(self, shared: Iterable[str] | None = None) -> dict[str, int]:
         """A new ``{key: version}``. Keys equal to one of ``shared`` are those
         very str objects (a dict keeps the key object it was first given)."""
-        if self._dict is not None:
-            return dict(self._dict)
+        pairs = self._dict.items() if self._dict is not None else zip(self.key_list(), self._counts)
         if shared is None:
-            return dict(zip(self.key_list(), self._counts))
+            return dict(pairs)
         out: dict[str, int] = dict.fromkeys(shared)  # type: ignore[assignment]
-        out.update(zip(self.key_list(), self._counts))
+        out.update(pairs)
         if None in out.values():     # a shared key the table does not hold
             for key in [k for k, v in out.items() if v is None]:
                 del out[key]

@@ -6,7 +6,7 @@ down, so that the engine's contract is checked directly: every commit is
 written exactly once and its committer gets its own outcome, commits queued
 during a write are taken by one leader as one batch, a failed write fails
 that batch and refuses every later commit, `exclusive()` waits for commits
-in flight and holds new ones back, and `close()` releases queued commits.
+in flight and holds new ones back, and `close()` refuses commits, those held back included.
 """
 from __future__ import annotations
 
@@ -154,12 +154,26 @@ def test_exclusive_waits_for_the_commit_in_flight_and_holds_new_ones_back():
     assert order == ["exclusive after 1 batch(es)", "exclusive left", "late commit -> 20"]
 
 
-def test_close_refuses_new_commits():
+def test_close_refuses_new_commits_and_releases_those_held_back():
     log = FakeLog()
     engine: GroupCommit[int, int] = GroupCommit(log.write, gather=True)
     assert engine.submit(4) == 40
+    held_back: list[BaseException] = []
+
+    def late() -> None:
+        try:
+            engine.submit(5)
+        except BaseException as exc:
+            held_back.append(exc)
+
+    waiter = threading.Thread(target=late)
     with engine.exclusive():
+        waiter.start()
+        time.sleep(0.05)  # the late commit reaches the gate and waits there
         engine.close()
+    waiter.join(10)
+    assert not waiter.is_alive(), "a commit held back at close was never released"
+    assert len(held_back) == 1 and isinstance(held_back[0], StoreClosedError)
     with pytest.raises(StoreClosedError):
-        engine.submit(5)
+        engine.submit(6)
     assert log.batches == [[4]]

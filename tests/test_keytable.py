@@ -55,6 +55,10 @@ def test_shared_keys_give_the_same_dict_on_those_very_strings(versions: dict[str
             assert by_value[key] is first[key]
     built_v1 = KeyTable.from_dict(dict(versions)).to_dict(held)
     assert built_v1 == versions
+    by_value_v1 = {k: k for k in built_v1}
+    for key in first:
+        if key in versions:
+            assert by_value_v1[key] is first[key]
 
 
 @pytest.mark.parametrize("raw, why", [

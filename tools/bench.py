@@ -18,7 +18,7 @@ both sides alike; the median of each side is reported. The baselines:
 - SQLite in WAL mode, ``synchronous=NORMAL``, table (seq, ts, type, key,
   data msgpack blob), inserted with ``executemany`` in one transaction;
 - a raw ``os.write`` + ``os.fdatasync`` loop (the sync call the store uses);
-- ``OldJsonStore`` below: the old uploader's DataManager, one dict
+- ``OldJsonStore`` (``benchrows/data.py``): the old uploader's DataManager, one dict
   ``{media_key: {"title", "description"}}`` rewritten to disk on every
   change (json.dump to a temp file, fsync, rename), with its batch mode.
 
