@@ -16,6 +16,8 @@ with the same payload bytes and events equal field by field *and type by type*.
 """
 from __future__ import annotations
 
+import tracemalloc
+
 import collections
 import datetime
 import decimal
@@ -294,8 +296,14 @@ def test_hostile_payloads_are_corruption_without_allocating():
     """[F-09]: lengths far past the payload are refused before anything is allocated."""
     for payload in (b"\xdd\xff\xff\xff\xff", b"\x91\x94\xdb\xff\xff\xff\xffab", b"\x91\x94\xa1t\xa1k\xdf\xff\xff\xff\xff",
                     b"\x91" * 100_000 + b"\xc0", b"\x91\x94\xa1t\xa1k\x81\xa1v" + b"\x91" * 5000 + b"\xc0\x80"):
-        with pytest.raises(CorruptionError):
-            decode_columns(payload, 1, 1, 0, "seg", 48)
+        tracemalloc.start()
+        try:
+            with pytest.raises(CorruptionError):
+                decode_columns(payload, 1, 1, 0, "seg", 48)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < (4 << 20), f"{peak} bytes allocated to refuse {payload[:12]!r}..."
 
 
 # -- EventBatch ------------------------------------------------------------------------------
