@@ -207,6 +207,26 @@ class KV:
         return self.last, self.count, self.fold
 
 
+class Applies(KV):
+    """KV that also counts the events applied to this instance (not part of its state)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied = 0
+
+    def apply(self, event) -> None:
+        self.applied += 1
+        super().apply(event)
+
+
+def replay(events, cls=KV):
+    """A fresh ``cls`` projection with ``events`` applied: a full replay, for comparison."""
+    p = cls()
+    for e in events:
+        p.apply(e)
+    return p
+
+
 class Counter:
     """Counts events per type (a second projection, to test per-projection restore)."""
 

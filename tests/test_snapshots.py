@@ -16,28 +16,9 @@ from eventstore.errors import CorruptionError, FormatVersionError
 from eventstore.local.layout import SNAPSHOT_HEADER_SIZE
 
 from _verbs import (  # noqa: F401 - fast_tmp is a fixture
-    FAST, FastFS, KV, Counter, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, run_threads,
+    FAST, Applies, FastFS, KV, Counter, replay, events_tuple, fast_tmp, flip, frames_of, read_snapshot_header, run_threads,
     seg_files, set_u16, snap_files, truncate, write_at, resign_header, zero,
 )
-
-
-class Applies(KV):
-    """KV that also counts the events applied to this instance (not part of its state)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.applied = 0
-
-    def apply(self, event) -> None:
-        self.applied += 1
-        super().apply(event)
-
-
-def replay(events, cls=KV):
-    p = cls()
-    for e in events:
-        p.apply(e)
-    return p
 
 
 def test_every_snapshot_holds_the_state_at_its_seq(fast_tmp) -> None:

@@ -13,26 +13,7 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _verbs import KV, Counter
-
-
-class Applies(KV):
-    """KV that also counts the events applied to this instance (not part of its state)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.applied = 0
-
-    def apply(self, event) -> None:
-        self.applied += 1
-        super().apply(event)
-
-
-def replay(events, cls=KV):
-    p = cls()
-    for e in events:
-        p.apply(e)
-    return p
+from _verbs import KV, Applies, Counter, replay
 
 
 def _newest_snapshot_file_seq(root: str) -> int:
