@@ -60,6 +60,47 @@ print(json.dumps(out), flush=True)
 """
 
 
+# The same loop with no store: one write of a frame-sized record and one fdatasync per
+# commit, to one file shared by every process (what the disk and kernel give N processes).
+RAW_CHILD = r"""
+import os, sys, time
+path, go, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+record = b"\x5a" * 150
+print("READY", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.0005)
+n, end = 0, time.monotonic() + seconds
+t0 = time.perf_counter()
+while time.monotonic() < end:
+    os.write(fd, record)
+    os.fdatasync(fd)
+    n += 1
+print(n, time.perf_counter() - t0, flush=True)
+"""
+
+
+def _raw_writers(b: Bench, processes: int, seconds: float) -> float:
+    """Commits per second of ``processes`` raw write+fdatasync loops on one file."""
+    path = b.fresh(f"writers-raw{processes}")
+    go = path + ".go"
+    procs = [subprocess.Popen([sys.executable, "-c", RAW_CHILD, path, go, str(seconds)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(processes)]
+    try:
+        for p in procs:
+            if p.stdout.readline().strip() != "READY":
+                raise RuntimeError(f"raw writer failed: {p.stderr.read()[-2000:]}")
+        open(go, "w").close()
+        done = [p.communicate(timeout=120)[0].split() for p in procs]
+        return sum(int(n) for n, _ in done) / max(float(s) for _, s in done)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def _exclusive_baseline(b: Bench) -> tuple[str, bool, str]:
     """(PYTHONPATH, exclusive flag, description) of the store to compare one writer against.
 
@@ -196,7 +237,9 @@ def bench_writers(b: Bench) -> None:
         cpu_per_commit[processes].append(sum(r["cpu"] for r in results) / commits)
         return commits / max(r["seconds"] for r in results)
 
-    one_rate, four_rate = interleaved(rounds, lambda: together(1), lambda: together(4))
+    one_rate, four_rate, raw_one, raw_four = interleaved(
+        rounds, lambda: together(1), lambda: together(4),
+        lambda: _raw_writers(b, 1, seconds), lambda: _raw_writers(b, 4, seconds))
     c1, c4 = med(cpu_per_commit[1]), med(cpu_per_commit[4])
     pairs = sorted(f / o for o, f in zip(one_rate, four_rate))
     ratio = med(pairs)
@@ -210,3 +253,14 @@ def bench_writers(b: Bench) -> None:
                    f"(min {pairs[0]:.2f}, max {pairs[-1]:.2f}); CPU per commit, all processes together: "
                    f"{c4 * 1e6:.0f} us with 4 (each also reads the others' commits), {c1 * 1e6:.0f} us "
                    f"with 1, on {os.cpu_count()} CPUs"))
+
+    raw_pairs = sorted(f / o for o, f in zip(raw_one, raw_four))
+    raw_ratio = med(raw_pairs)
+    b.add(Row("writers", "14", "4 raw write+fdatasync loops on one file (no store; the disk's own bound)",
+              f"{med(raw_four):,.0f} commits/s", f"1 loop {med(raw_one):,.0f} commits/s", raw_ratio, "", None,
+              {"one_process_rate": raw_one, "four_process_rate": raw_four, "pair_ratios": raw_pairs},
+              note=f"the row above without metalog: each process writes a 150-byte record and calls "
+                   f"fdatasync, the kernel joining concurrent syncs of one file; measured in the same "
+                   f"rounds (min {raw_pairs[0]:.2f}, max {raw_pairs[-1]:.2f}); how far 4 processes' syncs of one "
+                   f"file scale on this machine with no store at all; the store's ratio is "
+                   f"{ratio / raw_ratio:.0%} of it"))
