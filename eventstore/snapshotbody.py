@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from .codec import unpack
-from .errors import CorruptionError
 
 __all__ = ["split_body", "Entries"]
 

@@ -898,6 +898,7 @@ def test_a_writer_catching_up_never_cuts_a_whole_frame_after_damage_as_a_torn_ta
     whole, signed frame carrying the next seq that does not continue the chain (edited and
     re-signed). A writer catching up with them checks the chain: that frame is damage after
     damage, so the log is corrupt there, not torn; nothing is cut, nothing is acknowledged."""
+    import fcntl
     import struct
     root = str(fast_tmp / "s")
     with eventstore.open(root, [KV()], fs=FAST, snapshot_every=0) as s:
@@ -907,11 +908,13 @@ def test_a_writer_catching_up_never_cuts_a_whole_frame_after_damage_as_a_torn_ta
         last = frames_of(path)[-1]
         forged = bytearray(open(path, "rb").read()[last.offset:last.offset + last.size])
         struct.pack_into("<Q", forged, 16, last.first_seq + 1)  # the next seq...
-        with open(path, "ab") as f:
-            f.write(b"\x00junk\x00")
-            at = f.tell()
-            f.write(bytes(forged))
-        resign(path, at)  # ...signed, but chained from nowhere
+        with open(os.path.join(root, "LOCK"), "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other writer holds the commit lock to append
+            with open(path, "ab") as f:
+                f.write(b"\x00junk\x00")
+                at = f.tell()
+                f.write(bytes(forged))
+            resign(path, at)  # ...signed, but chained from nowhere
         size = os.path.getsize(path)
         with pytest.raises(eventstore.EventStoreError):
             s.append("set", "k", {"i": 9})

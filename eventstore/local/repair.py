@@ -9,6 +9,24 @@ spare's intact copies where they chain (`spares.SpareCopies`), the spares
 moved to quarantine/ last, and the snapshots the rewrites moved set aside.
 `salvage_pass` is what a salvage writer runs before its ordinary open ([F-26],
 [F-29]). Readonly opens and `verify` plan but never apply.
+
+The rules the plan follows:
+
+- Each segment is judged from the chain digest it is entered with, not its
+  header's, so a segment re-signed from another chain loses its first commit
+  and resynchronises after it; a whole frame that fails only the chain check
+  is lost, not cut as a torn tail.
+- Seqs lost between segments go in a gap frame at the end of the segment
+  before (or a new segment named after them); a segment whose header is
+  unreadable is judged by its name.
+- A snapshot positioned in a rewritten segment stays only if a frame with
+  seq ``s+1`` still starts at its offset; otherwise it goes to quarantine/.
+- Seqs that ``END`` or a snapshot prove are kept behind gap frames, one
+  ending at each such snapshot's seq, the snapshot rewritten to point after
+  it (its original copied to quarantine/ first); they go at the end of the
+  last plain segment or in a new segment named after the first lost seq, and
+  ``END`` is rewritten. The ordinary open follows, so a snapshot taken after
+  lost commits restores the state they made.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ publishes or serves reads: that is `publication`'s.
 """
 from __future__ import annotations
 
+import random
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -128,7 +130,7 @@ class Startup:
         cursor = Cursor(last.first_seq, size, end.next_seq, end.digest, end.last_ts)
         shared_sync = None
         if not options.exclusive:
-            shared_sync = SharedSync(fs, d.sync_lock())
+            shared_sync = SharedSync(fs, d.sync_lock(), random.randrange(1 << 30))
             shared_sync.reset((last.first_seq, size))
         return LogWriter(fs, d.root, self.reader, lock, segment_log, cursor, options.durability,
                          self.report, shared_sync=shared_sync)

@@ -94,7 +94,7 @@ class LocalStore(StoreBase):
             opened = startup.writer()
             result, self._writer, self._writers = opened.result, opened.writer, opened.writers
             self._upkeep.writer = opened.writer
-            if not self._options.exclusive and self._options.durability == "none":
+            if not self._options.exclusive:
                 self._linger = Linger(self._linger_release)
         self._publication.opened(result)
         self._snapshots.seq = result.snapshot_seq
@@ -153,13 +153,26 @@ class LocalStore(StoreBase):
             self._linger.held()
 
     def _deliver(self) -> None:
-        self._publication.deliver()
+        """The leader's work after a batch: call the subscribers.
+
+        They are user code, which may append to another `Store` on this
+        directory: the commit lock is given back first, or that append would
+        wait for a lock only this thread can release.
+        """
+        publication = self._publication
+        if publication.undelivered and self._writer is not None and self._writer.lock.held:
+            try:
+                with self._upkeep.log_io("write of buffered commits") as writer:
+                    writer.give_back()
+            except StoreFailedError:
+                pass  # the batch is published; later writes get the error
+        publication.deliver()
 
     def _snapshot_due(self) -> None:
         self._upkeep.snapshot_in_background()
 
     def _linger_release(self) -> None:
-        """Durability none: commits paused; write the buffer and let other writers in."""
+        """Commits paused: write what is buffered and let other writers in."""
         with self._engine.exclusive(), self._upkeep.log_io("write of buffered commits") as writer:
             if writer.lock.held:
                 writer.flush(sync=False)

@@ -13,6 +13,13 @@ A third slot says where the log ends, as the last writer to hold the commit
 lock left it: a writer taking the lock compares it with where its own view
 of the log ends, and reads the log only when they differ.
 
+After the slots, one byte per writer says that it waits for the commit lock
+(`waiting`). A writer keeps the commit lock after its commit while no byte is
+set (`wanted`), so a writer appending alone takes and gives back no lock per
+commit; it gives the lock back at its next commit once one is set, or a few
+milliseconds after it last took it (`Linger`) when it has nothing more to
+commit.
+
 The positions are hints for live processes, never trusted across a crash:
 every writer's open makes the whole log durable and resets them while it
 holds the commit lock. Each is checksummed, so a read that races a write is
@@ -36,6 +43,8 @@ __all__ = ["SharedSync", "Position"]
 Position = tuple[int, int]  # (segment first seq, offset)
 _NOWHERE: Position = (0, 0)
 _WRITTEN, _DURABLE, _END = 0, SYNC_SLOT.size, 2 * SYNC_SLOT.size  # slot offsets in the file
+_WANTS, _WANT_SLOTS = 64, 1024  # one byte per waiting writer, at a slot it picked at random
+_NOBODY = bytes(_WANT_SLOTS)
 _PAGE = 4096
 _crc32 = zlib.crc32
 _unpack = SYNC_SLOT.unpack_from
@@ -54,10 +63,11 @@ _UNKNOWN = _pack(_NOWHERE)  # the end slot while a writer changes the log
 class SharedSync:
     """The sync lock and the written/durable/end positions every writer of one store shares."""
 
-    def __init__(self, fs: FileSystem, lock: FileLock) -> None:
+    def __init__(self, fs: FileSystem, lock: FileLock, slot: int) -> None:
         self.fs = fs
         self.lock = lock
         self._map = fs.map_shared(lock.fd(), _PAGE)
+        self._want = _WANTS + slot % _WANT_SLOTS  # this writer's byte
 
     def _slot(self, at: int) -> Position:
         data = self._map[at:at + SYNC_SLOT.size]
@@ -72,6 +82,23 @@ class SharedSync:
         self._put(_DURABLE, end)
         self._put(_WRITTEN, end)
         self._put(_END, end)
+        # A writer killed while it waited left its byte set (every holder would give the
+        # lock back at once, forever); a live waiter whose byte this clears waits at most
+        # until the holder's `Linger` gives the lock back.
+        self._map[_WANTS:_WANTS + _WANT_SLOTS] = _NOBODY
+
+    def waiting(self, on: bool) -> None:
+        """This writer waits (``on``), or no longer waits, for the commit lock."""
+        self._map[self._want] = 1 if on else 0
+
+    @property
+    def wanted(self) -> bool:
+        """Whether another writer waits for the commit lock, which its holder then gives back.
+
+        Two writers that picked the same byte may clear each other's; the one that
+        loses its byte waits until the holder's next commit or its `Linger`.
+        """
+        return self._map.find(b"\x01", _WANTS, _WANTS + _WANT_SLOTS) >= 0
 
     @property
     def end(self) -> Position:

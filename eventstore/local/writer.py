@@ -6,7 +6,9 @@ last looked (cutting a torn tail a dead writer left, [F-13]), check each
 commit's ``expected_version`` against the caught-up key versions, give it
 its seqs, time and chain digest, append the frames, give the lock back and
 sync. The lock is held per group commit, not per open ([F-31]), so writers
-in several processes interleave whole commits. The sync usually runs after
+in several processes interleave whole commits; while no other writer waits
+for it (`SharedSync.wanted`) the writer keeps it for its next commit, and
+`Linger` gives it back soon after. The sync usually runs after
 the lock is released: a writer that appends meanwhile only adds to what the
 next sync makes durable (`SharedSync` shares it), and every unsynced frame
 is still after every synced one. A writer that found no other writer's
@@ -16,7 +18,7 @@ does (`_sync_alone`): one sync lock round trip less when it writes alone.
 With durability ``none`` commits are buffered in this process, and their
 seqs are only ours while we hold the lock: the lock is kept until the buffer
 is written (when it fills, on `flush`, or at most `Linger.quiet` after the
-lock was taken: `Linger`).
+lock was taken: `Linger`), even when another writer waits.
 """
 from __future__ import annotations
 
@@ -70,6 +72,27 @@ class LogWriter:
     def _release(self) -> None:
         if not self.exclusive:
             self.lock.release()
+
+    def _acquire(self) -> None:
+        """Take the commit lock; while we wait for it, say so (`SharedSync.waiting`)."""
+        shared = self.shared_sync
+        if self.lock.try_acquire() or shared is None:  # an exclusive writer always holds it
+            return
+        shared.waiting(True)
+        try:
+            self.lock.acquire()
+        finally:
+            shared.waiting(False)
+
+    def _keep(self, *, alone: bool) -> bool:
+        """After a commit: whether to keep the lock for the next one.
+
+        Only a writer that found no other writer's commit since its own last one
+        (``alone``) keeps it, and only while nobody waits for it: writers taking
+        turns give it back at once, so that one appends while another syncs.
+        """
+        shared = self.shared_sync
+        return alone and shared is not None and not shared.wanted
 
     # -- catching up -----------------------------------------------------------------------
     def catch_up(self) -> Caught:
@@ -165,7 +188,7 @@ class LogWriter:
         synced = False
         try:
             if not self.lock.held:
-                self.lock.acquire()
+                self._acquire()
                 caught = self._locked_catch_up()
                 for _, events in caught:
                     versions.note(keys_of(events))
@@ -186,7 +209,7 @@ class LogWriter:
         except BaseException:
             self._release()
             raise
-        if not (buffered and self.log.buffered):
+        if not (buffered and self.log.buffered) and not self._keep(alone=not caught):
             self._release()
         if self.durability == "fsync" and not synced:
             self.sync()
@@ -244,7 +267,7 @@ class LogWriter:
         """Take the lock (for `flush` or `seal` to give back) and catch up; returns the others' commits."""
         if self.lock.held:
             return []
-        self.lock.acquire()
+        self._acquire()
         try:
             return self._locked_catch_up()
         except BaseException:
@@ -263,6 +286,11 @@ class LogWriter:
                 shared.ended(self.log.position)
         finally:
             self._release()
+
+    def give_back(self) -> None:
+        """Write what is buffered and give the lock back, unless it is ours from open to close."""
+        if self.lock.held and not self.exclusive:
+            self.flush(sync=False)
 
     def flush(self, *, sync: bool) -> None:
         """Write what is buffered (and sync it) and give the lock back."""
@@ -312,7 +340,7 @@ class LogWriter:
 
 
 class Linger:
-    """Durability ``none``: write the buffer and give the lock back soon after taking it.
+    """Give back the commit lock a writer kept between commits, soon after it took it.
 
     A daemon thread, woken when a commit leaves the lock held; ``quiet``
     seconds after the first commit that kept the lock it calls ``release``

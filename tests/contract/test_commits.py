@@ -28,6 +28,30 @@ def test_subscribe_order_and_unsubscribe(make_store):
             store.subscribe("not callable")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("durability", ["fsync", "flush", "none"])
+def test_a_subscriber_may_append_to_a_second_store_on_the_same_target(make_store, durability):
+    """A subscriber runs on the committing thread; a writer there may not hold what a second
+    `Store` on the same target needs (the embedded log's commit lock) while it calls it."""
+    first = make_store(durability=durability)
+    second = make_store(durability=durability)
+    first.subscribe(lambda e: second.append("echo", e.key, {"of": e.seq}) if e.type == "orig" else None)
+    done = threading.Event()
+
+    def work():
+        for i in range(3):
+            first.append("orig", f"k{i}")
+        done.set()
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(10)
+    assert done.is_set(), "a subscriber appending to a second store deadlocked"
+    assert [(e.type, e.data) for e in second.read()] == [
+        ("orig", {}), ("echo", {"of": 1}), ("orig", {}), ("echo", {"of": 3}), ("orig", {}), ("echo", {"of": 5})]
+    first.close()
+    second.close()
+
+
 def test_a_failing_subscriber_does_not_break_commits(make_store):
     with make_store(durability="none") as store:
         seen = []

@@ -1,0 +1,89 @@
+"""The commit lock between commits ([F-31]): a writer alone keeps it, anyone waiting gets it.
+
+A writer keeps `LOCK` after a commit while no other writer waits for it, gives
+it back at its next commit once one does (their byte in `LOCK.sync`), and
+gives it back by itself soon after its last commit when nothing more comes.
+"""
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import threading
+import time
+
+import eventstore
+
+WANTS = slice(64, 64 + 1024)  # LOCK.sync: one byte per waiting writer (FORMAT.md §8)
+
+
+def lock_is_free(root: str) -> bool:
+    with open(os.path.join(root, "LOCK"), "rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+def someone_waits(root: str) -> bool:
+    with open(os.path.join(root, "LOCK.sync"), "rb") as f, \
+            mmap.mmap(f.fileno(), 4096, access=mmap.ACCESS_READ) as page:
+        return any(page[WANTS])
+
+
+def until(condition, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_a_writer_alone_keeps_the_lock_between_commits_and_gives_it_back_when_idle(tmp_path):
+    root = str(tmp_path / "s")
+    with eventstore.open(root) as store:
+        store.append("t", "k", {"i": 1})
+        assert not lock_is_free(root), "the lock was given back although nobody waited"
+        assert until(lambda: lock_is_free(root)), "an idle writer kept the lock"
+        store.append("t", "k", {"i": 2})  # takes it again
+        assert store.version("k") == 2
+
+
+def test_a_waiting_writer_gets_the_lock_at_the_holders_next_commit(tmp_path):
+    """With the idle give-back out of the way, only the waiter's byte can free the lock."""
+    root = str(tmp_path / "s")
+    holder = eventstore.open(root)
+    other = eventstore.open(root)
+    holder._linger.quiet = 3600.0  # white box: the holder never gives the lock back by itself
+    holder.append("t", "a")
+    assert not lock_is_free(root) and not someone_waits(root)
+    done = threading.Event()
+
+    def wait_and_append() -> None:
+        other.append("t", "b")
+        done.set()
+
+    waiter = threading.Thread(target=wait_and_append, daemon=True)
+    waiter.start()
+    assert until(lambda: someone_waits(root)), "the waiting writer did not say so"
+    assert not done.is_set()
+    holder.append("t", "a")  # sees the byte: gives the lock back after this commit
+    waiter.join(10)
+    assert done.is_set(), "the holder kept the lock although a writer waited"
+    assert not someone_waits(root)
+    assert [(e.seq, e.key) for e in other.read()] == [(1, "a"), (2, "a"), (3, "b")]
+    assert (other.version("a"), other.version("b")) == (2, 1)
+    holder.close()
+    other.close()
+
+
+def test_a_reader_process_sees_the_commits_of_a_writer_that_keeps_the_lock(tmp_path):
+    root = str(tmp_path / "s")
+    with eventstore.open(root) as store, eventstore.open(root, readonly=True) as reader:
+        for i in range(5):
+            store.append("t", f"k{i}")
+            assert reader.last_seq == i + 1
+            assert not lock_is_free(root)
