@@ -87,3 +87,32 @@ def test_a_reader_process_sees_the_commits_of_a_writer_that_keeps_the_lock(tmp_p
             store.append("t", f"k{i}")
             assert reader.last_seq == i + 1
             assert not lock_is_free(root)
+
+
+def test_ctrl_c_in_a_projection_after_a_commit_that_kept_the_lock_gives_it_back(tmp_path):
+    """The store fails (its projection missed a commit), but other writers go on."""
+    class Interrupted:
+        name, version = "interrupted", 1
+
+        def apply(self, event):
+            if event.key == "boom":
+                raise KeyboardInterrupt
+
+        def snapshot(self):
+            return None
+
+        def restore(self, state):
+            pass
+
+    root = str(tmp_path / "s")
+    store = eventstore.open(root, [Interrupted()])
+    store.append("t", "a")
+    assert until(lambda: lock_is_free(root))  # so the next commit is the first to keep it again
+    try:
+        store.append("t", "boom")
+    except KeyboardInterrupt:
+        pass
+    assert until(lambda: lock_is_free(root)), "a failed store kept the commit lock"
+    with eventstore.open(root) as other:
+        assert other.append("t", "b").seq == 3
+    store.close()

@@ -381,6 +381,11 @@ class GroupCommit(Generic[C, R]):
                     self._hand_off()
                     self._cond.notify_all()  # commits held at the gate
 
+    def leads(self) -> bool:
+        """Whether the calling thread has the leader's role (it is writing, publishing or
+        calling subscribers, or is inside `exclusive`)."""
+        return self._leader == threading.get_ident()
+
     def close(self) -> None:
         """Refuse new commits; queued ones are released with `StoreClosedError` (call in exclusive())."""
         self.closed = True

@@ -94,6 +94,7 @@ class LocalStore(StoreBase):
             opened = startup.writer()
             result, self._writer, self._writers = opened.result, opened.writer, opened.writers
             self._upkeep.writer = opened.writer
+            opened.writer.leads = self._engine.leads
             if not self._options.exclusive:
                 self._linger = Linger(self._linger_release)
         self._publication.opened(result)
@@ -145,12 +146,12 @@ class LocalStore(StoreBase):
             log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
             raise StoreFailedError(f"write to {self.root} failed ({exc}); nothing after seq "
                                    f"{self._publication.seq} is acknowledged") from exc
+        if self._linger is not None and writer.lock.held:
+            self._linger.held()  # before publishing: a projection that raises must not keep the lock
         self._publication.publish(caught, [p.result for p in batch if p.result is not None],
                                 writer.cursor.next_seq)
         for p in batch:
             p.done = True
-        if self._linger is not None and writer.lock.held:
-            self._linger.held()
 
     def _deliver(self) -> None:
         """The leader's work after a batch: call the subscribers.
@@ -173,9 +174,12 @@ class LocalStore(StoreBase):
 
     def _linger_release(self) -> None:
         """Commits paused: write what is buffered and let other writers in."""
-        with self._engine.exclusive(), self._upkeep.log_io("write of buffered commits") as writer:
-            if writer.lock.held:
-                writer.flush(sync=False)
+        with self._engine.exclusive():
+            if self._engine.closed:
+                return  # close() gave the lock back
+            with self._upkeep.log_io("write of buffered commits") as writer:
+                if writer.lock.held:
+                    writer.flush(sync=False)
 
     def flush(self) -> None:
         """Push buffered commits to the OS and to stable storage."""
@@ -290,7 +294,9 @@ class LocalStore(StoreBase):
         if self._engine.closed:
             return
         if self._linger is not None:
-            self._linger.stop()
+            # Closed by a subscriber (this thread leads): the linger thread may be waiting
+            # for this thread's role; it finds the store closed once it gets it.
+            self._linger.stop(join=not self._engine.leads())
         try:
             if self._writer is not None:
                 self._close_writer(self._writer)

@@ -64,7 +64,12 @@ class Upkeep:
         """Under `exclusive`: take the commit lock and publish what other writers appended."""
         with self.log_io("catching up") as writer:
             caught = writer.hold()
-        self.publication.take_in(caught, writer.cursor.next_seq)
+        try:
+            self.publication.take_in(caught, writer.cursor.next_seq)
+        except BaseException:  # e.g. Ctrl-C in a projection: the caller will not give the lock back
+            with self.log_io("write of buffered commits"):
+                writer.give_back()
+            raise
 
     # -- snapshots -------------------------------------------------------------------------------
     def capture_now(self) -> Captured:

@@ -68,6 +68,9 @@ class LogWriter:
         self.report = report
         self.shared_sync = shared_sync  # None: an exclusive writer, which keeps the lock and syncs alone
         self.exclusive = shared_sync is None  # the lock is ours from open to close
+        # Whether the calling thread leads this writer's group commit (its store sets it).
+        self.leads: Callable[[], bool] = lambda: False
+        _neighbours.add(self)
 
     def _release(self) -> None:
         if not self.exclusive:
@@ -78,6 +81,7 @@ class LogWriter:
         shared = self.shared_sync
         if self.lock.try_acquire() or shared is None:  # an exclusive writer always holds it
             return
+        _neighbours.unblock(self)
         shared.waiting(True)
         try:
             self.lock.acquire()
@@ -330,6 +334,7 @@ class LogWriter:
 
     def close_quietly(self) -> None:
         """Give the lock back and close our files (after the final sync, or a failure)."""
+        _neighbours.remove(self)
         self.lock.close()
         if self.shared_sync is not None:
             self.shared_sync.close()
@@ -337,6 +342,45 @@ class LogWriter:
             self.fs.close(self.log.fd)
         except OSError:
             pass
+
+
+class _Neighbours:
+    """This process's writers, by directory.
+
+    A projection or subscriber of one `Store` runs on the thread that leads its
+    group commit. When it appends to a second `Store` on the same directory
+    while the first keeps the commit lock, only that very thread could give
+    the lock back, and waiting for it would never end: so before a writer
+    waits for the lock, it gives back the lock of any writer of this process
+    on the same directory whose leader is the calling thread. (Two paths to
+    one directory through a symbolic link are not recognised as one.)
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._by_root: dict[str, list[LogWriter]] = {}
+
+    def add(self, writer: LogWriter) -> None:
+        with self._mutex:
+            self._by_root.setdefault(writer.root, []).append(writer)
+
+    def remove(self, writer: LogWriter) -> None:
+        with self._mutex:
+            writers = self._by_root.get(writer.root, [])
+            if writer in writers:
+                writers.remove(writer)
+            if not writers:
+                self._by_root.pop(writer.root, None)
+
+    def unblock(self, writer: LogWriter) -> None:
+        with self._mutex:
+            others = [w for w in self._by_root.get(writer.root, ()) if w is not writer]
+        for other in others:
+            if other.lock.held and other.leads():  # this thread is its leader: nobody else can run it
+                other.give_back()
+
+
+_neighbours = _Neighbours()
 
 
 class Linger:
@@ -392,10 +436,11 @@ class Linger:
             except Exception:  # noqa: BLE001 - the store is failed or closed; nothing to hand back
                 pass
 
-    def stop(self) -> None:
+    def stop(self, *, join: bool = True) -> None:
+        """Stop the thread; ``join``: and wait until it has ended."""
         with self._cond:
             self._stop = True
             self._cond.notify()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if join and thread is not None and thread is not threading.current_thread():
             thread.join()

@@ -52,6 +52,69 @@ def test_a_subscriber_may_append_to_a_second_store_on_the_same_target(make_store
     second.close()
 
 
+@pytest.mark.parametrize("durability", ["fsync", "flush", "none"])
+def test_a_projection_may_append_to_a_second_store_on_the_same_target(make_store, durability):
+    """A projection runs on the committing thread too (after the commit, before it returns)."""
+    second = make_store(durability=durability)
+
+    class Echo:
+        name, version = "echo", 1
+
+        def apply(self, event):
+            if event.type == "orig":
+                second.append("echo", event.key, {"of": event.seq})
+
+        def snapshot(self):
+            return None
+
+        def restore(self, state):
+            pass
+
+    first = make_store(projections=(Echo(),), durability=durability)
+    done = threading.Event()
+
+    def work():
+        for i in range(3):
+            first.append("orig", f"k{i}")
+        done.set()
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(10)
+    assert done.is_set(), "a projection appending to a second store deadlocked"
+    assert [(e.type, e.data) for e in second.read()] == [
+        ("orig", {}), ("echo", {"of": 1}), ("orig", {}), ("echo", {"of": 3}), ("orig", {}), ("echo", {"of": 5})]
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush", "none"])
+def test_a_subscriber_may_close_the_store(make_store, durability):
+    """close() from a subscriber, later than any background work of the store would start."""
+    store = make_store(durability=durability)
+    closed = threading.Event()
+
+    def close_later(event):
+        if event.key == "last":
+            time.sleep(0.05)
+            store.close()
+            closed.set()
+
+    store.subscribe(close_later)
+
+    def work():
+        store.append("t", "first")
+        store.append("t", "last")
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(10)
+    assert closed.is_set() and not t.is_alive(), "close() from a subscriber hung"
+    assert store.closed
+    with make_store() as again:
+        assert [e.key for e in again.read()] == ["first", "last"]
+
+
 def test_a_failing_subscriber_does_not_break_commits(make_store):
     with make_store(durability="none") as store:
         seen = []
