@@ -28,13 +28,8 @@ def test_subscribe_order_and_unsubscribe(make_store):
             store.subscribe("not callable")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("durability", ["fsync", "flush", "none"])
-def test_a_subscriber_may_append_to_a_second_store_on_the_same_target(make_store, durability):
-    """A subscriber runs on the committing thread; a writer there may not hold what a second
-    `Store` on the same target needs (the embedded log's commit lock) while it calls it."""
-    first = make_store(durability=durability)
-    second = make_store(durability=durability)
-    first.subscribe(lambda e: second.append("echo", e.key, {"of": e.seq}) if e.type == "orig" else None)
+def _echoed_into_second(first, second, who: str) -> None:
+    """Three commits to ``first``, each echoed into ``second`` by ``who`` on the committing thread."""
     done = threading.Event()
 
     def work():
@@ -45,11 +40,21 @@ def test_a_subscriber_may_append_to_a_second_store_on_the_same_target(make_store
     t = threading.Thread(target=work, daemon=True)
     t.start()
     t.join(10)
-    assert done.is_set(), "a subscriber appending to a second store deadlocked"
+    assert done.is_set(), f"a {who} appending to a second store deadlocked"
     assert [(e.type, e.data) for e in second.read()] == [
         ("orig", {}), ("echo", {"of": 1}), ("orig", {}), ("echo", {"of": 3}), ("orig", {}), ("echo", {"of": 5})]
     first.close()
     second.close()
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush", "none"])
+def test_a_subscriber_may_append_to_a_second_store_on_the_same_target(make_store, durability):
+    """A subscriber runs on the committing thread; a writer there may not hold what a second
+    `Store` on the same target needs (the embedded log's commit lock) while it calls it."""
+    first = make_store(durability=durability)
+    second = make_store(durability=durability)
+    first.subscribe(lambda e: second.append("echo", e.key, {"of": e.seq}) if e.type == "orig" else None)
+    _echoed_into_second(first, second, "subscriber")
 
 
 @pytest.mark.parametrize("durability", ["fsync", "flush", "none"])
@@ -70,22 +75,7 @@ def test_a_projection_may_append_to_a_second_store_on_the_same_target(make_store
         def restore(self, state):
             pass
 
-    first = make_store(projections=(Echo(),), durability=durability)
-    done = threading.Event()
-
-    def work():
-        for i in range(3):
-            first.append("orig", f"k{i}")
-        done.set()
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(10)
-    assert done.is_set(), "a projection appending to a second store deadlocked"
-    assert [(e.type, e.data) for e in second.read()] == [
-        ("orig", {}), ("echo", {"of": 1}), ("orig", {}), ("echo", {"of": 3}), ("orig", {}), ("echo", {"of": 5})]
-    first.close()
-    second.close()
+    _echoed_into_second(make_store(projections=(Echo(),), durability=durability), second, "projection")
 
 
 @pytest.mark.parametrize("durability", ["fsync", "flush", "none"])
