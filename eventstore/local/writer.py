@@ -92,8 +92,9 @@ class LogWriter:
         """After a commit: whether to keep the lock for the next one.
 
         Only a writer that found no other writer's commit since its own last one
-        (``alone``) keeps it, and only while nobody waits for it: writers taking
-        turns give it back at once, so that one appends while another syncs.
+        and nobody waiting (``alone``) keeps it, and only while still nobody
+        waits (a waiter may have come during its sync): writers taking turns give
+        it back at once, so that one appends while another syncs.
         """
         shared = self.shared_sync
         return alone and shared is not None and not shared.wanted
@@ -189,7 +190,7 @@ class LogWriter:
         """
         caught: Caught = []
         buffered = self.durability == "none"
-        synced = False
+        synced = alone = False
         try:
             if not self.lock.held:
                 self._acquire()
@@ -203,9 +204,12 @@ class LogWriter:
             self.log.append(frames, buffered=buffered)
             self.after_append()
             if shared is not None:
+                # Alone: no other writer's commit since our last one, and nobody waiting for
+                # the lock. Otherwise others append while we sync, and the lock goes back now.
+                alone = not caught and not shared.wanted
                 if self.durability != "fsync":
                     shared.ended(self.log.position)
-                elif caught:
+                elif not alone:
                     shared.ended(self.log.position, written=True)
                 else:
                     self._sync_alone(shared)
@@ -213,14 +217,15 @@ class LogWriter:
         except BaseException:
             self._release()
             raise
-        if not (buffered and self.log.buffered) and not self._keep(alone=not caught):
+        if not (buffered and self.log.buffered) and not self._keep(alone=alone):
             self._release()
         if self.durability == "fsync" and not synced:
             self.sync()
         return caught
 
     def _sync_alone(self, shared: SharedSync) -> None:
-        """Holding the lock, with no other writer's commit since our last one: sync now.
+        """Holding the lock, with no other writer's commit since our last one and nobody
+        waiting for the lock: sync now.
 
         A writer appending alone then pays what an exclusive writer pays (no
         sync lock, one system call less each way). Another writer waiting for
