@@ -10,10 +10,16 @@ the events it finds lost, where a snapshot still counts them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from typing import Any, Iterator, TextIO
+
+from eventstore import Store
 
 from .context import Context, log_key, parse_time
 from .damage import describe_entry, lost_line
@@ -105,13 +111,55 @@ def cmd_tail(args: argparse.Namespace, ctx: Context) -> int:
         printer.flush()
         if not args.follow:
             return 0
-        try:
-            for event in store.follow(last + 1, timeout=args.timeout):
-                printer.show(event)
-                printer.flush()
-        except KeyboardInterrupt:
-            pass
+        with _interrupt_flag() as interrupted:
+            try:
+                _follow(store, last + 1, args.timeout, printer, interrupted)
+            except KeyboardInterrupt:
+                pass
     return 0
+
+
+_SLICE = 0.25  # seconds a Ctrl-C that Python dropped can go unnoticed by `tail -f`
+
+
+def _follow(store: Store, start: int, timeout: float | None, printer: _EventLines,
+            interrupted: threading.Event) -> None:
+    """Print events from ``start`` as they are committed, until ``timeout`` seconds pass
+    without one (None: never) or Ctrl-C.
+
+    Follows in short slices and looks at the flag between them: a KeyboardInterrupt
+    raised while Python finalises a generator is only printed as ignored, so Ctrl-C
+    alone could leave ``tail -f`` running.
+    """
+    next_seq, idle_since = start, time.monotonic()
+    slice_ = _SLICE if timeout is None else min(_SLICE, timeout)
+    while not interrupted.is_set():
+        for event in store.follow(next_seq, timeout=slice_):
+            printer.show(event)
+            printer.flush()
+            next_seq, idle_since = event.seq + 1, time.monotonic()
+            if interrupted.is_set():
+                return
+        if timeout is not None and time.monotonic() - idle_since >= timeout:
+            return
+
+
+@contextlib.contextmanager
+def _interrupt_flag() -> Iterator[threading.Event]:
+    """Ctrl-C sets the event as well as raising KeyboardInterrupt (main thread only)."""
+    flag = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum: int, frame: Any) -> None:
+            flag.set()
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield flag
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    else:
+        yield flag
 
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
