@@ -12,6 +12,8 @@ import os
 import threading
 import time
 
+import pytest
+
 import eventstore
 
 WANTS = slice(64, 64 + 1024)  # LOCK.sync: one byte per waiting writer (FORMAT.md §8)
@@ -116,3 +118,48 @@ def test_ctrl_c_in_a_projection_after_a_commit_that_kept_the_lock_gives_it_back(
     with eventstore.open(root) as other:
         assert other.append("t", "b").seq == 3
     store.close()
+
+
+def test_a_neighbours_buffer_that_cannot_be_written_fails_that_store_only(tmp_path):
+    """A projection of a durability-none store appends to a second store on the directory:
+    the first store's buffer is written to let the second in; when that write fails, the
+    first store refuses writes from then on, the second goes on, and the log stays whole."""
+    from eventstore.fs import FileSystem
+
+    class FailingWrites(FileSystem):
+        fail = False
+
+        def write(self, fd, data):
+            if self.fail:
+                raise OSError(5, "Input/output error")
+            super().write(fd, data)
+
+    root = str(tmp_path / "s")
+    second = eventstore.open(root)
+    fs = FailingWrites()
+
+    class Echo:
+        name, version = "echo", 1
+
+        def apply(self, event):
+            if event.key == "b":
+                fs.fail = True  # the first store's buffered commits cannot be written now
+                second.append("echo", "b")
+
+        def snapshot(self):
+            return None
+
+        def restore(self, state):
+            pass
+
+    first = eventstore.open(root, [Echo()], durability="none", fs=fs)
+    first.append("t", "a")  # buffered, keeping the lock
+    first.append("t", "b")  # its projection appends to the second store
+    assert second.version("b") == 1
+    with pytest.raises(eventstore.StoreFailedError):
+        first.append("t", "c")
+    second.append("t", "d")
+    first.close()
+    second.close()
+    with eventstore.open(root) as again:  # strict: the log is whole
+        assert [e.key for e in again.read()] == ["b", "d"]

@@ -95,6 +95,7 @@ class LocalStore(StoreBase):
             result, self._writer, self._writers = opened.result, opened.writer, opened.writers
             self._upkeep.writer = opened.writer
             opened.writer.leads = self._engine.leads
+            opened.writer.failed = self._write_failed
             if not self._options.exclusive:
                 self._linger = Linger(self._linger_release)
         self._publication.opened(result)
@@ -152,6 +153,12 @@ class LocalStore(StoreBase):
                                 writer.cursor.next_seq)
         for p in batch:
             p.done = True
+
+    def _write_failed(self, exc: OSError) -> None:
+        """A write of ours failed outside the commit path: refuse writes until reopened."""
+        log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
+        if self._engine.failed is None:
+            self._engine.failed = exc
 
     def _deliver(self) -> None:
         """The leader's work after a batch: call the subscribers.

@@ -68,8 +68,10 @@ class LogWriter:
         self.report = report
         self.shared_sync = shared_sync  # None: an exclusive writer, which keeps the lock and syncs alone
         self.exclusive = shared_sync is None  # the lock is ours from open to close
-        # Whether the calling thread leads this writer's group commit (its store sets it).
+        # Set by its store: whether the calling thread leads this writer's group commit, and
+        # what failing the store takes when a write of ours fails outside the commit path.
         self.leads: Callable[[], bool] = lambda: False
+        self.failed: Callable[[OSError], None] = lambda exc: None
         _neighbours.add(self)
 
     def _release(self) -> None:
@@ -382,7 +384,10 @@ class _Neighbours:
             others = [w for w in self._by_root.get(writer.root, ()) if w is not writer]
         for other in others:
             if other.lock.held and other.leads():  # this thread is its leader: nobody else can run it
-                other.give_back()
+                try:
+                    other.give_back()
+                except OSError as exc:  # its buffer is lost: that store refuses writes from now on
+                    other.failed(exc)   # (`flush` gave the lock back)
 
 
 _neighbours = _Neighbours()
