@@ -9,9 +9,19 @@ the embedded segment log (`eventstore.local`, the default); a
 from __future__ import annotations
 
 import os
+import sys
 from typing import Iterable
 
-from .api import SnapshotState, Store, StoreOptions, Transaction
+_DEPENDENCIES = ("msgpack", "msgspec", "zstandard")  # pyproject.toml [project] dependencies
+try:
+    from .api import SnapshotState, Store, StoreOptions, Transaction
+except ModuleNotFoundError as exc:  # an interpreter metalog was not installed into
+    if exc.name not in _DEPENDENCIES:
+        raise
+    raise ModuleNotFoundError(
+        f"metalog needs the {exc.name!r} package, which this Python ({sys.executable}) does not "
+        f"have: install metalog into it, e.g. `pip install -e .` in a checkout (which installs "
+        f"{', '.join(_DEPENDENCIES)})", name=exc.name) from exc
 from .errors import (
     ConcurrencyError, CorruptionError, EventStoreError, FormatVersionError, LockedError,
     NotAStoreError, ReadOnlyError, StoreClosedError, StoreFailedError, StoreIOError,

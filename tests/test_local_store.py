@@ -157,3 +157,14 @@ def test_a_store_whose_segments_directory_vanished_is_refused(tmp_path):
         assert "segments" in str(info.value)
     assert not (root / "segments").exists()
 
+
+
+def test_a_python_without_the_dependencies_is_told_what_to_install():
+    """`import eventstore` in an interpreter metalog was not installed into names the package."""
+    import subprocess
+    import sys
+    code = "import sys; sys.modules['msgspec'] = None; import eventstore"  # None: 'no such module'
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: metalog needs the 'msgspec' package") and "pip install" in last
