@@ -10,6 +10,7 @@ same key versions and the same projection as a full replay.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 
 from hypothesis import HealthCheck, given, settings
@@ -44,14 +45,17 @@ class Latest:
 
 def _tear(root: str) -> None:
     """What a writer killed in the middle of an append leaves: half a frame at the end of the
-    active segment, and the end slot saying the log is being changed."""
+    active segment, and the end slot saying the log is being changed. It held the commit lock
+    to append (a writer keeping it between commits gives it back within ~20 ms)."""
     seg_dir = os.path.join(root, "segments")
-    active = sorted(n for n in os.listdir(seg_dir) if n.endswith(".seg"))[-1]
-    with open(os.path.join(seg_dir, active), "ab") as f:
-        f.write(b"MLFR" + b"\x00" * 9)
-    with open(os.path.join(root, "LOCK.sync"), "r+b") as f:
-        f.seek(40)
-        f.write(b"\x00" * 20)
+    with open(os.path.join(root, "LOCK"), "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        active = sorted(n for n in os.listdir(seg_dir) if n.endswith(".seg"))[-1]
+        with open(os.path.join(seg_dir, active), "ab") as f:
+            f.write(b"MLFR" + b"\x00" * 9)
+        with open(os.path.join(root, "LOCK.sync"), "r+b") as f:
+            f.seek(40)
+            f.write(b"\x00" * 20)
 
 
 op = st.one_of(
