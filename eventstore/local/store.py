@@ -95,7 +95,7 @@ class LocalStore(StoreBase):
             result, self._writer, self._writers = opened.result, opened.writer, opened.writers
             self._upkeep.writer = opened.writer
             opened.writer.leads = self._engine.leads
-            opened.writer.failed = self._write_failed
+            opened.writer.hand_back = self._give_back
             if not self._options.exclusive:
                 self._linger = Linger(self._linger_release)
         self._publication.opened(result)
@@ -154,11 +154,13 @@ class LocalStore(StoreBase):
         for p in batch:
             p.done = True
 
-    def _write_failed(self, exc: OSError) -> None:
-        """A write of ours failed outside the commit path: refuse writes until reopened."""
-        log.error("write to %s failed: %s; the store refuses writes until reopened", self.root, exc)
-        if self._engine.failed is None:
-            self._engine.failed = exc
+    def _give_back(self) -> None:
+        """Give the commit lock back (the leader's role held); a failed write of the buffer
+        fails the store, and later writes get the error."""
+        try:
+            self._upkeep.give_back()
+        except StoreFailedError:
+            pass
 
     def _deliver(self) -> None:
         """The leader's work after a batch: call the subscribers.
@@ -169,11 +171,7 @@ class LocalStore(StoreBase):
         """
         publication = self._publication
         if publication.undelivered and self._writer is not None and self._writer.lock.held:
-            try:
-                with self._upkeep.log_io("write of buffered commits") as writer:
-                    writer.give_back()
-            except StoreFailedError:
-                pass  # the batch is published; later writes get the error
+            self._give_back()
         publication.deliver()
 
     def _snapshot_due(self) -> None:
@@ -182,11 +180,8 @@ class LocalStore(StoreBase):
     def _linger_release(self) -> None:
         """Commits paused: write what is buffered and let other writers in."""
         with self._engine.exclusive():
-            if self._engine.closed:
-                return  # close() gave the lock back
-            with self._upkeep.log_io("write of buffered commits") as writer:
-                if writer.lock.held:
-                    writer.flush(sync=False)
+            if not self._engine.closed:  # close() gave the lock back
+                self._upkeep.give_back()
 
     def flush(self) -> None:
         """Push buffered commits to the OS and to stable storage."""

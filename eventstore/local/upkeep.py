@@ -60,6 +60,14 @@ class Upkeep:
             raise StoreFailedError(f"{what} of {self.root} failed ({exc}); the store refuses "
                                    f"writes until reopened") from exc
 
+    def give_back(self) -> None:
+        """Write what is buffered and give the commit lock back (`LogWriter.give_back`).
+
+        A failed write fails the store (`StoreFailedError`); the lock goes back all the same.
+        """
+        with self.log_io("write of buffered commits") as writer:
+            writer.give_back()
+
     def catch_up_locked(self) -> None:
         """Under `exclusive`: take the commit lock and publish what other writers appended."""
         with self.log_io("catching up") as writer:
@@ -67,8 +75,7 @@ class Upkeep:
         try:
             self.publication.take_in(caught, writer.cursor.next_seq)
         except BaseException:  # e.g. Ctrl-C in a projection: the caller will not give the lock back
-            with self.log_io("write of buffered commits"):
-                writer.give_back()
+            self.give_back()
             raise
 
     # -- snapshots -------------------------------------------------------------------------------

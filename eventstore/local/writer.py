@@ -69,9 +69,9 @@ class LogWriter:
         self.shared_sync = shared_sync  # None: an exclusive writer, which keeps the lock and syncs alone
         self.exclusive = shared_sync is None  # the lock is ours from open to close
         # Set by its store: whether the calling thread leads this writer's group commit, and
-        # what failing the store takes when a write of ours fails outside the commit path.
+        # `give_back` as the store does it (a failed write fails the store).
         self.leads: Callable[[], bool] = lambda: False
-        self.failed: Callable[[OSError], None] = lambda exc: None
+        self.hand_back: Callable[[], None] = self.give_back
         _neighbours.add(self)
 
     def _release(self) -> None:
@@ -384,10 +384,7 @@ class _Neighbours:
             others = [w for w in self._by_root.get(writer.root, ()) if w is not writer]
         for other in others:
             if other.lock.held and other.leads():  # this thread is its leader: nobody else can run it
-                try:
-                    other.give_back()
-                except OSError as exc:  # its buffer is lost: that store refuses writes from now on
-                    other.failed(exc)   # (`flush` gave the lock back)
+                other.hand_back()  # a failed write fails that store, not the one waiting
 
 
 _neighbours = _Neighbours()
