@@ -83,17 +83,30 @@ print(n, time.perf_counter() - t0, flush=True)
 def _raw_writers(b: Bench, processes: int, seconds: float) -> float:
     """Commits per second of ``processes`` raw write+fdatasync loops on one file."""
     path = b.fresh(f"writers-raw{processes}")
-    go = path + ".go"
-    procs = [subprocess.Popen([sys.executable, "-c", RAW_CHILD, path, go, str(seconds)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(processes)]
+    lines = _together([[sys.executable, "-c", RAW_CHILD, path, path + ".go", str(seconds)]] * processes,
+                      path + ".go", dict(os.environ))
+    done = [line.split() for line in lines]
+    return sum(int(n) for n, _ in done) / max(float(s) for _, s in done)
+
+
+def _together(commands: list[list[str]], go: str, env: dict[str, str]) -> list[str]:
+    """Start every command; once each has said READY, create ``go`` (they start at once);
+    the last line each printed."""
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for cmd in commands]
     try:
         for p in procs:
-            if p.stdout.readline().strip() != "READY":
-                raise RuntimeError(f"raw writer failed: {p.stderr.read()[-2000:]}")
+            line = p.stdout.readline()
+            if line.strip() != "READY":
+                raise RuntimeError(f"bench child failed: {line!r} {p.stderr.read()[-2000:]}")
         open(go, "w").close()
-        done = [p.communicate(timeout=120)[0].split() for p in procs]
-        return sum(int(n) for n, _ in done) / max(float(s) for _, s in done)
+        lines = []
+        for p in procs:
+            out, err = p.communicate(timeout=600)
+            if p.returncode:
+                raise RuntimeError(f"bench child exited {p.returncode}: {err[-2000:]}")
+            lines.append(out.strip().splitlines()[-1])
+        return lines
     finally:
         for p in procs:
             if p.poll() is None:
@@ -131,29 +144,10 @@ def _writers(b: Bench, pythonpath: str, mode: str, path: str, durability: str, e
              amount: float, processes: int = 1) -> list[dict[str, Any]]:
     """Run ``processes`` writer children on ``path`` at once; their JSON results."""
     go = path + ".go"
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER_CHILD, mode, path, durability,
-                               "1" if exclusive else "0", str(amount), go],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(processes)]
-    try:
-        for p in procs:
-            line = p.stdout.readline()
-            if line.strip() != "READY":
-                raise RuntimeError(f"bench writer failed: {line!r} {p.stderr.read()[-2000:]}")
-        open(go, "w").close()
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=600)
-            if p.returncode:
-                raise RuntimeError(f"bench writer exited {p.returncode}: {err[-2000:]}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    command = [sys.executable, "-c", WRITER_CHILD, mode, path, durability, "1" if exclusive else "0",
+               str(amount), go]
+    lines = _together([command] * processes, go, dict(os.environ, PYTHONPATH=pythonpath))
+    return [json.loads(line) for line in lines]
 
 
 def _turns(b: Bench, sides: list[tuple[str, bool]], n: int) -> list[list[float]]:
@@ -256,7 +250,7 @@ def bench_writers(b: Bench) -> None:
 
     raw_pairs = sorted(f / o for o, f in zip(raw_one, raw_four))
     raw_ratio = med(raw_pairs)
-    b.add(Row("writers", "14", "4 raw write+fdatasync loops on one file (no store; the disk's own bound)",
+    b.add(Row("writers", "14", "4 raw write+fdatasync loops on one file (no store: how far the disk scales)",
               f"{med(raw_four):,.0f} commits/s", f"1 loop {med(raw_one):,.0f} commits/s", raw_ratio, "", None,
               {"one_process_rate": raw_one, "four_process_rate": raw_four, "pair_ratios": raw_pairs},
               note=f"the row above without metalog: each process writes a 150-byte record and calls "
