@@ -10,7 +10,6 @@ publishes or serves reads: that is `publication`'s.
 from __future__ import annotations
 
 import random
-
 from dataclasses import dataclass
 from typing import Sequence
 

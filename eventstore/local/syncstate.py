@@ -16,9 +16,8 @@ of the log ends, and reads the log only when they differ.
 After the slots, one byte per writer says that it waits for the commit lock
 (`waiting`). A writer keeps the commit lock after its commit while no byte is
 set (`wanted`), so a writer appending alone takes and gives back no lock per
-commit; it gives the lock back at its next commit once one is set, or a few
-milliseconds after it last took it (`Linger`) when it has nothing more to
-commit.
+commit; it gives the lock back at its next commit once one is set, or about
+20 ms after it took it (`Linger`) when it has nothing more to commit.
 
 The positions are hints for live processes, never trusted across a crash:
 every writer's open makes the whole log durable and resets them while it
