@@ -82,7 +82,7 @@ def test_a_waiting_writer_gets_the_lock_at_the_holders_next_commit(tmp_path):
     other.close()
 
 
-def test_a_reader_process_sees_the_commits_of_a_writer_that_keeps_the_lock(tmp_path):
+def test_a_reader_sees_the_commits_of_a_writer_that_keeps_the_lock(tmp_path):
     root = str(tmp_path / "s")
     with eventstore.open(root) as store, eventstore.open(root, readonly=True) as reader:
         for i in range(5):
